@@ -1,0 +1,207 @@
+"""Map instrument names and General MIDI drum notes to the bank's drum classes.
+
+Labelling is done by an ordered list of rules; the first rule that matches wins. Each rule is a
+regular expression (case-insensitive, searched) on the instrument name, optionally restricted to
+one kit. Rules are tried on the instrument name first and on the file name only when no rule
+matched the instrument name. A rule whose class is ``None`` *excludes* a sound (sound effects,
+metronome clicks, empty placeholder samples). What no rule labels is left out and reported.
+
+The default rules are documented in docs/banks.md. A project may supply its own rules as a TOML
+file (see :func:`load_rules`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLASS_NAMES_DEFAULT: tuple[str, ...] = ("kick", "snare", "hihat", "tom", "cymbal", "perc")
+
+
+class LabelRulesError(ValueError):
+    """A rules file or rule is malformed."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One labelling rule: sounds whose name matches ``pattern`` get ``label``.
+
+    ``label`` None means "leave this sound out". ``kit`` (a regular expression on the kit name)
+    restricts the rule to matching kits; used for the known mislabelled instruments of real kits.
+    """
+
+    pattern: str
+    label: str | None
+    kit: str | None = None
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _kit_regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "_regex", re.compile(self.pattern, re.IGNORECASE))
+            kit_regex = re.compile(self.kit, re.IGNORECASE) if self.kit is not None else None
+        except re.error as exc:
+            raise LabelRulesError(f"rule {self.pattern!r}: bad regular expression: {exc}") from exc
+        object.__setattr__(self, "_kit_regex", kit_regex)
+
+    def matches(self, name: str, kit: str = "") -> bool:
+        if self._kit_regex is not None and not self._kit_regex.search(kit):
+            return False
+        return self._regex.search(name) is not None
+
+
+# Kit-specific fixes for labels known to be wrong (see shared/notes/data-sources.md), then the
+# exclusions, then the classes in an order where the more specific names come first
+# ("cowbell" before the cymbal's "bell", "hi-hat" before anything else, "floor tom" is a tom).
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule(r"^kick$", "tom", kit=r"^audiophob"),  # a tom sample under the name "Kick"
+    Rule(r"^pedal hh$", "perc", kit=r"^audiophob"),  # a shaker under the name "Pedal HH"
+    Rule(r"emptysample", None),
+    Rule(r"\b(fx|zap|whistle|metronome|scratch|roll)\b", None),
+    Rule(r"\b(high q|square click|seq click|vibra ?slap)\b", None),
+    Rule(r"cow ?bell", "perc"),
+    Rule(r"hi[- ]?hat|\bhh\b|\bhh\d|hihat|\bhats?\b|^hh_|\bchh\b|\bohh\b", "hihat"),
+    Rule(r"kick|bass ?drum|bassdrum|\bbd\b|^bd_?\d|\bbd\d", "kick"),
+    Rule(r"snare|\bsn\d*\b|^sn_|\bsd\b|rim ?shot|side ?stick|rim ?click|\brim\b", "snare"),
+    Rule(r"\btom|^tom|\btm\d*\b|floor ?tom", "tom"),
+    Rule(r"crash|ride|splash|china|cymbal|\bcym\b|\bbell\b|^cb\d*_|^rd\d*_|^bl_", "cymbal"),
+    Rule(
+        r"clap|snap|clave|wood ?block|tambourine|\btamb|maraca|shaker|cabasa|conga|bongo|"
+        r"timbale|agogo|guiro|cajon|triangle|cuica|castanet|waterglass|\bstick\b|djembe|"
+        r"shekere|bell ?tree|jingle",
+        "perc",
+    ),
+)
+
+
+# General MIDI percussion key map (channel 10), notes 27-87, grouped into the default classes.
+# None: not a drum one-shot we train on (whistles, metronome sounds, scratches, vibraslap).
+_GM_GROUPS: dict[str | None, Iterable[int]] = {
+    None: (27, 29, 30, 32, 33, 34, 58, 71, 72, 78, 79),
+    "kick": (35, 36),
+    "snare": (37, 38, 40),
+    "hihat": (42, 44, 46),
+    "tom": (41, 43, 45, 47, 48, 50),
+    "cymbal": (49, 51, 52, 53, 55, 57, 59),
+    "perc": (28, 31, 39, 54, 56, *range(60, 71), *range(73, 78), *range(80, 88)),
+}
+GM_DRUM_CLASSES: dict[int, str | None] = {
+    note: label for label, notes in _GM_GROUPS.items() for note in notes
+}
+
+
+def gm_note_class(note: int) -> str | None:
+    """The default class of a General MIDI drum note, None for notes outside the kit."""
+    return GM_DRUM_CLASSES.get(note)
+
+
+@dataclass(frozen=True)
+class LabelRules:
+    """An ordered list of :class:`Rule` and the class names they may produce."""
+
+    rules: tuple[Rule, ...] = DEFAULT_RULES
+    class_names: tuple[str, ...] = CLASS_NAMES_DEFAULT
+    gm_classes: Mapping[int, str | None] = field(default_factory=lambda: dict(GM_DRUM_CLASSES))
+
+    def __post_init__(self) -> None:
+        for rule in self.rules:
+            if rule.label is not None and rule.label not in self.class_names:
+                raise LabelRulesError(
+                    f"rule {rule.pattern!r} gives class {rule.label!r}, "
+                    f"which is not one of {list(self.class_names)}"
+                )
+
+    def match(self, name: str, kit: str = "") -> tuple[bool, str | None]:
+        """(True, class) for the first rule matching ``name``; (True, None) when that rule
+        excludes it; (False, None) when no rule matches."""
+        cleaned = _clean_name(name)
+        for rule in self.rules:
+            if rule.matches(cleaned, kit):
+                return True, rule.label
+        return False, None
+
+    def classify_note(self, note: int) -> tuple[bool, str | None]:
+        """Like :meth:`match`, for a General MIDI drum note. A note whose class is not one of
+        ``class_names`` counts as unknown, so the name rules get a say."""
+        if note not in self.gm_classes:
+            return False, None
+        label = self.gm_classes[note]
+        if label is not None and label not in self.class_names:
+            return False, None
+        return True, label
+
+    def classify(self, instrument: str, filename: str = "", kit: str = "") -> str | None:
+        """The class of a sound, or None when it is excluded or no rule labels it.
+
+        The instrument name is tried first; the file name (without folders or extension) only
+        when no rule matched the instrument name.
+        """
+        matched, label = self.match(instrument, kit)
+        if matched:
+            return label
+        if filename:
+            matched, label = self.match(Path(filename).stem, kit)
+            if matched:
+                return label
+        return None
+
+    def explain(self, instrument: str, filename: str = "", kit: str = "") -> str:
+        """Why a sound got its label: the rule that matched, or 'no rule matched'."""
+        for name in (_clean_name(instrument), _clean_name(Path(filename).stem) if filename else ""):
+            if not name:
+                continue
+            for rule in self.rules:
+                if rule.matches(name, kit):
+                    return f"{name!r} matched {rule.pattern!r} -> {rule.label}"
+        return "no rule matched"
+
+
+def _clean_name(name: str) -> str:
+    # Underscores and camel case hide word boundaries: "HiHat_Open" / "PearlKick" / "HatClosed".
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+    return re.sub(r"[_\s]+", " ", spaced).strip()
+
+
+def load_rules(path: str | Path) -> LabelRules:
+    """Read labelling rules from a TOML file.
+
+    Format::
+
+        class_names = ["kick", "snare", "hihat", "tom", "cymbal", "perc"]
+        include_default_rules = true   # append the default rules after these ones
+        [[rule]]
+        pattern = "808 cowbell"
+        label = "perc"        # or label = "" to leave matching sounds out
+        kit = "TR808"         # optional
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise LabelRulesError(f"{path}: cannot read rules: {exc}") from exc
+    return rules_from_mapping(data, source=str(path))
+
+
+def rules_from_mapping(data: Mapping[str, object], source: str = "rules") -> LabelRules:
+    class_names = data.get("class_names", list(CLASS_NAMES_DEFAULT))
+    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
+        raise LabelRulesError(f"{source}: class_names must be a list of strings")
+    if len(set(class_names)) != len(class_names) or not class_names:
+        raise LabelRulesError(f"{source}: class_names must be non-empty and without duplicates")
+    raw_rules = data.get("rule", [])
+    if not isinstance(raw_rules, list):
+        raise LabelRulesError(f"{source}: [[rule]] must be an array of tables")
+    rules: list[Rule] = []
+    for i, raw in enumerate(raw_rules):
+        if not isinstance(raw, dict) or not isinstance(raw.get("pattern"), str):
+            raise LabelRulesError(f"{source}: rule {i} needs a string 'pattern'")
+        label = raw.get("label", "")
+        kit = raw.get("kit")
+        if not isinstance(label, str) or (kit is not None and not isinstance(kit, str)):
+            raise LabelRulesError(f"{source}: rule {i}: 'label' and 'kit' must be strings")
+        rules.append(Rule(raw["pattern"], label or None, kit))
+    if data.get("include_default_rules", True):
+        rules.extend(r for r in DEFAULT_RULES if r.label is None or r.label in class_names)
+    return LabelRules(tuple(rules), tuple(class_names))
