@@ -1,0 +1,151 @@
+"""`dkvae-live`: run the daemon, or list what it could use."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .audio import AudioDeviceError
+from .engine import Engine, Settings
+from .midi_in import MidiError, available_apis, list_input_ports
+from .model import DEFAULT_MODEL_DIR, ModelError
+from .osc_in import OscError
+
+log = logging.getLogger("dkvae_live")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dkvae-live",
+        description="Play a neural drum model live from MIDI notes and OSC messages.",
+    )
+    p.add_argument("--model", type=Path, default=None,
+                   help=f"model folder or decoder .onnx (default: the shipped model in "
+                        f"{DEFAULT_MODEL_DIR})")
+    audio = p.add_argument_group("audio")
+    audio.add_argument("--device", help="output device name, or part of it (default: the "
+                                        "host API's default output)")
+    audio.add_argument("--host-api", help="host API name, or part of it, e.g. JACK or ALSA "
+                                          "(default: JACK when a JACK server runs)")
+    audio.add_argument("--samplerate", type=int, help="Hz (default: the device's rate)")
+    audio.add_argument("--blocksize", type=int, default=0,
+                       help="frames per audio callback; 0 lets the host choose (JACK: its "
+                            "period), the lowest latency (default: 0)")
+    audio.add_argument("--polyphony", type=int, default=32,
+                       help="voices sounding at once before the oldest is stolen (default: 32)")
+    audio.add_argument("--master-gain", type=float, default=0.5,
+                       help="linear gain on the mix, headroom for many hits (default: 0.5)")
+    midi = p.add_argument_group("MIDI")
+    midi.add_argument("--no-midi", action="store_true", help="do not open a MIDI input")
+    midi.add_argument("--midi-api", choices=["auto", "alsa", "jack"], default="auto",
+                      help="auto: JACK when the audio runs on JACK, else ALSA (default: auto)")
+    midi.add_argument("--midi-port", help="connect to this existing input port (name or part "
+                                          "of it) instead of opening a virtual port")
+    midi.add_argument("--midi-channel", type=int, choices=range(1, 17), metavar="1..16",
+                      help="listen on one channel only (default: all)")
+    midi.add_argument("--client-name", default="dkvae",
+                      help="MIDI client name; the virtual port is CLIENT:midi_in")
+    osc = p.add_argument_group("OSC")
+    osc.add_argument("--osc-host", default="127.0.0.1",
+                     help="address to listen on (default: 127.0.0.1, this machine only)")
+    osc.add_argument("--osc-port", type=int, default=9000, help="UDP port (default: 9000)")
+    osc.add_argument("--osc-allow", action="append", default=[], metavar="IP",
+                     help="a sender allowed to talk to the daemon; required when --osc-host "
+                          "is not a loopback address (repeat for several)")
+    p.add_argument("--list-devices", action="store_true", help="list audio outputs and exit")
+    p.add_argument("--list-midi-ports", action="store_true", help="list MIDI inputs and exit")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    host = ipaddress.ip_address(args.osc_host) if args.osc_host != "localhost" else None
+    if host is not None and not host.is_loopback and not args.osc_allow:
+        raise SystemExit(
+            f"dkvae-live: --osc-host {args.osc_host} would let other machines play and load "
+            "files; name the senders allowed with --osc-allow IP"
+        )
+    return Settings(
+        model=args.model,
+        device=args.device,
+        host_api=args.host_api,
+        samplerate=args.samplerate,
+        blocksize=args.blocksize,
+        polyphony=args.polyphony,
+        master_gain=args.master_gain,
+        midi=not args.no_midi,
+        midi_api=args.midi_api,
+        midi_port=args.midi_port,
+        midi_channel=None if args.midi_channel is None else args.midi_channel - 1,
+        client_name=args.client_name,
+        osc_host=args.osc_host,
+        osc_port=args.osc_port,
+        osc_allow=tuple(args.osc_allow),
+    )
+
+
+def _list(args: argparse.Namespace) -> None:
+    if args.list_devices:
+        import sounddevice
+
+        print(sounddevice.query_devices())
+    if args.list_midi_ports:
+        for api in available_apis():
+            try:
+                ports = list_input_ports(api)
+            except MidiError as exc:
+                print(f"{api}: {exc}")
+                continue
+            print(f"{api}: {', '.join(ports) or '(no ports)'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.list_devices or args.list_midi_ports:
+        _list(args)
+        return 0
+    settings = _settings(args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    engine: Engine | None = None
+    try:
+        engine = Engine(settings)
+        info = engine.decoder.info
+        log.info("model %s (%s, %s, %d Hz, latent %d, classes %s) from %s", info.name,
+                 info.model_kind, info.output_kind, info.sample_rate, info.latent_size,
+                 ", ".join(info.class_names), info.path)
+        engine.start()
+    except (ModelError, AudioDeviceError, MidiError, OscError) as exc:
+        print(f"dkvae-live: {exc}", file=sys.stderr)
+        if engine is not None:
+            engine.stop()
+        return 2
+    status = engine.status()
+    log.info("audio out %r on %s at %d Hz, block %s, output latency %.2f ms",
+             engine.device_name, engine.host_api, engine.samplerate,
+             settings.blocksize or "host's", status["output_latency_ms"])
+    if engine.midi_port:
+        log.info("MIDI in on %s", engine.midi_port)
+    assert engine.osc is not None
+    log.info("OSC on %s:%d (address space: docs/osc.md)", *engine.osc.address)
+    log.info("ready: %d pads on notes %s", len(engine.pads.notes()),
+             ",".join(map(str, engine.pads.notes())))
+    while not stop.wait(0.1):
+        pass
+    log.info("stopping")
+    engine.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

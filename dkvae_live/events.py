@@ -1,0 +1,40 @@
+"""Small immutable events that the MIDI and OSC threads hand to the audio callback.
+
+They travel one way through a `collections.deque` (append on the producer side, popleft in the
+callback; both are atomic in CPython, so nobody waits on a lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class NoteOn:
+    note: int
+    velocity: int  # 1..127
+
+
+@dataclass(frozen=True, slots=True)
+class StopAll:
+    """Fade every sounding voice out."""
+
+
+Event = NoteOn | StopAll
+
+
+@dataclass(frozen=True, slots=True)
+class PadSound:
+    """What the audio callback needs to play a pad: published whole by the render worker.
+
+    `audio` is mono float32 at the device rate and is never written after publication.
+    """
+
+    note: int
+    audio: np.ndarray
+    gain_left: float
+    gain_right: float
+    choke_group: int
+    polyphony: int

@@ -1,0 +1,298 @@
+"""Load an ONNX decoder (and encoder), check it against docs/model-contract.md, render sounds.
+
+Everything here runs in the render worker or at start-up, never in the audio callback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+CONTRACT_VERSION = "1"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+OUTPUT_KINDS = ("waveform", "log_magnitude")
+
+
+class ModelError(Exception):
+    """A model file is missing, unreadable or does not follow the model contract."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a decoder says about itself in its metadata."""
+
+    path: Path
+    name: str
+    model_kind: str
+    output_kind: str
+    sample_rate: int
+    num_samples: int
+    latent_size: int
+    class_names: tuple[str, ...]
+    n_fft: int = 0
+    hop_length: int = 0
+    log_offset: float = 0.0
+
+    def class_index(self, name: str) -> int:
+        try:
+            return self.class_names.index(name)
+        except ValueError:
+            raise ValueError(
+                f"unknown class {name!r}; this model knows {', '.join(self.class_names)}"
+            ) from None
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises several unrelated types
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable ONNX model ({first_line})") from exc
+
+
+def _metadata_int(meta: dict[str, str], key: str, path: Path) -> int:
+    try:
+        value = int(meta[key])
+    except KeyError:
+        raise ModelError(f"{path}: metadata key {key!r} is missing") from None
+    except ValueError:
+        raise ModelError(f"{path}: metadata {key!r} must be an integer, got {meta[key]!r}") from None
+    if value <= 0:
+        raise ModelError(f"{path}: metadata {key!r} must be positive, got {value}")
+    return value
+
+
+def _check_common(meta: dict[str, str], path: Path, role: str) -> tuple[str, ...]:
+    version = meta.get("dkvae.contract_version")
+    if version is None:
+        raise ModelError(
+            f"{path}: no 'dkvae.contract_version' in the model metadata; "
+            "this is not a DK·VAE Live model (see docs/model-contract.md)"
+        )
+    if version != CONTRACT_VERSION:
+        raise ModelError(
+            f"{path}: contract version {version!r}, this daemon reads version {CONTRACT_VERSION}"
+        )
+    if meta.get("dkvae.role") != role:
+        raise ModelError(f"{path}: 'dkvae.role' is {meta.get('dkvae.role')!r}, expected {role!r}")
+    try:
+        names = json.loads(meta["dkvae.class_names"])
+    except KeyError:
+        raise ModelError(f"{path}: metadata key 'dkvae.class_names' is missing") from None
+    except json.JSONDecodeError:
+        raise ModelError(f"{path}: 'dkvae.class_names' is not a JSON list") from None
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise ModelError(
+            f"{path}: 'dkvae.class_names' must be a non-empty JSON list of distinct names"
+        )
+    return tuple(names)
+
+
+def _check_io(
+    session: ort.InferenceSession,
+    path: Path,
+    inputs: dict[str, tuple[str, int | None]],
+    outputs: dict[str, tuple[str, int | None]],
+) -> None:
+    """Check names, element types and ranks; the last dimension where it is given."""
+    for kind, expected, actual in (
+        ("input", inputs, session.get_inputs()),
+        ("output", outputs, session.get_outputs()),
+    ):
+        found = {a.name: a for a in actual}
+        if set(found) != set(expected):
+            raise ModelError(
+                f"{path}: {kind}s are {sorted(found)}, the contract wants {sorted(expected)}"
+            )
+        for name, (element_type, last_dim) in expected.items():
+            arg = found[name]
+            if arg.type != element_type:
+                raise ModelError(f"{path}: {kind} {name!r} is {arg.type}, expected {element_type}")
+            if last_dim is not None and arg.shape and isinstance(arg.shape[-1], int):
+                if arg.shape[-1] != last_dim:
+                    raise ModelError(
+                        f"{path}: {kind} {name!r} has last dimension {arg.shape[-1]}, "
+                        f"metadata says {last_dim}"
+                    )
+
+
+def resolve_model_path(path: str | Path | None, filename: str = "decoder.onnx") -> Path:
+    """A model folder or an .onnx file; None means the shipped default."""
+    target = DEFAULT_MODEL_DIR if path is None else Path(path).expanduser()
+    if target.is_dir():
+        target = target / filename
+    if not target.exists():
+        raise ModelError(f"{target}: no such model file")
+    return target
+
+
+class Decoder:
+    """An ONNX decoder that follows the contract. `render` returns mono float32 audio."""
+
+    def __init__(self, path: str | Path | None = None, griffin_lim_iterations: int = 32) -> None:
+        self.path = resolve_model_path(path)
+        self._session = _session(self.path)
+        meta = dict(self._session.get_modelmeta().custom_metadata_map)
+        class_names = _check_common(meta, self.path, "decoder")
+        output_kind = meta.get("dkvae.output_kind", "")
+        if output_kind not in OUTPUT_KINDS:
+            raise ModelError(
+                f"{self.path}: 'dkvae.output_kind' is {output_kind!r}, "
+                f"expected one of {', '.join(OUTPUT_KINDS)}"
+            )
+        latent_size = _metadata_int(meta, "dkvae.latent_size", self.path)
+        n_fft = hop = 0
+        log_offset = 0.0
+        if output_kind == "log_magnitude":
+            n_fft = _metadata_int(meta, "dkvae.n_fft", self.path)
+            hop = _metadata_int(meta, "dkvae.hop_length", self.path)
+            try:
+                log_offset = float(meta.get("dkvae.log_offset", "0"))
+            except ValueError:
+                raise ModelError(f"{self.path}: 'dkvae.log_offset' is not a number") from None
+            output = {"log_magnitude": ("tensor(float)", n_fft // 2 + 1)}
+        else:
+            output = {"audio": ("tensor(float)", None)}
+        _check_io(
+            self._session,
+            self.path,
+            {"z": ("tensor(float)", latent_size), "class_index": ("tensor(int64)", None)},
+            output,
+        )
+        self.info = ModelInfo(
+            path=self.path,
+            name=meta.get("dkvae.name") or self.path.parent.name,
+            model_kind=meta.get("dkvae.model_kind", "unknown"),
+            output_kind=output_kind,
+            sample_rate=_metadata_int(meta, "dkvae.sample_rate", self.path),
+            num_samples=_metadata_int(meta, "dkvae.num_samples", self.path),
+            latent_size=latent_size,
+            class_names=class_names,
+            n_fft=n_fft,
+            hop_length=hop,
+            log_offset=log_offset,
+        )
+        self._griffin_lim_iterations = griffin_lim_iterations
+        self._check_renders()
+
+    def _check_renders(self) -> None:
+        """Run the model once per class so a broken graph fails at load, not on stage."""
+        z = np.zeros((len(self.info.class_names), self.info.latent_size), np.float32)
+        try:
+            audio = self.render(z, np.arange(len(self.info.class_names)))
+        except Exception as exc:
+            raise ModelError(f"{self.path}: the model fails to run: {exc}") from exc
+        if audio.shape != (len(self.info.class_names), self.info.num_samples):
+            raise ModelError(
+                f"{self.path}: rendered shape {audio.shape}, metadata promises "
+                f"[batch, {self.info.num_samples}]"
+            )
+
+    def render(self, z: np.ndarray, class_index: np.ndarray) -> np.ndarray:
+        """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples]."""
+        z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
+        classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
+        (output,) = self._session.run(None, {"z": z, "class_index": classes})
+        if self.info.output_kind == "log_magnitude":
+            magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
+            output = griffin_lim(
+                magnitude,
+                self.info.n_fft,
+                self.info.hop_length,
+                self.info.num_samples,
+                self._griffin_lim_iterations,
+            )
+        return np.asarray(output, dtype=np.float32)
+
+
+class Encoder:
+    """An ONNX encoder that follows the contract: audio -> z_mean."""
+
+    def __init__(self, path: str | Path, decoder: ModelInfo) -> None:
+        self.path = Path(path)
+        self._session = _session(self.path)
+        meta = dict(self._session.get_modelmeta().custom_metadata_map)
+        class_names = _check_common(meta, self.path, "encoder")
+        for key, expected in (
+            ("dkvae.sample_rate", decoder.sample_rate),
+            ("dkvae.num_samples", decoder.num_samples),
+            ("dkvae.latent_size", decoder.latent_size),
+        ):
+            if _metadata_int(meta, key, self.path) != expected:
+                raise ModelError(f"{self.path}: {key!r} does not match the decoder's {expected}")
+        if class_names != decoder.class_names:
+            raise ModelError(f"{self.path}: class names differ from the decoder's")
+        _check_io(
+            self._session,
+            self.path,
+            {"audio": ("tensor(float)", None)},
+            {
+                "z_mean": ("tensor(float)", decoder.latent_size),
+                "z_log_var": ("tensor(float)", decoder.latent_size),
+            },
+        )
+        self.num_samples = decoder.num_samples
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        """audio [batch, num_samples] at the model's rate -> z_mean [batch, latent_size]."""
+        batch = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1, self.num_samples)
+        z_mean, _ = self._session.run(["z_mean", "z_log_var"], {"audio": batch})
+        return np.asarray(z_mean, dtype=np.float32)
+
+
+def _stft_window(n_fft: int) -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+def _istft(spec: np.ndarray, n_fft: int, hop: int, length: int, window: np.ndarray) -> np.ndarray:
+    frames = np.fft.irfft(spec, n=n_fft, axis=-1) * window
+    batch, n_frames, _ = frames.shape
+    total = n_fft + hop * (n_frames - 1)
+    out = np.zeros((batch, total), np.float32)
+    norm = np.zeros(total, np.float32)
+    for i in range(n_frames):
+        out[:, i * hop : i * hop + n_fft] += frames[:, i]
+        norm[i * hop : i * hop + n_fft] += window**2
+    out /= np.maximum(norm, 1e-8)
+    start = n_fft // 2
+    result = out[:, start : start + length]
+    if result.shape[1] < length:
+        result = np.pad(result, ((0, 0), (0, length - result.shape[1])))
+    return result
+
+
+def _stft(audio: np.ndarray, n_fft: int, hop: int, n_frames: int, window: np.ndarray) -> np.ndarray:
+    padded = np.pad(audio, ((0, 0), (n_fft // 2, n_fft + hop * n_frames)))
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
+    return np.fft.rfft(padded[:, idx] * window, axis=-1)
+
+
+def griffin_lim(
+    magnitude: np.ndarray, n_fft: int, hop: int, length: int, iterations: int = 32
+) -> np.ndarray:
+    """Phase from magnitude [batch, frames, n_fft/2+1] by Griffin-Lim (centred frames, Hann)."""
+    window = _stft_window(n_fft)
+    n_frames = magnitude.shape[1]
+    rng = np.random.default_rng(0)
+    phase = np.exp(2j * np.pi * rng.random(magnitude.shape))
+    audio = _istft(magnitude * phase, n_fft, hop, length, window)
+    for _ in range(iterations):
+        spec = _stft(audio, n_fft, hop, n_frames, window)
+        phase = spec / np.maximum(np.abs(spec), 1e-8)
+        audio = _istft(magnitude * phase, n_fft, hop, length, window)
+    return audio.astype(np.float32)

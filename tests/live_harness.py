@@ -1,0 +1,245 @@
+"""Drive a real daemon from a test: JACK server, daemon process, OSC and MIDI senders, capture.
+
+Used by tests/ and by bench/ (the latency script), so both measure the same way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+_names = itertools.count()
+
+
+def jack_running() -> bool:
+    if shutil.which("jack_lsp") is None:
+        return False
+    return subprocess.run(["jack_lsp"], capture_output=True, timeout=10).returncode == 0
+
+
+@contextmanager
+def jack_server(rate: int = 48000, period: int = 64) -> Iterator[None]:
+    """Use the JACK server already running, or start a dummy-driver server for the duration."""
+    if jack_running():
+        yield
+        return
+    if shutil.which("jackd") is None:
+        raise RuntimeError("jackd is not installed (apt-get install jackd2)")
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / "dkvae-test-jackd.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        ["jackd", "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period)]
+        if os.geteuid() != 0
+        else ["jackd", "-d", "dummy", "-r", str(rate), "-p", str(period)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+    )
+    subprocess.run(["jack_wait", "-w", "-t", "10"], capture_output=True)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        log.close()
+        time.sleep(1.2)  # JACK needs a moment before another server can start
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def osc_datagram(address: str, *args: Any) -> bytes:
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    return bytes(builder.build().dgram)
+
+
+class OscPeer:
+    """A UDP socket that sends to the daemon and receives its replies."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2.0)
+
+    def send(self, address: str, *args: Any) -> None:
+        self.sock.sendto(osc_datagram(address, *args), self.target)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendto(data, self.target)
+
+    def receive(self, timeout: float = 2.0) -> OscMessage:
+        self.sock.settimeout(timeout)
+        data, _ = self.sock.recvfrom(65536)
+        return OscMessage(data)
+
+    def drain(self) -> None:
+        self.sock.settimeout(0.05)
+        try:
+            while True:
+                self.sock.recvfrom(65536)
+        except TimeoutError:
+            pass
+
+    def status(self) -> dict[str, Any]:
+        """Ask /dkvae/status and collect the replies up to /dkvae/status/end."""
+        self.drain()
+        self.send("/dkvae/status")
+        result: dict[str, Any] = {}
+        while True:
+            msg = self.receive()
+            if msg.address == "/dkvae/status/end":
+                return result
+            if msg.address.startswith("/dkvae/status/"):
+                result[msg.address.removeprefix("/dkvae/status/")] = msg.params[0]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Daemon:
+    """A `dkvae-live` process with its own client name and OSC port."""
+
+    def __init__(self, model: Path | None, *extra: str, osc_port: int | None = None) -> None:
+        self.client_name = f"dkvae-test-{os.getpid()}-{next(_names)}"
+        self.osc_port = osc_port or free_udp_port()
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.client_name}.log"
+        args = [sys.executable, "-m", "dkvae_live", "--client-name", self.client_name,
+                "--osc-port", str(self.osc_port), *extra]
+        if model is not None:
+            args += ["--model", str(model)]
+        self._log = open(self.log_path, "w+b")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        self.osc = OscPeer(self.osc_port)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready: " in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.log()}")
+
+    @property
+    def midi_port(self) -> str:
+        return f"{self.client_name}:midi_in"
+
+    def stop(self, timeout: float = 5.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.osc.close()
+        self._log.close()
+        return self.proc.returncode
+
+
+class Capture:
+    """A JACK client recording one output port of the daemon, indexed by JACK frame time."""
+
+    def __init__(self, port_pattern: str = "PortAudio.*:out_0", seconds: float = 120.0) -> None:
+        import jack
+
+        self.client = jack.Client(f"dkvae-capture-{os.getpid()}-{next(_names)}",
+                                  no_start_server=True)
+        self.rate = self.client.samplerate
+        self.buffer = np.zeros(int(seconds * self.rate), np.float32)
+        self.first_frame: int | None = None
+        self.end = 0  # frames written
+        self._inport = self.client.inports.register("in")
+        self._lock = threading.Lock()
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        sources = self.client.get_ports(port_pattern, is_audio=True, is_output=True)
+        if not sources:
+            raise RuntimeError(f"no JACK port matches {port_pattern!r}")
+        self.client.connect(sources[-1], self._inport)
+
+    def _process(self, frames: int) -> None:
+        if self.first_frame is None:
+            self.first_frame = self.client.last_frame_time
+        start = self.client.last_frame_time - self.first_frame
+        if start + frames <= self.buffer.shape[0]:
+            self.buffer[start : start + frames] = self._inport.get_array()
+            self.end = start + frames
+
+    def now(self) -> int:
+        """The current JACK frame time, in this capture's frame index."""
+        assert self.first_frame is not None
+        return int(self.client.frame_time) - self.first_frame
+
+    def wait_until(self, frame: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.end < frame:
+            if time.monotonic() > deadline:
+                raise TimeoutError("capture stalled")
+            time.sleep(0.005)
+
+    def segment(self, start: int, length: int) -> np.ndarray:
+        self.wait_until(start + length)
+        return self.buffer[start : start + length].copy()
+
+    def onset(self, start: int, length: int, threshold: float = 1e-3) -> int | None:
+        """Frame index of the first sample over `threshold` in [start, start+length)."""
+        seg = self.segment(start, length)
+        loud = np.flatnonzero(np.abs(seg) > threshold)
+        return start + int(loud[0]) if loud.size else None
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+class MidiSender:
+    """An rtmidi JACK output connected to the daemon's MIDI input."""
+
+    def __init__(self, daemon_port: str) -> None:
+        import rtmidi
+
+        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"dkvae-test-midi-{next(_names)}")
+        ports = self.out.get_ports()
+        matches = [i for i, name in enumerate(ports) if name == daemon_port]
+        if not matches:
+            raise RuntimeError(f"MIDI port {daemon_port!r} not found in {ports}")
+        self.out.open_port(matches[0], "out")
+
+    def send(self, data: list[int]) -> None:
+        self.out.send_message(data)
+
+    def note_on(self, note: int, velocity: int, channel: int = 9) -> None:
+        self.out.send_message([0x90 | channel, note, velocity])
+
+    def close(self) -> None:
+        self.out.close_port()
+        self.out.delete()
+
+
+def dominant_frequency(audio: np.ndarray, rate: int) -> float:
+    window = np.hanning(audio.shape[0])
+    spectrum = np.abs(np.fft.rfft(audio * window, n=8 * audio.shape[0]))
+    return float(np.argmax(spectrum) * rate / (8 * audio.shape[0]))

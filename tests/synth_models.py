@@ -1,0 +1,103 @@
+"""Small ONNX decoders built with onnx.helper that follow docs/model-contract.md.
+
+Their sound is a decaying sine whose pitch and decay a test can read back:
+    frequency = base_hz * 2**z[0] * (1 + class_index)
+    decay     = decay_s * 2**z[1]      (seconds to fall by 1/e)
+    audio     = amplitude * sin(2 pi frequency t) * exp(-t / decay)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+CLASSES = ("kick", "snare", "hihat", "tom", "cymbal", "perc")
+
+
+def expected_frequency(z0: float, class_index: int, base_hz: float = 200.0) -> float:
+    return base_hz * 2.0**z0 * (1 + class_index)
+
+
+def sine_decoder(
+    path: Path,
+    *,
+    sample_rate: int = 44100,
+    num_samples: int = 22050,
+    latent_size: int = 8,
+    class_names: tuple[str, ...] = CLASSES,
+    base_hz: float = 200.0,
+    decay_s: float = 0.08,
+    amplitude: float = 0.8,
+    metadata: dict[str, str] | None = None,
+    output_name: str = "audio",
+) -> Path:
+    t = (np.arange(num_samples, dtype=np.float32) / sample_rate)[None, :]
+    inits = [
+        numpy_helper.from_array(t, "t"),
+        numpy_helper.from_array(np.array(0, np.int64), "i0"),
+        numpy_helper.from_array(np.array(1, np.int64), "i1"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.array(2 * np.pi * base_hz, np.float32), "w0"),
+        numpy_helper.from_array(np.array(decay_s, np.float32), "d0"),
+        numpy_helper.from_array(np.array(-1.0, np.float32), "minus"),
+        numpy_helper.from_array(np.array(amplitude, np.float32), "amp"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["z", "i0"], ["z0"], axis=1),
+        helper.make_node("Gather", ["z", "i1"], ["z1"], axis=1),
+        helper.make_node("Unsqueeze", ["z0", "axis1"], ["z0c"]),
+        helper.make_node("Unsqueeze", ["z1", "axis1"], ["z1c"]),
+        helper.make_node("Cast", ["class_index"], ["cf"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["cf", "one"], ["cf1"]),
+        helper.make_node("Unsqueeze", ["cf1", "axis1"], ["cfc"]),
+        helper.make_node("Pow", ["two", "z0c"], ["p0"]),
+        helper.make_node("Mul", ["p0", "w0"], ["w"]),
+        helper.make_node("Mul", ["w", "cfc"], ["wc"]),
+        helper.make_node("Mul", ["wc", "t"], ["phase"]),
+        helper.make_node("Sin", ["phase"], ["sine"]),
+        helper.make_node("Pow", ["two", "z1c"], ["p1"]),
+        helper.make_node("Mul", ["p1", "d0"], ["decay"]),
+        helper.make_node("Div", ["t", "decay"], ["td"]),
+        helper.make_node("Mul", ["td", "minus"], ["ntd"]),
+        helper.make_node("Exp", ["ntd"], ["env"]),
+        helper.make_node("Mul", ["sine", "env"], ["shaped"]),
+        helper.make_node("Mul", ["shaped", "amp"], [output_name]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "sine_decoder",
+        [
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent_size]),
+            helper.make_tensor_value_info("class_index", TensorProto.INT64, ["batch"]),
+        ],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", num_samples])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = {
+        "dkvae.contract_version": "1",
+        "dkvae.role": "decoder",
+        "dkvae.model_kind": "test",
+        "dkvae.output_kind": "waveform",
+        "dkvae.sample_rate": str(sample_rate),
+        "dkvae.num_samples": str(num_samples),
+        "dkvae.latent_size": str(latent_size),
+        "dkvae.class_names": json.dumps(list(class_names)),
+        "dkvae.name": "sine-test",
+    }
+    meta.update(metadata or {})
+    for key, value in meta.items():
+        if value is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,141 @@
+"""End to end on a real JACK server: MIDI and OSC in, captured audio out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from live_harness import Capture, Daemon, MidiSender, dominant_frequency
+from synth_models import expected_frequency
+
+from dkvae_live.pads import default_latent
+
+pytestmark = pytest.mark.jack
+
+MASTER_GAIN = 0.5  # the daemon's default
+AMPLITUDE = 0.8  # the sine model's
+
+
+def hit(capture: Capture, send, seconds: float = 0.15) -> np.ndarray:
+    """Send one trigger, return the captured audio from the onset on."""
+    sent = capture.now()
+    send()
+    search = int(0.1 * capture.rate)
+    onset = capture.onset(sent, search)
+    assert onset is not None, "no sound within 100 ms of the trigger"
+    return capture.segment(onset, int(seconds * capture.rate))
+
+
+def test_midi_note_plays_the_pads_sound_at_the_velocitys_level(
+    daemon: Daemon, capture: Capture
+) -> None:
+    midi = MidiSender(daemon.midi_port)
+    try:
+        loud = hit(capture, lambda: midi.note_on(38, 127))
+        time.sleep(0.3)
+        soft = hit(capture, lambda: midi.note_on(38, 64))
+    finally:
+        midi.close()
+    z0 = default_latent(38, 8)[0]
+    want = expected_frequency(z0, class_index=1)  # GM 38 is a snare: class 1
+    assert dominant_frequency(loud[:4096], capture.rate) == pytest.approx(want, rel=0.02)
+    assert np.max(np.abs(loud)) == pytest.approx(AMPLITUDE * MASTER_GAIN, rel=0.05)
+    assert np.max(np.abs(soft)) / np.max(np.abs(loud)) == pytest.approx(64 / 127, rel=0.05)
+
+
+def test_osc_latent_change_is_heard_on_the_next_hit_5_ms_later(
+    daemon: Daemon, capture: Capture
+) -> None:
+    osc = daemon.osc
+    latent = [0.0] * 8
+    osc.send("/dkvae/pad/latent", 36, *latent)
+    time.sleep(0.2)
+    before = hit(capture, lambda: osc.send("/dkvae/trigger", 36, 127))
+    time.sleep(0.3)
+    latent[0] = 1.0  # one octave up
+
+    def change_then_hit() -> None:
+        osc.send("/dkvae/pad/latent", 36, *latent)
+        time.sleep(0.005)
+        osc.send("/dkvae/trigger", 36, 127)
+
+    after = hit(capture, change_then_hit)
+    f_before = dominant_frequency(before[:4096], capture.rate)
+    f_after = dominant_frequency(after[:4096], capture.rate)
+    assert f_before == pytest.approx(expected_frequency(0.0, 0), rel=0.02)
+    assert f_after == pytest.approx(expected_frequency(1.0, 0), rel=0.02)
+
+
+def test_one_dimension_and_class_over_osc(daemon: Daemon, capture: Capture) -> None:
+    osc = daemon.osc
+    osc.send("/dkvae/pad/latent", 36, *([0.0] * 8))
+    osc.send("/dkvae/pad/dim", 36, 0, -1.0)
+    osc.send("/dkvae/pad/class", 36, "tom")  # class index 3: frequency x4
+    time.sleep(0.2)
+    sound = hit(capture, lambda: osc.send("/dkvae/trigger", 36, 100))
+    want = expected_frequency(-1.0, 3)
+    assert dominant_frequency(sound[:4096], capture.rate) == pytest.approx(want, rel=0.02)
+    osc.send("/dkvae/pad/get", 36)
+    reply = osc.receive()
+    assert reply.address == "/dkvae/pad"
+    assert reply.params[:2] == [36, "tom"]
+    assert reply.params[4:] == pytest.approx([-1.0] + [0.0] * 7)
+
+
+def test_burst_of_500_back_to_back_midi_notes_loses_none(
+    daemon: Daemon, capture: Capture
+) -> None:
+    midi = MidiSender(daemon.midi_port)
+    try:
+        for _ in range(500):
+            midi.note_on(42, 100)
+    finally:
+        time.sleep(0.5)
+        midi.close()
+    status = daemon.osc.status()
+    assert status["notes_received"] == 500
+    assert status["notes_played"] == 500
+    assert status["dropped"] == 0
+
+
+def test_bad_input_is_counted_and_the_daemon_keeps_playing(
+    daemon: Daemon, capture: Capture
+) -> None:
+    osc = daemon.osc
+    osc.send_raw(b"\x00garbage that is not OSC")
+    osc.send_raw(b"/dkvae/trigger\x00\x00,i\x00\x00")  # type tag without its argument
+    osc.send("/dkvae/trigger", "kick")  # a string where a note number goes
+    osc.send("/dkvae/trigger", 36, 100, 5)  # too many arguments
+    osc.send("/dkvae/trigger", 200)  # note out of range
+    osc.send("/dkvae/trigger", 60)  # a note with no pad
+    osc.send("/dkvae/pad/latent", 36, *([float("nan")] * 8))
+    osc.send("/dkvae/pad/latent", 36, 1.0, 2.0)  # wrong length
+    osc.send("/dkvae/pad/class", 36, "cowbell-xl")
+    osc.send("/dkvae/no/such/address", 1)
+    midi = MidiSender(daemon.midi_port)
+    try:
+        midi.send([0xF0, 0x7E, 0x7F, 0x09, 0x01, 0xF7])  # SysEx
+        midi.send([0x99, 200 - 128, 100])  # note 72: no pad there
+    finally:
+        time.sleep(0.3)
+        midi.close()
+    osc.drain()
+    status = osc.status()
+    assert status["dropped.osc.malformed"] == 2
+    assert status["dropped.osc.invalid"] == 7
+    assert status["dropped.osc.unknown_address"] == 1
+    assert status["dropped.midi.sysex"] == 1
+    assert status["dropped.note.unmapped"] == 1
+    assert daemon.proc.poll() is None
+    sound = hit(capture, lambda: osc.send("/dkvae/trigger", 36, 127))
+    assert np.all(np.isfinite(sound)) and np.max(np.abs(sound)) > 0.1
+
+
+def test_sigterm_stops_within_a_second(daemon: Daemon) -> None:
+    start = time.monotonic()
+    daemon.proc.terminate()
+    code = daemon.proc.wait(timeout=5)
+    assert time.monotonic() - start < 1.0
+    assert code == 0
+    assert "stopping" in daemon.log()
