@@ -558,7 +558,9 @@ class SoundSource:
 
     ``load`` returns float32 audio ``[frames, channels]`` and its sample rate. When ``copy_from``
     is set the file is copied into the bank byte for byte; otherwise the loaded audio is written
-    as FLAC. ``gm_note`` (SoundFont importers) labels by General MIDI drum note instead of by name.
+    as FLAC. ``gm_notes`` (SoundFont importers: the General MIDI drum notes that play the sound)
+    label it by note before any name rule: the class most of its notes give wins, a tie falls
+    back to the name rules. ``split_group`` defaults to ``<kit family>|<class>``.
     """
 
     kit: str
@@ -570,7 +572,8 @@ class SoundSource:
     licence: str = ""
     package: str = ""
     copy_from: Path | None = None
-    gm_note: int | None = None
+    gm_notes: tuple[int, ...] = ()
+    split_group: str = ""
 
 
 @dataclass
@@ -580,6 +583,7 @@ class ImportReport:
     added: Counter[str] = field(default_factory=Counter)  # per class
     skipped: Counter[str] = field(default_factory=Counter)  # per reason
     duplicates: int = 0
+    near_duplicates: int = 0  # kept, but put in the split group of the sound they resemble
     excluded: list[str] = field(default_factory=list)  # a rule said "leave out"
     unlabeled: list[str] = field(default_factory=list)  # no rule matched
 
@@ -587,7 +591,8 @@ class ImportReport:
         out = [
             f"added {sum(self.added.values())} sounds: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.added.items())),
-            f"dropped {self.duplicates} exact duplicates (same processed audio)",
+            f"dropped {self.duplicates} exact duplicates (same processed audio); "
+            f"{self.near_duplicates} near duplicates kept in their original's split group",
             f"left out {len(self.excluded)} by an exclusion rule, "
             f"{len(self.unlabeled)} that no rule labels",
         ]
@@ -645,6 +650,13 @@ def import_sources(
     ids = {r.id for r in rows}
     report = ImportReport()
     settings = CleanSettings(sample_rate=IMPORT_SAMPLE_RATE, num_samples=IMPORT_NUM_SAMPLES)
+    prints = _Fingerprints()
+    for i, row in enumerate(rows):
+        try:
+            audio, rate = read_audio(bank / row.path)
+            prints.add(i, clean(audio, rate, settings).audio)
+        except (SkipSound, OSError, RuntimeError, ValueError, EOFError):
+            continue  # a bank file that went bad is reported by load_split, not here
     for src in _progress(sources, progress, "importing", total):
         what = f"{src.kit}: {src.instrument} ({src.file_name or src.source})"
         label = _label(src, rules)
@@ -666,6 +678,13 @@ def import_sources(
             report.duplicates += 1
             log.info("skip %s: duplicate of %s", what, seen[digest])
             continue
+        split_group = src.split_group or f"{kit_family(src.kit)}|{label}"
+        near, similarity = prints.nearest(cleaned.audio)
+        if near is not None and similarity >= NEAR_DUPLICATE_SIMILARITY:
+            # The same recording, edited or re-encoded, in another kit: same side of the split.
+            split_group = rows[near].split_group
+            report.near_duplicates += 1
+            log.info("%s is nearly %s (%.3f): same split group", what, rows[near].id, similarity)
         sound_id = _unique_id(f"{_slug(src.kit)}__{_slug(src.instrument)}__{src.layer}", ids)
         suffix = src.copy_from.suffix.lower() if src.copy_from is not None else ".flac"
         rel = f"{label}/{sound_id}{suffix}"
@@ -693,7 +712,7 @@ def import_sources(
                 source=src.source,
                 package=src.package,
                 licence=src.licence,
-                split_group=f"{kit_family(src.kit)}|{label}",
+                split_group=split_group,
                 source_sample_rate=rate,
                 channels=channels,
                 source_duration_s=len(audio) / rate,
@@ -702,23 +721,69 @@ def import_sources(
                 content_hash=digest,
             )
         )
+        prints.add(len(rows) - 1, cleaned.audio)
         report.added[label] += 1
     write_manifest(bank, assign_splits(rows))
     return report
 
 
+# Two sounds whose first FINGERPRINT_SAMPLES (after trimming, at 44.1 kHz) have a cosine
+# similarity above this are taken for the same recording.
+NEAR_DUPLICATE_SIMILARITY = 0.95
+FINGERPRINT_SAMPLES = 8192
+
+
+class _Fingerprints:
+    """Unit-norm onsets of the sounds in a bank, for finding near duplicates."""
+
+    def __init__(self) -> None:
+        self._data = np.zeros((64, FINGERPRINT_SAMPLES), dtype=np.float32)
+        self._rows: list[int] = []
+
+    def add(self, row: int, audio: np.ndarray) -> None:
+        v = _fingerprint(audio)
+        if len(self._rows) == len(self._data):
+            self._data = np.concatenate([self._data, np.zeros_like(self._data)])
+        self._data[len(self._rows)] = v
+        self._rows.append(row)
+
+    def nearest(self, audio: np.ndarray) -> tuple[int | None, float]:
+        if not self._rows:
+            return None, 0.0
+        sims = np.abs(self._data[: len(self._rows)] @ _fingerprint(audio))
+        best = int(np.argmax(sims))
+        return self._rows[best], float(sims[best])
+
+
+def _fingerprint(audio: np.ndarray) -> np.ndarray:
+    v = np.zeros(FINGERPRINT_SAMPLES, dtype=np.float32)
+    head = audio[:FINGERPRINT_SAMPLES]
+    v[: head.size] = head
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
 def _label(src: SoundSource, rules: LabelRules) -> str | None:
     """The class, "" when a rule or the GM map excludes it, None when nothing labels it."""
-    if src.gm_note is not None:
-        known, label = rules.classify_note(src.gm_note)
+    votes: Counter[str] = Counter()
+    for note in src.gm_notes:
+        known, label = rules.classify_note(note)
         if known:
-            return label or ""
+            votes[label or ""] += 1
+    ranked = votes.most_common(2)
+    gm_label = None
+    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        gm_label = ranked[0][0]
+        if gm_label:
+            return gm_label
+    # No note decides, or the notes say "not a drum": the name rules have the last word (a kit
+    # may put a crash choke on GM's vibraslap note). A note's exclusion stands if no rule matches.
     for name in (src.instrument, src.file_name):
         if name:
             matched, label = rules.match(name, src.kit)
             if matched:
                 return label or ""
-    return None
+    return gm_label
 
 
 def _unique_id(base: str, taken: set[str]) -> str:

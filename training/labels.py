@@ -59,19 +59,21 @@ class Rule:
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(r"^kick$", "tom", kit=r"^audiophob"),  # a tom sample under the name "Kick"
     Rule(r"^pedal hh$", "perc", kit=r"^audiophob"),  # a shaker under the name "Pedal HH"
-    Rule(r"emptysample", None),
+    Rule(r"empty ?sample", None),
     Rule(r"\b(fx|zap|whistle|metronome|scratch|roll)\b", None),
     Rule(r"\b(high q|square click|seq click|vibra ?slap)\b", None),
     Rule(r"cow ?bell", "perc"),
     Rule(r"hi[- ]?hat|\bhh\b|\bhh\d|hihat|\bhats?\b|^hh_|\bchh\b|\bohh\b", "hihat"),
     Rule(r"kick|bass ?drum|bassdrum|\bbd\b|^bd_?\d|\bbd\d", "kick"),
-    Rule(r"snare|\bsn\d*\b|^sn_|\bsd\b|rim ?shot|side ?stick|rim ?click|\brim\b", "snare"),
+    Rule(r"snare|\bsnr\b|\bsn\d*\b|^sn_|\bsd\b|rim ?shot|side ?stick|rim ?click|\brim\b", "snare"),
     Rule(r"\btom|^tom|\btm\d*\b|floor ?tom", "tom"),
-    Rule(r"crash|ride|splash|china|cymbal|\bcym\b|\bbell\b|^cb\d*_|^rd\d*_|^bl_", "cymbal"),
+    Rule(
+        r"crash|\bcrsh\b|ride|splash|china|cymbal|\bcym\b|\bbell\b|^cb\d*_|^rd\d*_|^bl_", "cymbal"
+    ),
     Rule(
         r"clap|snap|clave|wood ?block|tambourine|\btamb|maraca|shaker|cabasa|conga|bongo|"
         r"timbale|agogo|guiro|cajon|triangle|cuica|castanet|waterglass|\bstick\b|djembe|"
-        r"shekere|bell ?tree|jingle",
+        r"shekere|bell ?tree|jingle|dunun|dununba|sangban|kenkeni|cuica|quica",
         "perc",
     ),
 )
@@ -80,13 +82,13 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 # General MIDI percussion key map (channel 10), notes 27-87, grouped into the default classes.
 # None: not a drum one-shot we train on (whistles, metronome sounds, scratches, vibraslap).
 _GM_GROUPS: dict[str | None, Iterable[int]] = {
-    None: (27, 29, 30, 32, 33, 34, 58, 71, 72, 78, 79),
+    None: (27, 29, 30, 32, 33, 34, 58, 71, 72),
     "kick": (35, 36),
     "snare": (37, 38, 40),
     "hihat": (42, 44, 46),
     "tom": (41, 43, 45, 47, 48, 50),
     "cymbal": (49, 51, 52, 53, 55, 57, 59),
-    "perc": (28, 31, 39, 54, 56, *range(60, 71), *range(73, 78), *range(80, 88)),
+    "perc": (28, 31, 39, 54, 56, *range(60, 71), *range(73, 88)),
 }
 GM_DRUM_CLASSES: dict[int, str | None] = {
     note: label for label, notes in _GM_GROUPS.items() for note in notes

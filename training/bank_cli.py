@@ -1,0 +1,299 @@
+"""``dkvae-bank``: import drum kits into a bank, summarise a bank, build the default bank.
+
+dkvae-bank import BANK SOURCE [SOURCE ...]   # Hydrogen kit folders, .sf2 files, loose folders
+dkvae-bank summary BANK
+dkvae-bank build-default BANK [--debs DIR]   # from Debian's drum kit packages
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .bank import BankError, ImportReport, SoundSource, import_sources, summarize
+from .labels import LabelRules, LabelRulesError, load_rules
+
+log = logging.getLogger("dkvae_training.bank_cli")
+
+DRUMKITS = "usr/share/hydrogen/data/drumkits"
+SF2_DIR = "usr/share/sounds/sf2"
+
+# Licences of the Hydrogen kits in Debian's hydrogen-drumkits, from its debian/copyright (the
+# kits' own drumkit.xml often just says "GPL" or nothing).
+HYDROGEN_DRUMKITS_LICENCES: dict[str, str] = {
+    "ElectricEmpireKit": "GPL-2+",
+    "HardElectro1": "GPL-2+",
+    "VariBreaks": "GPL-2+",
+    "Millo-Drums_v.1": "GPL-2",
+    "Millo_MultiLayered2": "GPL-2",
+    "Millo_MultiLayered3": "GPL-2",
+    "ColomboAcousticDrumkit": "GPL-2+ with composition exception",
+    "circAfrique v4": "CC-BY-SA-3.0",
+    "BJA_Pacific": "CC-BY-SA-3.0-us",
+    "rumpf_kit_z01_h2": "CC-BY-3.0",
+    "Audiophob": "CC0",
+}
+
+
+@dataclass(frozen=True)
+class DebianSource:
+    """A Debian package holding drum kits, and how to import what it unpacks to."""
+
+    package: str
+    kind: str  # "hydrogen" or "sf2"
+    path: str  # inside the unpacked package
+    default_licence: str
+    licences: dict[str, str] | None = None  # per kit folder name
+
+
+DEFAULT_PACKAGES: tuple[DebianSource, ...] = (
+    DebianSource("hydrogen-drumkits", "hydrogen", DRUMKITS, "GPL-2", HYDROGEN_DRUMKITS_LICENCES),
+    DebianSource("hydrogen-data", "hydrogen", DRUMKITS, "GPL-2+"),
+    DebianSource("avldrums.lv2-soundfont", "sf2", SF2_DIR, "CC-BY-SA-3.0"),
+    DebianSource("fluid-soundfont-gm", "sf2", SF2_DIR, "MIT"),
+)
+
+
+class CliError(Exception):
+    """A problem the user can fix; main() prints it and exits with status 2."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+
+
+def sources_for(
+    path: Path, kind: str, *, kit: str | None, licence: str | None, package: str = ""
+) -> Iterator[SoundSource]:
+    """The sounds of one import argument: a Hydrogen kit (or a folder of kits), an SF2 file
+    (or a folder of them), or a folder of loose files. ``kind`` "auto" guesses which."""
+    from .importers import folder, hydrogen, sf2
+
+    if not path.exists():
+        raise CliError(f"{path}: no such file or folder")
+    if kind == "auto":
+        if path.is_file() and path.suffix.lower() == ".sf2":
+            kind = "sf2"
+        elif path.is_dir() and hydrogen.find_kits(path):
+            kind = "hydrogen"
+        elif path.is_dir() and any(path.glob("*.sf2")):
+            kind = "sf2"
+        elif path.is_dir():
+            kind = "folder"
+        else:
+            raise CliError(f"{path}: not a kit folder, an .sf2 file or a folder of samples")
+    if kind == "hydrogen":
+        for kit_dir in hydrogen.find_kits(path):
+            try:
+                yield from hydrogen.iter_kit(kit_dir, licence=licence, package=package)
+            except hydrogen.HydrogenError as exc:
+                log.warning("skip kit %s: %s", kit_dir, exc)
+    elif kind == "sf2":
+        files = [path] if path.is_file() else sorted(path.glob("*.sf2"))
+        for file in files:
+            try:
+                yield from sf2.iter_sf2(file, kit=kit, licence=licence or "", package=package)
+            except (OSError, sf2.Sf2Error) as exc:
+                log.warning("skip soundfont %s: %s", file, exc)
+    elif kind == "folder":
+        yield from folder.iter_folder(path, kit=kit, licence=licence or "", package=package)
+    else:
+        raise CliError(f"unknown kind {kind!r}")
+
+
+def debian_sources(spec: DebianSource, root: Path) -> Iterator[SoundSource]:
+    """The sounds of one unpacked Debian package, with the per-kit licences we know."""
+    from .importers import hydrogen, sf2
+
+    base = root / spec.path
+    if spec.kind == "hydrogen":
+        for kit_dir in hydrogen.find_kits(base):
+            licences = spec.licences or {}
+            licence = licences.get(kit_dir.name, spec.default_licence)
+            try:
+                yield from hydrogen.iter_kit(kit_dir, licence=licence, package=spec.package)
+            except hydrogen.HydrogenError as exc:
+                log.warning("skip kit %s: %s", kit_dir, exc)
+    else:
+        # Only real files: avldrums also links its SF2s from usr/lib/lv2.
+        for file in sorted(p for p in base.glob("*.sf2") if not p.is_symlink()):
+            try:
+                yield from sf2.iter_sf2(file, licence=spec.default_licence, package=spec.package)
+            except (OSError, sf2.Sf2Error) as exc:
+                log.warning("skip soundfont %s: %s", file, exc)
+
+
+def fetch_package(package: str, debs: Path) -> Path:
+    """Unpack a Debian package under ``debs/<package>`` (``apt-get download`` + ``dpkg-deb -x``)
+    unless that was done before; return the unpacked root."""
+    root = debs / package
+    marker = root / ".unpacked"
+    if marker.exists():
+        return root
+    debs.mkdir(parents=True, exist_ok=True)
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        if shutil.which("apt-get") is None:
+            raise CliError(f"{package}: no .deb in {debs} and no apt-get to download it")
+        log.info("downloading %s", package)
+        result = subprocess.run(
+            ["apt-get", "download", package], cwd=debs, capture_output=True, text=True
+        )
+        found = sorted(debs.glob(f"{package}_*.deb"))
+        if result.returncode != 0 or not found:
+            raise CliError(f"apt-get download {package} failed: {result.stderr.strip()}")
+    if shutil.which("dpkg-deb") is None:
+        raise CliError(f"{package}: dpkg-deb is needed to unpack {found[-1].name}")
+    log.info("unpacking %s", found[-1].name)
+    root.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["dpkg-deb", "-x", str(found[-1]), str(root)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise CliError(f"dpkg-deb -x {found[-1]} failed: {result.stderr.strip()}")
+    marker.write_text(found[-1].name + "\n", encoding="utf-8")
+    return root
+
+
+def installed_root(spec: DebianSource) -> Path | None:
+    """``/`` when the package's files are installed on this machine, else None."""
+    return Path("/") if (Path("/") / spec.path).is_dir() and _dpkg_has(spec.package) else None
+
+
+def _dpkg_has(package: str) -> bool:
+    if shutil.which("dpkg-query") is None:
+        return False
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
+    )
+    return result.returncode == 0 and "install ok installed" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _rules(args: argparse.Namespace) -> LabelRules:
+    if args.rules is None:
+        return LabelRules()
+    try:
+        return load_rules(args.rules)
+    except LabelRulesError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _run_import(bank: Path, sources: Sequence[SoundSource], rules: LabelRules) -> ImportReport:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        return import_sources(bank, sources, rules=rules, progress=True, total=len(sources))
+
+
+def _report(bank: Path, report: ImportReport, seconds: float) -> None:
+    lines = [*report.lines(), f"took {seconds:.1f} s"]
+    for line in lines:
+        print(line)
+    detail = [*lines, "", "no rule labels:", *report.unlabeled, "", "excluded by a rule:"]
+    detail += report.excluded
+    (bank / "last-import.txt").write_text("\n".join(detail) + "\n", encoding="utf-8")
+    if report.unlabeled:
+        print(f"the {len(report.unlabeled)} unlabeled sounds are listed in {bank}/last-import.txt")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    rules = _rules(args)
+    sources: list[SoundSource] = []
+    for path in args.sources:
+        sources.extend(sources_for(Path(path), args.kind, kit=args.kit, licence=args.licence))
+    start = time.monotonic()
+    report = _run_import(args.bank, sources, rules)
+    _report(args.bank, report, time.monotonic() - start)
+    print(summarize(args.bank))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    print(summarize(args.bank))
+    return 0
+
+
+def cmd_build_default(args: argparse.Namespace) -> int:
+    rules = _rules(args)
+    start = time.monotonic()
+    sources: list[SoundSource] = []
+    for spec in DEFAULT_PACKAGES:
+        root = None if args.no_installed else installed_root(spec)
+        if root is None:
+            root = fetch_package(spec.package, args.debs)
+        found = list(debian_sources(spec, root))
+        log.info("%s: %d sounds in %s", spec.package, len(found), root / spec.path)
+        print(f"{spec.package}: {len(found)} candidate sounds")
+        sources.extend(found)
+    fetched = time.monotonic()
+    report = _run_import(args.bank, sources, rules)
+    done = time.monotonic()
+    _report(args.bank, report, done - start)
+    print(f"fetch/unpack {fetched - start:.1f} s, import {done - fetched:.1f} s")
+    print(summarize(args.bank))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dkvae-bank", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
+    parser.add_argument("--rules", type=Path, help="labelling rules (TOML, see docs/banks.md)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="import kits, SoundFonts or sample folders into a bank")
+    p.add_argument("bank", type=Path, help="bank folder (created if missing)")
+    p.add_argument("sources", nargs="+", help="Hydrogen kit folder, .sf2 file or sample folder")
+    p.add_argument("--kind", choices=("auto", "hydrogen", "sf2", "folder"), default="auto")
+    p.add_argument("--kit", help="kit name (default: from the kit, file or folder)")
+    p.add_argument("--licence", help="licence to record for these sounds")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("summary", help="counts per class and split, durations, licences")
+    p.add_argument("bank", type=Path)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser(
+        "build-default",
+        help="build the default training bank from Debian's drum kit packages",
+        description="Imports hydrogen-drumkits, hydrogen-data, avldrums.lv2-soundfont and "
+        "fluid-soundfont-gm: from this machine if installed, else apt-get download + "
+        "dpkg-deb -x into --debs (kept for the next run).",
+    )
+    p.add_argument("bank", type=Path, help="bank folder (created if missing)")
+    p.add_argument(
+        "--debs",
+        type=Path,
+        default=Path.home() / ".cache" / "dkvae" / "debs",
+        help="where .debs are downloaded and unpacked (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-installed", action="store_true", help="download even if a package is installed"
+    )
+    p.set_defaults(func=cmd_build_default)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (CliError, BankError) as exc:
+        print(f"dkvae-bank: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
