@@ -1,0 +1,44 @@
+"""``dkvae-export RUN_FOLDER``: write a run's model as ONNX files the daemon can play."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .onnx_export import DEFAULT_TOLERANCE, ExportError, export_run
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dkvae-export", description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", type=Path, help="a run folder written by dkvae-train")
+    p.add_argument("-o", "--out", type=Path,
+                   help="folder for decoder.onnx / encoder.onnx (default RUN_FOLDER/export)")
+    p.add_argument("--name", help="model name stored in the metadata (default: the run's name)")
+    p.add_argument("--checkpoint", default="best",
+                   help="best, last, or a weights file inside the run folder (default best)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help=f"largest allowed |onnxruntime - keras| (default {DEFAULT_TOLERANCE:g})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = export_run(args.run_dir, args.out, name=args.name, tolerance=args.tolerance,
+                            checkpoint=args.checkpoint)
+    except (ExportError, FileNotFoundError) as exc:
+        logger.error("export failed: %s", exc)
+        return 1
+    print(f"decoder: {result.decoder_path} (parity {result.decoder_max_abs_diff:.2g})")
+    if result.encoder_path is not None:
+        print(f"encoder: {result.encoder_path} (parity {result.encoder_max_abs_diff:.2g})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

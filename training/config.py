@@ -1,0 +1,120 @@
+"""Training configurations: one flat, JSON-serialisable dataclass and a preset per model kind.
+
+A run folder holds the resolved configuration (``config.json``); export and evaluation read it
+back with :func:`load_config`, so a model is always rebuilt exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+MODEL_KINDS = ("vae", "seed_vae", "cgan")
+DEFAULT_CLASS_NAMES = ("kick", "snare", "hihat", "tom", "cymbal", "perc")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every setting of a run. Fields that a kind does not use are ignored by it."""
+
+    kind: str = "vae"
+    sample_rate: int = 44100
+    num_samples: int = 44100
+    latent_size: int = 8
+    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+
+    # optimisation
+    batch_size: int = 16
+    epochs: int = 400
+    learning_rate: float = 5e-4
+    min_learning_rate: float = 5e-5
+    patience: int = 40
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none
+    snapshot_minutes: tuple[float, ...] = (20.0, 40.0)  # keep the best weights at these times
+    seed: int = 0
+    gain_augment_db: float = 3.0
+
+    # conditional VAE ("vae"): decoder
+    n_fft: int = 256
+    hop_length: int = 128
+    channels: tuple[int, ...] = (256, 160, 112, 64)  # coarse -> frame rate (3 doublings)
+    kernel_sizes: tuple[int, ...] = (3, 3, 3, 1)
+    max_frequency: float = 19000.0  # Hz; STFT bins above are not predicted (0 = all)
+    residual: bool = False  # an extra residual Conv1D at frame rate
+    coarse_channels: int = 32
+    embedding_size: int = 16
+    lowband_per_hop: int = 4  # low-band waveform samples predicted per STFT hop
+    max_log_magnitude: float = 4.0
+    # conditional VAE: encoder
+    enc_n_fft: int = 1024
+    enc_hop_length: int = 256
+    enc_channels: tuple[int, ...] = (128, 128, 128, 128)
+    # conditional VAE: loss
+    stft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)
+    mstft_weight: float = 1.0
+    log_mse_weight: float = 0.05  # the seed's reconstruction term (MSE on the log spectrogram)
+    lowband_weight: float = 5.0
+    lowband_factor: int = 32
+    kl_weight: float = 0.02
+    kl_warmup_steps: int = 4000
+    free_bits: float = 0.0
+
+    # seed spectrogram VAE / cGAN: the seed's log-magnitude STFT
+    spec_n_fft: int = 512
+    spec_hop_length: int = 128
+    log_offset: float = 1e-6
+    griffin_lim_iters: int = 32
+    gan_noise_size: int = 8
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def hash(self) -> str:
+        """A short stable hash of the settings that shape the model and its training."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "vae": {},
+    "seed_vae": {"learning_rate": 1e-3, "kl_weight": 1e-3, "kl_warmup_steps": 0},
+    "cgan": {"learning_rate": 2e-4, "patience": 1000},
+}
+
+
+def make_config(kind: str, **overrides: Any) -> TrainConfig:
+    """The preset for ``kind`` with ``overrides`` applied (unknown keys raise ``ValueError``)."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"config must be one of {', '.join(MODEL_KINDS)}, got {kind!r}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings: dict[str, Any] = {**PRESETS[kind], **overrides, "kind": kind}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+    return _coerce(settings)
+
+
+def _coerce(settings: dict[str, Any]) -> TrainConfig:
+    cfg = TrainConfig(**settings)
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if isinstance(value, list):
+            setattr(cfg, f.name, tuple(value))
+    return cfg
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(cfg.to_json() + "\n")
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read ``config.json`` (a run folder's resolved config) back into a :class:`TrainConfig`."""
+    data = json.loads(Path(path).read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return _coerce({k: v for k, v in data.items() if k in fields})

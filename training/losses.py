@@ -1,0 +1,83 @@
+"""Losses and distances on waveforms (TensorFlow; used in training and evaluation, never exported)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from .dsp import decimate
+
+
+def stft_magnitude(audio: tf.Tensor, n_fft: int, hop_length: int) -> tf.Tensor:
+    """Centred Hann STFT magnitude ``[batch, frames, n_fft/2+1]`` (same framing as ``dsp``)."""
+    pad = n_fft // 2
+    x = tf.pad(audio, [[0, 0], [pad, pad]])
+    spec = tf.signal.stft(x, n_fft, hop_length, n_fft, window_fn=tf.signal.hann_window)
+    return tf.abs(spec)
+
+
+def multi_resolution_stft_loss(
+    target: tf.Tensor, output: tf.Tensor, sizes: Sequence[int] = (2048, 1024, 512, 256, 128, 64)
+) -> tf.Tensor:
+    """Mean over resolutions of spectral convergence + L1 of log magnitudes; one value per example.
+
+    Hops are a quarter of each size. Returns ``[batch]``.
+    """
+    total = tf.zeros(tf.shape(target)[:1], dtype=tf.float32)
+    for n_fft in sizes:
+        t = stft_magnitude(target, n_fft, n_fft // 4)
+        o = stft_magnitude(output, n_fft, n_fft // 4)
+        sc = tf.norm(t - o, axis=[1, 2]) / (tf.norm(t, axis=[1, 2]) + 1e-6)
+        log_l1 = tf.reduce_mean(tf.abs(tf.math.log(t + 1e-5) - tf.math.log(o + 1e-5)), axis=[1, 2])
+        total += sc + log_l1
+    return total / float(len(sizes))
+
+
+def log_spectrogram_mse(
+    target: tf.Tensor, output: tf.Tensor, n_fft: int = 512, hop_length: int = 128,
+    log_offset: float = 1e-6,
+) -> tf.Tensor:
+    """The seed's reconstruction term: MSE between ``log(|STFT| + offset)``; ``[batch]``."""
+    t = tf.math.log(stft_magnitude(target, n_fft, hop_length) + log_offset)
+    o = tf.math.log(stft_magnitude(output, n_fft, hop_length) + log_offset)
+    return tf.reduce_mean(tf.square(t - o), axis=[1, 2])
+
+
+def lowband_l1(target: tf.Tensor, output: tf.Tensor, factor: int = 32) -> tf.Tensor:
+    """L1 between the low bands (below 0.9 x 44100 / (2 x factor) Hz) of two waveforms; ``[batch]``.
+
+    A kick's body is a low sine whose phase is set by its onset, so a waveform loss on the low band
+    is meaningful there and pushes the decoder to get the fundamental (not just its spectrum) right.
+    """
+    return tf.reduce_mean(tf.abs(decimate(target, factor) - decimate(output, factor)), axis=1)
+
+
+def kl_divergence(z_mean: tf.Tensor, z_log_var: tf.Tensor, free_bits: float = 0.0) -> tf.Tensor:
+    """KL(q(z|x) || N(0, I)) summed over latent dimensions; ``[batch]``.
+
+    With ``free_bits`` > 0 each dimension's KL is floored at that many nats (averaged over the
+    batch first), so the warm-up cannot collapse a dimension that the decoder uses a little.
+    """
+    kl = -0.5 * (1.0 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var))
+    if free_bits > 0.0:
+        per_dim = tf.maximum(tf.reduce_mean(kl, axis=0), free_bits)
+        return tf.fill(tf.shape(kl)[:1], tf.reduce_sum(per_dim))
+    return tf.reduce_sum(kl, axis=1)
+
+
+def log_spectral_distance(
+    target: tf.Tensor, output: tf.Tensor, n_fft: int = 2048, hop_length: int = 512,
+    floor_db: float = -80.0,
+) -> tf.Tensor:
+    """Log-spectral distance in dB per example ``[batch]``.
+
+    For each frame, the root mean square over frequency of the difference of the power spectra in
+    dB (each floored at ``floor_db`` so digital silence does not dominate), averaged over frames.
+    """
+    def db(x: tf.Tensor) -> tf.Tensor:
+        p = tf.square(stft_magnitude(x, n_fft, hop_length))
+        return tf.maximum(10.0 * tf.math.log(p + 1e-20) / tf.math.log(10.0), floor_db)
+
+    diff = db(target) - db(output)
+    return tf.reduce_mean(tf.sqrt(tf.reduce_mean(tf.square(diff), axis=2)), axis=1)

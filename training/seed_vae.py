@@ -1,0 +1,149 @@
+"""The seed project's spectrogram VAE, kept as a baseline the new model is measured against.
+
+As in the seed: a convolutional VAE on the log-magnitude STFT (n_fft 512, hop 128 here at
+44.1 kHz), an 8-dimensional latent, MSE on the log spectrogram plus KL, no class conditioning, and
+Griffin-Lim to get audio back. The decoder still takes ``class_index`` (the model contract asks
+every decoder for it) and ignores it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from . import losses
+from .config import TrainConfig
+from .dsp import ConvSTFT, num_frames
+
+_DOWN = 16  # four stride-2 stages
+
+
+def spectrogram_shape(cfg: TrainConfig) -> tuple[int, int]:
+    """(frames, bins) of the log-magnitude spectrogram the seed models work on."""
+    return num_frames(cfg.num_samples, cfg.spec_hop_length), cfg.spec_n_fft // 2 + 1
+
+
+def _padded(n: int) -> int:
+    return -(-n // _DOWN) * _DOWN
+
+
+def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) -> keras.Model:
+    """``(z, class_index) -> log_magnitude [batch, frames, bins]`` with 2-D transposed convs."""
+    frames, bins = spectrogram_shape(cfg)
+    pf, pb = _padded(frames), _padded(bins)
+    z = keras.Input((cfg.latent_size,), name="z")
+    class_index = keras.Input((), dtype="int64", name="class_index")
+    if conditional:
+        emb = layers.Embedding(cfg.num_classes, cfg.embedding_size, name="class_embedding")(
+            class_index)
+        h = layers.Concatenate()([z, emb])
+    else:
+        h = z
+    x = layers.Dense((pf // _DOWN) * (pb // _DOWN) * 64, name="to_grid")(h)
+    x = layers.LeakyReLU(0.2)(x)
+    x = layers.Reshape((pf // _DOWN, pb // _DOWN, 64))(x)
+    for i, width in enumerate((64, 32, 16, 8)):
+        x = layers.Conv2DTranspose(width, 3, strides=2, padding="same", name=f"deconv{i}")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    x = layers.Conv2D(1, 3, padding="same", name="to_log_magnitude")(x)
+    out = _CropSpectrogram(frames, bins, float(cfg.log_offset), conditional, name="log_magnitude")(
+        [x, class_index])
+    return keras.Model([z, class_index], out, name=name)
+
+
+class _CropSpectrogram(layers.Layer):
+    """Crop the padded grid to ``[frames, bins]``, offset to the log floor.
+
+    An unconditional decoder still consumes ``class_index`` (multiplied by zero) so that the
+    exported graph keeps the contract's input.
+    """
+
+    def __init__(self, frames: int, bins: int, log_offset: float, conditional: bool,
+                 **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.frames, self.bins = frames, bins
+        self.log_offset = log_offset
+        self.conditional = conditional
+
+    def call(self, inputs):  # type: ignore[no-untyped-def]
+        x, class_index = inputs
+        out = x[:, :self.frames, :self.bins, 0] + math.log(self.log_offset)
+        if not self.conditional:
+            out = out + ops.reshape(ops.cast(class_index, "float32"), (-1, 1, 1)) * 0.0
+        return out
+
+
+def build_spectrogram_encoder(cfg: TrainConfig, name: str = "encoder") -> keras.Model:
+    """``audio -> (z_mean, z_log_var)`` with 2-D convs over the log-magnitude STFT."""
+    frames, bins = spectrogram_shape(cfg)
+    audio = keras.Input((cfg.num_samples,), name="audio")
+    x = ConvSTFT(cfg.spec_n_fft, cfg.spec_hop_length, log_offset=cfg.log_offset,
+                 name="log_stft")(audio)
+    x = layers.Reshape((frames, bins, 1))(x)
+    for i, width in enumerate((16, 32, 64, 64)):
+        x = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{i}")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, name="enc_dense")(x)
+    x = layers.LeakyReLU(0.2)(x)
+    z_mean = layers.Dense(cfg.latent_size, name="z_mean")(x)
+    z_log_var = layers.Dense(cfg.latent_size, name="z_log_var", kernel_initializer="zeros",
+                             bias_initializer=keras.initializers.Constant(-4.0))(x)
+    return keras.Model(audio, [z_mean, z_log_var], name=name)
+
+
+def log_magnitude(cfg: TrainConfig, audio: tf.Tensor) -> tf.Tensor:
+    """The training target: ``log(|STFT| + log_offset)`` ``[batch, frames, bins]``."""
+    return tf.math.log(losses.stft_magnitude(audio, cfg.spec_n_fft, cfg.spec_hop_length)
+                       + cfg.log_offset)
+
+
+class SeedVAE(keras.Model):
+    """The seed's VAE: MSE on the log spectrogram + KL."""
+
+    def __init__(self, cfg: TrainConfig, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.encoder = build_spectrogram_encoder(cfg)
+        self.decoder = build_spectrogram_decoder(cfg, "decoder", conditional=False)
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "log_mse", "kl")}
+
+    @property
+    def metrics(self):  # type: ignore[no-untyped-def]
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):  # type: ignore[no-untyped-def]
+        audio, labels = inputs
+        z_mean, z_log_var = self.encoder(audio, training=training)
+        z = z_mean
+        if training:
+            z = z_mean + tf.exp(0.5 * z_log_var) * tf.random.normal(tf.shape(z_mean))
+        return self.decoder([z, labels], training=training), z_mean, z_log_var
+
+    def compute_losses(self, audio: tf.Tensor, labels: tf.Tensor, training: bool
+                       ) -> dict[str, tf.Tensor]:
+        out, z_mean, z_log_var = self((audio, labels), training=training)
+        mse = tf.reduce_mean(tf.square(out - log_magnitude(self.cfg, audio)), axis=[1, 2])
+        kl = losses.kl_divergence(z_mean, z_log_var)
+        return {"loss": mse + self.cfg.kl_weight * kl, "log_mse": mse, "kl": kl}
+
+    def _update(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for name, value in values.items():
+            self.trackers[name].update_state(tf.reduce_mean(value))
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def train_step(self, data):  # type: ignore[no-untyped-def]
+        audio, labels = data
+        with tf.GradientTape() as tape:
+            values = self.compute_losses(audio, labels, training=True)
+            loss = tf.reduce_mean(values["loss"])
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        return self._update(values)
+
+    def test_step(self, data):  # type: ignore[no-untyped-def]
+        audio, labels = data
+        return self._update(self.compute_losses(audio, labels, training=False))
