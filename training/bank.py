@@ -172,8 +172,9 @@ def clean(audio: np.ndarray, sample_rate: int, settings: CleanSettings) -> Clean
 
 
 def content_hash(audio: np.ndarray) -> str:
-    """Hash of processed audio, quantised to 16 bits so that a 16-bit and a 24-bit or float copy
-    of the same recording hash alike."""
+    """Hash of processed audio, quantised to 16 bits: copies of the same sample data in other
+    containers (WAV, FLAC, float WAV, an SF2) hash alike. A re-encoding at another bit depth
+    is a near duplicate, not an exact one; the importers keep it in its original's split."""
     q = np.round(np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0) * 32767.0)
     return hashlib.sha1(q.astype("<i2").tobytes()).hexdigest()
 

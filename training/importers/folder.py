@@ -3,9 +3,10 @@
 The instrument name of a file is the path of its folder below the root (``Kicks/Acoustic``), or
 its file name when it lies in the root itself; the label rules try the instrument name first and
 the file name second, so both ``Kicks/k01.wav`` and ``misc/808 kick.wav`` are kicks. Files of one
-folder are numbered as layers in name order. The split group is the kit, the folder and the file
-name without trailing numbers or velocity words, so that ``snare_soft.wav`` and
-``snare_hard.wav`` (or ``tom1.wav``, ``tom2.wav``) land on the same side of a split.
+folder are numbered as layers in name order. The split group is the kit, the folder and the
+file name without trailing velocity/layer words (``soft``, ``hard``, ``v3``, ``vel2``, ``rr1``,
+``L``...), so that ``snare_soft.wav`` and ``snare_hard.wav`` land on the same side of a split.
+Plain numbers are kept (``kick01``, ``kick02`` of a sample pack are different drums).
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from ..bank import AUDIO_SUFFIXES, SoundSource, kit_family, read_audio
 __all__ = ["iter_folder", "layer_stem"]
 
 _LAYER_WORDS = re.compile(
-    r"([\s_.-]*(\d+|v\d+|vel\d*|softest|soft|medium|med|hardest|hard|loud|quiet|pp|p|mp|mf|f|ff"
-    r"|l|r|left|right))+$",
+    r"([\s_.-]+(v\d+|vel\d*|velocity\d*|layer\d*|rr\d*|softest|soft|medium|med|hardest|hard|loud"
+    r"|quiet|pp|p|mp|mf|f|ff|l|r|left|right)(?![a-z]))+$",
     re.IGNORECASE,
 )
 
 
 def layer_stem(stem: str) -> str:
-    """A file name without velocity/layer suffixes: ``Snare-Hard`` -> ``Snare``."""
+    """A file name without velocity/layer suffixes: ``Snare-Hard`` -> ``Snare``,
+    ``tom_soft_v2`` -> ``tom``; ``kick01`` stays."""
     return _LAYER_WORDS.sub("", stem) or stem
 
 

@@ -1,0 +1,106 @@
+"""The dkvae-bank command: import, summary, build-default, fetching Debian packages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from dkvae_training.bank import SPLITS, load_split, read_manifest
+from dkvae_training.bank_cli import DEFAULT_PACKAGES, fetch_package, main
+
+
+def loose_kit(root: Path) -> Path:
+    for i, name in enumerate(["Kicks/k1.wav", "Kicks/k2.wav", "Snares/s1.wav", "misc/ding.wav"]):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        noise = np.random.default_rng(i).normal(size=4000) * np.exp(-np.arange(4000) / 400)
+        sf.write(str(path), (0.3 * noise).astype(np.float32), 44100)
+    return root
+
+
+def test_import_then_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bank = tmp_path / "bank"
+    assert main(["import", str(bank), str(loose_kit(tmp_path / "kit")), "--licence", "CC0"]) == 0
+    out = capsys.readouterr().out
+    assert "added 3 sounds: kick 2, snare 1" in out
+    assert "1 that no rule labels" in out
+    assert "kit: misc (ding.wav)" in (bank / "last-import.txt").read_text()
+    assert main(["summary", str(bank)]) == 0
+    out = capsys.readouterr().out
+    assert "3 sounds, 1 kits" in out and "CC0 (3)" in out
+    assert {r.licence for r in read_manifest(bank)} == {"CC0"}
+
+
+def test_import_with_custom_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\npattern = "misc"\nlabel = "perc"\n')
+    bank = tmp_path / "bank"
+    kit = loose_kit(tmp_path / "kit")
+    assert main(["--rules", str(rules), "import", str(bank), str(kit)]) == 0
+    assert "added 4 sounds" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["import", str(tmp_path / "bank"), str(tmp_path / "missing")]) == 2
+    assert "missing: no such file or folder" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path / "nothing")]) == 2
+    assert "no such bank folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+def test_fetch_package_unpacks_a_local_deb_once(tmp_path: Path) -> None:
+    pkg = tmp_path / "src"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text(
+        "Package: dkvae-fake\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\n"
+        "Description: test\n"
+    )
+    (pkg / "usr" / "share").mkdir(parents=True)
+    (pkg / "usr" / "share" / "hello.txt").write_text("hi")
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    subprocess.run(
+        ["dpkg-deb", "--build", str(pkg), str(debs / "dkvae-fake_1.0_all.deb")],
+        check=True,
+        capture_output=True,
+    )
+    root = fetch_package("dkvae-fake", debs)
+    assert (root / "usr" / "share" / "hello.txt").read_text() == "hi"
+    (debs / "dkvae-fake_1.0_all.deb").unlink()
+    assert fetch_package("dkvae-fake", debs) == root  # unpacked before: no apt-get, no dpkg
+
+
+@pytest.mark.slow
+def test_build_default_bank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole default bank from the four Debian packages (about 300 MB of .debs)."""
+    kits = os.environ.get("DKVAE_TEST_KITS")
+    names = [spec.package for spec in DEFAULT_PACKAGES]
+    have = kits and all(
+        (Path(kits) / n / ".unpacked").exists() or list(Path(kits).glob(f"{n}_*.deb"))
+        for n in names
+    )
+    if not have:
+        pytest.skip(f"needs DKVAE_TEST_KITS holding the .debs of {', '.join(names)}")
+    bank = tmp_path / "bank"
+    assert main(["build-default", str(bank), "--debs", str(kits), "--no-installed"]) == 0
+    out = capsys.readouterr().out
+    rows = read_manifest(bank)
+    assert len(rows) >= 900
+    assert {r.label for r in rows} == {"kick", "snare", "hihat", "tom", "cymbal", "perc"}
+    assert len({r.content_hash for r in rows}) == len(rows)
+    sides = defaultdict(set)
+    for r in rows:
+        sides[(r.label, r.split_group)].add(r.split)
+    assert all(len(s) == 1 for s in sides.values())
+    assert f"{len(rows)} sounds, 19 kits" in out
+    parts = [load_split(bank, s) for s in SPLITS]  # 1 s at 44.1 kHz: no new duplicates
+    assert sum(len(p) for p in parts) == len(rows)
+    assert all(len(set(p.labels.tolist())) == 6 for p in parts)

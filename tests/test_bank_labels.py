@@ -1,0 +1,144 @@
+"""Ordered labelling rules: names from real kits, GM notes, configurable rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dkvae_training.labels import (
+    CLASS_NAMES_DEFAULT,
+    LabelRules,
+    LabelRulesError,
+    Rule,
+    gm_note_class,
+    load_rules,
+)
+
+# Instrument names as they appear in the drum kits of Debian's hydrogen-drumkits/hydrogen-data
+# and in the AVL SoundFonts, with the class a drummer would give them.
+REAL_NAMES = [
+    ('Kick (Tama Superstar 22")', "kick"),
+    ("BassDrum", "kick"),
+    ("c3 - bass drum 1", "kick"),
+    ("Pearl Kick", "kick"),
+    ("36-Pearl22Kick", "kick"),
+    ("Snare Rimshot (Pearl Free Floating Maple 14x3.5)", "snare"),
+    ("Pearl Side Stick", "snare"),
+    ("Snare Jazz", "snare"),
+    ("Brush Snr", "snare"),
+    ('Hi-Hat Pedal (Paiste Alpha Metal edge 14")', "hihat"),
+    ("Closed HH 3", "hihat"),
+    ("Sabian Hat Semi-Open", "hihat"),
+    ("VariBreaks Hat 1 Cl", "hihat"),
+    ("Hi Hat Free", "hihat"),
+    ("Floor Tom", "tom"),
+    ("Pearl Tom 2", "tom"),
+    ("b3 - low tom", "tom"),
+    ('Crash/Ride Bell (Paiste Rude Crash/Ride 18")', "cymbal"),
+    ('China (Paiste Alpha 18")', "cymbal"),
+    ("Ride Bell", "cymbal"),
+    ("crash16inch", "cymbal"),
+    ("Cowbell", "perc"),
+    ("Hand Clap", "perc"),
+    ("Tambourine Pedal (Pearl PTM-10GH)", "perc"),
+    ("Cajon Slap", "perc"),
+    ("WaterglassHi", "perc"),
+    ("Dununba1 Head Hit", "perc"),
+]
+
+
+@pytest.mark.parametrize(("name", "expected"), REAL_NAMES)
+def test_default_rules_label_real_instrument_names(name: str, expected: str) -> None:
+    assert LabelRules().classify(name) == expected
+
+
+@pytest.mark.parametrize("name", ["Zap 1", "FX", "Whistle", "Snare Roll", "Metronome Click"])
+def test_exclusion_rules_win_over_class_rules(name: str) -> None:
+    rules = LabelRules()
+    matched, label = rules.match(name)
+    assert matched and label is None
+    assert rules.classify(name) is None
+
+
+def test_unlabeled_names_fall_back_to_the_file_name_then_stay_out() -> None:
+    rules = LabelRules()
+    assert rules.classify("17", "emptySample.flac") is None
+    assert rules.match("emptySample") == (True, None)
+    assert rules.classify("Sample: beats_06-38.flac") is None
+    assert rules.classify("c5 - ", "beats_06-38.flac") is None  # nothing says what it is
+    assert rules.classify("c5 - ", "PowR_BD_1.flac") == "kick"
+    assert rules.classify("c5 - ", "BD_08.aiff") == "kick"
+    assert rules.classify("Snare 1", "hihat.wav") == "snare"  # the instrument name comes first
+
+
+def test_kit_specific_rules_fix_known_mislabels() -> None:
+    rules = LabelRules()
+    assert rules.classify("Kick", kit="Audiophob") == "tom"
+    assert rules.classify("Pedal HH", kit="Audiophob") == "perc"
+    assert rules.classify("Kick", kit="GMRockKit") == "kick"
+    assert rules.classify("Pedal HH", kit="Millo-Drums_v.1") == "hihat"
+
+
+def test_gm_notes() -> None:
+    assert [gm_note_class(n) for n in (35, 36, 38, 42, 45, 49, 56)] == [
+        "kick",
+        "kick",
+        "snare",
+        "hihat",
+        "tom",
+        "cymbal",
+        "perc",
+    ]
+    assert gm_note_class(71) is None  # short whistle
+    assert gm_note_class(12) is None
+    assert LabelRules().classify_note(36) == (True, "kick")
+    assert LabelRules().classify_note(58) == (True, None)
+    assert LabelRules().classify_note(12) == (False, None)
+
+
+def test_rules_from_toml_come_before_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        'class_names = ["kick", "snare", "hihat", "tom", "cymbal", "perc", "clap"]\n'
+        '[[rule]]\npattern = "clap"\nlabel = "clap"\n'
+        '[[rule]]\npattern = "^Kick$"\nlabel = ""\nkit = "TR808"\n'
+    )
+    rules = load_rules(path)
+    assert rules.class_names[-1] == "clap"
+    assert rules.classify("Hand Clap") == "clap"
+    assert rules.classify("Kick", kit="TR808EmulationKit") is None
+    assert rules.classify("Kick", kit="Other") == "kick"
+    assert rules.classify("Cowbell") == "perc"
+
+
+def test_rules_without_defaults_leave_everything_else_out(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        'class_names = ["kick"]\ninclude_default_rules = false\n'
+        '[[rule]]\npattern = "bd"\nlabel = "kick"\n'
+    )
+    rules = load_rules(path)
+    assert rules.classify("BD 1") == "kick"
+    assert rules.classify("Kick") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[rule]]\npattern = "("\nlabel = "kick"\n', "bad regular expression"),
+        ('[[rule]]\npattern = "x"\nlabel = "bongo"\n', "not one of"),
+        ('[[rule]]\nlabel = "kick"\n', "needs a string 'pattern'"),
+        ('class_names = ["a", "a"]\n', "without duplicates"),
+        ("this is = not toml =", "cannot read rules"),
+    ],
+)
+def test_bad_rules_are_refused_with_a_reason(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    with pytest.raises(LabelRulesError, match=message):
+        load_rules(path)
+
+
+def test_a_rule_label_must_be_a_class() -> None:
+    with pytest.raises(LabelRulesError, match="not one of"):
+        LabelRules((Rule("x", "gong"),), CLASS_NAMES_DEFAULT)

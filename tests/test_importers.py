@@ -1,0 +1,369 @@
+"""Importers on real kits (Debian packages, when present) and on small generated files.
+
+Real kits come from ``$DKVAE_TEST_KITS``: a folder holding Debian packages as downloaded by
+``apt-get download hydrogen-data avldrums.lv2-soundfont`` (the .deb files, unpacked here on first
+use with ``dpkg-deb -x``) or already unpacked by ``dkvae-bank build-default --debs``. Tests
+that need a package skip, saying which, when it is not there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from dkvae_training.bank import (
+    SPLITS,
+    import_sources,
+    load_bank,
+    read_manifest,
+)
+from dkvae_training.bank_cli import DRUMKITS, SF2_DIR, fetch_package
+from dkvae_training.importers.folder import iter_folder, layer_stem
+from dkvae_training.importers.hydrogen import HydrogenError, find_kits, iter_kit, read_kit
+from dkvae_training.importers.sf2 import Sf2Error, iter_sf2, read_sf2
+
+
+def debian_package(package: str) -> Path:
+    """The unpacked root of a Debian package from $DKVAE_TEST_KITS, or skip."""
+    kits = os.environ.get("DKVAE_TEST_KITS")
+    hint = (
+        f"needs Debian package {package}: set DKVAE_TEST_KITS to a folder holding it "
+        f"(cd $DKVAE_TEST_KITS && apt-get download {package})"
+    )
+    if not kits:
+        pytest.skip(hint)
+    folder = Path(kits)
+    if not (folder / package / ".unpacked").exists() and not list(folder.glob(f"{package}_*.deb")):
+        pytest.skip(hint)
+    return fetch_package(package, folder)
+
+
+@pytest.fixture(scope="module")
+def hydrogen_data() -> Path:
+    return debian_package("hydrogen-data") / DRUMKITS
+
+
+@pytest.fixture(scope="module")
+def avl_black_pearl() -> Path:
+    return debian_package("avldrums.lv2-soundfont") / SF2_DIR / "Black_Pearl_4_LV2.sf2"
+
+
+# ------------------------------------------------------------------------ Hydrogen, real kits
+
+
+def test_hydrogen_kit_layers_are_ordered_softest_first(hydrogen_data: Path) -> None:
+    assert [p.name for p in find_kits(hydrogen_data)] == ["GMRockKit", "TR808EmulationKit"]
+    kit = read_kit(hydrogen_data / "GMRockKit")
+    assert kit.name == "GMRockKit" and kit.licence == "GPL"
+    kick = [layer for layer in kit.layers if layer.instrument == "Kick"]
+    assert [layer.filename for layer in kick] == [
+        "Kick-Softest.wav",
+        "Kick-Soft.wav",
+        "Kick-Med.wav",
+        "Kick-Hard.wav",
+        "Kick-Hardest.wav",
+    ]
+    assert [layer.layer for layer in kick] == [0, 1, 2, 3, 4]
+    assert all(a.velocity_min < b.velocity_min for a, b in itertools.pairwise(kick))
+
+
+def test_hydrogen_sources_load_the_kit_audio(hydrogen_data: Path) -> None:
+    sources = list(iter_kit(hydrogen_data / "TR808EmulationKit", licence="GPL-2+"))
+    assert len(sources) == 16
+    assert {s.licence for s in sources} == {"GPL-2+"}
+    clap = next(s for s in sources if s.instrument == "Clap")
+    audio, rate = clap.load()
+    expected, expected_rate = sf.read(str(clap.copy_from), dtype="float32", always_2d=True)
+    assert rate == expected_rate and np.array_equal(audio, expected)
+
+
+def test_import_hydrogen_data_labels_splits_and_dedups(hydrogen_data: Path, tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    sources = [s for kit in find_kits(hydrogen_data) for s in iter_kit(kit)]
+    report = import_sources(bank, sources)
+    rows = read_manifest(bank)
+    assert len(rows) == sum(report.added.values()) >= 100
+    assert set(report.added) == {"kick", "snare", "hihat", "tom", "cymbal", "perc"}
+    by_file = {Path(r.source).name: r for r in rows if r.kit == "GMRockKit"}
+    assert by_file["Kick-Hard.wav"].label == "kick"
+    assert by_file["HatPedal-Soft.wav"].label == "hihat"
+    assert by_file["SnareRimshot-Med.wav"].label == "snare"
+    assert by_file["TomFloor-Softest.wav"].label == "tom"
+    assert by_file["Splash-Hardest.wav"].label == "cymbal"
+    assert by_file["Cowbell-Med.wav"].label == "perc"
+    for row in rows:
+        assert (bank / row.path).read_bytes() == Path(row.source).read_bytes()
+        assert row.path.startswith(f"{row.label}/") and row.split in SPLITS
+    # No instrument's velocity layers on two sides of the split.
+    sides = defaultdict(set)
+    for row in rows:
+        sides[(row.kit, row.instrument)].add(row.split)
+    assert all(len(s) == 1 for s in sides.values())
+    # Importing the same kits again adds nothing: every sound is an exact duplicate.
+    again = import_sources(bank, sources)
+    assert sum(again.added.values()) == 0 and again.duplicates == len(rows)
+
+
+def test_a_reencoded_copy_in_another_kit_is_dropped(hydrogen_data: Path, tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    import_sources(bank, iter_kit(hydrogen_data / "TR808EmulationKit"))
+    original = hydrogen_data / "TR808EmulationKit" / "808_Cowbell.flac"
+    audio, rate = sf.read(str(original), dtype="float32")
+    copy_dir = tmp_path / "MyKit" / "perc"
+    copy_dir.mkdir(parents=True)
+    # the same samples as a float WAV with 300 samples of silence in front: other bytes
+    sf.write(
+        str(copy_dir / "bell.wav"),
+        np.concatenate([np.zeros(300, audio.dtype), audio]),
+        rate,
+        subtype="FLOAT",
+    )
+    report = import_sources(bank, iter_folder(tmp_path / "MyKit"))
+    assert report.duplicates == 1 and sum(report.added.values()) == 0
+
+
+def test_broken_drumkit_xml_is_an_error_with_the_path(tmp_path: Path) -> None:
+    (tmp_path / "drumkit.xml").write_text("<drumkit_info><name>x</name>")
+    with pytest.raises(HydrogenError, match=r"drumkit\.xml"):
+        read_kit(tmp_path)
+
+
+def test_old_format_kit_and_missing_files(tmp_path: Path) -> None:
+    """A pre-0.9.4 drumkit.xml (one <filename> per instrument) naming a file the kit lacks."""
+    sf.write(str(tmp_path / "kick.wav"), np.sin(np.arange(4000) / 10).astype(np.float32), 44100)
+    (tmp_path / "drumkit.xml").write_text(
+        "<drumkit_info><name>Old</name><license>CC0</license><instrumentList>"
+        "<instrument><name>Kick</name><filename>kick.wav</filename></instrument>"
+        "<instrument><name>Snare</name><filename>gone.wav</filename></instrument>"
+        "</instrumentList></drumkit_info>"
+    )
+    report = import_sources(tmp_path / "bank", iter_kit(tmp_path))
+    assert report.added == {"kick": 1}
+    assert report.skipped == {"unreadable": 1}
+
+
+# ----------------------------------------------------------------------------- SF2, generated
+
+
+def _sf2(
+    path: Path,
+    samples: list[tuple[str, np.ndarray, int, int, int]],
+    presets: list[tuple[str, int, list[tuple[int, int, int]]]],
+) -> Path:
+    """A minimal SoundFont 2: samples (name, int16 data, rate, link, type) and presets (name,
+    MIDI bank, zones of (key low, key high, sample index)), one instrument per preset."""
+
+    def chunk(cid: bytes, data: bytes) -> bytes:
+        return cid + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+    def name(text: str) -> bytes:
+        return text.encode()[:20].ljust(20, b"\0")
+
+    smpl = b""
+    shdr = b""
+    pos = 0
+    for sname, data, rate, link, kind in samples:
+        smpl += data.astype("<i2").tobytes() + b"\0" * 92
+        shdr += struct.pack(
+            "<20sIIIIIBbHH",
+            name(sname),
+            pos,
+            pos + len(data),
+            pos,
+            pos + 1,
+            rate,
+            60,
+            0,
+            link,
+            kind,
+        )
+        pos += len(data) + 46
+    shdr += struct.pack("<20sIIIIIBbHH", name("EOS"), 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    phdr = pbag = pgen = inst = ibag = igen = b""
+    nz = 0
+    for i, (pname, bank, zones) in enumerate(presets):
+        phdr += struct.pack("<20sHHHIII", name(pname), i, bank, i, 0, 0, 0)
+        pbag += struct.pack("<HH", i, 0)
+        pgen += struct.pack("<HH", 41, i)
+        inst += struct.pack("<20sH", name(f"inst{i}"), nz)
+        for lo, hi, sample in zones:
+            ibag += struct.pack("<HH", 2 * nz, 0)
+            igen += struct.pack("<HBB", 43, lo, hi) + struct.pack("<HH", 53, sample)
+            nz += 1
+    phdr += struct.pack("<20sHHHIII", name("EOP"), 0, 0, len(presets), 0, 0, 0)
+    pbag += struct.pack("<HH", len(presets), 0)
+    pgen += struct.pack("<HH", 0, 0)
+    inst += struct.pack("<20sH", name("EOI"), nz)
+    ibag += struct.pack("<HH", 2 * nz, 0)
+    igen += struct.pack("<HH", 0, 0)
+    info = chunk(b"ifil", struct.pack("<HH", 2, 1)) + chunk(b"INAM", b"Test\0")
+    info += chunk(b"ICOP", b"CC0 test\0")
+    pdta = b"".join(
+        chunk(c, d)
+        for c, d in [
+            (b"phdr", phdr),
+            (b"pbag", pbag),
+            (b"pmod", b"\0" * 10),
+            (b"pgen", pgen),
+            (b"inst", inst),
+            (b"ibag", ibag),
+            (b"imod", b"\0" * 10),
+            (b"igen", igen),
+            (b"shdr", shdr),
+        ]
+    )
+    body = b"sfbk" + chunk(b"LIST", b"INFO" + info) + chunk(b"LIST", b"sdta" + chunk(b"smpl", smpl))
+    body += chunk(b"LIST", b"pdta" + pdta)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def _tone(seed: int, n: int = 3000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (
+        (rng.normal(size=n) * 8000 * np.exp(-np.arange(n) / 600))
+        .clip(-32768, 32767)
+        .astype(np.int16)
+    )
+
+
+@pytest.fixture
+def small_sf2(tmp_path: Path) -> Path:
+    kick, left, right, piano, odd = (_tone(i) for i in range(5))
+    return _sf2(
+        tmp_path / "Small_Kit.sf2",
+        samples=[
+            ("Kick-1", kick, 44100, 0, 1),
+            ("Snare(L)", left, 32000, 2, 4),  # linked stereo pair
+            ("Snare(R)", right, 32000, 1, 2),
+            ("Piano C4", piano, 44100, 0, 1),  # only in a melodic preset: never imported
+            ("Odd", odd, 22050, 0, 1),  # on a tom note and a cymbal note: names decide
+        ],
+        presets=[
+            ("Drums", 128, [(35, 36, 0), (38, 38, 1), (38, 38, 2), (45, 45, 4)]),
+            ("Piano", 0, [(0, 127, 3)]),
+            ("More drums", 128, [(49, 49, 4)]),
+        ],
+    )
+
+
+def test_sf2_reader_finds_drum_samples_and_their_notes(small_sf2: Path) -> None:
+    sfont = read_sf2(small_sf2)
+    assert sfont.name == "Test" and sfont.copyright == "CC0 test"
+    assert sfont.drum_presets == ["Drums", "More drums"]
+    notes = {s.name: sorted(s.notes) for s in sfont.samples}
+    assert notes == {
+        "Kick-1": [35, 36],
+        "Snare(L)": [38],
+        "Snare(R)": [38],
+        "Piano C4": [],
+        "Odd": [45, 49],
+    }
+    np.testing.assert_array_equal(sfont.audio(sfont.samples[0]), _tone(0) / 32768.0)
+
+
+def test_sf2_sources_join_stereo_pairs_and_carry_gm_notes(small_sf2: Path) -> None:
+    sources = {s.instrument: s for s in iter_sf2(small_sf2)}
+    assert set(sources) == {"Kick", "Snare", "Odd"}
+    snare = sources["Snare"]
+    audio, rate = snare.load()
+    assert rate == 32000 and audio.shape == (3000, 2)
+    np.testing.assert_array_equal(audio[:, 0], _tone(1) / 32768.0)
+    np.testing.assert_array_equal(audio[:, 1], _tone(2) / 32768.0)
+    assert snare.gm_notes == (38,) and snare.kit == "Small_Kit" and snare.licence == "CC0 test"
+    assert sources["Kick"].gm_notes == (35, 36) and sources["Kick"].load()[0].shape == (3000, 1)
+
+
+def test_sf2_import_labels_by_gm_note(small_sf2: Path, tmp_path: Path) -> None:
+    report = import_sources(tmp_path / "bank", iter_sf2(small_sf2))
+    assert report.added == {"kick": 1, "snare": 1}
+    # "Odd" is on a tom note and a cymbal note, and its name says nothing: left out.
+    assert report.unlabeled == ["Small_Kit: Odd (Odd)"]
+    rows = read_manifest(tmp_path / "bank")
+    snare = next(r for r in rows if r.label == "snare")
+    assert snare.channels == 2 and snare.source_sample_rate == 32000
+    assert snare.source == "Small_Kit.sf2#Snare(L)+Snare(R)"
+    data, rate = sf.read(str(tmp_path / "bank" / snare.path), dtype="float32")
+    assert rate == 32000
+    np.testing.assert_allclose(data[:, 1], _tone(2) / 32768.0, atol=1e-6)
+
+
+def test_not_a_soundfont(tmp_path: Path) -> None:
+    (tmp_path / "x.sf2").write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    with pytest.raises(Sf2Error, match="not a SoundFont 2"):
+        read_sf2(tmp_path / "x.sf2")
+
+
+# --------------------------------------------------------------------------------- SF2, real
+
+
+def test_avl_black_pearl_sf2(avl_black_pearl: Path, tmp_path: Path) -> None:
+    sources = list(iter_sf2(avl_black_pearl, licence="CC-BY-SA-3.0"))
+    assert len(sources) == 118
+    kicks = [s for s in sources if s.instrument == "36-Pearl22Kick"]
+    assert [s.layer for s in kicks] == [0, 1, 2, 3, 4] and all(s.gm_notes == (36,) for s in kicks)
+    report = import_sources(tmp_path / "bank", sources)
+    rows = read_manifest(tmp_path / "bank")
+    assert sum(report.added.values()) == len(rows) >= 110
+    labels = Counter(r.label for r in rows)
+    assert set(labels) == {"kick", "snare", "hihat", "tom", "cymbal", "perc"}
+    assert labels["kick"] == 5
+    for row in rows:
+        note = int(row.instrument.split("-")[0])
+        if note in (35, 36):
+            assert row.label == "kick"
+        elif note in (42, 44, 46):
+            assert row.label == "hihat"
+    # GM 58 is the vibraslap, but this kit puts a crash choke there: the name decides.
+    assert {r.label for r in rows if r.instrument.startswith("58-")} == {"cymbal"}
+    arrays, splits, _ = load_bank(tmp_path / "bank", num_samples=8192)
+    assert len(arrays) == len(rows) and set(splits) <= set(SPLITS)
+
+
+# ------------------------------------------------------------------------------ folders
+
+
+def test_layer_stem() -> None:
+    assert layer_stem("Snare-Hard") == "Snare"
+    assert layer_stem("tom_soft_v2") == "tom"
+    assert layer_stem("Ride 3-rr2") == "Ride 3"
+    assert layer_stem("kick01") == "kick01"
+    assert layer_stem("hihat") == "hihat"  # "t" is not a layer word
+    assert layer_stem("soft") == "soft"
+
+
+def test_folder_import(tmp_path: Path) -> None:
+    root = tmp_path / "Loose Kit"
+    rng = np.random.default_rng(0)
+
+    def put(rel: str, seed: int, **kw: str) -> None:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio = np.random.default_rng(seed).normal(size=3000) * np.exp(-np.arange(3000) / 500)
+        sf.write(str(path), (0.3 * audio).astype(np.float32), 44100, **kw)
+
+    put("Kicks/k1.wav", 1)
+    put("Kicks/k2.flac", 2)
+    put("Toms/tom_soft.aiff", 3)
+    put("Toms/tom_hard.aiff", 4)
+    put("misc/808 snare.wav", 5)
+    put("misc/thing.wav", 6)
+    put(".trash/kick.wav", 7)
+    (root / "notes.txt").write_text("not audio")
+    del rng
+    sources = list(iter_folder(root, licence="CC0"))
+    assert len(sources) == 6 and all(s.kit == "Loose Kit" for s in sources)
+    report = import_sources(tmp_path / "bank", sources)
+    assert report.added == {"kick": 2, "tom": 2, "snare": 1}
+    assert report.unlabeled == ["Loose Kit: misc (thing.wav)"]
+    rows = {Path(r.source).name: r for r in read_manifest(tmp_path / "bank")}
+    assert rows["tom_soft.aiff"].split_group == rows["tom_hard.aiff"].split_group
+    assert rows["tom_soft.aiff"].split == rows["tom_hard.aiff"].split
+    assert rows["k1.wav"].split_group != rows["k2.flac"].split_group
+    assert rows["k2.flac"].path.endswith(".flac") and rows["tom_hard.aiff"].path.endswith(".aiff")
