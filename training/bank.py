@@ -488,8 +488,10 @@ def _build(
         seen[digest] = row.id
         kept.append((replace(row, content_hash=digest), cleaned, digest))
     if any(not row.split for row, _, _ in kept):
+        # Rows without a split (a manifest-less bank, or hand-added rows) get one; the others
+        # keep theirs.
         assigned = assign_splits([row for row, _, _ in kept])
-        kept = [(a, c, d) for a, (_, c, d) in zip(assigned, kept, strict=True)]
+        kept = [(r if r.split else a, c, d) for a, (r, c, d) in zip(assigned, kept, strict=True)]
     n = len(kept)
     audio = np.zeros((n, settings.num_samples), dtype=np.float32)
     for i, (_, cleaned, _) in enumerate(kept):

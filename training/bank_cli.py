@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -293,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, BankError) as exc:
         print(f"dkvae-bank: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dkvae-bank summary BANK | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
