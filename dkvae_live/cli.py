@@ -24,43 +24,85 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dkvae-live",
         description="Play a neural drum model live from MIDI notes and OSC messages.",
     )
-    p.add_argument("--model", type=Path, default=None,
-                   help=f"model folder or decoder .onnx (default: the shipped model in "
-                        f"{DEFAULT_MODEL_DIR})")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help=f"model folder or decoder .onnx (default: the shipped model in {DEFAULT_MODEL_DIR})",
+    )
     audio = p.add_argument_group("audio")
-    audio.add_argument("--device", help="output device name, or part of it (default: the "
-                                        "host API's default output)")
-    audio.add_argument("--host-api", help="host API name, or part of it, e.g. JACK or ALSA "
-                                          "(default: JACK when a JACK server runs)")
+    audio.add_argument(
+        "--device",
+        help="output device name, or part of it (default: the host API's default output)",
+    )
+    audio.add_argument(
+        "--host-api",
+        help="host API name, or part of it, e.g. JACK or ALSA "
+        "(default: JACK when a JACK server runs)",
+    )
     audio.add_argument("--samplerate", type=int, help="Hz (default: the device's rate)")
-    audio.add_argument("--blocksize", type=int, default=0,
-                       help="frames per audio callback; 0 lets the host choose (JACK: its "
-                            "period), the lowest latency (default: 0)")
-    audio.add_argument("--polyphony", type=int, default=32,
-                       help="voices sounding at once before the oldest is stolen (default: 32)")
-    audio.add_argument("--master-gain", type=float, default=0.5,
-                       help="linear gain on the mix, headroom for many hits (default: 0.5)")
+    audio.add_argument(
+        "--blocksize",
+        type=int,
+        default=0,
+        help="frames per audio callback; 0 lets the host choose (JACK: its "
+        "period), the lowest latency (default: 0)",
+    )
+    audio.add_argument(
+        "--polyphony",
+        type=int,
+        default=32,
+        help="voices sounding at once before the oldest is stolen (default: 32)",
+    )
+    audio.add_argument(
+        "--master-gain",
+        type=float,
+        default=0.5,
+        help="linear gain on the mix, headroom for many hits (default: 0.5)",
+    )
     midi = p.add_argument_group("MIDI")
     midi.add_argument("--no-midi", action="store_true", help="do not open a MIDI input")
-    midi.add_argument("--midi-api", choices=["auto", "alsa", "jack"], default="auto",
-                      help="auto: JACK when the audio runs on JACK, else ALSA (default: auto)")
-    midi.add_argument("--midi-port", help="connect to this existing input port (name or part "
-                                          "of it) instead of opening a virtual port")
-    midi.add_argument("--midi-channel", type=int, choices=range(1, 17), metavar="1..16",
-                      help="listen on one channel only (default: all)")
-    midi.add_argument("--client-name", default="dkvae",
-                      help="MIDI client name; the virtual port is CLIENT:midi_in")
+    midi.add_argument(
+        "--midi-api",
+        choices=["auto", "alsa", "jack"],
+        default="auto",
+        help="auto: JACK when the audio runs on JACK, else ALSA (default: auto)",
+    )
+    midi.add_argument(
+        "--midi-port",
+        help="connect to this existing input port (name or part "
+        "of it) instead of opening a virtual port",
+    )
+    midi.add_argument(
+        "--midi-channel",
+        type=int,
+        choices=range(1, 17),
+        metavar="1..16",
+        help="listen on one channel only (default: all)",
+    )
+    midi.add_argument(
+        "--client-name",
+        default="dkvae",
+        help="MIDI client name; the virtual port is CLIENT:midi_in",
+    )
     osc = p.add_argument_group("OSC")
-    osc.add_argument("--osc-host", default="127.0.0.1",
-                     help="address to listen on (default: 127.0.0.1, this machine only)")
+    osc.add_argument(
+        "--osc-host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
     osc.add_argument("--osc-port", type=int, default=9000, help="UDP port (default: 9000)")
-    osc.add_argument("--osc-allow", action="append", default=[], metavar="IP",
-                     help="a sender allowed to talk to the daemon; required when --osc-host "
-                          "is not a loopback address (repeat for several)")
+    osc.add_argument(
+        "--osc-allow",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a sender allowed to talk to the daemon; required when --osc-host "
+        "is not a loopback address (repeat for several)",
+    )
     p.add_argument("--list-devices", action="store_true", help="list audio outputs and exit")
     p.add_argument("--list-midi-ports", action="store_true", help="list MIDI inputs and exit")
-    p.add_argument("--log-level", default="INFO",
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
 
@@ -121,9 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine = Engine(settings)
         info = engine.decoder.info
-        log.info("model %s (%s, %s, %d Hz, latent %d, classes %s) from %s", info.name,
-                 info.model_kind, info.output_kind, info.sample_rate, info.latent_size,
-                 ", ".join(info.class_names), info.path)
+        log.info(
+            "model %s (%s, %s, %d Hz, latent %d, classes %s) from %s",
+            info.name,
+            info.model_kind,
+            info.output_kind,
+            info.sample_rate,
+            info.latent_size,
+            ", ".join(info.class_names),
+            info.path,
+        )
         engine.start()
     except (ModelError, AudioDeviceError, MidiError, OscError) as exc:
         print(f"dkvae-live: {exc}", file=sys.stderr)
@@ -131,15 +180,23 @@ def main(argv: list[str] | None = None) -> int:
             engine.stop()
         return 2
     status = engine.status()
-    log.info("audio out %r on %s at %d Hz, block %s, output latency %.2f ms",
-             engine.device_name, engine.host_api, engine.samplerate,
-             settings.blocksize or "host's", status["output_latency_ms"])
+    log.info(
+        "audio out %r on %s at %d Hz, block %s, output latency %.2f ms",
+        engine.device_name,
+        engine.host_api,
+        engine.samplerate,
+        settings.blocksize or "host's",
+        status["output_latency_ms"],
+    )
     if engine.midi_port:
         log.info("MIDI in on %s", engine.midi_port)
     assert engine.osc is not None
     log.info("OSC on %s:%d (address space: docs/osc.md)", *engine.osc.address)
-    log.info("ready: %d pads on notes %s", len(engine.pads.notes()),
-             ",".join(map(str, engine.pads.notes())))
+    log.info(
+        "ready: %d pads on notes %s",
+        len(engine.pads.notes()),
+        ",".join(map(str, engine.pads.notes())),
+    )
     while not stop.wait(0.1):
         pass
     log.info("stopping")

@@ -60,8 +60,9 @@ class Engine:
         self.dropped = Dropped(log)
         self.decoder = Decoder(settings.model)
         info = self.decoder.info
-        self.pads = PadBank(default_pads(info.class_names, info.latent_size), info.class_names,
-                            info.latent_size)
+        self.pads = PadBank(
+            default_pads(info.class_names, info.latent_size), info.class_names, info.latent_size
+        )
         self.audio: AudioOutput | None = None
         self.renderer: RenderWorker | None = None
         self.midi: MidiInput | None = None
@@ -91,9 +92,7 @@ class Engine:
         self.renderer.start()
         if s.midi:
             self.midi = MidiInput(self.note_on, self._control, self.dropped.count, s.midi_channel)
-            self.midi_port = self.midi.open(
-                self._midi_api(), s.client_name, s.midi_port, "midi_in"
-            )
+            self.midi_port = self.midi.open(self._midi_api(), s.client_name, s.midi_port, "midi_in")
         self._register_osc(self.osc)
         self.audio.start()
         if self.midi:
@@ -231,8 +230,9 @@ class Engine:
     def _osc_get(self, args: list[Any], sender: Sender) -> None:
         pad = self.pads.get(self._note(args[0]))
         assert pad is not None and self.osc is not None
-        self.osc.reply(sender, "/dkvae/pad", pad.note, pad.class_name, pad.gain, pad.pan,
-                       *pad.latent)
+        self.osc.reply(
+            sender, "/dkvae/pad", pad.note, pad.class_name, pad.gain, pad.pan, *pad.latent
+        )
 
     def _osc_status(self, args: list[Any], sender: Sender) -> None:
         assert self.osc is not None

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .rt import promote_current_thread
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 4096
@@ -110,6 +112,7 @@ class MidiInput:
             self._midi_in = None
 
     def _poll(self) -> None:
+        promote_current_thread(5)
         midi_in = self._midi_in
         while not self._stopping.is_set():
             message = midi_in.get_message()

@@ -6,6 +6,7 @@ Everything here runs in the render worker or at start-up, never in the audio cal
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,9 @@ def _metadata_int(meta: dict[str, str], key: str, path: Path) -> int:
     except KeyError:
         raise ModelError(f"{path}: metadata key {key!r} is missing") from None
     except ValueError:
-        raise ModelError(f"{path}: metadata {key!r} must be an integer, got {meta[key]!r}") from None
+        raise ModelError(
+            f"{path}: metadata {key!r} must be an integer, got {meta[key]!r}"
+        ) from None
     if value <= 0:
         raise ModelError(f"{path}: metadata {key!r} must be positive, got {value}")
     return value
@@ -106,8 +109,8 @@ def _check_common(meta: dict[str, str], path: Path, role: str) -> tuple[str, ...
 def _check_io(
     session: ort.InferenceSession,
     path: Path,
-    inputs: dict[str, tuple[str, int | None]],
-    outputs: dict[str, tuple[str, int | None]],
+    inputs: Mapping[str, tuple[str, int | None]],
+    outputs: Mapping[str, tuple[str, int | None]],
 ) -> None:
     """Check names, element types and ranks; the last dimension where it is given."""
     for kind, expected, actual in (
@@ -123,12 +126,12 @@ def _check_io(
             arg = found[name]
             if arg.type != element_type:
                 raise ModelError(f"{path}: {kind} {name!r} is {arg.type}, expected {element_type}")
-            if last_dim is not None and arg.shape and isinstance(arg.shape[-1], int):
-                if arg.shape[-1] != last_dim:
-                    raise ModelError(
-                        f"{path}: {kind} {name!r} has last dimension {arg.shape[-1]}, "
-                        f"metadata says {last_dim}"
-                    )
+            declared = arg.shape[-1] if arg.shape else None
+            if last_dim is not None and isinstance(declared, int) and declared != last_dim:
+                raise ModelError(
+                    f"{path}: {kind} {name!r} has last dimension {declared}, "
+                    f"metadata says {last_dim}"
+                )
 
 
 def resolve_model_path(path: str | Path | None, filename: str = "decoder.onnx") -> Path:
@@ -165,7 +168,9 @@ class Decoder:
                 log_offset = float(meta.get("dkvae.log_offset", "0"))
             except ValueError:
                 raise ModelError(f"{self.path}: 'dkvae.log_offset' is not a number") from None
-            output = {"log_magnitude": ("tensor(float)", n_fft // 2 + 1)}
+            output: dict[str, tuple[str, int | None]] = {
+                "log_magnitude": ("tensor(float)", n_fft // 2 + 1)
+            }
         else:
             output = {"audio": ("tensor(float)", None)}
         _check_io(

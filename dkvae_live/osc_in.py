@@ -25,6 +25,8 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
+from .rt import promote_current_thread
+
 log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
@@ -140,7 +142,7 @@ class OscServer:
         self._socket.close()
 
     def set_reply_port(self, sender: Sender, port: int) -> None:
-        """Replies to this sender's host go to `port` from now on (Pd listens on a port of its own)."""
+        """Replies to this sender's host go to `port` from now on (Pd listens on its own port)."""
         if not 1 <= port <= 65535:
             raise ValueError(f"port must be in range 1..65535, got {port}")
         if sender[0] not in self._reply_ports and len(self._reply_ports) >= MAX_REPLY_TARGETS:
@@ -167,6 +169,7 @@ class OscServer:
             self._on_drop("osc.reply_failed", f"{target}: {exc.strerror}")
 
     def _serve(self) -> None:
+        promote_current_thread(4)
         while not self._stopping:
             try:
                 data, sender = self._socket.recvfrom(MAX_DATAGRAM)

@@ -60,7 +60,8 @@ class Pad:
     def channel_gains(self) -> tuple[float, float]:
         """Equal-power pan law: (left, right) gains at this pad's gain."""
         angle = (self.pan + 1.0) * math.pi / 4.0
-        return self.gain * math.cos(angle) * math.sqrt(2), self.gain * math.sin(angle) * math.sqrt(2)
+        level = self.gain * math.sqrt(2)
+        return level * math.cos(angle), level * math.sin(angle)
 
 
 def default_latent(note: int, latent_size: int) -> tuple[float, ...]:

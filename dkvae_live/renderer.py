@@ -18,6 +18,7 @@ import soxr
 from .events import PadSound
 from .model import Decoder
 from .pads import Pad, PadBank
+from .rt import promote_current_thread
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class RenderWorker:
         self._thread.join(timeout=2.0)
 
     def _run(self) -> None:
+        promote_current_thread(1)
         while True:
             self._wake.wait()
             if self._stopping:

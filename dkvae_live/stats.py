@@ -1,4 +1,4 @@
-"""Counters the status reply reports, and a log that says each kind of problem at most once a second."""
+"""Counts of dropped input for the status reply, logged at most once a second per reason."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import Counter
 
 
 class Dropped:
-    """Dropped input, counted by reason ("osc.malformed", "midi.sysex", ...), logged rate-limited."""
+    """Dropped input counted by reason ("osc.malformed", "midi.sysex", ...)."""
 
     def __init__(self, log: logging.Logger, interval: float = 1.0) -> None:
         self._counts: Counter[str] = Counter()

@@ -41,9 +41,7 @@ class VoicePool:
     def active_count(self) -> int:
         """Voices sounding and not fading out."""
         return sum(
-            1
-            for s in range(self.slots)
-            if self._sound[s] is not None and self._fade_pos[s] < 0
+            1 for s in range(self.slots) if self._sound[s] is not None and self._fade_pos[s] < 0
         )
 
     def _fade(self, slot: int) -> None:
@@ -74,8 +72,10 @@ class VoicePool:
         if sound.choke_group > 0:
             for s in range(self.slots):
                 other = self._sound[s]
-                if other is not None and other.choke_group == sound.choke_group and (
-                    other.note != sound.note
+                if (
+                    other is not None
+                    and other.choke_group == sound.choke_group
+                    and (other.note != sound.note)
                 ):
                     self._fade(s)
         oldest, count = self._oldest(note=sound.note)

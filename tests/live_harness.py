@@ -22,6 +22,8 @@ import numpy as np
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from dkvae_live.rt import promote_current_thread
+
 _names = itertools.count()
 
 
@@ -44,7 +46,9 @@ def jack_server(rate: int = 48000, period: int = 64) -> Iterator[None]:
         ["jackd", "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period)]
         if os.geteuid() != 0
         else ["jackd", "-d", "dummy", "-r", str(rate), "-p", str(period)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
     )
     subprocess.run(["jack_wait", "-w", "-t", "10"], capture_output=True)
     try:
@@ -120,13 +124,22 @@ class Daemon:
         self.client_name = f"dkvae-test-{os.getpid()}-{next(_names)}"
         self.osc_port = osc_port or free_udp_port()
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.client_name}.log"
-        args = [sys.executable, "-m", "dkvae_live", "--client-name", self.client_name,
-                "--osc-port", str(self.osc_port), *extra]
+        args = [
+            sys.executable,
+            "-m",
+            "dkvae_live",
+            "--client-name",
+            self.client_name,
+            "--osc-port",
+            str(self.osc_port),
+            *extra,
+        ]
         if model is not None:
             args += ["--model", str(model)]
         self._log = open(self.log_path, "w+b")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         self.osc = OscPeer(self.osc_port)
 
     def log(self) -> str:
@@ -165,8 +178,12 @@ class Capture:
     def __init__(self, port_pattern: str = "PortAudio.*:out_0", seconds: float = 120.0) -> None:
         import jack
 
-        self.client = jack.Client(f"dkvae-capture-{os.getpid()}-{next(_names)}",
-                                  no_start_server=True)
+        # This process's Python callback needs the GIL on JACK's real-time thread: keep the
+        # thread that shares the GIL with it from being preempted by other busy processes.
+        promote_current_thread(3)
+        self.client = jack.Client(
+            f"dkvae-capture-{os.getpid()}-{next(_names)}", no_start_server=True
+        )
         self.rate = self.client.samplerate
         self.buffer = np.zeros(int(seconds * self.rate), np.float32)
         self.first_frame: int | None = None

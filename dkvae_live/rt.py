@@ -1,0 +1,20 @@
+"""Real-time scheduling for the daemon's own threads, where the system allows it.
+
+The audio callback runs on the audio server's real-time thread but needs Python's GIL. If a
+thread of ours holds the GIL and is preempted by some other busy process, the callback waits
+and the audio glitches. Threads that take the GIL on the note path (MIDI, OSC) and the render
+worker therefore ask for SCHED_FIFO at a priority below the audio server's own.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def promote_current_thread(priority: int) -> bool:
+    """Run the calling thread with SCHED_FIFO at `priority`; False where that is not allowed."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError):  # not permitted (no rtprio limit), or not Linux
+        return False
+    return True

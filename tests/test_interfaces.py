@@ -1,0 +1,172 @@
+"""The two public interfaces: the OSC address space document and the model contract."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from synth_models import sine_decoder
+
+from dkvae_live.engine import Engine, Settings
+from dkvae_live.model import Decoder, ModelError
+from dkvae_live.osc_in import OscServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def documented_addresses() -> dict[str, str]:
+    """address -> signature, from the table in docs/osc.md."""
+    text = (ROOT / "docs" / "osc.md").read_text()
+    section = text.split("## Addresses", 1)[1].split("## Replies", 1)[0]
+    rows = re.findall(r"^\| `(/[^`]+)` \| `([^`]*)` \|", section, flags=re.MULTILINE)
+    return dict(rows)
+
+
+def test_daemon_registers_exactly_the_documented_osc_addresses(sine_model: Path) -> None:
+    engine = Engine(Settings(model=sine_model))
+    server = OscServer("127.0.0.1", 0, lambda reason, detail: None)
+    try:
+        engine._register_osc(server)
+        assert server.signatures == documented_addresses()
+    finally:
+        server.stop()
+
+
+def test_live_package_never_imports_tensorflow() -> None:
+    code = (
+        "import sys, dkvae_live, dkvae_live.cli, dkvae_live.engine;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_model_that_follows_the_contract_loads_and_renders(tmp_path: Path) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "decoder.onnx", num_samples=1000))
+    assert decoder.info.latent_size == 8
+    assert decoder.info.class_names[0] == "kick"
+    audio = decoder.render(np.zeros((3, 8), np.float32), np.array([0, 1, 2]))
+    assert audio.shape == (3, 1000) and audio.dtype == np.float32
+    # Class 2 sounds three times as high as class 0 in the sine model: count zero crossings.
+    crossings = [(np.diff(np.sign(a[1:])) != 0).sum() for a in audio]
+    assert crossings[2] == pytest.approx(3 * crossings[0], abs=2)
+
+
+def test_a_folder_with_decoder_onnx_is_a_model(tmp_path: Path) -> None:
+    sine_decoder(tmp_path / "mymodel" / "decoder.onnx")
+    assert Decoder(tmp_path / "mymodel").info.name == "sine-test"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dkvae.contract_version": None}, "not a DK·VAE Live model"),
+        ({"dkvae.contract_version": "7"}, "contract version '7'"),
+        ({"dkvae.role": "encoder"}, "expected 'decoder'"),
+        ({"dkvae.output_kind": "midi"}, "'dkvae.output_kind' is 'midi'"),
+        ({"dkvae.sample_rate": "fast"}, "'dkvae.sample_rate' must be an integer"),
+        ({"dkvae.sample_rate": None}, "'dkvae.sample_rate' is missing"),
+        ({"dkvae.latent_size": "4"}, "last dimension 8, metadata says 4"),
+        ({"dkvae.num_samples": "999"}, "metadata promises [batch, 999]"),
+        ({"dkvae.class_names": "kick,snare"}, "not a JSON list"),
+        ({"dkvae.class_names": json.dumps(["kick", "kick"])}, "distinct names"),
+        ({"dkvae.class_names": "[]"}, "non-empty"),
+    ],
+)
+def test_a_model_with_a_wrong_contract_is_refused_saying_what_is_wrong(
+    tmp_path: Path, change: dict[str, str | None], message: str
+) -> None:
+    path = sine_decoder(tmp_path / "decoder.onnx", num_samples=1000, metadata=change)
+    with pytest.raises(ModelError) as err:
+        Decoder(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_wrong_output_name_is_refused(tmp_path: Path) -> None:
+    path = sine_decoder(tmp_path / "decoder.onnx", num_samples=1000, output_name="wave")
+    with pytest.raises(ModelError, match=r"outputs are \['wave'\], the contract wants \['audio'\]"):
+        Decoder(path)
+
+
+def test_missing_truncated_and_garbage_model_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no such model file"):
+        Decoder(tmp_path / "nothing.onnx")
+    good = sine_decoder(tmp_path / "good.onnx", num_samples=1000).read_bytes()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        Decoder(truncated)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\xff" * 500)
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        Decoder(garbage)
+
+
+def test_log_magnitude_models_are_inverted_with_griffin_lim(tmp_path: Path) -> None:
+    """A decoder whose output is a log-magnitude STFT of a 1 kHz tone plays a 1 kHz tone."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dkvae_live.model import _stft, _stft_window
+
+    rate, n_fft, hop, length = 16000, 512, 128, 8000
+    tone = np.sin(2 * np.pi * 1000 * np.arange(length) / rate).astype(np.float32)[None]
+    frames = length // hop + 1
+    log_mag = np.log(np.abs(_stft(tone, n_fft, hop, frames, _stft_window(n_fft))) + 1e-6)
+    # The graph ignores z and class: it broadcasts the stored spectrogram over the batch.
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["class_index"], ["n"]),
+            helper.make_node("Concat", ["n", "tail"], ["shape"], axis=0),
+            helper.make_node("Expand", ["spec", "shape"], ["log_magnitude"]),
+            helper.make_node("ReduceSum", ["z"], ["unused"], keepdims=0),
+        ],
+        "spectrogram_decoder",
+        [
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("class_index", TensorProto.INT64, ["batch"]),
+        ],
+        [
+            helper.make_tensor_value_info(
+                "log_magnitude", TensorProto.FLOAT, ["batch", frames, n_fft // 2 + 1]
+            )
+        ],
+        [
+            numpy_helper.from_array(log_mag.astype(np.float32), "spec"),
+            numpy_helper.from_array(np.array([frames, n_fft // 2 + 1], np.int64), "tail"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = {
+        "dkvae.contract_version": "1",
+        "dkvae.role": "decoder",
+        "dkvae.model_kind": "test",
+        "dkvae.output_kind": "log_magnitude",
+        "dkvae.sample_rate": str(rate),
+        "dkvae.num_samples": str(length),
+        "dkvae.latent_size": "8",
+        "dkvae.class_names": '["kick"]',
+        "dkvae.n_fft": str(n_fft),
+        "dkvae.hop_length": str(hop),
+        "dkvae.log_offset": "1e-6",
+    }
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    path = tmp_path / "decoder.onnx"
+    onnx.save(model, str(path))
+    audio = Decoder(path).render(np.zeros((1, 8), np.float32), np.array([0]))[0]
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert np.argmax(spectrum) * rate / length == pytest.approx(1000, abs=5)
+    # Spectral convergence: the played sound's magnitudes are those the model gave.
+    played = np.abs(_stft(audio[None], n_fft, hop, frames, _stft_window(n_fft)))
+    target = np.exp(log_mag) - 1e-6
+    assert np.linalg.norm(played - target) / np.linalg.norm(target) < 0.2

@@ -1,0 +1,263 @@
+"""The parts of the real-time path, one at a time, without an audio server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live_harness import osc_datagram
+from synth_models import sine_decoder
+
+from dkvae_live.events import PadSound
+from dkvae_live.midi_in import MidiInput
+from dkvae_live.model import Decoder
+from dkvae_live.osc_in import OscServer, check_arguments, parse_signature
+from dkvae_live.pads import PadBank, default_pads
+from dkvae_live.renderer import RenderWorker, prepare_sound
+from dkvae_live.voices import VoicePool
+
+FADE = 32
+
+
+def sound(note: int, length: int = 1000, choke: int = 0, polyphony: int = 4) -> PadSound:
+    return PadSound(note, np.ones(length, np.float32), 1.0, 1.0, choke, polyphony)
+
+
+def render(pool: VoicePool, frames: int, block: int = 64) -> np.ndarray:
+    out = np.zeros((frames, 2), np.float32)
+    for start in range(0, frames, block):
+        pool.mix_into(out[start : start + block])
+    return out
+
+
+@pytest.mark.parametrize("block", [1, 64, 65, 128, 8192, 8193])
+def test_a_voice_plays_its_sound_once_whatever_the_block_size(block: int) -> None:
+    pool = VoicePool(4, FADE, max_block=4096)
+    pool.trigger(PadSound(36, np.arange(1, 301, dtype=np.float32), 1.0, 0.5, 0, 4), 127)
+    out = render(pool, 1000, block)
+    assert np.array_equal(out[:300, 0], np.arange(1, 301))
+    assert np.array_equal(out[:300, 1], 0.5 * np.arange(1, 301))
+    assert not out[300:].any()
+    assert pool.active_count() == 0
+
+
+def test_voices_add_up_and_velocity_scales_linearly() -> None:
+    pool = VoicePool(4, FADE)
+    pool.trigger(sound(36), 127)
+    pool.trigger(sound(38), 127)
+    assert render(pool, 64)[0, 0] == pytest.approx(2.0)
+    pool.stop_all()
+    render(pool, 1000)
+    pool.trigger(sound(36), 64)
+    assert render(pool, 64)[0, 0] == pytest.approx(64 / 127)
+
+
+def test_stealing_fades_the_oldest_voice_instead_of_cutting_it() -> None:
+    pool = VoicePool(2, FADE)
+    pool.trigger(sound(36), 127)
+    render(pool, 10)
+    pool.trigger(sound(38), 127)
+    pool.trigger(sound(40), 127)  # a third voice with polyphony 2: the kick must go
+    out = render(pool, 200)
+    assert pool.voices_stolen == 1
+    assert out[0, 0] == pytest.approx(3.0)  # the stolen voice starts its fade at full level
+    steps = np.diff(out[: FADE + 1, 0])
+    assert np.all(steps <= 0) and np.max(np.abs(steps)) <= 1.0 / (FADE - 1) + 1e-6
+    assert out[FADE + 5, 0] == pytest.approx(2.0)  # then only the two new voices remain
+    assert pool.active_count() == 2
+
+
+def test_a_closed_hat_chokes_the_open_hat_with_a_fade() -> None:
+    pool = VoicePool(8, FADE)
+    pool.trigger(sound(46, choke=1), 127)  # open hat
+    pool.trigger(sound(36), 127)  # a kick, not in the group
+    render(pool, 100)
+    pool.trigger(sound(42, choke=1), 127)  # closed hat
+    out = render(pool, 200)
+    assert out[0, 0] == pytest.approx(3.0)
+    assert out[FADE + 1, 0] == pytest.approx(2.0)  # open hat gone, kick and closed hat remain
+
+
+def test_per_pad_polyphony_fades_the_pads_oldest_hit() -> None:
+    pool = VoicePool(8, FADE)
+    for _ in range(3):
+        pool.trigger(sound(38, polyphony=2), 127)
+    out = render(pool, 200)
+    assert out[FADE + 1, 0] == pytest.approx(2.0)
+
+
+def test_prepare_sound_rejects_nan_and_limits_peaks_and_trims_tails() -> None:
+    assert prepare_sound(np.array([0.1, np.nan], np.float32), 44100, 44100) is None
+    assert prepare_sound(np.array([0.1, np.inf], np.float32), 44100, 44100) is None
+    loud = prepare_sound(np.full(1000, 3.0, np.float32), 44100, 44100)
+    assert loud is not None and np.max(np.abs(loud)) <= 1.0
+    tail = np.concatenate([np.ones(500, np.float32), np.zeros(44100, np.float32)])
+    trimmed = prepare_sound(tail, 44100, 48000)
+    assert trimmed is not None and 500 < trimmed.shape[0] < 700
+    assert abs(trimmed[-1]) < 0.01  # the cut end fades, no click
+
+
+def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Path) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: dict[int, PadSound] = {}
+    worker = RenderWorker(decoder, pads, 48000, lambda s: published.__setitem__(s.note, s))
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        for i in range(200):
+            pads.set_dim(36, 0, i / 200)
+        pads.set_dim(36, 0, 1.0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if 36 in published and worker._rendered[36][1][0] == 1.0 and not worker._dirty:
+                break
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    assert worker.renders < 50  # 201 changes, far fewer renders
+    want = decoder.render(np.array([pads.get(36).latent], np.float32), [0])[0]  # type: ignore[union-attr]
+    expected = prepare_sound(want, info.sample_rate, 48000)
+    assert expected is not None
+    assert np.allclose(published[36].audio, expected)
+
+
+def test_osc_signatures_convert_or_say_what_is_wrong() -> None:
+    params = parse_signature("note:i velocity:i?")
+    assert check_arguments(params, [36.0]) == [36]
+    assert check_arguments(params, [36, 90.0]) == [36, 90]
+    for bad, message in [
+        ([], "missing argument note"),
+        ([36.5], "note must be a whole number"),
+        (["36"], "note must be a number"),
+        ([True], "note must be a number"),
+        ([36, 1, 2], "too many arguments"),
+        ([float("nan")], "finite"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_arguments(params, bad)
+    latent = parse_signature("note:i values:f*")
+    assert check_arguments(latent, [1, 2, 3.5]) == [1, 2.0, 3.5]
+    with pytest.raises(ValueError, match="finite"):
+        check_arguments(latent, [1, 0.0, float("inf")])
+    cls = parse_signature("note:i class:n")
+    assert check_arguments(cls, [1, "snare"]) == [1, "snare"]
+    assert check_arguments(cls, [1, 2.0]) == [1, 2]
+
+
+def test_osc_server_counts_malformed_and_unknown_and_replies_with_errors() -> None:
+    dropped: list[str] = []
+    server = OscServer("127.0.0.1", 0, lambda reason, detail: dropped.append(reason))
+    got: list[list[object]] = []
+    server.add("/x", "a:i", lambda args, sender: got.append(args))
+    for data in [
+        b"",
+        b"\x00\x01",
+        b"#bundle\x00" + b"\xff" * 7,
+        osc_datagram("/x", 1),
+        osc_datagram("/x", "no"),
+        osc_datagram("/y"),
+    ]:
+        server.handle_datagram(data, ("127.0.0.1", 1))
+    server.stop()
+    assert got == [[1]]
+    assert dropped.count("osc.malformed") == 3
+    assert dropped.count("osc.invalid") == 1
+    assert dropped.count("osc.unknown_address") == 1
+
+
+def test_osc_allowlist_drops_other_senders() -> None:
+    dropped: list[str] = []
+    server = OscServer("127.0.0.1", 0, lambda r, d: dropped.append(r), ["10.0.0.2"])
+    got: list[object] = []
+    server.add("/x", "", lambda args, sender: got.append(sender))
+    server.handle_datagram(osc_datagram("/x"), ("10.0.0.3", 5000))
+    server.handle_datagram(osc_datagram("/x"), ("10.0.0.2", 5000))
+    server.stop()
+    assert dropped == ["osc.not_allowed"] and got == [("10.0.0.2", 5000)]
+
+
+def test_second_server_on_the_same_port_says_so() -> None:
+    from dkvae_live.osc_in import OscError
+
+    first = OscServer("127.0.0.1", 0, lambda r, d: None)
+    try:
+        with pytest.raises(OscError, match="another dkvae-live"):
+            OscServer("127.0.0.1", first.address[1], lambda r, d: None)
+    finally:
+        first.stop()
+
+
+def test_midi_bytes_are_checked_at_the_boundary() -> None:
+    notes: list[tuple[int, int]] = []
+    controls: list[tuple[int, int, int]] = []
+    dropped: list[str] = []
+    midi = MidiInput(
+        lambda n, v: notes.append((n, v)),
+        lambda *c: controls.append(c),
+        lambda r, d: dropped.append(r),
+        channel=9,
+    )
+    for data in (
+        [0x99, 36, 100],
+        [0x99, 38, 0],
+        [0x89, 36, 0],
+        [0x90, 40, 100],
+        [0xB9, 123, 0],
+        [0xF0, 1, 2, 0xF7],
+        [36, 100],
+        [0x99, 36],
+        [0x99, 200, 1],
+        [],
+        [0x99, 36, 100, 5],
+    ):
+        midi.handle(data)
+    assert notes == [(36, 100)]  # velocity 0 is a note-off; channel 1 is ignored
+    assert controls == [(9, 123, 0)]
+    assert dropped == [
+        "midi.sysex",
+        "midi.malformed",
+        "midi.malformed",
+        "midi.malformed",
+        "midi.malformed",
+        "midi.malformed",
+    ]
+
+
+def test_pad_bank_refuses_bad_values_and_keeps_the_pad() -> None:
+    pads = PadBank(default_pads(("kick", "snare"), 4), ("kick", "snare"), 4)
+    before = pads.get(36)
+    for call in (
+        lambda: pads.set_latent(36, [0.0, 1.0]),
+        lambda: pads.set_latent(36, [0.0, 1.0, float("nan"), 0.0]),
+        lambda: pads.set_dim(36, 4, 0.0),
+        lambda: pads.set_class(36, "gong"),
+        lambda: pads.set_gain(36, -1.0),
+        lambda: pads.set_pan(36, 2.0),
+    ):
+        with pytest.raises(ValueError):
+            call()
+    assert pads.get(36) == before
+    assert pads.get(42) is not None and pads.get(42).class_name == "kick"  # type: ignore[union-attr]
+
+
+def test_pad_bank_changes_are_atomic_under_threads() -> None:
+    pads = PadBank(default_pads(("kick",), 8), ("kick",), 8)
+
+    def writer(value: float) -> None:
+        for _ in range(500):
+            pads.set_latent(36, [value] * 8)
+
+    threads = [threading.Thread(target=writer, args=(v,)) for v in (1.0, 2.0)]
+    for t in threads:
+        t.start()
+    seen = set()
+    while any(t.is_alive() for t in threads):
+        seen.add(len(set(pads.get(36).latent)))  # type: ignore[union-attr]
+    for t in threads:
+        t.join()
+    assert seen <= {1}
