@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from live_harness import Capture, Daemon, jack_running, jack_server  # noqa: E402
-from synth_models import sine_decoder  # noqa: E402
+from live_harness import Capture, Daemon, jack_running, jack_server
+from synth_models import sine_decoder
 
 
 @pytest.fixture(scope="session")

@@ -83,9 +83,7 @@ def test_one_dimension_and_class_over_osc(daemon: Daemon, capture: Capture) -> N
     assert reply.params[4:] == pytest.approx([-1.0] + [0.0] * 7)
 
 
-def test_burst_of_500_back_to_back_midi_notes_loses_none(
-    daemon: Daemon, capture: Capture
-) -> None:
+def test_burst_of_500_back_to_back_midi_notes_loses_none(daemon: Daemon, capture: Capture) -> None:
     midi = MidiSender(daemon.midi_port)
     try:
         for _ in range(500):
