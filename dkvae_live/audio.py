@@ -76,10 +76,11 @@ class AudioOutput:
 
     def __init__(self, polyphony: int, master_gain: float = 0.5) -> None:
         self.polyphony = polyphony
-        self.voices = VoicePool(polyphony, 1)  # replaced in open(), once the rate is known
+        self.voices = VoicePool(polyphony, 1)  # replaced by configure(), once the rate is known
         self.master_gain = master_gain
         self.events: deque[Event] = deque()
         self.sounds: list[PadSound | None] = [None] * 128
+        self.hits = [0] * 128  # per note: which variant plays next; read by the render worker
         self.xruns = 0
         self.notes_played = 0
         self.notes_without_sound = 0
@@ -94,7 +95,7 @@ class AudioOutput:
         index, name, api = find_output_device(device, host_api)
         info = sd.query_devices(index)
         rate = int(samplerate or info["default_samplerate"])
-        self.voices = VoicePool(self.polyphony, int(FADE_SECONDS * rate))
+        self.configure(rate)
         try:
             self.stream = sd.OutputStream(
                 device=index,
@@ -108,6 +109,10 @@ class AudioOutput:
         except sd.PortAudioError as exc:
             raise AudioDeviceError(f"cannot open {name!r} on {api} at {rate} Hz: {exc}") from exc
         return name, api, rate
+
+    def configure(self, samplerate: int) -> None:
+        """Allocate the voice pool for this rate (fade length in samples)."""
+        self.voices = VoicePool(self.polyphony, int(FADE_SECONDS * samplerate))
 
     def start(self) -> None:
         self.stream.start()
@@ -126,6 +131,13 @@ class AudioOutput:
         self.callbacks += 1
         if status.output_underflow:
             self.xruns += 1
+        self.process(outdata)
+
+    def process(self, outdata: np.ndarray) -> None:
+        """Play pending events and fill `outdata` [frames, channels]: the whole audio path.
+
+        The stream's callback calls this; so does the offline renderer, so both sound the same.
+        """
         outdata.fill(0.0)
         events = self.events
         while events:
@@ -135,7 +147,8 @@ class AudioOutput:
                 if sound is None:
                     self.notes_without_sound += 1
                 else:
-                    self.voices.trigger(sound, event.velocity)
+                    self.voices.trigger(sound, event.velocity, self.hits[event.note])
+                    self.hits[event.note] += 1
                     self.notes_played += 1
             elif isinstance(event, StopAll):
                 self.voices.stop_all()

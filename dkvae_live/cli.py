@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import queue
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 from .audio import AudioDeviceError
 from .engine import Engine, Settings
+from .kit import DEFAULT_KIT, KitError, load_kit
 from .midi_in import MidiError, available_apis, list_input_ports
-from .model import DEFAULT_MODEL_DIR, ModelError
+from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
 from .osc_in import OscError
 
 log = logging.getLogger("dkvae_live")
@@ -29,6 +31,29 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help=f"model folder or decoder .onnx (default: the shipped model in {DEFAULT_MODEL_DIR})",
+    )
+    p.add_argument(
+        "--kit",
+        type=Path,
+        default=None,
+        help="kit file (TOML, docs/kits.md) to play; it is reloaded when it changes on disk "
+        "or on SIGHUP (default: the shipped default kit)",
+    )
+    p.add_argument(
+        "--kit-dir",
+        type=Path,
+        default=None,
+        help="folder for kits saved and loaded over OSC (default: the --kit file's folder, "
+        "else ~/.local/share/dkvae-live/kits)",
+    )
+    p.add_argument(
+        "--allow-dir",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder whose files OSC may name (sounds to encode, models, kits); repeat for "
+        "several. The kit folder is always allowed",
     )
     audio = p.add_argument_group("audio")
     audio.add_argument(
@@ -115,6 +140,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         )
     return Settings(
         model=args.model,
+        kit=args.kit,
+        kit_dir=args.kit_dir,
+        allow_dirs=tuple(args.allow_dir),
         device=args.device,
         host_api=args.host_api,
         samplerate=args.samplerate,
@@ -147,7 +175,67 @@ def _list(args: argparse.Namespace) -> None:
             print(f"{api}: {', '.join(ports) or '(no ports)'}")
 
 
+def build_render_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dkvae-live render",
+        description="Play a MIDI file through a kit offline, with the live voice engine.",
+    )
+    p.add_argument("midi", type=Path, help="a standard MIDI file")
+    p.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
+    p.add_argument("--kit", type=Path, default=DEFAULT_KIT, help="kit file (default: shipped)")
+    p.add_argument("--model", type=Path, default=None, help="model (default: shipped)")
+    p.add_argument("--samplerate", type=int, default=48000, help="Hz (default: 48000)")
+    p.add_argument("--polyphony", type=int, default=32)
+    p.add_argument("--master-gain", type=float, default=0.5)
+    p.add_argument(
+        "--midi-channel",
+        type=int,
+        choices=range(1, 17),
+        metavar="1..16",
+        help="play one channel only (default: all)",
+    )
+    return p
+
+
+def render_main(argv: list[str]) -> int:
+    from .offline import midi_notes, render_midi
+
+    args = build_render_parser().parse_args(argv)
+    logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
+    try:
+        import soundfile
+
+        decoder = Decoder(args.model)
+        kit = load_kit(args.kit, decoder.info.class_names, decoder.info.latent_size)
+        channel = None if args.midi_channel is None else args.midi_channel - 1
+        notes = midi_notes(args.midi, channel)
+        started = time.perf_counter()
+        audio, skipped = render_midi(
+            notes, decoder, kit, args.samplerate, args.polyphony, args.master_gain
+        )
+        elapsed = time.perf_counter() - started
+        soundfile.write(str(args.output), audio, args.samplerate, subtype="FLOAT")
+    except (ModelError, KitError, ValueError, OSError) as exc:
+        print(f"dkvae-live render: {exc}", file=sys.stderr)
+        return 2
+    seconds = audio.shape[0] / args.samplerate
+    log.info(
+        "%d notes (%d without a pad, skipped), %.1f s of audio rendered in %.2f s "
+        "(%.0fx real time) to %s",
+        len(notes),
+        skipped,
+        seconds,
+        elapsed,
+        seconds / max(elapsed, 1e-9),
+        args.output,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["render"]:
+        return render_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -156,9 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         _list(args)
         return 0
     settings = _settings(args)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop.set())
+    actions: queue.SimpleQueue[str] = queue.SimpleQueue()
+    signal_actions = {
+        signal.SIGINT: "stop",
+        signal.SIGTERM: "stop",
+        signal.SIGHUP: "reload kit",
+        signal.SIGUSR1: "reload model",
+    }
+
+    def on_signal(signum: int, frame: object) -> None:
+        actions.put(signal_actions[signal.Signals(signum)])
+
+    for sig in signal_actions:
+        signal.signal(sig, on_signal)
     engine: Engine | None = None
     try:
         engine = Engine(settings)
@@ -173,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             ", ".join(info.class_names),
             info.path,
         )
+        log.info("kit %r from %s", engine.kit_name, engine.kit_path or "the shipped default")
         engine.start()
-    except (ModelError, AudioDeviceError, MidiError, OscError) as exc:
+    except (ModelError, KitError, AudioDeviceError, MidiError, OscError) as exc:
         print(f"dkvae-live: {exc}", file=sys.stderr)
         if engine is not None:
             engine.stop()
@@ -191,14 +290,30 @@ def main(argv: list[str] | None = None) -> int:
     if engine.midi_port:
         log.info("MIDI in on %s", engine.midi_port)
     assert engine.osc is not None
-    log.info("OSC on %s:%d (address space: docs/osc.md)", *engine.osc.address)
+    log.info(
+        "OSC on %s:%d (address space: docs/osc.md); files allowed under %s",
+        *engine.osc.address,
+        ", ".join(str(d) for d in engine.allowed_dirs),
+    )
     log.info(
         "ready: %d pads on notes %s",
         len(engine.pads.notes()),
         ",".join(map(str, engine.pads.notes())),
     )
-    while not stop.wait(0.1):
-        pass
+    while True:
+        try:
+            action = actions.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if action == "stop":
+            break
+        if action == "reload kit":
+            engine.reload_kit()
+        elif action == "reload model":
+            try:
+                engine.load_model(engine.decoder.path)
+            except ModelError as exc:
+                log.error("model not reloaded, the old one keeps playing: %s", exc)
     log.info("stopping")
     engine.stop()
     return 0

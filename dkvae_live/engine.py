@@ -6,13 +6,17 @@
                                       └─────────────> audio callback: voices.mix_into(out)
 
 A note-on never waits for the model: it only appends an event that the next audio callback
-plays from the sound already rendered for that pad.
+plays from the sound already rendered for that pad. Slow requests (kits, models, encoding a
+file) run on a job thread of their own, so they never hold up the MIDI or OSC threads either.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +25,23 @@ import numpy as np
 
 from .audio import AudioOutput
 from .events import NoteOn, StopAll
+from .kit import DEFAULT_KIT, CcMapping, Kit, KitError, check_cc, load_kit, save_kit
 from .midi_in import MidiInput
-from .model import Decoder
+from .model import Decoder, Encoder, ModelError, read_sound
 from .osc_in import OscServer, Sender
 from .pads import PadBank, default_pads
+from .paths import confine
 from .renderer import RenderWorker
 from .stats import Dropped
 
 log = logging.getLogger(__name__)
+
+KIT_WATCH_SECONDS = 0.5
+
+
+def user_kit_dir() -> Path:
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "dkvae-live" / "kits"
 
 
 @dataclass
@@ -36,6 +49,9 @@ class Settings:
     """Everything the daemon can be told on its command line."""
 
     model: Path | None = None
+    kit: Path | None = None
+    kit_dir: Path | None = None
+    allow_dirs: tuple[Path, ...] = ()
     device: str | None = None
     host_api: str | None = None
     samplerate: int | None = None
@@ -59,10 +75,18 @@ class Engine:
         self.settings = settings
         self.dropped = Dropped(log)
         self.decoder = Decoder(settings.model)
+        self.encoder = self._encoder_beside(self.decoder)
+        kit = self._initial_kit()
         info = self.decoder.info
-        self.pads = PadBank(
-            default_pads(info.class_names, info.latent_size), info.class_names, info.latent_size
-        )
+        self.pads = PadBank(kit.pads, info.class_names, info.latent_size)
+        self.kit_name = kit.name
+        self.cc: list[CcMapping] = list(kit.cc)
+        self.kit_dir = (
+            settings.kit_dir or (settings.kit.parent if settings.kit else user_kit_dir())
+        ).resolve()
+        self.allowed_dirs = (self.kit_dir, *(d.resolve() for d in settings.allow_dirs))
+        self._learning: tuple[int, int, Sender] | None = None
+        self._kit_stamp = self._stamp(self.kit_path)
         self.audio: AudioOutput | None = None
         self.renderer: RenderWorker | None = None
         self.midi: MidiInput | None = None
@@ -70,6 +94,38 @@ class Engine:
         self.device_name = self.host_api = self.midi_port = ""
         self.samplerate = 0
         self._osc_triggers = 0
+        self._stopping = threading.Event()
+        self._jobs = ThreadPoolExecutor(1, thread_name_prefix="dkvae-jobs")
+        self._watcher = threading.Thread(target=self._watch_kit, name="dkvae-kit", daemon=True)
+
+    def _initial_kit(self) -> Kit:
+        """The kit given, else the shipped default kit if it fits the model, else the GM map."""
+        info = self.decoder.info
+        path = self.settings.kit
+        if path is not None:
+            self.kit_path: Path | None = path.resolve()
+            return load_kit(path, info.class_names, info.latent_size)
+        self.kit_path = None
+        try:
+            return load_kit(DEFAULT_KIT, info.class_names, info.latent_size)
+        except KitError as exc:
+            log.info(
+                "the shipped default kit does not fit this model (%s); using the General "
+                "MIDI map with default latents",
+                exc,
+            )
+            return Kit("general-midi", default_pads(info.class_names, info.latent_size))
+
+    @staticmethod
+    def _encoder_beside(decoder: Decoder) -> Encoder | None:
+        path = decoder.path.parent / "encoder.onnx"
+        if not path.exists():
+            return None
+        try:
+            return Encoder(path, decoder.info)
+        except ModelError as exc:
+            log.warning("encoder not used: %s", exc)
+            return None
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -86,6 +142,7 @@ class Engine:
             self.samplerate,
             self.audio.publish,
             on_rejected=lambda note: self.dropped.count("render.not_finite", f"pad {note}"),
+            hits=self.audio.hits,
         )
         self.renderer.render_now(self.pads.notes())
         self.pads.on_change = self.renderer.request
@@ -98,6 +155,7 @@ class Engine:
         if self.midi:
             self.midi.start()
         self.osc.start()
+        self._watcher.start()
 
     def _midi_api(self) -> str:
         api = self.settings.midi_api
@@ -108,6 +166,7 @@ class Engine:
         return "alsa" if Path("/dev/snd/seq").exists() else "jack"
 
     def stop(self) -> None:
+        self._stopping.set()
         for part in (self.midi, self.osc):
             if part is not None:
                 part.stop()
@@ -115,6 +174,7 @@ class Engine:
             self.audio.close()
         if self.renderer is not None:
             self.renderer.stop()
+        self._jobs.shutdown(wait=False, cancel_futures=True)
 
     # -- what the inputs do ----------------------------------------------------------------
     def note_on(self, note: int, velocity: int) -> None:
@@ -130,9 +190,117 @@ class Engine:
         self.audio.events.append(StopAll())
 
     def _control(self, channel: int, controller: int, value: int) -> None:
-        """MIDI CC: 120 (all sound off) and 123 (all notes off) stop every voice."""
+        """MIDI CC: 120/123 stop every voice; a learn in progress takes the controller; mapped
+        controllers move their pad's latent dimension."""
         if controller in (120, 123):
             self.stop_all()
+            return
+        learning = self._learning
+        if learning is not None:
+            note, dim, sender = learning
+            self._learning = None
+            self.cc = [
+                m
+                for m in self.cc
+                if not (m.controller == controller and m.channel in (None, channel))
+            ]
+            self.cc.append(CcMapping(controller, note, dim, channel=channel))
+            log.info(
+                "learned: CC %d on channel %d moves pad %d dimension %d",
+                controller,
+                channel + 1,
+                note,
+                dim,
+            )
+            if self.osc:
+                self.osc.reply(sender, "/dkvae/pad/learned", note, dim, controller, channel + 1)
+        for mapping in self.cc:
+            if mapping.controller == controller and mapping.channel in (None, channel):
+                try:
+                    self.pads.set_dim(mapping.note, mapping.dim, mapping.value(value))
+                except ValueError as exc:
+                    self.dropped.count("midi.cc_unmapped", str(exc))
+
+    # -- kits and models -------------------------------------------------------------------
+    def current_kit(self) -> Kit:
+        return Kit(self.kit_name, self.pads.snapshot(), tuple(self.cc))
+
+    def load_kit_file(self, path: Path) -> Kit:
+        """Load a kit and play it; a kit that does not load changes nothing (KitError)."""
+        info = self.decoder.info
+        kit = load_kit(path, info.class_names, info.latent_size)
+        self.pads.replace_all(kit.pads)
+        self.cc = list(kit.cc)
+        self.kit_name = kit.name
+        self.kit_path = path.resolve()
+        self._kit_stamp = self._stamp(self.kit_path)
+        log.info("kit %r loaded from %s: %d pads", kit.name, path, len(kit.pads))
+        return kit
+
+    def save_kit_file(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_kit(self.current_kit(), path)
+        self.kit_path = path.resolve()
+        self._kit_stamp = self._stamp(self.kit_path)
+        log.info("kit saved to %s", path)
+
+    def reload_kit(self) -> None:
+        """SIGHUP: read the current kit file again (the old kit stays if it is broken)."""
+        if self.kit_path is None:
+            log.info("no kit file to reload (playing %r)", self.kit_name)
+            return
+        try:
+            self.load_kit_file(self.kit_path)
+        except KitError as exc:
+            log.error("kit not reloaded, the old one keeps playing: %s", exc)
+
+    @staticmethod
+    def _stamp(path: Path | None) -> tuple[int, int] | None:
+        try:
+            st = path.stat() if path else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st else None
+
+    def _watch_kit(self) -> None:
+        """Reload the kit when its file changes on disk."""
+        while not self._stopping.wait(KIT_WATCH_SECONDS):
+            stamp = self._stamp(self.kit_path)
+            if stamp is not None and stamp != self._kit_stamp:
+                self._kit_stamp = stamp
+                log.info("kit file %s changed on disk: reloading", self.kit_path)
+                self.reload_kit()
+
+    def load_model(self, path: Path | None) -> Decoder:
+        """Swap in another decoder while the old one keeps playing; ModelError if it cannot."""
+        decoder = Decoder(path)
+        info, old = decoder.info, self.decoder.info
+        if info.latent_size != old.latent_size:
+            raise ModelError(
+                f"{decoder.path}: latent size {info.latent_size}, the kit's pads "
+                f"have {old.latent_size}; load a kit made for it"
+            )
+        missing = {p.class_name for p in self.pads.snapshot().values()} - set(info.class_names)
+        if missing:
+            raise ModelError(
+                f"{decoder.path}: has no class {', '.join(sorted(missing))}, "
+                "which the kit's pads use"
+            )
+        assert self.renderer is not None
+        self.pads.class_names = info.class_names
+        self.renderer.swap_decoder(decoder)
+        self.decoder = decoder
+        self.encoder = self._encoder_beside(decoder)
+        log.info("model %s (%s) loaded from %s", info.name, info.model_kind, decoder.path)
+        return decoder
+
+    def encode_into_pad(self, note: int, path: Path) -> tuple[float, ...]:
+        if self.encoder is None:
+            raise ValueError("this model has no encoder (encoder.onnx beside decoder.onnx)")
+        info = self.decoder.info
+        sound = read_sound(path, info.sample_rate, info.num_samples)
+        latent = self.encoder.encode(sound[None])[0]
+        return self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).tolist()).latent
 
     def status(self) -> dict[str, Any]:
         assert self.audio is not None and self.renderer is not None
@@ -144,6 +312,7 @@ class Engine:
             "model_sample_rate": info.sample_rate,
             "latent_size": info.latent_size,
             "classes": " ".join(info.class_names),
+            "kit": self.kit_name,
             "device": self.device_name,
             "host_api": self.host_api,
             "sample_rate": self.samplerate,
@@ -168,11 +337,26 @@ class Engine:
         osc.add("/dkvae/pad/latent", "note:i values:f*", self._osc_latent)
         osc.add("/dkvae/pad/dim", "note:i dim:i value:f", self._osc_dim)
         osc.add("/dkvae/pad/class", "note:i class:n", self._osc_class)
-        osc.add("/dkvae/pad/gain", "note:i gain:f", self._osc_gain)
-        osc.add("/dkvae/pad/pan", "note:i pan:f", self._osc_pan)
+        for field in (
+            "gain",
+            "pan",
+            "choke_group",
+            "polyphony",
+            "velocity_curve",
+            "timbre_amount",
+            "variation",
+        ):
+            kind = "i" if field in ("choke_group", "polyphony") else "f"
+            osc.add(f"/dkvae/pad/{field}", f"note:i {field}:{kind}", self._osc_field(field))
+        osc.add("/dkvae/pad/timbre_direction", "note:i values:f*", self._osc_timbre_direction)
         osc.add("/dkvae/pad/randomize", "note:i amount:f?", self._osc_randomize)
         osc.add("/dkvae/pad/reset", "note:i", self._osc_reset)
         osc.add("/dkvae/pad/get", "note:i", self._osc_get)
+        osc.add("/dkvae/pad/learn", "note:i dim:i", self._osc_learn)
+        osc.add("/dkvae/pad/encode", "note:i path:s", self._osc_encode)
+        osc.add("/dkvae/kit/save", "path:s?", self._osc_kit_save)
+        osc.add("/dkvae/kit/load", "path:s", self._osc_kit_load)
+        osc.add("/dkvae/model/load", "path:s", self._osc_model_load)
         osc.add("/dkvae/status", "", self._osc_status)
         osc.add("/dkvae/reply_to", "port:i", lambda a, sender: osc.set_reply_port(sender, a[0]))
 
@@ -183,6 +367,23 @@ class Engine:
             raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
         return note
 
+    def _job(self, address: str, sender: Sender, work: Any) -> None:
+        """Run slow work off the OSC thread; its errors go back to the sender."""
+        assert self.osc is not None
+        osc = self.osc
+
+        def run() -> None:
+            try:
+                work()
+            except (ValueError, KitError, ModelError, OSError) as exc:
+                self.dropped.count("osc.invalid", f"{address}: {exc}")
+                osc.reply(sender, "/dkvae/error", address, str(exc))
+            except Exception as exc:
+                log.exception("%s failed", address)
+                osc.reply(sender, "/dkvae/error", address, f"internal error: {exc!r}")
+
+        self._jobs.submit(run)
+
     def _osc_trigger(self, args: list[Any], sender: Sender) -> None:
         note = self._note(args[0])
         velocity = args[1] if len(args) > 1 else 100
@@ -192,7 +393,7 @@ class Engine:
         self.note_on(note, velocity)
 
     def _osc_latent(self, args: list[Any], sender: Sender) -> None:
-        self.pads.set_latent(self._note(args[0]), args[1:])
+        self.pads.update(self._note(args[0]), latent=args[1:])
 
     def _osc_dim(self, args: list[Any], sender: Sender) -> None:
         self.pads.set_dim(self._note(args[0]), args[1], args[2])
@@ -204,13 +405,16 @@ class Engine:
             if not 0 <= value < len(names):
                 raise ValueError(f"class index must be in range 0..{len(names) - 1}, got {value}")
             value = names[value]
-        self.pads.set_class(note, value)
+        self.pads.update(note, class_name=value)
 
-    def _osc_gain(self, args: list[Any], sender: Sender) -> None:
-        self.pads.set_gain(self._note(args[0]), args[1])
+    def _osc_field(self, field: str) -> Any:
+        def handler(args: list[Any], sender: Sender) -> None:
+            self.pads.update(self._note(args[0]), **{field: args[1]})
 
-    def _osc_pan(self, args: list[Any], sender: Sender) -> None:
-        self.pads.set_pan(self._note(args[0]), args[1])
+        return handler
+
+    def _osc_timbre_direction(self, args: list[Any], sender: Sender) -> None:
+        self.pads.update(self._note(args[0]), timbre_direction=args[1:])
 
     def _osc_randomize(self, args: list[Any], sender: Sender) -> None:
         note = self._note(args[0])
@@ -218,13 +422,13 @@ class Engine:
         if not 0.0 <= amount <= 3.0:
             raise ValueError(f"amount must be in range 0..3, got {amount}")
         latent = np.random.default_rng().normal(0.0, amount, self.pads.latent_size)
-        self.pads.set_latent(note, latent.round(4).tolist())
+        self.pads.update(note, latent=latent.round(4).tolist())
         self._osc_get([note], sender)
 
     def _osc_reset(self, args: list[Any], sender: Sender) -> None:
         note = self._note(args[0])
         info = self.decoder.info
-        self.pads.set_latent(note, default_pads(info.class_names, info.latent_size)[note].latent)
+        self.pads.update(note, latent=default_pads(info.class_names, info.latent_size)[note].latent)
         self._osc_get([note], sender)
 
     def _osc_get(self, args: list[Any], sender: Sender) -> None:
@@ -233,6 +437,60 @@ class Engine:
         self.osc.reply(
             sender, "/dkvae/pad", pad.note, pad.class_name, pad.gain, pad.pan, *pad.latent
         )
+
+    def _osc_learn(self, args: list[Any], sender: Sender) -> None:
+        note, dim = self._note(args[0]), args[1]
+        check_cc(CcMapping(0, note, dim), self.pads.snapshot(), self.pads.latent_size)
+        self._learning = (note, dim, sender)
+        log.info("learning: the next MIDI controller moved drives pad %d dimension %d", note, dim)
+
+    def _osc_encode(self, args: list[Any], sender: Sender) -> None:
+        note = self._note(args[0])
+        path = confine(args[1], self.kit_dir, self.allowed_dirs)
+
+        def work() -> None:
+            self.encode_into_pad(note, path)
+            self._osc_get([note], sender)
+
+        self._job("/dkvae/pad/encode", sender, work)
+
+    def _osc_kit_save(self, args: list[Any], sender: Sender) -> None:
+        assert self.osc is not None
+        osc = self.osc
+        if args:
+            path = confine(args[0], self.kit_dir, self.allowed_dirs, ".toml")
+        elif self.kit_path is not None and self.kit_path.is_relative_to(self.kit_dir):
+            path = self.kit_path
+        else:
+            path = self.kit_dir / f"{self.kit_name}.toml"
+
+        def work() -> None:
+            self.save_kit_file(path)
+            osc.reply(sender, "/dkvae/kit/saved", str(path))
+
+        self._job("/dkvae/kit/save", sender, work)
+
+    def _osc_kit_load(self, args: list[Any], sender: Sender) -> None:
+        assert self.osc is not None
+        osc = self.osc
+        path = confine(args[0], self.kit_dir, self.allowed_dirs, ".toml")
+
+        def work() -> None:
+            kit = self.load_kit_file(path)
+            osc.reply(sender, "/dkvae/kit/loaded", kit.name, str(path))
+
+        self._job("/dkvae/kit/load", sender, work)
+
+    def _osc_model_load(self, args: list[Any], sender: Sender) -> None:
+        assert self.osc is not None
+        osc = self.osc
+        path = confine(args[0], self.kit_dir, self.allowed_dirs)
+
+        def work() -> None:
+            info = self.load_model(path).info
+            osc.reply(sender, "/dkvae/model/loaded", info.name, str(info.path))
+
+        self._job("/dkvae/model/load", sender, work)
 
     def _osc_status(self, args: list[Any], sender: Sender) -> None:
         assert self.osc is not None

@@ -29,12 +29,15 @@ Event = NoteOn | StopAll
 class PadSound:
     """What the audio callback needs to play a pad: published whole by the render worker.
 
-    `audio` is mono float32 at the device rate and is never written after publication.
+    `variants` holds one or more float32 arrays [velocity_layers, samples] at the device rate,
+    mono, never written after publication. Hit n of the pad plays variant n % len(variants);
+    its velocity picks two neighbouring layers and crossfades them.
     """
 
     note: int
-    audio: np.ndarray
+    variants: tuple[np.ndarray, ...]
     gain_left: float
     gain_right: float
     choke_group: int
     polyphony: int
+    velocity_curve: float = 1.0

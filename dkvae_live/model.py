@@ -301,3 +301,28 @@ def griffin_lim(
         phase = spec / np.maximum(np.abs(spec), 1e-8)
         audio = _istft(magnitude * phase, n_fft, hop, length, window)
     return audio.astype(np.float32)
+
+
+def read_sound(path: Path, sample_rate: int, num_samples: int) -> np.ndarray:
+    """A sound file as the encoder wants it: mono, at the model's rate, leading silence trimmed,
+    peak-normalised, padded or cut to `num_samples`. ValueError says what is wrong."""
+    import soundfile
+    import soxr
+
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+        raise ValueError(f"{path}: cannot read the sound: {exc}") from None
+    mono = audio.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise ValueError(f"{path}: the sound holds NaN or infinite samples")
+    if rate != sample_rate:
+        mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    if peak < 1e-4:
+        raise ValueError(f"{path}: the sound is silent")
+    start = int(np.flatnonzero(np.abs(mono) > peak * 0.01)[0])
+    out = np.zeros(num_samples, np.float32)
+    piece = mono[start : start + num_samples] / peak
+    out[: piece.shape[0]] = piece
+    return out

@@ -10,6 +10,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -43,11 +44,19 @@ GM_DRUMS: dict[int, tuple[str, int]] = {
 }
 
 MAX_GAIN = 4.0
+LATENT_LIMIT = 10.0  # |latent values|: the prior is N(0, 1); far outside is noise
 
 
 @dataclass(frozen=True)
 class Pad:
-    """One pad. Frozen: a change makes a new Pad, so readers never see half an update."""
+    """One pad. Frozen: a change makes a new Pad, so readers never see half an update.
+
+    Velocity does two things. The level is `gain * (velocity / 127) ** velocity_curve`. The
+    timbre moves along `timbre_direction` in latent space: velocity 1 plays
+    `latent - timbre_amount * direction`, velocity 127 `latent + timbre_amount * direction`.
+    With `variation` above zero every hit is a fresh point near `latent` (a normal offset of
+    that standard deviation in each dimension).
+    """
 
     note: int
     class_name: str
@@ -56,6 +65,22 @@ class Pad:
     pan: float = 0.0
     choke_group: int = 0
     polyphony: int = 4
+    velocity_curve: float = 1.0
+    timbre_direction: tuple[float, ...] = ()
+    timbre_amount: float = 0.0
+    variation: float = 0.0
+
+    def velocity_latents(self, layers: int) -> list[tuple[float, ...]]:
+        """The latents of `layers` velocity layers from softest to hardest (one if no timbre)."""
+        if self.timbre_amount == 0.0 or not any(self.timbre_direction) or layers < 2:
+            return [self.latent]
+        return [
+            tuple(
+                z + self.timbre_amount * (2.0 * i / (layers - 1) - 1.0) * d
+                for z, d in zip(self.latent, self.timbre_direction, strict=True)
+            )
+            for i in range(layers)
+        ]
 
     def channel_gains(self) -> tuple[float, float]:
         """Equal-power pan law: (left, right) gains at this pad's gain."""
@@ -87,6 +112,37 @@ def default_pads(class_names: Iterable[str], latent_size: int) -> dict[int, Pad]
     return pads
 
 
+def check_pad(pad: Pad, class_names: tuple[str, ...], latent_size: int) -> None:
+    """Raise ValueError naming the first field of `pad` that this model cannot play."""
+
+    def finite_range(name: str, value: float, low: float, high: float) -> None:
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"{name} must be in range {low:g}..{high:g}, got {value}")
+
+    if not 0 <= pad.note <= 127:
+        raise ValueError(f"note must be in range 0..127, got {pad.note}")
+    if pad.class_name not in class_names:
+        raise ValueError(
+            f"unknown class {pad.class_name!r}; this model knows {', '.join(class_names)}"
+        )
+    for name, vector in (("latent", pad.latent), ("timbre_direction", pad.timbre_direction)):
+        if name == "timbre_direction" and not vector:
+            continue
+        if len(vector) != latent_size:
+            raise ValueError(f"{name} needs {latent_size} values, got {len(vector)}")
+        for value in vector:
+            finite_range(name, value, -LATENT_LIMIT, LATENT_LIMIT)
+    finite_range("gain", pad.gain, 0.0, MAX_GAIN)
+    finite_range("pan", pad.pan, -1.0, 1.0)
+    finite_range("velocity_curve", pad.velocity_curve, 0.1, 4.0)
+    finite_range("timbre_amount", pad.timbre_amount, 0.0, LATENT_LIMIT)
+    finite_range("variation", pad.variation, 0.0, 2.0)
+    if not 0 <= pad.choke_group <= 16:
+        raise ValueError(f"choke_group must be in range 0..16, got {pad.choke_group}")
+    if not 1 <= pad.polyphony <= 32:
+        raise ValueError(f"polyphony must be in range 1..32, got {pad.polyphony}")
+
+
 class PadBank:
     """The pads, safe to change from any thread. `on_change(note)` runs after each change."""
 
@@ -97,6 +153,8 @@ class PadBank:
         latent_size: int,
         on_change: Callable[[int], None] = lambda note: None,
     ) -> None:
+        for pad in pads.values():
+            check_pad(pad, class_names, latent_size)
         self._pads = dict(pads)
         self._lock = threading.Lock()
         self.class_names = class_names
@@ -113,49 +171,37 @@ class PadBank:
         with self._lock:
             return dict(self._pads)
 
-    def _update(self, note: int, **changes: object) -> Pad:
+    def update(self, note: int, **changes: Any) -> Pad:
+        """Change some fields of one pad; ValueError (pad unchanged) if the result is not valid."""
+        for key in ("latent", "timbre_direction"):
+            if key in changes:
+                changes[key] = tuple(float(v) for v in changes[key])
         with self._lock:
             pad = self._pads.get(note)
             if pad is None:
-                raise KeyError(f"no pad on note {note}; pads are on notes {self.notes()}")
-            new = replace(pad, **changes)  # type: ignore[arg-type]
+                raise ValueError(f"no pad on note {note}; pads are on notes {self.notes()}")
+            new = replace(pad, **changes)
+            check_pad(new, self.class_names, self.latent_size)
             self._pads[note] = new
         self.on_change(note)
         return new
 
-    def set_latent(self, note: int, latent: Iterable[float]) -> Pad:
-        values = tuple(float(v) for v in latent)
-        if len(values) != self.latent_size:
-            raise ValueError(f"latent needs {self.latent_size} values, got {len(values)}")
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError("latent values must be finite numbers")
-        return self._update(note, latent=values)
-
     def set_dim(self, note: int, dim: int, value: float) -> Pad:
         if not 0 <= dim < self.latent_size:
             raise ValueError(f"dimension must be in range 0..{self.latent_size - 1}, got {dim}")
-        if not math.isfinite(value):
-            raise ValueError("latent values must be finite numbers")
         pad = self.get(note)
         if pad is None:
-            raise KeyError(f"no pad on note {note}")
+            raise ValueError(f"no pad on note {note}; pads are on notes {self.notes()}")
         latent = list(pad.latent)
-        latent[dim] = float(value)
-        return self._update(note, latent=tuple(latent))
+        latent[dim] = value
+        return self.update(note, latent=latent)
 
-    def set_class(self, note: int, class_name: str) -> Pad:
-        if class_name not in self.class_names:
-            raise ValueError(
-                f"unknown class {class_name!r}; this model knows {', '.join(self.class_names)}"
-            )
-        return self._update(note, class_name=class_name)
-
-    def set_gain(self, note: int, gain: float) -> Pad:
-        if not (math.isfinite(gain) and 0.0 <= gain <= MAX_GAIN):
-            raise ValueError(f"gain must be in range 0..{MAX_GAIN:g}, got {gain}")
-        return self._update(note, gain=float(gain))
-
-    def set_pan(self, note: int, pan: float) -> Pad:
-        if not (math.isfinite(pan) and -1.0 <= pan <= 1.0):
-            raise ValueError(f"pan must be in range -1..1, got {pan}")
-        return self._update(note, pan=float(pan))
+    def replace_all(self, pads: dict[int, Pad]) -> None:
+        """Swap in a whole kit at once (checked first: a bad kit changes nothing)."""
+        for pad in pads.values():
+            check_pad(pad, self.class_names, self.latent_size)
+        with self._lock:
+            old = set(self._pads)
+            self._pads = dict(pads)
+        for note in sorted(old | set(pads)):
+            self.on_change(note)

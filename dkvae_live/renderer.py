@@ -1,16 +1,18 @@
 """The render worker: runs the decoder whenever a pad changes, ahead of any note.
 
 Changes are coalesced (latest wins): a burst of 100 latent moves on one pad while a render runs
-costs one more render, not 100. Each new sound is resampled to the device rate, checked, trimmed
-of its silent tail and published by replacing one reference in `sounds`, which the audio
-callback reads. The callback never waits for this thread.
+costs one more render, not 100. For each pad it renders the velocity layers (when velocity moves
+timbre) of one or more variants (when the pad varies per hit), all in one batched decoder call,
+resamples to the device rate, checks, trims the silent tails and publishes a `PadSound` by
+replacing one reference, which the audio callback reads. The callback never waits for this
+thread. Variants that hits have used up are rendered afresh in the background.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import soxr
@@ -24,6 +26,9 @@ log = logging.getLogger(__name__)
 
 SILENCE = 10 ** (-80 / 20)  # tail below -80 dBFS is not played
 TAIL_FADE_SECONDS = 0.005
+VELOCITY_LAYERS = 5  # rendered when velocity moves timbre; neighbours are crossfaded
+VARIANTS = 8  # rendered when a pad varies per hit
+REFRESH_SECONDS = 0.05  # how often used-up variants are looked for
 
 
 def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
@@ -48,6 +53,20 @@ def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.nd
     return sound
 
 
+def stack_layers(layers: Sequence[np.ndarray]) -> np.ndarray:
+    """[layers, samples], shorter layers padded with silence."""
+    length = max(1, *(layer.shape[0] for layer in layers))
+    out = np.zeros((len(layers), length), np.float32)
+    for row, layer in zip(out, layers, strict=True):
+        row[: layer.shape[0]] = layer
+    return out
+
+
+def _sound_key(pad: Pad) -> tuple[object, ...]:
+    """What a pad's audio depends on (gain, pan, choke, polyphony and curve do not)."""
+    return (pad.class_name, pad.latent, pad.timbre_direction, pad.timbre_amount, pad.variation)
+
+
 class RenderWorker:
     """Owns the decoder; renders dirty pads in one batched call; publishes `PadSound`s."""
 
@@ -58,19 +77,24 @@ class RenderWorker:
         device_rate: int,
         publish: Callable[[PadSound], None],
         on_rejected: Callable[[int], None] = lambda note: None,
+        hits: Sequence[int] = (0,) * 128,
     ) -> None:
         self.decoder = decoder
         self.pads = pads
         self.device_rate = device_rate
         self._publish = publish
         self._on_rejected = on_rejected
+        self._hits = hits
         self._dirty: set[int] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="dkvae-render", daemon=True)
-        # (class, latent) -> prepared audio, per note: a gain or pan change re-uses the audio.
-        self._rendered: dict[int, tuple[str, tuple[float, ...], np.ndarray]] = {}
+        # Per note: the sound key and variants last rendered, and the hit count at publication.
+        self._rendered: dict[int, tuple[tuple[object, ...], tuple[np.ndarray, ...]]] = {}
+        self._hits_at_render: dict[int, int] = {}
+        self._rng = np.random.default_rng()
+        self._next_decoder: Decoder | None = None
         self.renders = 0
 
     def request(self, note: int) -> None:
@@ -79,9 +103,22 @@ class RenderWorker:
             self._dirty.add(note)
         self._wake.set()
 
+    def swap_decoder(self, decoder: Decoder) -> None:
+        """Render every pad with `decoder` and publish; the old sounds play until then."""
+        with self._lock:
+            self._next_decoder = decoder
+            self._dirty |= set(self.pads.notes())
+        self._wake.set()
+
     def render_now(self, notes: list[int]) -> None:
-        """Render these pads in the calling thread (used at start-up, before the audio runs)."""
+        """Render these pads in the calling thread (at start-up, before the audio runs)."""
         self._render(notes)
+
+    def refresh_now(self) -> None:
+        """Render afresh, in the calling thread, the variants that hits have used up."""
+        used_up = self._used_up()
+        if used_up:
+            self._render(sorted(used_up))
 
     def start(self) -> None:
         self._thread.start()
@@ -93,45 +130,96 @@ class RenderWorker:
 
     def _run(self) -> None:
         promote_current_thread(1)
-        while True:
-            self._wake.wait()
+        while not self._stopping:
+            self._wake.wait(REFRESH_SECONDS)
             if self._stopping:
                 return
             self._wake.clear()
             with self._lock:
-                notes, self._dirty = sorted(self._dirty), set()
+                notes, self._dirty = self._dirty | self._used_up(), set()
+                decoder, self._next_decoder = self._next_decoder, None
+            if decoder is not None:
+                self.decoder = decoder
+                self._rendered.clear()
+            if not notes:
+                continue
             try:
-                self._render(notes)
+                self._render(sorted(notes))
             except Exception:  # a worker that dies leaves the pads stale: log, keep going
-                log.exception("render failed for notes %s", notes)
+                log.exception("render failed for notes %s", sorted(notes))
+
+    def _used_up(self) -> set[int]:
+        """Pads that vary per hit and have played half their variants since they were rendered."""
+        return {
+            note
+            for note, (key, variants) in self._rendered.items()
+            if len(variants) > 1
+            and self._hits[note] - self._hits_at_render.get(note, 0) >= len(variants) // 2
+        }
+
+    def _latents(self, pad: Pad) -> list[tuple[float, ...]]:
+        """Every latent to render for a pad: variants x velocity layers, variant-major."""
+        base = [pad]
+        if pad.variation > 0.0:
+            offsets = self._rng.normal(0.0, pad.variation, (VARIANTS, len(pad.latent)))
+            base = [
+                Pad(
+                    pad.note,
+                    pad.class_name,
+                    tuple(np.add(pad.latent, o).tolist()),
+                    timbre_direction=pad.timbre_direction,
+                    timbre_amount=pad.timbre_amount,
+                )
+                for o in offsets
+            ]
+        return [latent for p in base for latent in p.velocity_latents(VELOCITY_LAYERS)]
 
     def _render(self, notes: list[int]) -> None:
-        todo: list[Pad] = []
+        todo: list[tuple[Pad, int]] = []  # (pad, number of latents)
+        latents: list[tuple[float, ...]] = []
+        classes: list[int] = []
+        info = self.decoder.info
+        used_up = self._used_up()
         for note in notes:
             pad = self.pads.get(note)
             if pad is None:
                 continue
             cached = self._rendered.get(note)
-            if cached and cached[0] == pad.class_name and cached[1] == pad.latent:
-                self._publish_pad(pad, cached[2])
-            else:
-                todo.append(pad)
+            if cached and cached[0] == _sound_key(pad) and note not in used_up:
+                self._publish_pad(pad, cached[1])
+                continue
+            pad_latents = self._latents(pad)
+            todo.append((pad, len(pad_latents)))
+            latents += pad_latents
+            classes += [info.class_index(pad.class_name)] * len(pad_latents)
         if not todo:
             return
-        info = self.decoder.info
-        z = np.array([pad.latent for pad in todo], np.float32)
-        classes = np.array([info.class_index(pad.class_name) for pad in todo], np.int64)
-        audio = self.decoder.render(z, classes)
-        self.renders += len(todo)
-        for pad, raw in zip(todo, audio, strict=True):
-            sound = prepare_sound(raw, info.sample_rate, self.device_rate)
-            if sound is None:
+        audio = self.decoder.render(np.array(latents, np.float32), np.array(classes, np.int64))
+        self.renders += len(latents)
+        start = 0
+        for pad, count in todo:
+            prepared = [
+                prepare_sound(raw, info.sample_rate, self.device_rate)
+                for raw in audio[start : start + count]
+            ]
+            start += count
+            if any(p is None for p in prepared):
                 self._on_rejected(pad.note)
                 continue
-            self._rendered[pad.note] = (pad.class_name, pad.latent, sound)
+            sounds = [p for p in prepared if p is not None]
+            layers = len(sounds) // (VARIANTS if pad.variation > 0.0 else 1)
+            variants = tuple(
+                stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)
+            )
+            self._rendered[pad.note] = (_sound_key(pad), variants)
+            self._hits_at_render[pad.note] = self._hits[pad.note]
             # The pad may have changed while we rendered; a newer request is already queued.
-            self._publish_pad(pad, sound)
+            self._publish_pad(pad, variants)
 
-    def _publish_pad(self, pad: Pad, audio: np.ndarray) -> None:
+    def _publish_pad(self, pad: Pad, variants: tuple[np.ndarray, ...]) -> None:
         left, right = pad.channel_gains()
-        self._publish(PadSound(pad.note, audio, left, right, pad.choke_group, pad.polyphony))
+        self._publish(
+            PadSound(
+                pad.note, variants, left, right, pad.choke_group, pad.polyphony, pad.velocity_curve
+            )
+        )

@@ -23,7 +23,7 @@ FADE = 32
 
 
 def sound(note: int, length: int = 1000, choke: int = 0, polyphony: int = 4) -> PadSound:
-    return PadSound(note, np.ones(length, np.float32), 1.0, 1.0, choke, polyphony)
+    return PadSound(note, (np.ones((1, length), np.float32),), 1.0, 1.0, choke, polyphony)
 
 
 def render(pool: VoicePool, frames: int, block: int = 64) -> np.ndarray:
@@ -36,7 +36,7 @@ def render(pool: VoicePool, frames: int, block: int = 64) -> np.ndarray:
 @pytest.mark.parametrize("block", [1, 64, 65, 128, 8192, 8193])
 def test_a_voice_plays_its_sound_once_whatever_the_block_size(block: int) -> None:
     pool = VoicePool(4, FADE, max_block=4096)
-    pool.trigger(PadSound(36, np.arange(1, 301, dtype=np.float32), 1.0, 0.5, 0, 4), 127)
+    pool.trigger(PadSound(36, (np.arange(1, 301, dtype=np.float32)[None],), 1.0, 0.5, 0, 4), 127)
     out = render(pool, 1000, block)
     assert np.array_equal(out[:300, 0], np.arange(1, 301))
     assert np.array_equal(out[:300, 1], 0.5 * np.arange(1, 301))
@@ -114,7 +114,7 @@ def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Pa
         pads.set_dim(36, 0, 1.0)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            if 36 in published and worker._rendered[36][1][0] == 1.0 and not worker._dirty:
+            if 36 in published and worker._rendered[36][0][1][0] == 1.0 and not worker._dirty:
                 break
             time.sleep(0.01)
     finally:
@@ -123,7 +123,7 @@ def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Pa
     want = decoder.render(np.array([pads.get(36).latent], np.float32), [0])[0]  # type: ignore[union-attr]
     expected = prepare_sound(want, info.sample_rate, 48000)
     assert expected is not None
-    assert np.allclose(published[36].audio, expected)
+    assert np.allclose(published[36].variants[0][0], expected)
 
 
 def test_osc_signatures_convert_or_say_what_is_wrong() -> None:
@@ -232,12 +232,12 @@ def test_pad_bank_refuses_bad_values_and_keeps_the_pad() -> None:
     pads = PadBank(default_pads(("kick", "snare"), 4), ("kick", "snare"), 4)
     before = pads.get(36)
     for call in (
-        lambda: pads.set_latent(36, [0.0, 1.0]),
-        lambda: pads.set_latent(36, [0.0, 1.0, float("nan"), 0.0]),
+        lambda: pads.update(36, latent=[0.0, 1.0]),
+        lambda: pads.update(36, latent=[0.0, 1.0, float("nan"), 0.0]),
         lambda: pads.set_dim(36, 4, 0.0),
-        lambda: pads.set_class(36, "gong"),
-        lambda: pads.set_gain(36, -1.0),
-        lambda: pads.set_pan(36, 2.0),
+        lambda: pads.update(36, class_name="gong"),
+        lambda: pads.update(36, gain=-1.0),
+        lambda: pads.update(36, pan=2.0),
     ):
         with pytest.raises(ValueError):
             call()
@@ -250,7 +250,7 @@ def test_pad_bank_changes_are_atomic_under_threads() -> None:
 
     def writer(value: float) -> None:
         for _ in range(500):
-            pads.set_latent(36, [value] * 8)
+            pads.update(36, latent=[value] * 8)
 
     threads = [threading.Thread(target=writer, args=(v,)) for v in (1.0, 2.0)]
     for t in threads:
