@@ -150,6 +150,9 @@ def export_decoder(decoder: Any, cfg: Any, path: Path, *, output_kind: str, name
     if got.shape != want.shape or one.shape[0] != 1:
         raise ExportError(f"onnxruntime output shape {got.shape} (batch 1: {one.shape}) differs "
                           f"from keras {want.shape}")
+    if not np.all(np.isfinite(got)):
+        path.unlink(missing_ok=True)
+        raise ExportError("decoder output contains NaN or inf")
     diff = float(np.max(np.abs(got - want)))
     if not np.isfinite(diff) or diff > tolerance:
         path.unlink(missing_ok=True)

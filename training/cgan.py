@@ -46,14 +46,14 @@ class ConditionalGAN(keras.Model):
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "d_loss", "g_loss")}
 
     @property
-    def metrics(self):  # type: ignore[no-untyped-def]
+    def metrics(self):
         return list(self.trackers.values())
 
-    def call(self, inputs, training=False):  # type: ignore[no-untyped-def]
+    def call(self, inputs, training=False):
         z, labels = inputs
         return self.decoder([z, labels], training=training)
 
-    def _losses(self, audio: tf.Tensor, labels: tf.Tensor, training: bool
+    def _gan_losses(self, audio: tf.Tensor, labels: tf.Tensor, training: bool
                 ) -> tuple[tf.Tensor, tf.Tensor]:
         real = log_magnitude(self.cfg, audio)
         z = tf.random.normal((tf.shape(audio)[0], self.cfg.latent_size))
@@ -65,19 +65,19 @@ class ConditionalGAN(keras.Model):
         g_loss = self.bce(tf.ones_like(fake_logit), fake_logit)
         return d_loss, g_loss
 
-    def train_step(self, data):  # type: ignore[no-untyped-def]
+    def train_step(self, data):
         audio, labels = data
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
-            d_loss, g_loss = self._losses(audio, labels, training=True)
+            d_loss, g_loss = self._gan_losses(audio, labels, training=True)
         d_vars = self.discriminator.trainable_variables
         g_vars = self.decoder.trainable_variables
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars, strict=True))
         self.optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars, strict=True))
         return self._update(d_loss, g_loss)
 
-    def test_step(self, data):  # type: ignore[no-untyped-def]
+    def test_step(self, data):
         audio, labels = data
-        return self._update(*self._losses(audio, labels, training=False))
+        return self._update(*self._gan_losses(audio, labels, training=False))
 
     def _update(self, d_loss: tf.Tensor, g_loss: tf.Tensor) -> dict[str, tf.Tensor]:
         self.trackers["loss"].update_state(d_loss + g_loss)

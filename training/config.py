@@ -40,9 +40,9 @@ class TrainConfig:
     # conditional VAE ("vae"): decoder
     n_fft: int = 256
     hop_length: int = 128
-    channels: tuple[int, ...] = (256, 160, 112, 64)  # coarse -> frame rate (3 doublings)
+    channels: tuple[int, ...] = (256, 128, 96, 64)  # coarse -> frame rate (3 doublings)
     kernel_sizes: tuple[int, ...] = (3, 3, 3, 1)
-    max_frequency: float = 19000.0  # Hz; STFT bins above are not predicted (0 = all)
+    max_frequency: float = 16000.0  # Hz; STFT bins above are not predicted (0 = all)
     residual: bool = False  # an extra residual Conv1D at frame rate
     coarse_channels: int = 32
     embedding_size: int = 16

@@ -89,7 +89,7 @@ class ConvSTFT(keras.layers.Layer):
         self.log_offset = log_offset
         self._basis = stft_basis(n_fft)
 
-    def call(self, audio):  # type: ignore[no-untyped-def]
+    def call(self, audio):
         pad = self.n_fft // 2
         x = ops.pad(audio, [[0, 0], [pad, pad]])
         x = ops.expand_dims(x, -1)
@@ -132,7 +132,7 @@ class ConvISTFT(keras.layers.Layer):
         # only the lowest `bins` bins are given (the rest are zero): keep their rows
         self._basis = np.concatenate([basis[:self.bins], basis[full:full + self.bins]]).copy()
 
-    def call(self, spec):  # type: ignore[no-untyped-def]
+    def call(self, spec):
         hop = self.hop_length
         overlap = self.n_fft // hop
         frames = spec.shape[1]
@@ -186,7 +186,7 @@ class Upsample(keras.layers.Layer):
         self.num_samples = num_samples
         self._kernel, self._reach = polyphase_kernel(factor)
 
-    def call(self, x):  # type: ignore[no-untyped-def]
+    def call(self, x):
         taps = self._kernel.shape[0]
         n = x.shape[1]
         padded = ops.pad(ops.expand_dims(x, -1), [[0, 0], [self._reach, taps - 1 - self._reach],
@@ -200,7 +200,7 @@ class Upsample(keras.layers.Layer):
         return cfg
 
 
-def decimate(audio, factor: int):  # type: ignore[no-untyped-def]
+def decimate(audio, factor: int):
     """Low-pass and keep every ``factor``-th sample of ``[batch, samples]`` (training-side helper:
     losses compare the low band of two signals through the same filter)."""
     kernel = lowpass_kernel(factor) / factor

@@ -1,4 +1,4 @@
-"""Losses and distances on waveforms (TensorFlow; used in training and evaluation, never exported)."""
+"""Losses and distances on waveforms (TensorFlow; for training and evaluation, never exported)."""
 
 from __future__ import annotations
 

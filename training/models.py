@@ -35,7 +35,7 @@ def build_model(cfg: TrainConfig) -> Any:
     if cfg.kind == "cgan":
         z = np.zeros((1, cfg.latent_size), np.float32)
         fake = model((z, labels))
-        model.discriminator([fake, labels])
+        model.discriminator([np.asarray(fake), labels])
     else:
         model((audio, labels))
     return model

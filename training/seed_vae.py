@@ -55,7 +55,7 @@ def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) ->
 
 
 class _CropSpectrogram(layers.Layer):
-    """Crop the padded grid to ``[frames, bins]``, offset to the log floor.
+    """Crop the padded grid to ``[frames, bins]``, scaled to the range of log magnitudes.
 
     An unconditional decoder still consumes ``class_index`` (multiplied by zero) so that the
     exported graph keeps the contract's input.
@@ -68,9 +68,12 @@ class _CropSpectrogram(layers.Layer):
         self.log_offset = log_offset
         self.conditional = conditional
 
-    def call(self, inputs):  # type: ignore[no-untyped-def]
+    def call(self, inputs):
         x, class_index = inputs
-        out = x[:, :self.frames, :self.bins, 0] + math.log(self.log_offset)
+        # scaled to the range of log magnitudes (log_offset .. about +3) so that training starts
+        # near the middle of it rather than at 0
+        floor = math.log(self.log_offset)
+        out = x[:, :self.frames, :self.bins, 0] * (-floor / 3.0) + floor / 2.0
         if not self.conditional:
             out = out + ops.reshape(ops.cast(class_index, "float32"), (-1, 1, 1)) * 0.0
         return out
@@ -112,10 +115,10 @@ class SeedVAE(keras.Model):
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "log_mse", "kl")}
 
     @property
-    def metrics(self):  # type: ignore[no-untyped-def]
+    def metrics(self):
         return list(self.trackers.values())
 
-    def call(self, inputs, training=False):  # type: ignore[no-untyped-def]
+    def call(self, inputs, training=False):
         audio, labels = inputs
         z_mean, z_log_var = self.encoder(audio, training=training)
         z = z_mean
@@ -135,15 +138,16 @@ class SeedVAE(keras.Model):
             self.trackers[name].update_state(tf.reduce_mean(value))
         return {name: t.result() for name, t in self.trackers.items()}
 
-    def train_step(self, data):  # type: ignore[no-untyped-def]
+    def train_step(self, data):
         audio, labels = data
         with tf.GradientTape() as tape:
             values = self.compute_losses(audio, labels, training=True)
             loss = tf.reduce_mean(values["loss"])
         grads = tape.gradient(loss, self.trainable_variables)
+        grads, _ = tf.clip_by_global_norm(grads, 5.0)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
         return self._update(values)
 
-    def test_step(self, data):  # type: ignore[no-untyped-def]
+    def test_step(self, data):
         audio, labels = data
         return self._update(self.compute_losses(audio, labels, training=False))

@@ -85,20 +85,19 @@ def _optimizers(model: Any) -> list[tuple[Any, list[Any]]]:
 
 
 def save_optimizer_state(model: Any, path: Path) -> None:
-    arrays = {}
-    for i, (opt, _) in enumerate(_optimizers(model)):
-        for j, var in enumerate(opt.variables):
-            arrays[f"o{i}_{j}"] = np.asarray(var)
-    np.savez(path, **arrays)
+    values = [np.asarray(var) for opt, _ in _optimizers(model) for var in opt.variables]
+    np.savez(path, *values)
 
 
 def load_optimizer_state(model: Any, path: Path) -> None:
     data = np.load(path)
-    for i, (opt, variables) in enumerate(_optimizers(model)):
+    k = 0
+    for opt, variables in _optimizers(model):
         if not opt.built:
             opt.build(variables)
-        for j, var in enumerate(opt.variables):
-            value = data[f"o{i}_{j}"]
+        for var in opt.variables:
+            value = data[f"arr_{k}"]
+            k += 1
             if tuple(value.shape) != tuple(var.shape):
                 raise ValueError(f"optimizer state {path} does not fit this model")
             var.assign(value)
@@ -109,7 +108,7 @@ def _callback_class() -> Any:
     best/last checkpoints, early stopping and the time budget, all persisted for ``--resume``."""
     import keras
 
-    class _RunFolder(keras.callbacks.Callback):  # type: ignore[misc]
+    class _RunFolder(keras.callbacks.Callback):
         def __init__(self, run_dir: Path, cfg: TrainConfig, state: dict[str, Any],
                      monitor: str) -> None:
             super().__init__()
@@ -118,10 +117,11 @@ def _callback_class() -> Any:
             self.state = state
             self.monitor = monitor
             self.started = time.monotonic()
+            self.trained_before = float(state["train_seconds"])  # by earlier runs of this folder
             self.stop_reason = "epochs"
 
         def elapsed(self) -> float:
-            return float(self.state["train_seconds"]) + time.monotonic() - self.started
+            return self.trained_before + time.monotonic() - self.started
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             logs = logs or {}
@@ -312,9 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[logging.StreamHandler(),
-                                  logging.FileHandler(run_dir / "train.log")])
+                                  logging.FileHandler(run_dir / "train.log")],
+                        force=True)
     try:
         if args.resume:
             cfg = load_config(run_dir / "config.json")

@@ -44,8 +44,9 @@ def _frames(cfg: TrainConfig) -> tuple[int, int]:
 def synthesis_bins(cfg: TrainConfig) -> int:
     """STFT bins the decoder predicts (the ones above are zero: no energy above that frequency)."""
     full = cfg.n_fft // 2 + 1
-    return full if cfg.max_frequency <= 0 else min(full, int(
-        math.ceil(cfg.max_frequency * cfg.n_fft / cfg.sample_rate)) + 1)
+    if cfg.max_frequency <= 0:
+        return full
+    return min(full, math.ceil(cfg.max_frequency * cfg.n_fft / cfg.sample_rate) + 1)
 
 
 def build_decoder(cfg: TrainConfig) -> keras.Model:
@@ -104,9 +105,10 @@ class _Synthesis(layers.Layer):
         self.istft = ConvISTFT(cfg.n_fft, cfg.hop_length, cfg.num_samples, self.bins)
         self.upsample = Upsample(cfg.hop_length // cfg.lowband_per_hop, cfg.num_samples)
 
-    def call(self, heads):  # type: ignore[no-untyped-def]
+    def call(self, heads):
         bins = self.bins
-        log_mag, phase, lowband = heads[..., :bins], heads[..., bins:2 * bins], heads[..., 2 * bins:]
+        log_mag, phase = heads[..., :bins], heads[..., bins:2 * bins]
+        lowband = heads[..., 2 * bins:]
         mag = ops.exp(ops.minimum(log_mag, self.max_log_magnitude))
         audio = self.istft(ops.concatenate([mag * ops.cos(phase), mag * ops.sin(phase)], axis=-1))
         low = ops.reshape(lowband, (-1, self.frames * self.lowband_per_hop))
@@ -146,10 +148,10 @@ class ConditionalVAE(keras.Model):
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     @property
-    def metrics(self):  # type: ignore[no-untyped-def]
+    def metrics(self):
         return list(self.trackers.values())
 
-    def call(self, inputs, training=False):  # type: ignore[no-untyped-def]
+    def call(self, inputs, training=False):
         audio, labels = inputs
         z_mean, z_log_var = self.encoder(audio, training=training)
         if training:
@@ -187,7 +189,7 @@ class ConditionalVAE(keras.Model):
             self.trackers[name].update_state(tf.reduce_mean(value))
         return {name: t.result() for name, t in self.trackers.items()}
 
-    def train_step(self, data):  # type: ignore[no-untyped-def]
+    def train_step(self, data):
         audio, labels = data
         with tf.GradientTape() as tape:
             values = self.compute_losses(audio, labels, training=True)
@@ -198,6 +200,6 @@ class ConditionalVAE(keras.Model):
         self.step_counter.assign_add(1.0)
         return self._update(values)
 
-    def test_step(self, data):  # type: ignore[no-untyped-def]
+    def test_step(self, data):
         audio, labels = data
         return self._update(self.compute_losses(audio, labels, training=False))

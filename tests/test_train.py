@@ -1,0 +1,153 @@
+"""Training: every config trains on a tiny bank, the loss falls, a run folder resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.train
+
+import soundfile as sf  # noqa: E402
+from dkvae_training.config import load_config, make_config  # noqa: E402
+from dkvae_training.synthetic import synthetic_drums  # noqa: E402
+from dkvae_training.train import Arrays, main, train  # noqa: E402
+
+SR = 8000
+N = 4096
+TINY: dict[str, Any] = {
+    "sample_rate": SR, "num_samples": N, "batch_size": 4, "epochs": 2,
+    "channels": [32, 16, 16, 16], "enc_channels": [16, 16, 16, 16], "enc_n_fft": 256,
+    "enc_hop_length": 64, "stft_sizes": [512, 128], "snapshot_minutes": [],
+    "kl_warmup_steps": 4, "gain_augment_db": 0.0,
+}
+
+
+def tiny_config(kind: str, **over: Any) -> Any:
+    return make_config(kind, **{**TINY, **over})
+
+
+def tiny_arrays(per_class: int = 2, seed: int = 0) -> Arrays:
+    cfg = tiny_config("vae")
+    audio, labels = synthetic_drums(per_class, sample_rate=SR, num_samples=N, seed=seed)
+    return Arrays(audio, labels, cfg.class_names)
+
+
+def write_bank(root: Path, per_class: int = 4) -> Path:
+    """A seed-layout bank (``<class>/<file>.wav``) of generated sounds."""
+    audio, labels = synthetic_drums(per_class, sample_rate=SR, num_samples=N, seed=3)
+    names = make_config("vae").class_names
+    for i, (x, lab) in enumerate(zip(audio, labels, strict=True)):
+        folder = root / names[lab]
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"s{i:03d}.wav", x * 0.8, SR)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["vae", "seed_vae", "cgan"])
+def test_each_config_trains_a_few_steps_into_a_run_folder(kind: str, tmp_path: Path) -> None:
+    cfg = tiny_config(kind)
+    result = train(cfg, tmp_path / "run", tiny_arrays(), tiny_arrays(1, seed=1), verbose=0)
+    run = tmp_path / "run"
+    for name in ("config.json", "history.csv", "best.weights.h5", "summary.json",
+                 "checkpoints/last.weights.h5", "checkpoints/optimizer.npz",
+                 "checkpoints/state.json"):
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard").rglob("*tfevents*"))
+    assert result.epochs_done == 2
+    assert load_config(run / "config.json") == cfg
+
+    from dkvae_training.models import load_trained
+
+    _, model = load_trained(run)
+    z = np.random.default_rng(0).standard_normal((3, cfg.latent_size)).astype(np.float32)
+    out = np.asarray(model.decoder([z, np.array([0, 1, 5], np.int64)]))
+    if kind == "vae":
+        assert out.shape == (3, N)
+        z_mean, z_log_var = model.encoder(tiny_arrays().audio[:2])
+        assert z_mean.shape == z_log_var.shape == (2, cfg.latent_size)
+    else:
+        assert out.shape == (3, 1 + N // cfg.spec_hop_length, cfg.spec_n_fft // 2 + 1)
+    assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize(("kind", "lr"), [("vae", 2e-3), ("seed_vae", 1e-3)])
+def test_loss_falls(kind: str, lr: float, tmp_path: Path) -> None:
+    cfg = tiny_config(kind, epochs=16, kl_weight=1e-4, learning_rate=lr)
+    arrays = tiny_arrays(2)
+    result = train(cfg, tmp_path / "run", arrays, None, verbose=0)
+    losses = result.history["loss"]
+    assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
+
+
+def test_vae_decoder_depends_on_class_and_latent(tmp_path: Path) -> None:
+    from dkvae_training.vae import build_decoder
+
+    decoder = build_decoder(tiny_config("vae"))
+    z = np.zeros((2, 8), np.float32)
+    by_class = np.asarray(decoder([z, np.array([0, 1], np.int64)]))
+    z2 = np.stack([z[0], z[0] + 1.0])
+    by_latent = np.asarray(decoder([z2, np.array([0, 0], np.int64)]))
+    assert not np.allclose(by_class[0], by_class[1])
+    assert not np.allclose(by_latent[0], by_latent[1])
+
+
+def test_resume_continues_where_the_run_stopped(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = tiny_config("vae", epochs=2)
+    train(cfg, run, tiny_arrays(), tiny_arrays(1, seed=1), verbose=0)
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    assert state["epoch"] == 2
+    before = dict(np.load(run / "checkpoints/optimizer.npz"))
+    with pytest.raises(FileExistsError):
+        train(cfg, run, tiny_arrays(), None, verbose=0)
+
+    longer = tiny_config("vae", epochs=4)
+    result = train(longer, run, tiny_arrays(), tiny_arrays(1, seed=1), resume=True, verbose=0)
+    assert result.epochs_done == 4
+    assert len(result.history["loss"]) == 2  # only epochs 3 and 4 ran
+    with (run / "history.csv").open() as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == [0, 1, 2, 3]
+    after = dict(np.load(run / "checkpoints/optimizer.npz"))
+    # the optimizer kept counting from its saved state instead of starting again at zero
+    iterations = [k for k in before if before[k].shape == () and before[k].dtype.kind == "i"]
+    assert iterations and all(after[k] == 2 * before[k] for k in iterations)
+
+
+def test_cli_smoke_test_from_a_bank_folder_and_resume(tmp_path: Path) -> None:
+    bank = write_bank(tmp_path / "bank")
+    run = tmp_path / "run"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    rc = main([str(run), "--config", "vae", "--bank", str(bank), "--cache-dir",
+               str(tmp_path / "cache"), "--smoke-test", "--verbose", "0", *sets])
+    assert rc == 0
+    source = json.loads((run / "run.json").read_text())
+    assert source["bank"] == str(bank.resolve()) and source["train_sounds"] > 0
+    assert (run / "train.log").read_text().count("epoch 2:") == 1
+    assert json.loads((run / "checkpoints/state.json").read_text())["epoch"] == 2
+    # a second run into the same folder is refused; --resume continues it (already done: 2 of 2)
+    assert main([str(run), "--bank", str(bank), "--smoke-test", "--verbose", "0"]) == 2
+    assert main([str(run), "--resume", "--smoke-test", "--verbose", "0"]) == 0
+
+
+def test_early_stopping_and_time_budget_stop_training(tmp_path: Path) -> None:
+    cfg = tiny_config("vae", epochs=50, patience=1, learning_rate=0.0)
+    result = train(cfg, tmp_path / "a", tiny_arrays(1), tiny_arrays(1, seed=1), verbose=0)
+    assert result.stop_reason.startswith("early stopping") and result.epochs_done <= 4
+    cfg = tiny_config("vae", epochs=50, max_minutes=1e-4)
+    result = train(cfg, tmp_path / "b", tiny_arrays(1), None, verbose=0)
+    assert result.stop_reason.startswith("time budget") and result.epochs_done == 1
+
+
+def test_config_rejects_unknown_keys_and_kinds() -> None:
+    with pytest.raises(ValueError, match="unknown config keys: latnet_size"):
+        make_config("vae", latnet_size=4)
+    with pytest.raises(ValueError, match="config must be one of"):
+        make_config("wavenet")
+    assert make_config("vae", latent_size=4).hash() != make_config("vae").hash()
