@@ -15,12 +15,12 @@ pytest.importorskip("tf2onnx")
 pytestmark = pytest.mark.train
 
 import onnx  # noqa: E402
-
 from dkvae_export.onnx_export import ExportError, export_decoder, export_run  # noqa: E402
-from dkvae_live.model import Decoder, Encoder, ModelError  # noqa: E402
 from dkvae_training.config import make_config  # noqa: E402
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
 from dkvae_training.train import Arrays, train  # noqa: E402
+
+from dkvae_live.model import Decoder, Encoder, ModelError  # noqa: E402
 
 SR = 8000
 N = 4096
@@ -55,7 +55,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
 def test_exported_model_loads_in_the_daemon_with_the_contract_metadata(
         exported: dict[str, tuple[Path, Any, Any]], kind: str, output_kind: str,
         has_encoder: bool) -> None:
-    run, cfg, result = exported[kind]
+    _, cfg, result = exported[kind]
     assert result.decoder_max_abs_diff < 1e-3
     dec = Decoder(result.decoder_path)
     assert dec.info.model_kind == kind
