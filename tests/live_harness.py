@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -226,6 +226,15 @@ class Capture:
         seg = self.segment(start, length)
         loud = np.flatnonzero(np.abs(seg) > threshold)
         return start + int(loud[0]) if loud.size else None
+
+    def hit(self, send: Callable[[], None], seconds: float = 0.15) -> np.ndarray:
+        """Call `send` (a trigger), return the captured audio from the onset on."""
+        sent = self.now()
+        send()
+        onset = self.onset(sent, int(0.1 * self.rate))
+        if onset is None:
+            raise AssertionError("no sound within 100 ms of the trigger")
+        return self.segment(onset, int(seconds * self.rate))
 
     def close(self) -> None:
         self.client.deactivate()

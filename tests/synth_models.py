@@ -101,3 +101,48 @@ def sine_decoder(
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def linear_encoder(
+    path: Path,
+    *,
+    sample_rate: int = 44100,
+    num_samples: int = 22050,
+    latent_size: int = 8,
+    class_names: tuple[str, ...] = CLASSES,
+    seed: int = 0,
+) -> tuple[Path, np.ndarray]:
+    """An encoder following the contract: z_mean = audio @ W (W returned, for checking)."""
+    weights = np.random.default_rng(seed).normal(0, 0.05, (num_samples, latent_size))
+    weights = weights.astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["audio", "W"], ["z_mean"]),
+            helper.make_node("Mul", ["z_mean", "zero"], ["z_log_var"]),
+        ],
+        "linear_encoder",
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", num_samples])],
+        [
+            helper.make_tensor_value_info("z_mean", TensorProto.FLOAT, ["batch", latent_size]),
+            helper.make_tensor_value_info("z_log_var", TensorProto.FLOAT, ["batch", latent_size]),
+        ],
+        [
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in {
+        "dkvae.contract_version": "1",
+        "dkvae.role": "encoder",
+        "dkvae.model_kind": "test",
+        "dkvae.sample_rate": str(sample_rate),
+        "dkvae.num_samples": str(num_samples),
+        "dkvae.latent_size": str(latent_size),
+        "dkvae.class_names": json.dumps(list(class_names)),
+    }.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path, weights

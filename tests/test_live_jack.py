@@ -17,24 +17,14 @@ MASTER_GAIN = 0.5  # the daemon's default
 AMPLITUDE = 0.8  # the sine model's
 
 
-def hit(capture: Capture, send, seconds: float = 0.15) -> np.ndarray:
-    """Send one trigger, return the captured audio from the onset on."""
-    sent = capture.now()
-    send()
-    search = int(0.1 * capture.rate)
-    onset = capture.onset(sent, search)
-    assert onset is not None, "no sound within 100 ms of the trigger"
-    return capture.segment(onset, int(seconds * capture.rate))
-
-
 def test_midi_note_plays_the_pads_sound_at_the_velocitys_level(
     daemon: Daemon, capture: Capture
 ) -> None:
     midi = MidiSender(daemon.midi_port)
     try:
-        loud = hit(capture, lambda: midi.note_on(38, 127))
+        loud = capture.hit(lambda: midi.note_on(38, 127))
         time.sleep(0.3)
-        soft = hit(capture, lambda: midi.note_on(38, 64))
+        soft = capture.hit(lambda: midi.note_on(38, 64))
     finally:
         midi.close()
     z0 = default_latent(38, 8)[0]
@@ -51,7 +41,7 @@ def test_osc_latent_change_is_heard_on_the_next_hit_5_ms_later(
     latent = [0.0] * 8
     osc.send("/dkvae/pad/latent", 36, *latent)
     time.sleep(0.2)
-    before = hit(capture, lambda: osc.send("/dkvae/trigger", 36, 127))
+    before = capture.hit(lambda: osc.send("/dkvae/trigger", 36, 127))
     time.sleep(0.3)
     latent[0] = 1.0  # one octave up
 
@@ -60,7 +50,7 @@ def test_osc_latent_change_is_heard_on_the_next_hit_5_ms_later(
         time.sleep(0.005)
         osc.send("/dkvae/trigger", 36, 127)
 
-    after = hit(capture, change_then_hit)
+    after = capture.hit(change_then_hit)
     f_before = dominant_frequency(before[:4096], capture.rate)
     f_after = dominant_frequency(after[:4096], capture.rate)
     assert f_before == pytest.approx(expected_frequency(0.0, 0), rel=0.02)
@@ -73,7 +63,7 @@ def test_one_dimension_and_class_over_osc(daemon: Daemon, capture: Capture) -> N
     osc.send("/dkvae/pad/dim", 36, 0, -1.0)
     osc.send("/dkvae/pad/class", 36, "tom")  # class index 3: frequency x4
     time.sleep(0.2)
-    sound = hit(capture, lambda: osc.send("/dkvae/trigger", 36, 100))
+    sound = capture.hit(lambda: osc.send("/dkvae/trigger", 36, 100))
     want = expected_frequency(-1.0, 3)
     assert dominant_frequency(sound[:4096], capture.rate) == pytest.approx(want, rel=0.02)
     osc.send("/dkvae/pad/get", 36)
@@ -126,7 +116,7 @@ def test_bad_input_is_counted_and_the_daemon_keeps_playing(
     assert status["dropped.midi.sysex"] == 1
     assert status["dropped.note.unmapped"] == 1
     assert daemon.proc.poll() is None
-    sound = hit(capture, lambda: osc.send("/dkvae/trigger", 36, 127))
+    sound = capture.hit(lambda: osc.send("/dkvae/trigger", 36, 127))
     assert np.all(np.isfinite(sound)) and np.max(np.abs(sound)) > 0.1
 
 

@@ -1,0 +1,280 @@
+"""What makes it an instrument, on a real JACK server: kits, choke, velocity timbre, variation,
+CC learn, encode, hot model swap, kit reload, offline render against a live take."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import mido
+import numpy as np
+import onnxruntime as ort
+import pytest
+import soundfile
+from live_harness import Capture, Daemon, MidiSender, dominant_frequency
+from synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder
+
+from dkvae_live.kit import Kit, load_kit, save_kit
+from dkvae_live.model import Decoder, read_sound
+from dkvae_live.offline import midi_notes, render_midi
+from dkvae_live.pads import default_pads
+
+pytestmark = pytest.mark.jack
+LONG = 3.6  # z[1] for a decay of about 1 s
+SHORT = -2.0  # z[1] for a decay of 20 ms
+
+
+@dataclass
+class Rig:
+    daemon: Daemon
+    capture: Capture
+    root: Path
+    kit_path: Path
+
+    def pad(self, note: int) -> list[object]:
+        osc = self.daemon.osc
+        osc.drain()
+        osc.send("/dkvae/pad/get", note)
+        msg = osc.receive()
+        assert msg.address == "/dkvae/pad", msg.params
+        return list(msg.params)
+
+    def reply(self, address: str) -> list[object]:
+        """The next reply with this address (skipping others); fails on /dkvae/error."""
+        while True:
+            msg = self.daemon.osc.receive(timeout=5.0)
+            if msg.address == "/dkvae/error":
+                raise AssertionError(f"error reply: {msg.params}")
+            if msg.address == address:
+                return list(msg.params)
+
+
+def start_kit() -> Kit:
+    pads = default_pads(CLASSES, 8)
+    for note in pads:
+        pads[note] = replace(pads[note], latent=(0.0, SHORT) + (0.0,) * 6)
+    return Kit("rig", pads)
+
+
+@pytest.fixture
+def rig(jack: None, tmp_path: Path) -> Iterator[Rig]:
+    model = tmp_path / "model"
+    sine_decoder(model / "decoder.onnx")
+    linear_encoder(model / "encoder.onnx")
+    (tmp_path / "sounds").mkdir()
+    kit_path = tmp_path / "kits" / "rig.toml"
+    kit_path.parent.mkdir()
+    save_kit(start_kit(), kit_path)
+    daemon = Daemon(
+        model,
+        "--kit",
+        str(kit_path),
+        "--allow-dir",
+        str(tmp_path / "sounds"),
+        "--allow-dir",
+        str(tmp_path / "models"),
+    )
+    try:
+        daemon.wait_ready()
+        capture = Capture()
+        capture.wait_until(1)
+        yield Rig(daemon, capture, tmp_path, kit_path)
+        capture.close()
+    finally:
+        daemon.stop()
+
+
+def rms_windows(audio: np.ndarray, window: int) -> np.ndarray:
+    usable = audio[: audio.shape[0] // window * window]
+    return np.sqrt(np.mean(usable.reshape(-1, window) ** 2, axis=1))
+
+
+def test_a_closed_hat_chokes_the_open_hat_within_the_fade(rig: Rig) -> None:
+    osc, cap = rig.daemon.osc, rig.capture
+    osc.send("/dkvae/pad/latent", 46, 0.0, LONG, *([0.0] * 6))  # a long open hat
+    osc.send("/dkvae/pad/gain", 42, 0.0)  # a silent closed hat: only its choke is heard
+    time.sleep(0.3)
+    start = cap.now()
+    osc.send("/dkvae/trigger", 46, 127)
+    time.sleep(0.2)
+    choke_sent = cap.now()
+    osc.send("/dkvae/trigger", 42, 127)
+    audio = cap.segment(start, int(0.6 * cap.rate))
+    after = audio[choke_sent - start :]
+    assert np.max(np.abs(audio[: choke_sent - start])) > 0.2  # the open hat rang
+    # Silent within the 5 ms fade plus one period and the trigger's own latency (< 10 ms).
+    assert np.max(np.abs(after[int(0.010 * cap.rate) :])) < 1e-4
+    steps = np.abs(np.diff(after))
+    assert steps.max() < 0.1  # faded, not cut: no step bigger than the sine's own slope
+
+
+def test_velocity_moves_timbre_in_the_set_direction(rig: Rig) -> None:
+    osc, cap = rig.daemon.osc, rig.capture
+    osc.send("/dkvae/pad/timbre_direction", 36, 1.0, *([0.0] * 7))  # dim 0 is pitch
+    osc.send("/dkvae/pad/timbre_amount", 36, 0.5)
+    osc.send("/dkvae/pad/velocity_curve", 36, 0.1)  # keep soft hits loud enough to measure
+    time.sleep(0.3)
+    pitches = {}
+    for velocity in (1, 64, 127):
+        sound = cap.hit(lambda v=velocity: osc.send("/dkvae/trigger", 36, v), 0.04)
+        pitches[velocity] = dominant_frequency(sound, cap.rate)
+        time.sleep(0.15)
+    assert pitches[1] == pytest.approx(expected_frequency(-0.5, 0), rel=0.03)
+    assert pitches[64] == pytest.approx(expected_frequency(0.0, 0), rel=0.03)
+    assert pitches[127] == pytest.approx(expected_frequency(0.5, 0), rel=0.03)
+
+
+def test_variation_makes_every_hit_different_and_close_to_the_pad(rig: Rig) -> None:
+    osc, cap = rig.daemon.osc, rig.capture
+    osc.send("/dkvae/pad/variation", 38, 0.1)
+    time.sleep(0.3)
+    hits = []
+    for _ in range(12):
+        hits.append(cap.hit(lambda: osc.send("/dkvae/trigger", 38, 127), 0.04))
+        time.sleep(0.12)
+    pitches = [dominant_frequency(h, cap.rate) for h in hits]
+    centre = expected_frequency(0.0, 1)  # a snare: class 1
+    for i in range(len(hits)):
+        for j in range(i):
+            assert not np.allclose(hits[i], hits[j], atol=1e-3), f"hits {j} and {i} are the same"
+    # z[0] moves by N(0, 0.1): pitch within 2**(+-0.4) of the pad's (4 standard deviations).
+    assert all(centre * 2**-0.4 < p < centre * 2**0.4 for p in pitches)
+    assert len({round(p) for p in pitches}) > 6
+
+
+def test_cc_learn_maps_a_knob_to_a_latent_dimension_and_the_kit_keeps_it(rig: Rig) -> None:
+    osc = rig.daemon.osc
+    osc.send("/dkvae/pad/learn", 36, 2)
+    time.sleep(0.1)
+    midi = MidiSender(rig.daemon.midi_port)
+    try:
+        midi.send([0xB9, 21, 127])  # channel 10, CC 21, full up
+        assert rig.reply("/dkvae/pad/learned") == [36, 2, 21, 10]
+        assert rig.pad(36)[4 + 2] == pytest.approx(3.0)
+        midi.send([0xB9, 21, 0])
+        time.sleep(0.1)
+        assert rig.pad(36)[4 + 2] == pytest.approx(-3.0)
+    finally:
+        midi.close()
+    osc.send("/dkvae/kit/save", "learned")
+    saved = Path(rig.reply("/dkvae/kit/saved")[0])
+    kit = load_kit(saved, CLASSES, 8)
+    assert [(m.controller, m.note, m.dim, m.channel) for m in kit.cc] == [(21, 36, 2, 9)]
+
+
+def test_encode_sets_the_pads_latent_to_the_encoders_and_paths_are_confined(rig: Rig) -> None:
+    osc = rig.daemon.osc
+    rate = 44100
+    t = np.arange(rate // 4) / rate
+    wav = rig.root / "sounds" / "my snare.wav"
+    soundfile.write(wav, (0.5 * np.sin(2 * np.pi * 330 * t) * np.exp(-t / 0.05)), rate)
+    osc.send("/dkvae/pad/encode", 38, str(wav))
+    got = rig.reply("/dkvae/pad")
+    session = ort.InferenceSession(str(rig.root / "model" / "encoder.onnx"))
+    want = session.run(["z_mean"], {"audio": read_sound(wav, rate, 22050)[None]})[0][0]
+    assert got[4:] == pytest.approx(want.tolist(), abs=1e-4)
+    for outside in ("/etc/hostname", str(rig.root / "kits" / ".." / ".." / "x.wav")):
+        osc.send("/dkvae/pad/encode", 38, outside)
+        error = osc.receive()
+        assert error.address == "/dkvae/error" and "outside the folders" in error.params[1]
+
+
+def test_a_model_swap_keeps_the_audio_going_and_a_bad_model_changes_nothing(rig: Rig) -> None:
+    osc, cap = rig.daemon.osc, rig.capture
+    models = rig.root / "models"
+    sine_decoder(models / "octave" / "decoder.onnx", base_hz=400.0)
+    (models / "broken.onnx").write_bytes(b"not a model at all")
+    osc.send("/dkvae/pad/latent", 36, 0.0, LONG, *([0.0] * 6))
+    time.sleep(0.3)
+    xruns = osc.status()["xruns"]
+    start = cap.now()
+    osc.send("/dkvae/trigger", 36, 127)
+    time.sleep(0.05)
+    osc.send("/dkvae/model/load", str(models / "octave"))
+    assert rig.reply("/dkvae/model/loaded")[0] == "sine-test"
+    ringing = cap.segment(start, int(0.6 * cap.rate))
+    assert np.max(np.abs(ringing)) > 0.1, (np.max(np.abs(ringing)), rig.daemon.log()[-3000:])
+    onset = int(np.flatnonzero(np.abs(ringing) > 1e-3)[0])
+    # The sine model's sounds last 0.5 s: look at the first 0.4 s, across the swap.
+    envelope = rms_windows(ringing[onset : onset + int(0.4 * cap.rate)], int(0.005 * cap.rate))
+    # The hit that was sounding rings on through the swap: its envelope never drops out.
+    assert np.all(envelope[1:] > 0.8 * envelope[:-1])
+    assert osc.status()["xruns"] - xruns <= 1  # tolerate one xrun the daemon did not cause
+    time.sleep(0.2)
+    new = cap.hit(lambda: osc.send("/dkvae/trigger", 38, 127), 0.04)
+    assert dominant_frequency(new, cap.rate) == pytest.approx(
+        expected_frequency(0, 1, 400), rel=0.03
+    )
+    osc.send("/dkvae/model/load", str(models / "broken.onnx"))
+    error = osc.receive(timeout=5.0)
+    assert error.address == "/dkvae/error" and "not a loadable ONNX model" in error.params[1]
+    again = cap.hit(lambda: osc.send("/dkvae/trigger", 38, 127), 0.04)
+    assert dominant_frequency(again, cap.rate) == pytest.approx(
+        expected_frequency(0, 1, 400), rel=0.03
+    )
+
+
+def test_the_kit_reloads_when_its_file_changes_and_a_broken_edit_is_ignored(rig: Rig) -> None:
+    kit = load_kit(rig.kit_path, CLASSES, 8)
+    pads = dict(kit.pads)
+    pads[36] = replace(pads[36], latent=(1.5,) * 8)
+    save_kit(Kit("edited", pads), rig.kit_path)
+    deadline = time.monotonic() + 3
+    while rig.pad(36)[4] != pytest.approx(1.5):
+        assert time.monotonic() < deadline, "the kit was not reloaded"
+        time.sleep(0.1)
+    rig.kit_path.write_text("[[pad]]\nnote = 36\nclass = 'kick'\n")  # broken: no latent
+    time.sleep(1.5)
+    assert rig.pad(36)[4] == pytest.approx(1.5)
+    assert "the old one keeps playing" in rig.daemon.log()
+    assert rig.daemon.proc.poll() is None
+
+
+def test_a_daemon_killed_while_saving_leaves_the_previous_kit(rig: Rig) -> None:
+    before = rig.kit_path.read_text()
+    rig.daemon.osc.send("/dkvae/pad/latent", 36, *([2.0] * 8))
+    rig.daemon.osc.send("/dkvae/kit/save")
+    os.kill(rig.daemon.proc.pid, signal.SIGKILL)
+    rig.daemon.proc.wait()
+    kit = load_kit(rig.kit_path, CLASSES, 8)  # old or new, complete either way
+    assert kit.pads[36].latent in ((2.0,) * 8, load_kit_text(before, rig.root).pads[36].latent)
+
+
+def load_kit_text(text: str, folder: Path) -> Kit:
+    path = folder / "before.toml"
+    path.write_text(text)
+    return load_kit(path, CLASSES, 8)
+
+
+def test_offline_render_sounds_like_the_live_take(rig: Rig) -> None:
+    """The same four notes, played live over MIDI and rendered offline, match hit for hit."""
+    midi_file = rig.root / "groove.mid"
+    track = mido.MidiTrack()
+    mid = mido.MidiFile(ticks_per_beat=480)
+    mid.tracks.append(track)
+    for note, velocity in ((36, 127), (38, 90), (42, 60), (46, 127)):
+        track.append(mido.Message("note_on", channel=9, note=note, velocity=velocity, time=0))
+        track.append(mido.Message("note_off", channel=9, note=note, velocity=0, time=240))
+    mid.save(str(midi_file))
+    notes = midi_notes(midi_file)
+    decoder = Decoder(rig.root / "model")
+    offline, skipped = render_midi(notes, decoder, load_kit(rig.kit_path, CLASSES, 8), 48000)
+    assert skipped == 0
+    midi = MidiSender(rig.daemon.midi_port)
+    live = []
+    try:
+        for _, note, velocity in notes:
+            live.append(rig.capture.hit(lambda n=note, v=velocity: midi.note_on(n, v), 0.1))
+            time.sleep(0.2)
+    finally:
+        midi.close()
+    left = offline[:, 0]
+    for (seconds, _, _), take in zip(notes, live, strict=True):
+        start = round(seconds * 48000)
+        onset = start + int(np.flatnonzero(np.abs(left[start:]) > 1e-3)[0])
+        rendered = left[onset : onset + take.shape[0]]
+        assert np.max(np.abs(rendered - take)) < 1e-3 * max(1.0, np.max(np.abs(take)) * 10)
