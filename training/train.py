@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
 
             train_distributed(cfg, run_dir, train_arrays, val_arrays, strategy=args.strategy,
                               workers=args.workers, worker_index=args.worker_index,
-                              resume=args.resume, smoke_test=args.smoke_test)
+                              resume=args.resume, smoke_test=args.smoke_test,
+                              verbose=args.verbose)
         else:
             train(cfg, run_dir, train_arrays, val_arrays, resume=args.resume,
                   smoke_test=args.smoke_test, verbose=args.verbose)
