@@ -1,0 +1,131 @@
+"""Write ``MODEL_CARD.md`` for an exported model from what its run folder and evaluations say.
+
+    python -m dkvae_export.model_card RUN_DIR MODEL_DIR --eval EVAL_DIR/metrics.json \\
+        [--baseline NAME=metrics.json ...] [--bench bench.json] [--command "..."] [--notes notes.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def bank_sources(bank: Path) -> tuple[Counter[tuple[str, str]], Counter[str]]:
+    """(sounds per (kit, licence), sounds per split) from a bank's ``manifest.csv``."""
+    kits: Counter[tuple[str, str]] = Counter()
+    splits: Counter[str] = Counter()
+    with (bank / "manifest.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            kits[(row.get("kit", "?"), row.get("licence", "?"))] += 1
+            splits[row.get("split", "?")] += 1
+    return kits, splits
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_card(run_dir: Path, model_dir: Path, metrics: dict[str, Any],
+                baselines: dict[str, dict[str, Any]], bench: dict[str, Any] | None,
+                command: str, notes: str) -> str:
+    cfg = json.loads((run_dir / "config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    source = json.loads((run_dir / "run.json").read_text())
+    lines = [f"# DK·VAE default model ({cfg['kind']}, config {summary['config_hash']})", ""]
+    lines += [
+        "A class-conditional VAE that renders 1 s drum one-shots at "
+        f"{cfg['sample_rate']} Hz from a {cfg['latent_size']}-dimensional latent and a class "
+        f"({', '.join(cfg['class_names'])}). Files: `decoder.onnx` (inputs `z`, `class_index`; "
+        "output `audio`) and `encoder.onnx` (input `audio`; outputs `z_mean`, `z_log_var`), "
+        "following docs/model-contract.md.", ""]
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB"
+                      for p in sorted(model_dir.glob("*.onnx")))
+    lines += ["## Files", "", sizes, ""]
+    lines += ["## Reproduce", "", "```", command, "```", ""]
+    lines += ["## Training", "",
+              f"- bank: `{source.get('bank')}` ({source.get('train_sounds')} training / "
+              f"{source.get('validation_sounds')} validation sounds)",
+              f"- trained {summary['train_minutes']:.1f} min on this machine's 2 shared CPU "
+              f"cores (nice 10, beside other work), {summary['epochs_done']} epochs of batch "
+              f"{cfg['batch_size']}; stopped by: {summary['stop_reason']}; best validation loss "
+              f"{summary['best_val_loss']:.4f} at epoch {summary.get('best_epoch', '?')}",
+              f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "
+              f"inverse STFT, bins up to {cfg['max_frequency']:.0f} Hz, channels "
+              f"{cfg['channels']}, low-band waveform head ({cfg['lowband_per_hop']} samples per "
+              "hop)",
+              f"- loss: multi-resolution STFT (sizes {cfg['stft_sizes']}) x {cfg['mstft_weight']}"
+              f" + seed log-spectrogram MSE x {cfg['log_mse_weight']} + low-band L1 x "
+              f"{cfg['lowband_weight']} + KL x {cfg['kl_weight']} (warm-up "
+              f"{cfg['kl_warmup_steps']} steps)",
+              f"- Adam, learning rate {cfg['learning_rate']} (halved on plateaus), "
+              f"gain augmentation {cfg['gain_augment_db']} dB", ""]
+    bank = Path(source["bank"]) if source.get("bank") else None
+    if bank is not None and (bank / "manifest.csv").exists():
+        kits, splits = bank_sources(bank)
+        split_counts = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+        lines += ["## Training data: kits and licences", "",
+                  f"{sum(kits.values())} sounds ({split_counts}):",
+                  "", "| kit | licence | sounds |", "|---|---|---|"]
+        lines += [f"| {kit} | {lic} | {n} |" for (kit, lic), n in sorted(kits.items())]
+        lines += [""]
+    lines += ["## Evaluation (`dkvae-eval`, test split)", "",
+              "| model | LSD (dB) | MR-STFT | classifier on generated |", "|---|---|---|---|"]
+    for name, m in {"this model": metrics, **baselines}.items():
+        lines.append(f"| {name} | {_fmt(m.get('lsd_db'))} | {_fmt(m.get('mrstft'), '.3f')} | "
+                     f"{_fmt(m.get('classifier_accuracy_generated'), '.1%')} |")
+    if metrics.get("classifier_accuracy_real") is not None:
+        real = metrics["classifier_accuracy_real"]
+        lines += ["", f"The classifier labels {real:.1%} of the real test sounds correctly (its "
+                  "ceiling)."]
+    per_class = metrics.get("per_class", {})
+    if per_class:
+        acc = metrics.get("classifier_accuracy_generated_per_class", {})
+        lines += ["", "| class | test sounds | LSD (dB) | MR-STFT | generated labelled right |",
+                  "|---|---|---|---|---|"]
+        for name, m in per_class.items():
+            lines.append(f"| {name} | {m['sounds']} | {m['lsd_db']:.2f} | {m['mrstft']:.3f} | "
+                         f"{_fmt(acc.get(name), '.0%')} |")
+    lines += [""]
+    if bench:
+        d, e = bench["decoder"], bench.get("encoder")
+        lines += ["## Speed (`bench/bench_model.py`, onnxruntime, 1 thread)", "",
+                  f"- decoder, one 1 s hit: median {d['median_ms']:.2f} ms, p99 "
+                  f"{d['p99_ms']:.2f} ms over {bench['renders']} renders",
+                  f"- decoder, batch of 8: median {bench['decoder_batch8']['median_ms']:.2f} ms"]
+        if e:
+            lines.append(f"- encoder, one 1 s sound: median {e['median_ms']:.2f} ms")
+        lines += [""]
+    if notes:
+        lines += [notes.strip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("--eval", type=Path, required=True, help="metrics.json of dkvae-eval")
+    p.add_argument("--baseline", action="append", default=[], metavar="NAME=METRICS_JSON")
+    p.add_argument("--bench", type=Path)
+    p.add_argument("--command", default="", help="the command that reproduces the model")
+    p.add_argument("--notes", type=Path, help="Markdown appended (limits, licence notes)")
+    args = p.parse_args(argv)
+    baselines = {}
+    for item in args.baseline:
+        name, _, path = item.partition("=")
+        baselines[name] = json.loads(Path(path).read_text())
+    card = render_card(args.run_dir, args.model_dir, json.loads(args.eval.read_text()),
+                       baselines, json.loads(args.bench.read_text()) if args.bench else None,
+                       args.command, args.notes.read_text() if args.notes else "")
+    (args.model_dir / "MODEL_CARD.md").write_text(card)
+    print(f"wrote {args.model_dir / 'MODEL_CARD.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
