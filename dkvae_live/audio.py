@@ -1,20 +1,37 @@
-"""The audio side: choose an output device by name, run the stream, and the callback itself.
+"""Audio out: a JACK client of our own when a JACK server runs, else PortAudio (sounddevice).
 
-The callback drains pending events without blocking, mixes the voice pool into `outdata` and
-counts xruns. It does not call the model, log, take locks or allocate numpy buffers.
+Both backends call `Mixer.process` from their real-time callback and count xruns. The JACK
+backend also survives the server going away: it notices (once), waits for the server to come
+back and reconnects, in the same process. PortAudio cannot do that (terminating it after its
+JACK server died aborts the process), so on JACK the daemon never initialises PortAudio.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
-from .events import Event, NoteOn, PadSound, StopAll
-from .voices import VoicePool
+from .mixer import Mixer
 
-FADE_SECONDS = 0.005  # a cut voice fades out over this long: no click
+log = logging.getLogger(__name__)
+
+RECONNECT_SECONDS = 0.25
+
+
+class AudioOutput(Protocol):
+    device_name: str
+    host_api: str
+    samplerate: int
+    latency: float  # seconds
+    restarts: int  # times the audio server came back
+
+    def start(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class AudioDeviceError(Exception):
@@ -34,8 +51,8 @@ def _sounddevice() -> Any:
 def find_output_device(device: str | None, host_api: str | None) -> tuple[int, str, str]:
     """(device index, device name, host API name) for names given as case-insensitive substrings.
 
-    With no host API given, JACK is preferred when a JACK server is running, then the system
-    default. Devices are always chosen by name, never by index: indices move when servers start.
+    With no host API given, the first API that has a matching output, the default one first.
+    Devices are always chosen by name, never by index: indices move when servers start.
     """
     sd = _sounddevice()
     apis = sd.query_hostapis()
@@ -46,8 +63,8 @@ def find_output_device(device: str | None, host_api: str | None) -> tuple[int, s
             names = ", ".join(api["name"] for api in apis)
             raise AudioDeviceError(f"no host API matches {host_api!r}; available: {names}")
     else:
-        wanted = [i for i, api in enumerate(apis) if "jack" in api["name"].lower()]
-        wanted += [i for i in range(len(apis)) if i not in wanted]
+        default = sd.default.hostapi
+        wanted = [default] + [i for i in range(len(apis)) if i != default]
     for api_index in wanted:
         api = apis[api_index]
         candidates = [
@@ -71,35 +88,27 @@ def find_output_device(device: str | None, host_api: str | None) -> tuple[int, s
     )
 
 
-class AudioOutput:
-    """The output stream and its callback. `events` and `sounds` are filled by other threads."""
+class PortAudioOutput:
+    """A sounddevice output stream on a device chosen by name."""
 
-    def __init__(self, polyphony: int, master_gain: float = 0.5) -> None:
-        self.polyphony = polyphony
-        self.voices = VoicePool(polyphony, 1)  # replaced by configure(), once the rate is known
-        self.master_gain = master_gain
-        self.events: deque[Event] = deque()
-        self.sounds: list[PadSound | None] = [None] * 128
-        self.hits = [0] * 128  # per note: which variant plays next; read by the render worker
-        self.xruns = 0
-        self.notes_played = 0
-        self.notes_without_sound = 0
-        self.callbacks = 0
-        self.stream: Any = None
-
-    def open(
-        self, device: str | None, host_api: str | None, samplerate: int | None, blocksize: int
-    ) -> tuple[str, str, int]:
-        """Open (not start) the stream; returns (device name, host API, sample rate)."""
+    def __init__(
+        self,
+        mixer: Mixer,
+        device: str | None,
+        host_api: str | None,
+        samplerate: int | None,
+        blocksize: int,
+    ) -> None:
         sd = _sounddevice()
-        index, name, api = find_output_device(device, host_api)
+        index, self.device_name, self.host_api = find_output_device(device, host_api)
         info = sd.query_devices(index)
-        rate = int(samplerate or info["default_samplerate"])
-        self.configure(rate)
+        self.samplerate = int(samplerate or info["default_samplerate"])
+        self._mixer = mixer
+        mixer.configure(self.samplerate)
         try:
-            self.stream = sd.OutputStream(
+            self._stream = sd.OutputStream(
                 device=index,
-                samplerate=rate,
+                samplerate=self.samplerate,
                 blocksize=blocksize,
                 channels=min(2, int(info["max_output_channels"])),
                 dtype="float32",
@@ -107,51 +116,181 @@ class AudioOutput:
                 callback=self._callback,
             )
         except sd.PortAudioError as exc:
-            raise AudioDeviceError(f"cannot open {name!r} on {api} at {rate} Hz: {exc}") from exc
-        return name, api, rate
-
-    def configure(self, samplerate: int) -> None:
-        """Allocate the voice pool for this rate (fade length in samples)."""
-        self.voices = VoicePool(self.polyphony, int(FADE_SECONDS * samplerate))
-
-    def start(self) -> None:
-        self.stream.start()
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.abort()
-            self.stream.close()
-            self.stream = None
-
-    def publish(self, sound: PadSound) -> None:
-        """Swap in a pad's new sound. A voice already playing keeps the buffer it started with."""
-        self.sounds[sound.note] = sound
+            raise AudioDeviceError(
+                f"cannot open {self.device_name!r} on {self.host_api} at {self.samplerate} Hz: "
+                f"{exc}"
+            ) from exc
+        self.latency = float(self._stream.latency)
+        self.restarts = 0
 
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
-        self.callbacks += 1
         if status.output_underflow:
-            self.xruns += 1
-        self.process(outdata)
+            self._mixer.xruns += 1
+        self._mixer.process(outdata)
 
-    def process(self, outdata: np.ndarray) -> None:
-        """Play pending events and fill `outdata` [frames, channels]: the whole audio path.
+    def start(self) -> None:
+        self._stream.start()
 
-        The stream's callback calls this; so does the offline renderer, so both sound the same.
-        """
-        outdata.fill(0.0)
-        events = self.events
-        while events:
-            event = events.popleft()
-            if isinstance(event, NoteOn):
-                sound = self.sounds[event.note]
-                if sound is None:
-                    self.notes_without_sound += 1
-                else:
-                    self.voices.trigger(sound, event.velocity, self.hits[event.note])
-                    self.hits[event.note] += 1
-                    self.notes_played += 1
-            elif isinstance(event, StopAll):
-                self.voices.stop_all()
-        self.voices.mix_into(outdata)
-        np.multiply(outdata, self.master_gain, out=outdata)
-        np.clip(outdata, -1.0, 1.0, out=outdata)
+    def close(self) -> None:
+        self._stream.abort()
+        self._stream.close()
+
+
+def jack_server_running() -> bool:
+    try:
+        import jack
+    except (ImportError, OSError):
+        return False
+    try:
+        probe = jack.Client("dkvae-probe", no_start_server=True)
+    except jack.JackOpenError:
+        return False
+    probe.close()
+    return True
+
+
+class JackOutput:
+    """A JACK client with two output ports, connected to the physical outputs (or to the ports
+    matching `device`). Reconnects by itself when the server goes away and comes back."""
+
+    def __init__(
+        self,
+        mixer: Mixer,
+        client_name: str,
+        device: str | None,
+        samplerate: int | None,
+        on_restart: Callable[[], None] = lambda: None,
+    ) -> None:
+        import jack
+
+        self._jack = jack
+        self._mixer = mixer
+        self._name = client_name
+        self._device = device
+        self._on_restart = on_restart
+        self.host_api = "JACK"
+        self._lost = threading.Event()
+        self._closing = threading.Event()
+        self._dead_clients: list[Any] = []  # never closed: closing a client of a dead server
+        self._shutdown_reason = ""
+        self.restarts = 0
+        try:
+            self._client = self._open()
+        except jack.JackOpenError as exc:
+            raise AudioDeviceError(
+                "no JACK server answers; start one (`jackd -d alsa` on a sound card, or "
+                "`jackd -d dummy -r 48000 -p 64` without one) or choose --host-api ALSA"
+            ) from exc
+        self.samplerate = int(self._client.samplerate)
+        if samplerate and samplerate != self.samplerate:
+            self._client.close()
+            raise AudioDeviceError(
+                f"the JACK server runs at {self.samplerate} Hz, not {samplerate}; "
+                "restart it at that rate or leave --samplerate out"
+            )
+        self.device_name = self._client.name
+        self.latency = self._client.blocksize / self.samplerate
+        mixer.configure(self.samplerate)
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="dkvae-jack-watch", daemon=True
+        )
+
+    def _open(self) -> Any:
+        client = self._jack.Client(self._name, no_start_server=True)
+        self._ports = [client.outports.register(f"out_{i + 1}") for i in range(2)]
+        self._block = np.zeros((max(client.blocksize, 8192), 2), np.float32)
+        client.set_process_callback(self._process)
+        client.set_xrun_callback(self._xrun)
+        client.set_shutdown_callback(self._shutdown)
+        return client
+
+    def _process(self, frames: int) -> None:
+        out = self._block[:frames]
+        self._mixer.process(out)
+        left, right = self._ports
+        left.get_array()[:] = out[:, 0]
+        right.get_array()[:] = out[:, 1]
+
+    def _xrun(self, delay_usecs: float) -> None:
+        self._mixer.xruns += 1
+
+    def _shutdown(self, status: Any, reason: str) -> None:
+        self._shutdown_reason = reason
+        self._lost.set()
+
+    def _connect_outputs(self) -> None:
+        client = self._client
+        targets = client.get_ports(is_audio=True, is_input=True, is_physical=self._device is None)
+        if self._device:
+            targets = [p for p in targets if self._device.lower() in p.name.lower()]
+        for source, target in zip(self._ports, targets, strict=False):
+            client.connect(source, target)
+
+    def start(self) -> None:
+        self._client.activate()
+        self._connect_outputs()
+        self._supervisor.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        if not self._lost.is_set():
+            self._client.deactivate()
+            self._client.close()
+
+    def _supervise(self) -> None:
+        while not self._closing.is_set():
+            if not self._lost.wait(0.2):
+                continue
+            if self._closing.is_set():
+                return
+            log.warning(
+                "the JACK server went away (%s); waiting for it to come back",
+                self._shutdown_reason or "no reason given",
+            )
+            self._dead_clients.append(self._client)
+            while not self._closing.is_set():
+                time.sleep(RECONNECT_SECONDS)
+                try:
+                    self._client = self._open()
+                except self._jack.JackError:
+                    continue
+                break
+            else:
+                return
+            # Other JACK clients (MIDI) reopen before ours is active: a client that closes or
+            # opens while holding the GIL would otherwise wait on our process callback.
+            self._on_restart()
+            try:
+                self._client.activate()
+                self._connect_outputs()
+            except self._jack.JackError as exc:
+                log.error("the JACK server is back but our client failed: %s", exc)
+                continue
+            rate = int(self._client.samplerate)
+            if rate != self.samplerate:
+                log.error(
+                    "the JACK server came back at %d Hz, not %d: sounds play at the wrong "
+                    "pitch until dkvae-live is restarted",
+                    rate,
+                    self.samplerate,
+                )
+            self.restarts += 1
+            self._lost.clear()
+            log.info("the JACK server is back: playing again")
+
+
+def open_output(
+    mixer: Mixer,
+    *,
+    device: str | None,
+    host_api: str | None,
+    samplerate: int | None,
+    blocksize: int,
+    client_name: str,
+    on_restart: Callable[[], None] = lambda: None,
+) -> AudioOutput:
+    """JACK when asked for, or by default when a JACK server runs; PortAudio otherwise."""
+    wants_jack = host_api is not None and "jack" in host_api.lower()
+    if wants_jack or (host_api is None and jack_server_running()):
+        return JackOutput(mixer, client_name, device, samplerate, on_restart)
+    return PortAudioOutput(mixer, device, host_api, samplerate, blocksize)

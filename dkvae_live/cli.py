@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import queue
 import signal
 import sys
@@ -316,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("model not reloaded, the old one keeps playing: %s", exc)
     log.info("stopping")
     engine.stop()
+    if engine.audio is not None and engine.audio.restarts:
+        # Clients of the JACK server that died cannot be finalized safely (libjack crashes in
+        # their destructors): everything is stopped and flushed, so leave without finalizing.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .audio import AudioOutput
+from .audio import AudioOutput, open_output
 from .events import NoteOn, StopAll
 from .kit import DEFAULT_KIT, CcMapping, Kit, KitError, check_cc, load_kit, save_kit
-from .midi_in import MidiInput
+from .midi_in import MidiError, MidiInput
+from .mixer import Mixer
 from .model import Decoder, Encoder, ModelError, read_sound
 from .osc_in import OscServer, Sender
 from .pads import PadBank, default_pads
@@ -87,6 +88,7 @@ class Engine:
         self.allowed_dirs = (self.kit_dir, *(d.resolve() for d in settings.allow_dirs))
         self._learning: tuple[int, int, Sender] | None = None
         self._kit_stamp = self._stamp(self.kit_path)
+        self.mixer = Mixer(settings.polyphony, settings.master_gain)
         self.audio: AudioOutput | None = None
         self.renderer: RenderWorker | None = None
         self.midi: MidiInput | None = None
@@ -132,30 +134,56 @@ class Engine:
         s = self.settings
         sys.setswitchinterval(0.0005)  # keep the GIL from holding the audio thread for 5 ms
         self.osc = OscServer(s.osc_host, s.osc_port, self.dropped.count, s.osc_allow)
-        self.audio = AudioOutput(s.polyphony, s.master_gain)
-        self.device_name, self.host_api, self.samplerate = self.audio.open(
-            s.device, s.host_api, s.samplerate, s.blocksize
+        self.audio = open_output(
+            self.mixer,
+            device=s.device,
+            host_api=s.host_api,
+            samplerate=s.samplerate,
+            blocksize=s.blocksize,
+            client_name=f"{s.client_name}-audio",
+            on_restart=self._audio_server_back,
         )
+        self.device_name, self.host_api = self.audio.device_name, self.audio.host_api
+        self.samplerate = self.audio.samplerate
         self.renderer = RenderWorker(
             self.decoder,
             self.pads,
             self.samplerate,
-            self.audio.publish,
+            self.mixer.publish,
             on_rejected=lambda note: self.dropped.count("render.not_finite", f"pad {note}"),
-            hits=self.audio.hits,
+            hits=self.mixer.hits,
         )
         self.renderer.render_now(self.pads.notes())
         self.pads.on_change = self.renderer.request
         self.renderer.start()
         if s.midi:
-            self.midi = MidiInput(self.note_on, self._control, self.dropped.count, s.midi_channel)
-            self.midi_port = self.midi.open(self._midi_api(), s.client_name, s.midi_port, "midi_in")
+            self._open_midi()
         self._register_osc(self.osc)
         self.audio.start()
         if self.midi:
             self.midi.start()
         self.osc.start()
         self._watcher.start()
+
+    def _open_midi(self) -> None:
+        s = self.settings
+        self.midi = MidiInput(self.note_on, self._control, self.dropped.count, s.midi_channel)
+        self.midi_port = self.midi.open(self._midi_api(), s.client_name, s.midi_port, "midi_in")
+
+    def _audio_server_back(self) -> None:
+        """The JACK server restarted: its MIDI ports went with it, so open ours again.
+
+        Called while our audio client is not yet active (see JackOutput._supervise)."""
+        if self.midi is None or self._midi_api() != "jack":
+            return
+        self.midi.abandon()
+        try:
+            self._open_midi()
+            assert self.midi is not None
+            self.midi.start()
+            log.info("MIDI in on %s again", self.midi_port)
+        except MidiError as exc:
+            log.error("MIDI in could not be opened again: %s", exc)
 
     def _midi_api(self) -> str:
         api = self.settings.midi_api
@@ -167,13 +195,13 @@ class Engine:
 
     def stop(self) -> None:
         self._stopping.set()
-        for part in (self.midi, self.osc):
-            if part is not None:
-                part.stop()
+        # Audio first: closing a JACK MIDI client waits for a JACK cycle, and our JACK process
+        # callback would wait for the GIL that the closing thread holds.
         if self.audio is not None:
             self.audio.close()
-        if self.renderer is not None:
-            self.renderer.stop()
+        for part in (self.midi, self.osc, self.renderer):
+            if part is not None:
+                part.stop()
         self._jobs.shutdown(wait=False, cancel_futures=True)
 
     # -- what the inputs do ----------------------------------------------------------------
@@ -182,12 +210,10 @@ class Engine:
         if self.pads.get(note) is None:
             self.dropped.count("note.unmapped", f"note {note} has no pad")
             return
-        assert self.audio is not None
-        self.audio.events.append(NoteOn(note, max(1, min(127, velocity))))
+        self.mixer.events.append(NoteOn(note, max(1, min(127, velocity))))
 
     def stop_all(self) -> None:
-        assert self.audio is not None
-        self.audio.events.append(StopAll())
+        self.mixer.events.append(StopAll())
 
     def _control(self, channel: int, controller: int, value: int) -> None:
         """MIDI CC: 120/123 stop every voice; a learn in progress takes the controller; mapped
@@ -305,7 +331,6 @@ class Engine:
     def status(self) -> dict[str, Any]:
         assert self.audio is not None and self.renderer is not None
         info = self.decoder.info
-        stream_latency = float(self.audio.stream.latency) if self.audio.stream else 0.0
         return {
             "model": info.name,
             "model_kind": info.model_kind,
@@ -317,12 +342,12 @@ class Engine:
             "host_api": self.host_api,
             "sample_rate": self.samplerate,
             "block_size": self.settings.blocksize,
-            "output_latency_ms": round(stream_latency * 1000.0, 3),
-            "xruns": self.audio.xruns,
+            "output_latency_ms": round(self.audio.latency * 1000.0, 3),
+            "xruns": self.mixer.xruns,
             "notes_received": (self.midi.notes if self.midi else 0) + self._osc_triggers,
-            "notes_played": self.audio.notes_played,
-            "voices_active": self.audio.voices.active_count(),
-            "voices_stolen": self.audio.voices.voices_stolen,
+            "notes_played": self.mixer.notes_played,
+            "voices_active": self.mixer.voices.active_count(),
+            "voices_stolen": self.mixer.voices.voices_stolen,
             "renders": self.renderer.renders,
             "midi_port": self.midi_port,
             "osc_received": self.osc.received if self.osc else 0,

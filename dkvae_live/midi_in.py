@@ -22,6 +22,9 @@ QUEUE_SIZE = 4096
 POLL_INTERVAL = 0.0002  # seconds asleep when the queue is empty
 
 
+_ABANDONED: list[Any] = []
+
+
 class MidiError(Exception):
     """No MIDI API, or the port asked for does not exist."""
 
@@ -110,6 +113,15 @@ class MidiInput:
             self._midi_in.close_port()
             self._midi_in.delete()
             self._midi_in = None
+
+    def abandon(self) -> None:
+        """Stop polling a port whose MIDI server died; its client is dropped, never closed
+        (closing a JACK client of a dead server is not safe)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=1.0)
+        _ABANDONED.append(self._midi_in)  # kept alive: its destructor would close the client
+        self._midi_in = None
 
     def _poll(self) -> None:
         promote_current_thread(5)

@@ -1,6 +1,6 @@
 """Offline render: a MIDI file played through a kit by the same voice engine as live.
 
-The events go through `AudioOutput.process`, the very function the live audio callback runs,
+The events go through `Mixer.process`, the very function the live audio callback runs,
 so a render sounds like a live take of the same notes; only the timing is exact to the sample
 here, where live it falls on block boundaries.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from .audio import AudioOutput
 from .events import NoteOn
 from .kit import Kit
+from .mixer import Mixer
 from .model import Decoder
 from .pads import PadBank
 from .renderer import RenderWorker
@@ -49,7 +49,7 @@ def render_midi(
     a pad (skipped)."""
     info = decoder.info
     pads = PadBank(kit.pads, info.class_names, info.latent_size)
-    audio = AudioOutput(polyphony, master_gain)
+    audio = Mixer(polyphony, master_gain)
     audio.configure(samplerate)
     renderer = RenderWorker(decoder, pads, samplerate, audio.publish, hits=audio.hits)
     renderer.render_now(pads.notes())
@@ -72,7 +72,7 @@ def render_midi(
     return out, skipped
 
 
-def _render_until(audio: AudioOutput, out: np.ndarray, start: int, stop: int) -> int:
+def _render_until(audio: Mixer, out: np.ndarray, start: int, stop: int) -> int:
     while start < stop:
         n = min(MAX_CHUNK, stop - start)
         audio.process(out[start : start + n])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,31 +34,39 @@ def jack_running() -> bool:
     return subprocess.run(["jack_lsp"], capture_output=True, timeout=10).returncode == 0
 
 
+def start_jackd(rate: int = 48000, period: int = 64, name: str | None = None) -> subprocess.Popen:
+    """A JACK server on the dummy driver (named `name`, else the default server), ready."""
+    if shutil.which("jackd") is None:
+        raise RuntimeError("jackd is not installed (apt-get install jackd2)")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    log = open(tmp / f"dkvae-test-jackd-{name or 'default'}.log", "ab")  # noqa: SIM115
+    args = ["jackd"] + (["-n", name] if name else [])
+    args += [] if os.geteuid() == 0 else ["--no-realtime"]
+    args += ["-d", "dummy", "-r", str(rate), "-p", str(period)]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    log.close()
+    env = dict(os.environ, **({"JACK_DEFAULT_SERVER": name} if name else {}))
+    subprocess.run(["jack_wait", "-w", "-t", "10"], capture_output=True, env=env)
+    return proc
+
+
+def stop_jackd(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    proc.send_signal(sig)
+    proc.wait(timeout=5)
+    time.sleep(1.2)  # JACK needs a moment before another server can start
+
+
 @contextmanager
 def jack_server(rate: int = 48000, period: int = 64) -> Iterator[None]:
     """Use the JACK server already running, or start a dummy-driver server for the duration."""
     if jack_running():
         yield
         return
-    if shutil.which("jackd") is None:
-        raise RuntimeError("jackd is not installed (apt-get install jackd2)")
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / "dkvae-test-jackd.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        ["jackd", "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period)]
-        if os.geteuid() != 0
-        else ["jackd", "-d", "dummy", "-r", str(rate), "-p", str(period)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-    )
-    subprocess.run(["jack_wait", "-w", "-t", "10"], capture_output=True)
+    proc = start_jackd(rate, period)
     try:
         yield
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
-        log.close()
-        time.sleep(1.2)  # JACK needs a moment before another server can start
+        stop_jackd(proc)
 
 
 def free_udp_port() -> int:
@@ -175,7 +184,7 @@ class Daemon:
 class Capture:
     """A JACK client recording one output port of the daemon, indexed by JACK frame time."""
 
-    def __init__(self, port_pattern: str = "PortAudio.*:out_0", seconds: float = 120.0) -> None:
+    def __init__(self, port_pattern: str = r".*-audio:out_1", seconds: float = 120.0) -> None:
         import jack
 
         # This process's Python callback needs the GIL on JACK's real-time thread: keep the
@@ -188,9 +197,11 @@ class Capture:
         self.buffer = np.zeros(int(seconds * self.rate), np.float32)
         self.first_frame: int | None = None
         self.end = 0  # frames written
+        self.xruns = 0  # xruns the JACK server reported while this capture ran
         self._inport = self.client.inports.register("in")
         self._lock = threading.Lock()
         self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
         self.client.activate()
         sources = self.client.get_ports(port_pattern, is_audio=True, is_output=True)
         if not sources:
@@ -204,6 +215,9 @@ class Capture:
         if start + frames <= self.buffer.shape[0]:
             self.buffer[start : start + frames] = self._inport.get_array()
             self.end = start + frames
+
+    def _xrun(self, delay: float) -> None:
+        self.xruns += 1
 
     def now(self) -> int:
         """The current JACK frame time, in this capture's frame index."""
@@ -235,6 +249,60 @@ class Capture:
         if onset is None:
             raise AssertionError("no sound within 100 ms of the trigger")
         return self.segment(onset, int(seconds * self.rate))
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+class MidiCapture:
+    """A JACK client recording the MIDI events arriving at its input port, with the JACK frame
+    at which each one lands in a period (period start + the event's offset).
+
+    Frames are absolute JACK frame times, comparable with `now()` of this object."""
+
+    def __init__(self, source: str | None = None) -> None:
+        import jack
+
+        promote_current_thread(3)
+        self.client = jack.Client(
+            f"dkvae-midicap-{os.getpid()}-{next(_names)}", no_start_server=True
+        )
+        self.rate = self.client.samplerate
+        self.events: list[tuple[int, bytes]] = []  # (frame, message bytes)
+        self._inport = self.client.midi_inports.register("in")
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        if source is not None:
+            self.connect(source)
+
+    @property
+    def port_name(self) -> str:
+        return str(self._inport.name)
+
+    def connect(self, source: str) -> None:
+        """Connect the output port named `source`, or the first matching it as a pattern."""
+        ports = self.client.get_ports(source, is_midi=True, is_output=True)
+        if not ports:
+            raise RuntimeError(f"no JACK MIDI output port matches {source!r}")
+        self.client.connect(ports[0], self._inport)
+
+    def _process(self, frames: int) -> None:
+        start = self.client.last_frame_time
+        for offset, data in self._inport.incoming_midi_events():
+            self.events.append((start + offset, bytes(data)))
+
+    def now(self) -> int:
+        return int(self.client.frame_time)
+
+    def wait_event(self, after: int, timeout: float = 0.05) -> tuple[int, bytes] | None:
+        """The first event recorded since index `after` of `events`, or None after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while len(self.events) <= after:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.0002)
+        return self.events[after]
 
     def close(self) -> None:
         self.client.deactivate()
