@@ -13,7 +13,7 @@
    80,
    80,
    900,
-   640
+   680
   ],
   "bglocked": 0,
   "openinpresentation": 0,
@@ -49,7 +49,7 @@
      "numoutlets": 0,
      "patching_rect": [
       20,
-      600,
+      640,
       164,
       22
      ],
@@ -500,7 +500,7 @@
      "outlettype": [
       ""
      ],
-     "text": "/dkvae/stop"
+     "text": "/dkvae/pad/learn 36 0"
     }
    },
    {
@@ -515,7 +515,7 @@
       320,
       20
      ],
-     "text": "fade out every voice"
+     "text": "the next MIDI knob moved drives dimension 0 of pad 36"
     }
    },
    {
@@ -533,7 +533,7 @@
      "outlettype": [
       ""
      ],
-     "text": "/dkvae/kit/save"
+     "text": "/dkvae/stop"
     }
    },
    {
@@ -548,7 +548,7 @@
       320,
       20
      ],
-     "text": "save the current kit file"
+     "text": "fade out every voice"
     }
    },
    {
@@ -566,7 +566,7 @@
      "outlettype": [
       ""
      ],
-     "text": "/dkvae/kit/save my-kit"
+     "text": "/dkvae/kit/save"
     }
    },
    {
@@ -581,7 +581,7 @@
       320,
       20
      ],
-     "text": "save as my-kit.toml in the kit folder"
+     "text": "save the current kit file"
     }
    },
    {
@@ -599,7 +599,7 @@
      "outlettype": [
       ""
      ],
-     "text": "/dkvae/kit/load my-kit"
+     "text": "/dkvae/kit/save my-kit"
     }
    },
    {
@@ -614,12 +614,45 @@
       320,
       20
      ],
-     "text": "load and play my-kit.toml"
+     "text": "save as my-kit.toml in the kit folder"
     }
    },
    {
     "box": {
      "id": "obj-37",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      570,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/kit/load my-kit"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-38",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      570,
+      320,
+      20
+     ],
+     "text": "load and play my-kit.toml"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-39",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -637,7 +670,7 @@
    },
    {
     "box": {
-     "id": "obj-38",
+     "id": "obj-40",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 0,
@@ -652,7 +685,7 @@
    },
    {
     "box": {
-     "id": "obj-39",
+     "id": "obj-41",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -878,7 +911,19 @@
       0
      ],
      "destination": [
-      "obj-38",
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-39",
+      0
+     ],
+     "destination": [
+      "obj-40",
       0
      ]
     }
