@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from live_harness import (  # noqa: E402
+from live_harness import (
     Capture,
     Daemon,
     MidiSender,
     dominant_frequency,
     jack_server,
 )
-from synth_models import expected_frequency, sine_decoder  # noqa: E402
+from synth_models import expected_frequency, sine_decoder
 
 PAD = 36
 
@@ -51,13 +51,19 @@ def summarise(values: list[int], rate: int) -> dict[str, float]:
     }
 
 
-def measure(capture: Capture, send, hits: int) -> tuple[list[int], int]:
+def measure(
+    capture: Capture, send, hits: int, spacing: float = 0.08, window: float = 0.05
+) -> tuple[list[int], int]:
+    """Latencies in samples of `hits` triggers sent by `send()`, and how many made no sound.
+
+    Each hit waits `spacing` s plus a random 0-10 ms (so sends fall at every phase of the
+    period), then looks for the onset within `window` s of the send."""
     latencies, missed = [], 0
     for _ in range(hits):
-        time.sleep(0.08 + random.random() * 0.01)
+        time.sleep(spacing + random.random() * 0.01)
         sent = capture.now()
         send()
-        onset = capture.onset(sent, int(0.05 * capture.rate))
+        onset = capture.onset(sent, int(window * capture.rate))
         if onset is None:
             missed += 1
         else:

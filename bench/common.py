@@ -1,0 +1,230 @@
+"""What every benchmark shares: its own JACK server, the model to play, conditions, tables, JSON.
+
+Benchmarks never use (or stop) the default JACK server, which other people's tests share: each
+run starts a dummy-driver server of its own, named `dkvae-bench`, and points its JACK clients and
+the daemon at it with JACK_DEFAULT_SERVER. Call `use_bench_server()` before anything imports
+jack, rtmidi or sounddevice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SERVER_NAME = "dkvae-bench"
+DEFAULT_MODEL_DIR = ROOT / "dkvae_live" / "models" / "default"
+
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def use_bench_server(name: str = SERVER_NAME) -> None:
+    """Make this process and its children talk to our own JACK server, not the default one."""
+    for module in ("jack", "rtmidi", "sounddevice"):
+        if module in sys.modules:
+            raise RuntimeError(f"{module} was imported before JACK_DEFAULT_SERVER was set")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_NO_START_SERVER"] = "1"  # never start a server by accident
+
+
+def _server_running(name: str) -> bool:
+    result = subprocess.run(
+        ["jack_lsp", "-s", name], capture_output=True, timeout=10, env={**os.environ}
+    )
+    return result.returncode == 0
+
+
+@contextmanager
+def bench_jack_server(
+    period: int, rate: int = 48000, name: str = SERVER_NAME
+) -> Iterator[dict[str, Any]]:
+    """A JACK dummy server of our own for the duration; stopped by its PID afterwards."""
+    if shutil.which("jackd") is None:
+        raise RuntimeError("jackd is not installed (apt-get install jackd2)")
+    if _server_running(name):
+        raise RuntimeError(
+            f"a JACK server named {name!r} already runs; a benchmark left it behind? "
+            f"stop it (pgrep -af 'jackd -n {name}') and run again"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log_path = RESULTS / f"jackd-{name}-{period}.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    args = ["jackd", "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
+    if os.geteuid() != 0:
+        args.insert(1, "--no-realtime")
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        subprocess.run(
+            ["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True, timeout=15
+        )
+        if proc.poll() is not None or not _server_running(name):
+            raise RuntimeError(f"jackd did not start; see {log_path}")
+        yield {"server": name, "period": period, "rate": rate, "pid": proc.pid, "log": log_path}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        time.sleep(1.2)  # JACK needs a moment before another server can start
+
+
+def shipped_models() -> list[Path]:
+    """Model folders shipped in dkvae_live/models/ (each with a decoder.onnx)."""
+    base = ROOT / "dkvae_live" / "models"
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if (p / "decoder.onnx").exists())
+
+
+def choose_model(tmp: Path, requested: Path | None = None) -> tuple[Path, str]:
+    """(model path, description): the one asked for, else the shipped default, else the sine
+    test model from tests/synth_models.py (built in `tmp`)."""
+    if requested is not None:
+        return requested, f"{requested} (asked for)"
+    if (DEFAULT_MODEL_DIR / "decoder.onnx").exists():
+        return DEFAULT_MODEL_DIR, f"shipped default model ({DEFAULT_MODEL_DIR.relative_to(ROOT)})"
+    return sine_model(tmp), "sine test model (tests/synth_models.py; no shipped default model yet)"
+
+
+def sine_model(tmp: Path) -> Path:
+    from synth_models import sine_decoder
+
+    return sine_decoder(tmp / "sine" / "decoder.onnx").parent
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def conditions(**extra: Any) -> dict[str, Any]:
+    """The conditions of a run: when, where, what else was loading the machine."""
+    load = os.getloadavg()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": git_commit(),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}",
+        "python": platform.python_version(),
+        "load_average_1_5_15": [round(x, 2) for x in load],
+        **extra,
+    }
+
+
+def stats(values: list[float] | np.ndarray) -> dict[str, float]:
+    """count, median, p99, max (and min) of a list of numbers; NaN when empty."""
+    a = np.asarray(values, float)
+    if a.size == 0:
+        nan = float("nan")
+        return {"count": 0, "median": nan, "p99": nan, "max": nan, "min": nan}
+    return {
+        "count": int(a.size),
+        "median": float(np.median(a)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+        "min": float(a.min()),
+    }
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain text table, columns as wide as their widest cell."""
+    cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                      enumerate(zip(row, widths, strict=True))).rstrip()
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"(written to {path})")
+
+
+class ProcessMeter:
+    """CPU time and memory of one process, from /proc (Linux)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self.ticks  # utime + stime
+
+    def memory_mib(self) -> dict[str, float]:
+        out = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024
+        return {"rss_mib": out.get("VmRSS", 0.0), "peak_rss_mib": out.get("VmHWM", 0.0)}
+
+    def cpu_percent_over(self, seconds: float) -> float:
+        """Percent of one core used over the next `seconds` (sleeps)."""
+        start_cpu, start = self.cpu_seconds(), time.monotonic()
+        time.sleep(seconds)
+        return 100.0 * (self.cpu_seconds() - start_cpu) / (time.monotonic() - start)
+
+
+def udp_receive_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets)."""
+    lines = Path("/proc/net/snmp").read_text().splitlines()
+    udp = [line.split() for line in lines if line.startswith("Udp:")]
+    header, values = udp[0], udp[1]
+    return int(values[header.index("RcvbufErrors")])
