@@ -38,6 +38,8 @@ from .stats import Dropped
 log = logging.getLogger(__name__)
 
 KIT_WATCH_SECONDS = 0.5
+MAX_PENDING_EVENTS = 1024  # hits waiting for the next audio block; beyond that, a flood
+MAX_PENDING_JOBS = 8  # kit, model and encode requests waiting their turn
 
 
 def user_kit_dir() -> Path:
@@ -96,6 +98,7 @@ class Engine:
         self.device_name = self.host_api = self.midi_port = ""
         self.samplerate = 0
         self._osc_triggers = 0
+        self._pending_jobs = 0
         self._stopping = threading.Event()
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="dkvae-jobs")
         self._watcher = threading.Thread(target=self._watch_kit, name="dkvae-kit", daemon=True)
@@ -209,6 +212,9 @@ class Engine:
         """Queue a hit for the next audio callback. Any thread; never waits."""
         if self.pads.get(note) is None:
             self.dropped.count("note.unmapped", f"note {note} has no pad")
+            return
+        if len(self.mixer.events) >= MAX_PENDING_EVENTS:
+            self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
             return
         self.mixer.events.append(NoteOn(note, max(1, min(127, velocity))))
 
@@ -396,6 +402,9 @@ class Engine:
         """Run slow work off the OSC thread; its errors go back to the sender."""
         assert self.osc is not None
         osc = self.osc
+        if self._pending_jobs >= MAX_PENDING_JOBS:
+            raise ValueError("busy: too many kit, model and encode requests waiting")
+        self._pending_jobs += 1
 
         def run() -> None:
             try:
@@ -406,6 +415,8 @@ class Engine:
             except Exception as exc:
                 log.exception("%s failed", address)
                 osc.reply(sender, "/dkvae/error", address, f"internal error: {exc!r}")
+            finally:
+                self._pending_jobs -= 1
 
         self._jobs.submit(run)
 

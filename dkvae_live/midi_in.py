@@ -45,6 +45,17 @@ def list_input_ports(api: str) -> list[str]:
     return _open_client(api, "dkvae-list").get_ports()
 
 
+def input_ports_of_others(api: str) -> list[str]:
+    """Every MIDI input port on the system (a MidiOut lists the ports it could send to)."""
+    rtmidi = _rtmidi()
+    apis = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
+    lister = rtmidi.MidiOut(apis[api], "dkvae-list")
+    try:
+        return list(lister.get_ports())
+    finally:
+        lister.delete()
+
+
 def _open_client(api: str, client_name: str) -> Any:
     rtmidi = _rtmidi()
     apis = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
@@ -97,6 +108,13 @@ class MidiInput:
             midi_in.open_port(matches[0], virtual_name)
             self.port_name = names[matches[0]]
         else:
+            taken = [n for n in input_ports_of_others(api) if n.startswith(f"{client_name}:")]
+            if taken:
+                midi_in.delete()
+                raise MidiError(
+                    f"a MIDI port {taken[0]!r} exists already (another dkvae-live?); "
+                    "stop it or choose another --client-name"
+                )
             midi_in.open_virtual_port(virtual_name)
             self.port_name = f"{client_name}:{virtual_name}"
         self._midi_in = midi_in

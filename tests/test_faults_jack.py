@@ -125,3 +125,55 @@ def test_a_second_daemon_on_the_same_osc_port_says_so_and_exits(
     assert result.returncode == 2
     assert "another dkvae-live" in result.stderr
     assert daemon.proc.poll() is None
+
+
+def test_a_second_daemon_with_the_same_midi_port_name_says_so_and_exits(
+    daemon: Daemon, sine_model: Path
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dkvae_live",
+            "--model",
+            str(sine_model),
+            "--client-name",
+            daemon.client_name,
+            "--osc-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert f"a MIDI port '{daemon.client_name}:midi_in' exists already" in result.stderr
+    assert daemon.proc.poll() is None
+
+
+def test_sighup_reloads_the_kit(jack: None, sine_model: Path, tmp_path: Path) -> None:
+    from synth_models import CLASSES
+
+    from dkvae_live.kit import Kit, save_kit
+    from dkvae_live.pads import default_pads
+
+    pads = default_pads(CLASSES, 8)
+    kit_path = tmp_path / "kit.toml"
+    save_kit(Kit("a", pads), kit_path)
+    daemon = Daemon(sine_model, "--kit", str(kit_path))
+    try:
+        daemon.wait_ready()
+        # Same size and mtime as before, so that only SIGHUP (not the file watcher) can tell.
+        before = kit_path.stat()
+        save_kit(Kit("b", pads), kit_path)
+        os.utime(kit_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        time.sleep(1.0)
+        assert daemon.osc.status()["kit"] == "a"
+        daemon.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 3
+        while daemon.osc.status()["kit"] != "b":
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.1)
+        assert daemon.proc.poll() is None
+    finally:
+        daemon.stop()
