@@ -40,13 +40,14 @@ class TrainConfig:
     # conditional VAE ("vae"): decoder
     n_fft: int = 256
     hop_length: int = 128
-    channels: tuple[int, ...] = (256, 128, 96, 64)  # coarse -> frame rate (3 doublings)
+    channels: tuple[int, ...] = (192, 128, 96, 64)  # coarse -> frame rate (3 doublings)
     kernel_sizes: tuple[int, ...] = (3, 3, 3, 1)
-    max_frequency: float = 16000.0  # Hz; STFT bins above are not predicted (0 = all)
+    max_frequency: float = 0.0  # Hz; STFT bins above are not predicted (0 = all)
+    phase_max_frequency: float = 6000.0  # Hz; bins above get a fixed random phase (0 = none)
     residual: bool = False  # an extra residual Conv1D at frame rate
     coarse_channels: int = 32
     embedding_size: int = 16
-    lowband_per_hop: int = 4  # low-band waveform samples predicted per STFT hop
+    lowband_per_hop: int = 1  # low-band waveform samples predicted per STFT hop
     max_log_magnitude: float = 4.0
     # conditional VAE: encoder
     enc_n_fft: int = 1024
@@ -59,7 +60,7 @@ class TrainConfig:
     lowband_weight: float = 5.0
     lowband_factor: int = 32
     kl_weight: float = 0.02
-    kl_warmup_steps: int = 4000
+    kl_warmup_steps: int = 2000
     free_bits: float = 0.0
 
     # seed spectrogram VAE / cGAN: the seed's log-magnitude STFT

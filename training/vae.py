@@ -41,6 +41,14 @@ def _frames(cfg: TrainConfig) -> tuple[int, int]:
     return coarse, coarse * factor
 
 
+def phase_bins(cfg: TrainConfig) -> int:
+    """Bins (from 0) whose phase the decoder predicts; the bins above get fixed random phases."""
+    full = synthesis_bins(cfg)
+    if cfg.phase_max_frequency <= 0:
+        return full
+    return min(full, math.ceil(cfg.phase_max_frequency * cfg.n_fft / cfg.sample_rate) + 1)
+
+
 def synthesis_bins(cfg: TrainConfig) -> int:
     """STFT bins the decoder predicts (the ones above are zero: no energy above that frequency)."""
     full = cfg.n_fft // 2 + 1
@@ -80,12 +88,13 @@ def build_decoder(cfg: TrainConfig) -> keras.Model:
         width = cfg.channels[-1]
         res = layers.Conv1D(width, 3, padding="same", name="res_conv")(x)
         x = layers.Add(name="res_add")([x, layers.LeakyReLU(0.2)(res)])
-    # one 1x1 head: log-magnitude (bins), phase (bins), low-band samples (lowband_per_hop)
+    # one 1x1 head: log-magnitude (bins), phase (phase bins), low-band samples (lowband_per_hop)
     # start quiet: small weights and a log-magnitude bias of -6 (the exp would otherwise make the
     # first outputs loud broadband noise and the first steps unstable)
-    head_bias = np.zeros(2 * bins + cfg.lowband_per_hop, np.float32)
+    n_heads = bins + phase_bins(cfg) + cfg.lowband_per_hop
+    head_bias = np.zeros(n_heads, np.float32)
     head_bias[:bins] = -6.0
-    heads = layers.Conv1D(2 * bins + cfg.lowband_per_hop, 1, name="heads",
+    heads = layers.Conv1D(n_heads, 1, name="heads",
                           kernel_initializer=keras.initializers.VarianceScaling(0.1),
                           bias_initializer=keras.initializers.Constant(head_bias))(x)
     audio = _Synthesis(cfg, frames, name="synthesis")(heads)
@@ -93,24 +102,38 @@ def build_decoder(cfg: TrainConfig) -> keras.Model:
 
 
 class _Synthesis(layers.Layer):
-    """log-magnitude, phase, low band -> waveform (fixed iSTFT + fixed upsampler)."""
+    """log-magnitude, phase, low band -> waveform (fixed iSTFT + fixed upsampler).
+
+    Only the lower ``phase_bins`` have a predicted phase (cos/sin are the dearest operations in
+    the graph); the noise-like bins above get a fixed pseudo-random phase per frame and bin, so
+    their magnitudes alone shape them (as a filtered-noise synthesiser does).
+    """
 
     def __init__(self, cfg: TrainConfig, frames: int, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.max_log_magnitude = cfg.max_log_magnitude
         self.frames = frames
         self.bins = synthesis_bins(cfg)
-        self.zero_bins = cfg.n_fft // 2 + 1 - self.bins
+        self.phase_bins = phase_bins(cfg)
+        rng = np.random.default_rng(1234)
+        angles = rng.uniform(-np.pi, np.pi, (frames, self.bins - self.phase_bins))
+        self._fixed_cos = np.cos(angles).astype(np.float32)
+        self._fixed_sin = np.sin(angles).astype(np.float32)
         self.lowband_per_hop = cfg.lowband_per_hop
         self.istft = ConvISTFT(cfg.n_fft, cfg.hop_length, cfg.num_samples, self.bins)
         self.upsample = Upsample(cfg.hop_length // cfg.lowband_per_hop, cfg.num_samples)
 
     def call(self, heads):
-        bins = self.bins
-        log_mag, phase = heads[..., :bins], heads[..., bins:2 * bins]
-        lowband = heads[..., 2 * bins:]
+        bins, pb = self.bins, self.phase_bins
+        log_mag, phase = heads[..., :bins], heads[..., bins:bins + pb]
+        lowband = heads[..., bins + pb:]
         mag = ops.exp(ops.minimum(log_mag, self.max_log_magnitude))
-        audio = self.istft(ops.concatenate([mag * ops.cos(phase), mag * ops.sin(phase)], axis=-1))
+        low_mag, high_mag = mag[..., :pb], mag[..., pb:]
+        re = ops.concatenate([low_mag * ops.cos(phase),
+                              high_mag * ops.convert_to_tensor(self._fixed_cos)], axis=-1)
+        im = ops.concatenate([low_mag * ops.sin(phase),
+                              high_mag * ops.convert_to_tensor(self._fixed_sin)], axis=-1)
+        audio = self.istft(ops.concatenate([re, im], axis=-1))
         low = ops.reshape(lowband, (-1, self.frames * self.lowband_per_hop))
         return audio + self.upsample(low)
 
