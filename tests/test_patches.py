@@ -145,8 +145,9 @@ def hit(capture: Capture, send: Callable[[], None], seconds: float = 0.1) -> np.
     """Send one trigger, return the captured audio from its onset on."""
     sent = capture.now()
     send()
-    onset = capture.onset(sent, int(0.15 * capture.rate))
-    assert onset is not None, "no sound within 150 ms of the trigger"
+    # Pd is an ordinary process on a busy machine: give it time (latency is measured elsewhere)
+    onset = capture.onset(sent, int(2.0 * capture.rate))
+    assert onset is not None, "no sound within 2 s of the trigger"
     return capture.segment(onset, int(seconds * capture.rate))
 
 
@@ -156,6 +157,19 @@ def pad_reply(daemon: Daemon, note: int) -> list:
     reply = daemon.osc.receive()
     assert reply.address == "/dkvae/pad"
     return list(reply.params)
+
+
+def settled(daemon: Daemon, note: int, done: Callable[[list], bool], timeout: float = 5.0) -> list:
+    """The pad's settings once `done` holds for them (Pd may lag behind the test on a busy
+    machine), then a moment for the render worker."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pad = pad_reply(daemon, note)
+        if done(pad):
+            time.sleep(0.1)
+            return pad
+        assert time.monotonic() < deadline, f"pad {note} never got there: {pad}"
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- live tests
@@ -176,28 +190,26 @@ def test_pd_pad_abstraction_moves_the_latent_and_triggers_the_pad(
         # [dkvae-pad 36]'s latent inlet (a list: the whole latent) and settings inlet
         fudi("latent 0 0 0 0 0 0 0 0")
         fudi("set class kick")
-        time.sleep(0.3)
+        settled(daemon, 36, lambda p: p[1] == "kick" and p[4:] == [0.0] * 8)
         low = hit(capture, lambda: fudi("trigger 127"))
+        time.sleep(0.3)
         fudi("latent dim 0 1")  # one dimension: an octave up
-        time.sleep(0.3)
+        settled(daemon, 36, lambda p: p[4] == 1.0)
         high = hit(capture, lambda: fudi("trigger 127"))
-        time.sleep(0.2)
-        soft = hit(capture, lambda: fudi("trigger 64"))
-        fudi("set class tom")  # by name: class 3, four times the kick's pitch
         time.sleep(0.3)
+        soft = hit(capture, lambda: fudi("trigger 64"))
+        time.sleep(0.3)
+        fudi("set class tom")  # by name: class 3, four times the kick's pitch
+        pad = settled(daemon, 36, lambda p: p[1] == "tom")
         tom = hit(capture, lambda: fudi("trigger"))  # bang: the last velocity, 64
-        pad = pad_reply(daemon, 36)
         fudi("set class 1")  # by index: snare
         fudi("set gain 0.5")
         fudi("set pan -0.25")
-        time.sleep(0.3)
-        settings = pad_reply(daemon, 36)
+        settings = settled(daemon, 36, lambda p: p[3] == -0.25)
         fudi("set randomize 2")
-        time.sleep(0.3)
-        randomized = pad_reply(daemon, 36)
+        randomized = settled(daemon, 36, lambda p: p[4:] != settings[4:])
         fudi("set reset")
-        time.sleep(0.3)
-        reset = pad_reply(daemon, 36)
+        reset = settled(daemon, 36, lambda p: p[4:] != randomized[4:])
     finally:
         fudi.close()
 
@@ -255,7 +267,10 @@ def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
         pd.wait_for(r"^dkvae-pad: class snare$")
         shown = pd.wait_for(r"^dkvae-pad: latent (.*)$").group(1).split()
         ui("ui dim0 1")  # the first slider: an octave above 200 Hz x 2 (snare)
-        time.sleep(0.3)
+        mark = len(pd.lines)
+        ui("ui get")  # the refresh button: Pd prints the pad's latent once the daemon has it
+        pd.wait_for(r"^dkvae-pad: latent 1 ", after=mark)
+        time.sleep(0.1)
         sound = hit(capture, lambda: ui("ui hit"))  # the velocity box starts at 100
         # kit: save as, then load it back
         ui("ui kitname pd-test")
