@@ -38,6 +38,12 @@ def use_bench_server(name: str = SERVER_NAME) -> None:
             raise RuntimeError(f"{module} was imported before JACK_DEFAULT_SERVER was set")
     os.environ["JACK_DEFAULT_SERVER"] = name
     os.environ["JACK_NO_START_SERVER"] = "1"  # never start a server by accident
+    # SIGTERM (run_all's timeout) unwinds like Ctrl-C, so our server and daemon are stopped.
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _server_running(name: str) -> bool:
@@ -66,6 +72,8 @@ def bench_jack_server(
     if os.geteuid() != 0:
         args.insert(1, "--no-realtime")
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    pid_file = RESULTS / f"jackd-{name}.pid"  # for run_all, should this process be killed
+    pid_file.write_text(str(proc.pid))
     try:
         subprocess.run(
             ["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True, timeout=15
@@ -82,7 +90,30 @@ def bench_jack_server(
                 proc.kill()
                 proc.wait()
         log.close()
+        pid_file.unlink(missing_ok=True)
         time.sleep(1.2)  # JACK needs a moment before another server can start
+
+
+def stop_leftover_server(name: str = SERVER_NAME) -> bool:
+    """Stop the server a killed benchmark left behind, by the PID it wrote (only if that PID
+    is still a `jackd -n NAME`). True if one was stopped."""
+    pid_file = RESULTS / f"jackd-{name}.pid"
+    try:
+        pid = int(pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        pid_file.unlink(missing_ok=True)
+        return False
+    pid_file.unlink(missing_ok=True)
+    if not cmdline or not cmdline[0].endswith(b"jackd") or name.encode() not in cmdline:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    time.sleep(1.2)
+    return True
 
 
 def shipped_models() -> list[Path]:

@@ -177,6 +177,8 @@ def main() -> int:
             meter = ProcessMeter(daemon.proc.pid)
             result["start_to_ready_s"] = stats(ready_times)
             result["memory_after_start"] = meter.memory_mib()
+            # rtmidi opened before the capture client, closed after it (see trigger.py)
+            midi = MidiSender(daemon.midi_port)
             capture = Capture(seconds=1.0)  # only to count the server's xruns
             status = daemon.osc.status()
             latent_size = int(status["latent_size"])
@@ -193,7 +195,6 @@ def main() -> int:
 
             print(f"playing 16ths at 180 BPM with latent moves at 100/s for {args.play:g} s",
                   flush=True)
-            midi = MidiSender(daemon.midi_port)
             before = snapshot(daemon, capture)
             cpu0, t0 = meter.cpu_seconds(), time.monotonic()
             sent = paced(daemon, midi, args.play, 100.0, 12.0, latent_size, (36, 38))
@@ -221,8 +222,8 @@ def main() -> int:
             # osc_received also counts the /dkvae/status request of the `after` snapshot
             stress["osc_not_received"] = sent["latent_updates_sent"] - (d["osc_received"] - 1)
             result["stress"] = stress
-            midi.close()
             capture.close()
+            midi.close()
         finally:
             daemon.stop()
     idle_s = result["idle"]["seconds"]

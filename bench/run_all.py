@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, ROOT, conditions, table, write_json
+from common import RESULTS, ROOT, conditions, stop_leftover_server, table, write_json
 
 PERIODS = (64, 128, 256)
+STEP_TIMEOUT_S = 300  # a step that hangs (a JACK client deadlock, say) costs no more than this
 
 
 def plan(quick: bool) -> list[tuple[str, list[str], Path]]:
@@ -104,7 +105,8 @@ def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
              ""],
             ["daemon CPU idle, % of a core", f"{fp['idle']['cpu_percent']:.1f}", "", "", "", ""],
             ["daemon CPU 16ths@180 BPM + 100 latent moves/s, %",
-             f"{fp['playing']['cpu_percent']:.1f}", "", "", "", ""],
+             f"{fp['playing']['cpu_percent']:.1f}", "", "",
+             f"xruns {60 * fp['playing']['xruns'] / fp['playing']['seconds']:.0f}/min", ""],
         ]
         st = fp["stress"]
         x = st["xruns_vs_idle_per_minute"]
@@ -142,14 +144,26 @@ def main() -> int:
         print(f"\n=== {name}: {' '.join(script_args)} ===", flush=True)
         step_started = time.monotonic()
         json_path.unlink(missing_ok=True)
-        done = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / script_args[0]), *script_args[1:],
              "--json", str(json_path)],
             cwd=ROOT,
         )
+        try:
+            code: int | str = proc.wait(timeout=STEP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # the scripts unwind on SIGTERM: daemon and server stopped
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            code = f"timed out after {STEP_TIMEOUT_S} s"
+        if stop_leftover_server():
+            print("stopped the JACK server the step left behind", flush=True)
         result = load(json_path)
-        if done.returncode != 0 or result is None:
-            failures.append(f"{name} (exit {done.returncode})")
+        if code != 0 or result is None:
+            failures.append(f"{name} ({code})")
         else:
             results[name] = result
         print(f"=== {name}: {time.monotonic() - step_started:.0f} s ===", flush=True)
