@@ -25,21 +25,24 @@ PERIODS = (64, 128, 256)
 STEP_TIMEOUT_S = 300  # a step that hangs (a JACK client deadlock, say) costs no more than this
 
 
-def plan(quick: bool) -> list[tuple[str, list[str], Path]]:
+def plan(quick: bool, model: Path | None = None) -> list[tuple[str, list[str], Path]]:
     """(name, arguments of the script, its JSON) for each benchmark, in running order."""
     hits = "60" if quick else "500"
     steps = [
-        ("render_speed", ["render_speed.py", "--renders", "40" if quick else "200"],
+        ("render_speed", ["render_speed.py", "--renders", "40" if quick else "200",
+                          *([str(model)] if model else [])],
          RESULTS / "render_speed.json"),
-        ("offline_render", ["offline_render.py", "--runs", "1" if quick else "3"],
+        ("offline_render", ["offline_render.py", "--runs", "1" if quick else "3",
+                            *(["--model", str(model)] if model else [])],
          RESULTS / "offline_render.json"),
     ]
     for period in PERIODS:
         args = ["trigger.py", "--period", str(period), "--hits", hits]
         if period == PERIODS[0]:
             args += ["--latent-sweep", "--latent-trials", "20" if quick else "100"]
+            args += ["--latent-model", str(model)] if model else []
         steps.append((f"trigger_{period}", args, RESULTS / f"trigger-{period}.json"))
-    footprint = ["footprint.py", "--period", "64"]
+    footprint = ["footprint.py", "--period", "64", *(["--model", str(model)] if model else [])]
     if quick:
         footprint += ["--starts", "2", "--idle", "5", "--play", "5", "--stress", "10"]
     steps.append(("footprint", footprint, RESULTS / "footprint.json"))
@@ -132,13 +135,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer hits, shorter runs (a check)")
     parser.add_argument("--only", default="", help="comma-separated step names")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a model folder to use instead of the shipped default (render speed, "
+                        "offline render, latent sweep, footprint); trigger latency keeps the "
+                        "sine test model")
     args = parser.parse_args()
     started = time.monotonic()
     cond = conditions()
     only = {s for s in args.only.split(",") if s}
     results: dict[str, Any] = {}
     failures: list[str] = []
-    for name, script_args, json_path in plan(args.quick):
+    for name, script_args, json_path in plan(args.quick, args.model):
         if only and name not in only and name.split("_")[0] not in only:
             continue
         print(f"\n=== {name}: {' '.join(script_args)} ===", flush=True)
