@@ -151,3 +151,19 @@ def test_config_rejects_unknown_keys_and_kinds() -> None:
     with pytest.raises(ValueError, match="config must be one of"):
         make_config("wavenet")
     assert make_config("vae", latent_size=4).hash() != make_config("vae").hash()
+
+
+def test_resume_with_changed_settings_records_them_and_restarts_the_best(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    assert main([str(run), "--synthetic", "1", "--verbose", "0", *sets]) == 0
+    assert main([str(run), "--resume", "--epochs", "3", "--set", "log_mse_weight=0.7",
+                 "--verbose", "0"]) == 0
+    cfg = load_config(run / "config.json")
+    assert (cfg.epochs, cfg.log_mse_weight) == (3, 0.7)
+    resumes = json.loads((run / "run.json").read_text())["resumes"]
+    assert resumes[0]["at_epoch"] == 2
+    assert resumes[0]["overrides"] == {"log_mse_weight": 0.7, "epochs": 3}
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    # the objective changed, so the best epoch is one scored under the new loss
+    assert state["epoch"] == 3 and state["best_epoch"] == 3

@@ -44,6 +44,7 @@ class TrainConfig:
     kernel_sizes: tuple[int, ...] = (3, 3, 3, 1)
     max_frequency: float = 0.0  # Hz; STFT bins above are not predicted (0 = all)
     phase_max_frequency: float = 6000.0  # Hz; bins above get a fixed random phase (0 = none)
+    phase_advance: bool = False  # add each bin's steady-state phase advance (vae preset: on)
     residual: bool = False  # an extra residual Conv1D at frame rate
     coarse_channels: int = 32
     embedding_size: int = 16
@@ -83,7 +84,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "vae": {},
+    "vae": {"phase_advance": True, "log_mse_weight": 0.5},
     "seed_vae": {"learning_rate": 1e-3, "kl_weight": 1e-3, "kl_warmup_steps": 0},
     "cgan": {"learning_rate": 2e-4, "patience": 1000},
 }

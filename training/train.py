@@ -318,18 +318,35 @@ def main(argv: list[str] | None = None) -> int:
                                   logging.FileHandler(run_dir / "train.log")],
                         force=True)
     try:
+        overrides = parse_overrides(args.set)
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        if args.max_minutes is not None:
+            overrides["max_minutes"] = args.max_minutes
         if args.resume:
             cfg = load_config(run_dir / "config.json")
             source = json.loads((run_dir / "run.json").read_text())
+            if overrides:
+                # a resumed run may change settings (more epochs, a loss weight); the change is
+                # recorded in run.json so the run can be reproduced
+                settings = dataclasses.asdict(cfg)
+                settings.pop("kind")
+                cfg = make_config(cfg.kind, **{**settings, **overrides})
+                state_path = run_dir / CHECKPOINT_DIR / "state.json"
+                state = json.loads(state_path.read_text())
+                source.setdefault("resumes", []).append(
+                    {"at_epoch": state["epoch"], "overrides": overrides, "command": sys.argv})
+                if set(overrides) - {"epochs", "max_minutes", "patience", "snapshot_minutes"}:
+                    # the objective changed: earlier validation losses are not comparable
+                    state.update(best=float("inf"), wait=0)
+                    state_path.write_text(json.dumps(state, indent=2) + "\n")
+                (run_dir / "run.json").write_text(json.dumps(source, indent=2) + "\n")
+                save_config(cfg, run_dir / "config.json")
+                logger.info("resuming with changed settings: %s", overrides)
             bank = Path(source["bank"]) if source.get("bank") else None
             synthetic = source.get("synthetic")
             cache_dir = Path(source["cache_dir"]) if source.get("cache_dir") else None
         else:
-            overrides = parse_overrides(args.set)
-            if args.epochs is not None:
-                overrides["epochs"] = args.epochs
-            if args.max_minutes is not None:
-                overrides["max_minutes"] = args.max_minutes
             cfg = make_config(args.config, **overrides)
             bank, synthetic, cache_dir = args.bank, args.synthetic, args.cache_dir
             if (bank is None) == (synthetic is None):

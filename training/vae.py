@@ -119,6 +119,16 @@ class _Synthesis(layers.Layer):
         angles = rng.uniform(-np.pi, np.pi, (frames, self.bins - self.phase_bins))
         self._fixed_cos = np.cos(angles).astype(np.float32)
         self._fixed_sin = np.sin(angles).astype(np.float32)
+        self.phase_advance = cfg.phase_advance
+        # The phase a stationary sinusoid at bin k has in frame t: 2 pi k t hop / n_fft. Adding
+        # it makes a prediction that is smooth over frames (what convolutions give) a steady
+        # tone; without it, odd bins alternate sign every frame (hop = n_fft / 2) and smooth
+        # predictions come out as combs at multiples of the frame rate.
+        t = np.arange(frames)[:, None]
+        k = np.arange(self.phase_bins)[None, :]
+        advance = 2.0 * np.pi * ((k * t * cfg.hop_length) % cfg.n_fft) / cfg.n_fft
+        self._advance_cos = np.cos(advance).astype(np.float32)
+        self._advance_sin = np.sin(advance).astype(np.float32)
         self.lowband_per_hop = cfg.lowband_per_hop
         self.istft = ConvISTFT(cfg.n_fft, cfg.hop_length, cfg.num_samples, self.bins)
         self.upsample = Upsample(cfg.hop_length // cfg.lowband_per_hop, cfg.num_samples)
@@ -129,9 +139,14 @@ class _Synthesis(layers.Layer):
         lowband = heads[..., bins + pb:]
         mag = ops.exp(ops.minimum(log_mag, self.max_log_magnitude))
         low_mag, high_mag = mag[..., :pb], mag[..., pb:]
-        re = ops.concatenate([low_mag * ops.cos(phase),
+        cos, sin = ops.cos(phase), ops.sin(phase)
+        if self.phase_advance:
+            ac = ops.convert_to_tensor(self._advance_cos)
+            asin = ops.convert_to_tensor(self._advance_sin)
+            cos, sin = cos * ac - sin * asin, sin * ac + cos * asin
+        re = ops.concatenate([low_mag * cos,
                               high_mag * ops.convert_to_tensor(self._fixed_cos)], axis=-1)
-        im = ops.concatenate([low_mag * ops.sin(phase),
+        im = ops.concatenate([low_mag * sin,
                               high_mag * ops.convert_to_tensor(self._fixed_sin)], axis=-1)
         audio = self.istft(ops.concatenate([re, im], axis=-1))
         low = ops.reshape(lowband, (-1, self.frames * self.lowband_per_hop))
