@@ -556,7 +556,7 @@ class PdFlow(Flow):
         if box.kind in ("floatatom", "symbolatom") and len(atoms) > 6 and atoms[6] != "-":
             return [(atoms[6], (Atom("f") if box.kind == "floatatom" else Atom("s"),))]
         if box.kind == "msg" and ";" in atoms:
-            out = []
+            out: list[tuple[str, Shape | None]] = []
             for part in " ".join(atoms).split(";")[1:]:
                 words = part.split()
                 if words:
@@ -637,7 +637,7 @@ class PdFlow(Flow):
         return shapes
 
     def _route(self, args: list[str], incoming: list[Shape], outlet: int) -> list[Shape]:
-        shapes = []
+        shapes: list[Shape] = []
         types = {"float": "f", "symbol": "s", "bang": "", "list": "l", "anything": "a"}
         if outlet >= len(args):  # the reject outlet
             return incoming
@@ -893,7 +893,7 @@ def max_sent(document: dict, name: str) -> list[Sent]:
                     if head is None or head.kind != "s" or not (head.value or "").startswith("/"):
                         sent.append(Sent(where + " (no OSC address)", "?", shape))
                         continue
-                    sent.append(Sent(where, head.value, shape[1:]))
+                    sent.append(Sent(where, head.value or "", shape[1:]))
     return sent
 
 
