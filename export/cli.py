@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name stored in the metadata (default: the run's name)")
     p.add_argument("--checkpoint", default="best",
                    help="best, last, or a weights file inside the run folder (default best)")
+    p.add_argument("--small", action="store_true",
+                   help="store weights as float16 (rounded before the parity check) and compute "
+                        "STFT bases at load time: files about half the size or less")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                    help=f"largest allowed |onnxruntime - keras| (default {DEFAULT_TOLERANCE:g})")
     return p
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = export_run(args.run_dir, args.out, name=args.name, tolerance=args.tolerance,
-                            checkpoint=args.checkpoint)
+                            checkpoint=args.checkpoint, small=args.small)
     except (ExportError, FileNotFoundError) as exc:
         logger.error("export failed: %s", exc)
         return 1

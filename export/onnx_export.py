@@ -64,8 +64,12 @@ def contract_metadata(cfg: Any, role: str, output_kind: str | None, name: str) -
 
 
 def convert(model: Any, input_specs: list[tuple[str, tuple[int | None, ...], str]],
-            output_names: list[str], metadata: dict[str, str], path: Path) -> None:
-    """Convert a Keras model with tf2onnx; rename inputs/outputs to the contract's; add metadata."""
+            output_names: list[str], metadata: dict[str, str], path: Path,
+            small: bool = False) -> None:
+    """Convert a Keras model with tf2onnx; rename inputs/outputs to the contract's; add metadata.
+
+    ``small``: :func:`compact` the graph (the caller rounds the weights to float16 first).
+    """
     import onnx
     import tensorflow as tf
     import tf2onnx
@@ -100,9 +104,91 @@ def convert(model: Any, input_specs: list[tuple[str, tuple[int | None, ...], str
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "dkvae-export"
+    if small:
+        compact(proto)
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
+
+
+def _stft_basis_nodes(name: str, n_fft: int, shape: tuple[int, ...], window: np.ndarray
+                      ) -> tuple[list[Any], list[Any]]:
+    """Nodes (and small initializers) that compute the windowed DFT basis of ``dsp.stft_basis``
+    at load time, laid out as ``shape`` ``[2 * bins, ..., n_fft]``: kilobytes instead of MBs."""
+    from onnx import helper, numpy_helper
+
+    bins = n_fft // 2 + 1
+    p = name.replace(":", "_").replace("/", "_") + "_gen"
+    inits = [
+        numpy_helper.from_array(np.arange(bins, dtype=np.float32)[:, None], p + "_k"),
+        numpy_helper.from_array(np.arange(n_fft, dtype=np.float32)[None, :], p + "_n"),
+        numpy_helper.from_array(np.array(n_fft, dtype=np.float32), p + "_N"),
+        numpy_helper.from_array(np.array(2.0 * np.pi / n_fft, dtype=np.float32), p + "_step"),
+        numpy_helper.from_array(window.astype(np.float32)[None, :], p + "_window"),
+        numpy_helper.from_array(np.array(shape, dtype=np.int64), p + "_shape"),
+    ]
+    nodes = [
+        helper.make_node("Mul", [p + "_k", p + "_n"], [p + "_kn"]),  # exact integers < 2**24
+        helper.make_node("Mod", [p + "_kn", p + "_N"], [p + "_m"], fmod=1),
+        helper.make_node("Mul", [p + "_m", p + "_step"], [p + "_angle"]),
+        helper.make_node("Cos", [p + "_angle"], [p + "_cos"]),
+        helper.make_node("Sin", [p + "_angle"], [p + "_sin"]),
+        helper.make_node("Mul", [p + "_cos", p + "_window"], [p + "_re"]),
+        helper.make_node("Mul", [p + "_sin", p + "_window"], [p + "_im_pos"]),
+        helper.make_node("Neg", [p + "_im_pos"], [p + "_im"]),
+        helper.make_node("Concat", [p + "_re", p + "_im"], [p + "_rows"], axis=0),
+        helper.make_node("Reshape", [p + "_rows", p + "_shape"], [name]),
+    ]
+    return nodes, inits
+
+
+def compact(proto: Any, min_size: int = 4096) -> Any:
+    """Make a model file small without changing what it computes.
+
+    * A large initializer equal to an STFT analysis basis (``dsp.stft_basis``) is replaced by the
+      nodes that compute it when the session loads.
+    * A large float32 initializer whose values are all exact in float16 (the exporter rounds the
+      Keras weights to float16 first) is stored as float16 with a ``Cast`` back to float32;
+      onnxruntime folds the cast when the session loads, so inference runs in float32 as before.
+    """
+    from dkvae_training.dsp import hann, stft_basis
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    new_nodes: list[Any] = []
+    keep = []
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype != np.float32 or arr.size < min_size:
+            keep.append(init)
+            continue
+        n_fft = arr.shape[-1]
+        if arr.shape[0] == 2 * (n_fft // 2 + 1) and arr.size == arr.shape[0] * n_fft:
+            basis = stft_basis(n_fft)[:, 0, :].T.reshape(arr.shape)
+            if np.allclose(arr, basis, atol=1e-6):
+                nodes, inits = _stft_basis_nodes(init.name, n_fft, arr.shape, hann(n_fft))
+                new_nodes += nodes
+                keep += inits
+                continue
+        half = arr.astype(np.float16)
+        if np.array_equal(half.astype(np.float32), arr):
+            keep.append(numpy_helper.from_array(half, init.name + "_f16"))
+            new_nodes.append(helper.make_node("Cast", [init.name + "_f16"], [init.name],
+                                              to=TensorProto.FLOAT))
+            continue
+        keep.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(new_nodes + nodes)
+    return proto
+
+
+def round_weights_to_float16(model: Any) -> None:
+    """Round every float weight of a Keras model to the nearest float16 value (kept float32)."""
+    model.set_weights([w.astype(np.float16).astype(np.float32) if w.dtype == np.float32 else w
+                       for w in model.get_weights()])
 
 
 def ort_session(path: Path, threads: int = 1) -> Any:
@@ -133,12 +219,19 @@ def check_renders(audio: np.ndarray, class_names: tuple[str, ...], kind: str) ->
 
 
 def export_decoder(decoder: Any, cfg: Any, path: Path, *, output_kind: str, name: str = "model",
-                   tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> float:
-    """Export, reload and check a decoder; returns the largest |onnxruntime - keras|."""
+                   tolerance: float = DEFAULT_TOLERANCE, seed: int = 0,
+                   small: bool = False) -> float:
+    """Export, reload and check a decoder; returns the largest |onnxruntime - keras|.
+
+    ``small``: round the weights to float16 (in ``decoder`` too, so the parity check compares
+    like with like) and store them so; see :func:`compact`.
+    """
     output_name = "audio" if output_kind == "waveform" else "log_magnitude"
     meta = contract_metadata(cfg, "decoder", output_kind, name)
+    if small:
+        round_weights_to_float16(decoder)
     convert(decoder, [("z", (None, cfg.latent_size), "float32"), ("class_index", (None,), "int64")],
-            [output_name], meta, path)
+            [output_name], meta, path, small=small)
     sess = ort_session(path)
     rng = np.random.default_rng(seed)
     n = max(4, cfg.num_classes)
@@ -172,11 +265,14 @@ def export_decoder(decoder: Any, cfg: Any, path: Path, *, output_kind: str, name
 
 
 def export_encoder(encoder: Any, cfg: Any, path: Path, *, name: str = "model",
-                   tolerance: float = DEFAULT_TOLERANCE, audio: np.ndarray | None = None) -> float:
+                   tolerance: float = DEFAULT_TOLERANCE, audio: np.ndarray | None = None,
+                   small: bool = False) -> float:
     """Export, reload and check an encoder (``audio -> z_mean, z_log_var``)."""
     meta = contract_metadata(cfg, "encoder", None, name)
+    if small:
+        round_weights_to_float16(encoder)
     convert(encoder, [("audio", (None, cfg.num_samples), "float32")], ["z_mean", "z_log_var"],
-            meta, path)
+            meta, path, small=small)
     sess = ort_session(path)
     if audio is None:
         rng = np.random.default_rng(1)
@@ -195,11 +291,12 @@ def export_encoder(encoder: Any, cfg: Any, path: Path, *, name: str = "model",
 
 
 def export_run(run_dir: Path, out_dir: Path | None = None, *, name: str | None = None,
-               tolerance: float = DEFAULT_TOLERANCE, checkpoint: str = "best") -> ExportResult:
+               tolerance: float = DEFAULT_TOLERANCE, checkpoint: str = "best",
+               small: bool = False) -> ExportResult:
     """Export the model of a run folder (``best`` or ``last`` weights) into ``out_dir``.
 
     ``out_dir`` defaults to ``RUN/export``. Writes ``decoder.onnx`` and, for the VAEs,
-    ``encoder.onnx``.
+    ``encoder.onnx``. ``small``: float16 weights and load-time STFT bases (see :func:`compact`).
     """
     from dkvae_training.models import build_for_export
 
@@ -209,10 +306,11 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, name: str | None =
     name = name or run_dir.name
     dec_path = out_dir / "decoder.onnx"
     dec_diff = export_decoder(decoder, cfg, dec_path, output_kind=output_kind, name=name,
-                              tolerance=tolerance)
+                              tolerance=tolerance, small=small)
     enc_path: Path | None = None
     enc_diff: float | None = None
     if encoder is not None:
         enc_path = out_dir / "encoder.onnx"
-        enc_diff = export_encoder(encoder, cfg, enc_path, name=name, tolerance=tolerance)
+        enc_diff = export_encoder(encoder, cfg, enc_path, name=name, tolerance=tolerance,
+                                  small=small)
     return ExportResult(dec_path, enc_path, dec_diff, enc_diff)

@@ -171,3 +171,26 @@ def test_export_fails_loudly_past_the_tolerance(exported: dict[str, tuple[Path, 
     with pytest.raises(ExportError, match="parity failed"):
         export_decoder(model.decoder, cfg, tmp_path / "d.onnx", output_kind="waveform",
                        tolerance=0.0)
+
+
+def test_small_export_is_smaller_and_renders_the_same_sounds(
+        exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+    run, cfg, full = exported["vae"]
+    small = export_run(run, tmp_path / "small", small=True)
+    for a, b in ((small.decoder_path, full.decoder_path), (small.encoder_path, full.encoder_path)):
+        assert a is not None and b is not None
+        assert a.stat().st_size < 0.75 * b.stat().st_size
+    encoder = onnx.load(str(small.encoder_path))
+    init_sizes = [int(np.prod(i.dims)) for i in encoder.graph.initializer]
+    assert max(init_sizes) < 2 * (cfg.enc_n_fft // 2 + 1) * cfg.enc_n_fft  # basis computed at load
+    z = np.random.default_rng(3).standard_normal((6, cfg.latent_size)).astype(np.float32)
+    classes = np.arange(6)
+    a = Decoder(small.decoder_path).render(z, classes)
+    b = Decoder(full.decoder_path).render(z, classes)
+    # float16 weights: the same sounds to within a small fraction of their level
+    assert np.max(np.abs(a - b)) < 0.02 * max(1e-3, float(np.max(np.abs(b))))
+    audio = np.random.default_rng(4).standard_normal((2, N)).astype(np.float32) * 0.1
+    dec_info = Decoder(small.decoder_path).info
+    za = Encoder(small.encoder_path, dec_info).encode(audio)
+    zb = Encoder(full.encoder_path, dec_info).encode(audio)
+    np.testing.assert_allclose(za, zb, atol=0.05)
