@@ -45,6 +45,7 @@ class TrainConfig:
     max_frequency: float = 0.0  # Hz; STFT bins above are not predicted (0 = all)
     phase_max_frequency: float = 6000.0  # Hz; bins above get a fixed random phase (0 = none)
     phase_advance: bool = False  # add each bin's steady-state phase advance (vae preset: on)
+    remove_dc: bool = False  # subtract the output's mean (vae preset: on)
     residual: bool = False  # an extra residual Conv1D at frame rate
     coarse_channels: int = 32
     embedding_size: int = 16
@@ -84,7 +85,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "vae": {"phase_advance": True, "log_mse_weight": 0.5},
+    "vae": {"phase_advance": True, "log_mse_weight": 0.5, "remove_dc": True},
     "seed_vae": {"learning_rate": 1e-3, "kl_weight": 1e-3, "kl_warmup_steps": 0},
     "cgan": {"learning_rate": 2e-4, "patience": 1000},
 }

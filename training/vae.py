@@ -120,6 +120,7 @@ class _Synthesis(layers.Layer):
         self._fixed_cos = np.cos(angles).astype(np.float32)
         self._fixed_sin = np.sin(angles).astype(np.float32)
         self.phase_advance = cfg.phase_advance
+        self.remove_dc = cfg.remove_dc
         # The phase a stationary sinusoid at bin k has in frame t: 2 pi k t hop / n_fft. Adding
         # it makes a prediction that is smooth over frames (what convolutions give) a steady
         # tone; without it, odd bins alternate sign every frame (hop = n_fft / 2) and smooth
@@ -150,7 +151,12 @@ class _Synthesis(layers.Layer):
                               high_mag * ops.convert_to_tensor(self._fixed_sin)], axis=-1)
         audio = self.istft(ops.concatenate([re, im], axis=-1))
         low = ops.reshape(lowband, (-1, self.frames * self.lowband_per_hop))
-        return audio + self.upsample(low)
+        out = audio + self.upsample(low)
+        if self.remove_dc:
+            # a drum hit has no DC; an offset left by the low-band head is pure error (and
+            # lingers in the silent tail)
+            out = out - ops.mean(out, axis=1, keepdims=True)
+        return out
 
 
 def build_encoder(cfg: TrainConfig) -> keras.Model:
