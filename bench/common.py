@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -259,3 +260,40 @@ def udp_receive_errors() -> int:
     udp = [line.split() for line in lines if line.startswith("Udp:")]
     header, values = udp[0], udp[1]
     return int(values[header.index("RcvbufErrors")])
+
+
+def py_spy(
+    pid: int, seconds: float, out: Path, gil: bool = True, rate: int = 500
+) -> subprocess.Popen[bytes]:
+    """py-spy recording a process's threads for `seconds`, as collapsed stacks in `out`
+    (`.venv/bin/pip install py-spy`). gil: only samples of the thread holding the GIL; else
+    every thread that is running (not idle)."""
+    exe = Path(sys.executable).with_name("py-spy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [str(exe if exe.exists() else "py-spy"), "record", "--pid", str(pid),
+         "--duration", str(max(1, int(seconds))), "--rate", str(rate), "--threads",
+         *(["--gil"] if gil else []), "--format", "raw", "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def spy_summary(
+    path: Path, seconds: float, rate: int = 500, top: int = 12, what: str = "running"
+) -> str:
+    """From py-spy's collapsed stacks: share of wall time per thread, and the lines seen most."""
+    threads: Counter[str] = Counter()
+    lines: Counter[str] = Counter()
+    for row in path.read_text().splitlines():
+        stack, _, count = row.rpartition(" ")
+        frames = stack.split(";")
+        name = frames[0].split(":")[-1].strip() if ":" in frames[0] else "audio (JACK thread)"
+        threads[name] += int(count)
+        lines[f"{name}: {frames[-1]}"] += int(count)
+    possible = seconds * rate
+    out = [f"{what}: % of wall time, by thread (a lower bound: py-spy misses samples "
+           "under load):"]
+    out += [f"  {100 * n / possible:5.1f} %  {name}" for name, n in threads.most_common()]
+    out.append("lines seen most (% of wall time):")
+    out += [f"  {100 * n / possible:5.1f} %  {name}" for name, n in lines.most_common(top)]
+    return "\n".join(out)

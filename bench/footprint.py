@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,8 @@ from common import (
     bench_jack_server,
     choose_model,
     conditions,
+    py_spy,
+    spy_summary,
     stats,
     table,
     udp_receive_errors,
@@ -117,36 +117,6 @@ def paced(
             "note_rate": notes / elapsed, "latent_rate": latents / elapsed}
 
 
-def py_spy(daemon: Daemon, seconds: float, phase: str) -> subprocess.Popen[bytes]:
-    """py-spy recording the daemon's threads for `seconds` (pip install py-spy)."""
-    exe = Path(sys.executable).with_name("py-spy")
-    out = RESULTS / f"footprint-{phase}.pyspy.txt"
-    return subprocess.Popen(
-        [str(exe if exe.exists() else "py-spy"), "record", "--pid", str(daemon.proc.pid),
-         "--duration", str(int(seconds)), "--rate", "500", "--threads", "--gil",
-         "--format", "raw", "--output", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-
-def gil_summary(path: Path, seconds: float, rate: int = 500, top: int = 12) -> str:
-    """Share of wall time each daemon thread held the GIL, and the lines that held it most."""
-    threads: Counter[str] = Counter()
-    lines: Counter[str] = Counter()
-    for row in path.read_text().splitlines():
-        stack, _, count = row.rpartition(" ")
-        frames = stack.split(";")
-        name = frames[0].split(":")[-1].strip() if ":" in frames[0] else "audio (JACK thread)"
-        threads[name] += int(count)
-        lines[f"{name}: {frames[-1]}"] += int(count)
-    possible = seconds * rate
-    out = [f"GIL held {100 * sum(threads.values()) / possible:.0f} % of the time; by thread:"]
-    out += [f"  {100 * n / possible:5.1f} %  {name}" for name, n in threads.most_common()]
-    out.append("lines holding it most (% of the time):")
-    out += [f"  {100 * n / possible:5.1f} %  {name}" for name, n in lines.most_common(top)]
-    return "\n".join(out)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--period", type=int, default=64)
@@ -186,7 +156,8 @@ def main() -> int:
 
             print(f"idle {args.idle:g} s", flush=True)
             before = snapshot(daemon, capture)
-            spy = py_spy(daemon, args.idle, "idle") if args.py_spy else None
+            spy = (py_spy(daemon.proc.pid, args.idle, RESULTS / "footprint-idle.pyspy.txt")
+                   if args.py_spy else None)
             cpu_idle = meter.cpu_percent_over(args.idle)
             if spy:
                 spy.wait()
@@ -207,7 +178,8 @@ def main() -> int:
             time.sleep(1.0)
             before = snapshot(daemon, capture)
             cpu0, t0 = meter.cpu_seconds(), time.monotonic()
-            spy = py_spy(daemon, args.stress, "stress") if args.py_spy else None
+            spy = (py_spy(daemon.proc.pid, args.stress, RESULTS / "footprint-stress.pyspy.txt")
+                   if args.py_spy else None)
             sent = paced(daemon, midi, args.stress, 1000.0, 50.0, latent_size, (36, 38, 42))
             if spy:
                 spy.wait()
@@ -241,7 +213,7 @@ def main() -> int:
         for phase, seconds in (("idle", args.idle), ("stress", args.stress)):
             path = RESULTS / f"footprint-{phase}.pyspy.txt"
             if path.exists():
-                text = gil_summary(path, seconds)
+                text = spy_summary(path, seconds, what="GIL held")
                 result[f"gil_{phase}"] = text
                 print(f"\n{phase}: {text}")
     write_json(args.json, result)

@@ -36,6 +36,9 @@ def plan(quick: bool, model: Path | None = None) -> list[tuple[str, list[str], P
                             *(["--model", str(model)] if model else [])],
          RESULTS / "offline_render.json"),
     ]
+    steps.append(("latent_path", ["latent_path.py", "--trials", "50" if quick else "300",
+                                  *(["--model", str(model)] if model else [])],
+                  RESULTS / "latent_path.json"))
     for period in PERIODS:
         args = ["trigger.py", "--period", str(period), "--hits", hits]
         if period == PERIODS[0]:
@@ -64,8 +67,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for period in PERIODS:
         r = results.get(f"trigger_{period}")
-        if not r:
-            rows.append([f"trigger latency @{period}", "failed", "", "", "", ""])
+        if not r:  # not run (--only), or failed: the FAILED line says which
             continue
         c = r["conditions"]
         for kind, floor_key, label in (("midi", "midi_echo", "MIDI"), ("osc", "osc_echo", "OSC")):
@@ -89,6 +91,14 @@ def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
         gap = sweep["shortest_gap_ms_p99_new"]
         rows.append(["latent change -> next hit new (shortest gap, p99), ms", "", gap, "",
                      "< 5", "met" if gap is not None and gap < 5 else "MISSED"])
+    path = results.get("latent_path")
+    if path:
+        for key, label in (("change_to_published_ms", "  render worker: change -> published"),
+                           ("decoder_ms", "    of which decoder.render"),
+                           ("prepare_sound_ms", "    of which prepare_sound (resample...)")):
+            s = path[key]
+            rows.append([f"{label}, ms", ms(s["median"]), ms(s["p99"]), ms(s["max"]),
+                         "bench/latent_path.py", ""])
     render = results.get("render_speed")
     if render:
         for label, m in render["models"].items():

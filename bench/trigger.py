@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -46,7 +47,9 @@ from common import (
     bench_jack_server,
     choose_model,
     conditions,
+    py_spy,
     sine_model,
+    spy_summary,
     stats,
     table,
     use_bench_server,
@@ -67,7 +70,8 @@ from live_harness import (  # noqa: E402
 )
 
 PAD = 36
-SWEEP_GAPS_MS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
+SWEEP_GAPS_MS = (0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 10.0, 15.0, 20.0, 30.0,
+                 50.0, 100.0)
 
 
 def in_units(samples: list[int] | list[float], rate: int) -> dict[str, Any]:
@@ -145,6 +149,17 @@ def floors(period: int, hits: int) -> dict[str, Any]:
         echo.kill()
         echo.wait()
     return result
+
+
+def spy_per_render(path: Path, renders: int, rate: int) -> dict[str, float]:
+    """Milliseconds each daemon thread ran per render (py-spy samples / rate / renders)."""
+    per: dict[str, float] = {}
+    for row in path.read_text().splitlines():
+        stack, _, count = row.rpartition(" ")
+        head = stack.split(";")[0]
+        name = head.split(":")[-1].strip() if ":" in head else "audio (JACK thread)"
+        per[name] = per.get(name, 0.0) + int(count) * 1000 / rate / max(1, renders)
+    return dict(sorted(per.items(), key=lambda kv: -kv[1]))
 
 
 # -- latent change -> next hit new ------------------------------------------------------------
@@ -259,6 +274,9 @@ def main() -> int:
                         help="model for the latent sweep (default: shipped default, else sine)")
     parser.add_argument("--model", type=Path, default=None,
                         help="model for trigger latency (default: the sine test model)")
+    parser.add_argument("--py-spy", action="store_true",
+                        help="profile the daemon during the latent sweep (py-spy, running "
+                        "threads, 1 kHz): where the time from a latent change to a new sound goes")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     json_path = args.json or RESULTS / f"trigger-{args.period}.json"
@@ -307,8 +325,24 @@ def main() -> int:
                 capture.wait_until(1)
                 latent_size = int(daemon.osc.status()["latent_size"])
                 print(f"latent sweep on {sweep_desc}", flush=True)
+                spy_path = RESULTS / "latent-sweep.pyspy.txt"
+                spy = (py_spy(daemon.proc.pid, 900, spy_path, gil=False, rate=1000)
+                       if args.py_spy else None)
+                spy_started, renders_before = time.monotonic(), daemon.osc.status()["renders"]
                 sweep = {"model": sweep_desc, **latent_sweep(daemon, capture, latent_size,
                                                              args.latent_trials)}
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+                    spy.wait(timeout=30)
+                    spy_seconds = time.monotonic() - spy_started
+                    renders = int(daemon.osc.status()["renders"]) - int(renders_before)
+                    text = spy_summary(spy_path, spy_seconds, rate=1000, what="running")
+                    per = spy_per_render(spy_path, renders, rate=1000)
+                    sweep["profile"] = {"renders": renders, "seconds": spy_seconds,
+                                        "summary": text, "ms_per_render_by_thread": per}
+                    print(text)
+                    print(f"per latent change ({renders} renders): " + ", ".join(
+                        f"{name} {ms:.2f} ms running" for name, ms in per.items()))
                 capture.close()
             finally:
                 daemon.stop()

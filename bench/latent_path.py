@@ -1,0 +1,126 @@
+"""Where the time from a latent change to a playable sound goes, inside the render worker.
+
+Method: in this process, the daemon's own parts without audio or OSC: a `PadBank` from the
+shipped default kit (or the GM map), a `RenderWorker` on the model, started as in the daemon
+(its thread asks for SCHED_FIFO 1). Each trial changes pad 36's latent with `PadBank.update`
+(what the OSC handler calls) and waits for the worker to publish the pad's new sound; the time
+from the update to the publication is the worker's share of "latent change -> next hit new".
+The same decoder call and `prepare_sound` are then timed alone, so the table splits it into
+decoder, preparation (resample to 48 kHz, check, trim) and the rest (waking the worker, the
+GIL, stacking layers, publishing). --busy N adds N threads that take the GIL in short numpy
+bursts, as the audio callback, MIDI and OSC threads of the daemon do.
+
+    .venv/bin/python bench/latent_path.py [--model DIR] [--trials 300] [--busy 1] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from common import RESULTS, choose_model, conditions, stats, table, write_json
+
+from dkvae_live.events import PadSound
+from dkvae_live.kit import DEFAULT_KIT, load_kit
+from dkvae_live.model import Decoder
+from dkvae_live.pads import PadBank, default_pads
+from dkvae_live.renderer import RenderWorker, prepare_sound
+
+PAD = 36
+RATE = 48000
+
+
+def busy_thread(stop: threading.Event) -> None:
+    """Take the GIL for a short numpy job every 1.33 ms, like a 64-frame audio callback."""
+    buffer = np.zeros((64, 2), np.float32)
+    while not stop.is_set():
+        for _ in range(20):
+            np.clip(buffer * 0.5, -1.0, 1.0, out=buffer)
+        time.sleep(0.00133)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--busy", type=int, default=1, help="GIL-taking threads beside")
+    parser.add_argument("--json", type=Path, default=RESULTS / "latent_path.json")
+    args = parser.parse_args()
+    cond = conditions()
+    with tempfile.TemporaryDirectory() as tmp:
+        model, model_desc = choose_model(Path(tmp), args.model)
+        decoder = Decoder(model)
+        info = decoder.info
+        try:
+            pads_init = load_kit(DEFAULT_KIT, info.class_names, info.latent_size).pads
+        except Exception:
+            pads_init = default_pads(info.class_names, info.latent_size)
+        pads = PadBank(pads_init, info.class_names, info.latent_size)
+        published: dict[int, float] = {}
+        done = threading.Event()
+
+        def publish(sound: PadSound) -> None:
+            if sound.note == PAD:
+                published[PAD] = time.perf_counter()
+                done.set()
+
+        worker = RenderWorker(decoder, pads, RATE, publish)
+        worker.render_now(pads.notes())
+        pads.on_change = worker.request
+        worker.start()
+        stop = threading.Event()
+        helpers = [threading.Thread(target=busy_thread, args=(stop,), daemon=True)
+                   for _ in range(args.busy)]
+        for h in helpers:
+            h.start()
+        rng = np.random.default_rng(0)
+        total = []
+        for _ in range(args.trials):
+            latent = rng.normal(0.0, 1.0, info.latent_size).round(3).tolist()
+            done.clear()
+            start = time.perf_counter()
+            pads.update(PAD, latent=latent)
+            if not done.wait(1.0):
+                continue
+            total.append((published[PAD] - start) * 1000)
+            time.sleep(0.01)
+        stop.set()
+        worker.stop()
+        z = rng.normal(0.0, 1.0, (1, info.latent_size)).astype(np.float32)
+        cls = np.array([info.class_index("kick")], np.int64)
+        dec_ms, prep_ms = [], []
+        for _ in range(args.trials):
+            t0 = time.perf_counter()
+            raw = decoder.render(z, cls)
+            t1 = time.perf_counter()
+            prepare_sound(raw[0], info.sample_rate, RATE)
+            t2 = time.perf_counter()
+            dec_ms.append((t1 - t0) * 1000)
+            prep_ms.append((t2 - t1) * 1000)
+    result = {
+        "conditions": {**cond, "model": model_desc, "busy_threads": args.busy,
+                       "trials": args.trials},
+        "change_to_published_ms": stats(total),
+        "decoder_ms": stats(dec_ms),
+        "prepare_sound_ms": stats(prep_ms),
+    }
+    t, d, p = result["change_to_published_ms"], result["decoder_ms"], result["prepare_sound_ms"]
+    print(f"\nLatent change -> sound published by the render worker; {model_desc}; "
+          f"{args.busy} GIL-taking thread(s) beside; load {cond['load_average_1_5_15']}")
+    rows = [[label, f"{s['median']:.2f}", f"{s['p99']:.2f}", f"{s['max']:.2f}"]
+            for label, s in (("change -> published (whole)", t), ("  decoder.render", d),
+                             ("  prepare_sound (resample, check, trim)", p))]
+    rows.append(["  the rest (wake, GIL, stack, publish), medians",
+                 f"{t['median'] - d['median'] - p['median']:.2f}", "", ""])
+    print(table(["ms", "median", "p99", "max"], rows))
+    write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
