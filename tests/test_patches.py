@@ -141,6 +141,23 @@ class Fudi:
         self.sock.close()
 
 
+def own_capture(daemon: Daemon) -> Capture:
+    """A capture of this test's daemon, not of another daemon on the same JACK server."""
+    try:
+        capture = Capture(f"{re.escape(daemon.client_name)}-audio:out_1")
+    except RuntimeError:  # a daemon whose output is a PortAudio client: the default port
+        capture = Capture()
+    capture.wait_until(1)
+    return capture
+
+
+@pytest.fixture
+def own(daemon: Daemon) -> Iterator[Capture]:
+    capture = own_capture(daemon)
+    yield capture
+    capture.close()
+
+
 def hit(capture: Capture, send: Callable[[], None], seconds: float = 0.1) -> np.ndarray:
     """Send one trigger, return the captured audio from its onset on."""
     sent = capture.now()
@@ -176,8 +193,9 @@ def settled(daemon: Daemon, note: int, done: Callable[[list], bool], timeout: fl
 @needs_pd
 @pytest.mark.jack
 def test_pd_pad_abstraction_moves_the_latent_and_triggers_the_pad(
-    daemon: Daemon, capture: Capture, pd_runner: Callable[..., PdProcess]
+    daemon: Daemon, own: Capture, pd_runner: Callable[..., PdProcess]
 ) -> None:
+    capture = own
     port = free_udp_port()
     pd = pd_runner(
         [HARNESS],
@@ -246,7 +264,7 @@ def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
     kit_daemon: Daemon, pd_runner: Callable[..., PdProcess], tmp_path: Path
 ) -> None:
     daemon = kit_daemon
-    capture = Capture()
+    capture = own_capture(daemon)
     reply_port, remote_port = free_udp_port(), free_udp_port()
     pd = pd_runner(
         [PATCHES / "dkvae.pd", UI_REMOTE],
@@ -256,7 +274,6 @@ def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
     )
     ui = Fudi(remote_port)
     try:
-        capture.wait_until(1)
         # the status display is fed by the daemon's replies (/dkvae/reply_to, /dkvae/status)
         pd.wait_for(r"^dkvae-status: model sine-test$")
         latency = float(pd.wait_for(r"^dkvae-status: output_latency_ms ([\d.]+)").group(1))
