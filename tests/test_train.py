@@ -78,11 +78,11 @@ def test_each_config_trains_a_few_steps_into_a_run_folder(kind: str, tmp_path: P
 
 @pytest.mark.parametrize(("kind", "lr"), [("vae", 2e-3), ("seed_vae", 1e-3)])
 def test_loss_falls(kind: str, lr: float, tmp_path: Path) -> None:
-    cfg = tiny_config(kind, epochs=16, kl_weight=1e-4, learning_rate=lr)
+    cfg = tiny_config(kind, epochs=12, kl_weight=1e-4, learning_rate=lr)
     arrays = tiny_arrays(2)
     result = train(cfg, tmp_path / "run", arrays, None, verbose=0)
     losses = result.history["loss"]
-    assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
+    assert np.mean(losses[-3:]) < 0.8 * losses[0], losses
 
 
 def test_vae_decoder_depends_on_class_and_latent(tmp_path: Path) -> None:
