@@ -77,6 +77,7 @@ SWEEP_GAPS_MS = (0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 10.
 def in_units(samples: list[int] | list[float], rate: int) -> dict[str, Any]:
     s = stats(samples)
     return {
+        "latencies_samples": [int(x) for x in samples],  # every hit, for a closer look
         "hits": s["count"],
         **{f"{k}_samples": s[k] for k in ("median", "p99", "max", "min")},
         **{f"{k}_ms": s[k] * 1000 / rate for k in ("median", "p99", "max", "min")},
@@ -92,6 +93,9 @@ def measure_echo(midicap: MidiCapture, send: Any, hits: int) -> tuple[list[int],
         sent = midicap.now()
         send()
         event = midicap.wait_event(index, timeout=0.05)
+        while event is not None and event[0] < sent:  # a late echo of an earlier send
+            index += 1
+            event = midicap.wait_event(index, timeout=0.05)
         if event is None:
             missed += 1
         else:
