@@ -102,7 +102,7 @@ def main() -> int:
         daemon = Daemon(model)
         try:
             daemon.wait_ready()
-            capture = Capture()
+            capture = Capture(daemon.audio_port_pattern)
             capture.wait_until(1)
             # A short decay (z[1] = -3: 10 ms) so that hits 80 ms apart never overlap.
             daemon.osc.send("/dkvae/pad/latent", PAD, 0.0, -3.0, *([0.0] * 6))

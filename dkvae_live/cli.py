@@ -241,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # python-osc logs every datagram it cannot parse on the root logger; we count and report
+    # those ourselves (rate-limited), so a flood of garbage cannot flood the log.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: "pythonosc" not in record.pathname)
     if args.list_devices or args.list_midi_ports:
         _list(args)
         return 0

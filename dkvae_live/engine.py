@@ -356,6 +356,7 @@ class Engine:
             "voices_stolen": self.mixer.voices.voices_stolen,
             "renders": self.renderer.renders,
             "midi_port": self.midi_port,
+            "midi_received": self.midi.messages if self.midi else 0,
             "osc_received": self.osc.received if self.osc else 0,
             "dropped": self.dropped.total(),
             **{f"dropped.{k}": v for k, v in sorted(self.dropped.snapshot().items())},

@@ -112,7 +112,7 @@ class OscServer:
         self._allowed = set(allowed_senders)
         self._routes: dict[str, tuple[tuple[Param, ...], Handler]] = {}
         self.signatures: dict[str, str] = {}
-        self._reply_ports: dict[str, int] = {}
+        self._reply_ports: dict[Sender, int] = {}
         self._reply_window = (0.0, 0)
         self.received = 0
         self._stopping = False
@@ -142,12 +142,14 @@ class OscServer:
         self._socket.close()
 
     def set_reply_port(self, sender: Sender, port: int) -> None:
-        """Replies to this sender's host go to `port` from now on (Pd listens on its own port)."""
+        """Replies to this sender go to `port` on its host from now on (Pd sends from one
+        socket and listens on another). The oldest of too many senders is forgotten."""
         if not 1 <= port <= 65535:
             raise ValueError(f"port must be in range 1..65535, got {port}")
-        if sender[0] not in self._reply_ports and len(self._reply_ports) >= MAX_REPLY_TARGETS:
-            raise ValueError("too many reply targets")
-        self._reply_ports[sender[0]] = port
+        self._reply_ports.pop(sender, None)
+        if len(self._reply_ports) >= MAX_REPLY_TARGETS:
+            del self._reply_ports[next(iter(self._reply_ports))]
+        self._reply_ports[sender] = port
 
     def reply(self, sender: Sender, address: str, *args: Any) -> None:
         """Send one message back to the sender (or to its reply port), rate-limited."""
@@ -162,7 +164,7 @@ class OscServer:
         builder = OscMessageBuilder(address)
         for arg in args:
             builder.add_arg(arg)
-        target = (sender[0], self._reply_ports.get(sender[0], sender[1]))
+        target = (sender[0], self._reply_ports.get(sender, sender[1]))
         try:
             self._socket.sendto(builder.build().dgram, target)
         except OSError as exc:

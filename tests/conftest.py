@@ -41,7 +41,7 @@ def daemon(jack: None, sine_model: Path) -> Iterator[Daemon]:
 @pytest.fixture
 def capture(daemon: Daemon) -> Iterator[Capture]:
     """What the daemon plays, recorded by a JACK client."""
-    cap = Capture()
+    cap = Capture(daemon.audio_port_pattern)
     cap.wait_until(1)
     yield cap
     cap.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,6 +169,11 @@ class Daemon:
     @property
     def midi_port(self) -> str:
         return f"{self.client_name}:midi_in"
+
+    @property
+    def audio_port_pattern(self) -> str:
+        """A pattern matching this daemon's left output port only."""
+        return f"{re.escape(self.client_name)}-audio:out_1"
 
     def stop(self, timeout: float = 5.0) -> int:
         if self.proc.poll() is None:
@@ -331,6 +338,41 @@ class MidiSender:
     def close(self) -> None:
         self.out.close_port()
         self.out.delete()
+
+
+class RawMidiSender:
+    """A JACK-Client MIDI output that sends any bytes at all (rtmidi refuses malformed ones),
+    a few messages per JACK cycle, connected to the daemon's MIDI input."""
+
+    def __init__(self, daemon_port: str, per_cycle: int = 8) -> None:
+        import jack
+
+        self.client = jack.Client(
+            f"dkvae-test-raw-{os.getpid()}-{next(_names)}", no_start_server=True
+        )
+        self._port = self.client.midi_outports.register("out")
+        self._pending: deque[bytes] = deque()
+        self._per_cycle = per_cycle
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        self.client.connect(self._port, daemon_port)
+
+    def _process(self, frames: int) -> None:
+        self._port.clear_buffer()
+        for offset in range(min(self._per_cycle, len(self._pending))):
+            self._port.write_midi_event(offset, self._pending.popleft())
+
+    def send(self, data: list[int]) -> None:
+        self._pending.append(bytes(data))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
 
 
 def dominant_frequency(audio: np.ndarray, rate: int) -> float:

@@ -38,7 +38,7 @@ def test_the_daemon_plays_again_within_2_s_of_the_jack_server_coming_back(
     daemon = Daemon(sine_model)
     try:
         daemon.wait_ready()
-        capture = Capture()
+        capture = Capture(daemon.audio_port_pattern)
         capture.wait_until(1)
         assert sound_within(capture, lambda: daemon.osc.send("/dkvae/trigger", 36, 127), 1.0)
         capture.close()
@@ -47,7 +47,7 @@ def test_the_daemon_plays_again_within_2_s_of_the_jack_server_coming_back(
         assert daemon.proc.poll() is None, daemon.log()
         server = start_jackd(name=name)
         back = time.monotonic()
-        capture = Capture()
+        capture = Capture(daemon.audio_port_pattern)
         capture.wait_until(1)
         took = sound_within(capture, lambda: daemon.osc.send("/dkvae/trigger", 36, 127), 5.0)
         assert took is not None, daemon.log()

@@ -80,7 +80,7 @@ def rig(jack: None, tmp_path: Path) -> Iterator[Rig]:
     )
     try:
         daemon.wait_ready()
-        capture = Capture()
+        capture = Capture(daemon.audio_port_pattern)
         capture.wait_until(1)
         yield Rig(daemon, capture, tmp_path, kit_path)
         capture.close()
