@@ -18,6 +18,17 @@ from onnx import TensorProto, helper, numpy_helper
 CLASSES = ("kick", "snare", "hihat", "tom", "cymbal", "perc")
 
 
+def contract_model(graph: onnx.GraphProto, metadata: dict[str, str | None]) -> onnx.ModelProto:
+    """An opset-17 model of `graph` carrying `metadata` (keys with None are left out)."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in metadata.items():
+        if value is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    return model
+
+
 def expected_frequency(z0: float, class_index: int, base_hz: float = 200.0) -> float:
     return base_hz * 2.0**z0 * (1 + class_index)
 
@@ -79,9 +90,7 @@ def sine_decoder(
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", num_samples])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = {
+    meta: dict[str, str | None] = {
         "dkvae.contract_version": "1",
         "dkvae.role": "decoder",
         "dkvae.model_kind": "test",
@@ -93,10 +102,7 @@ def sine_decoder(
         "dkvae.name": "sine-test",
     }
     meta.update(metadata or {})
-    for key, value in meta.items():
-        if value is not None:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
+    model = contract_model(graph, meta)
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
@@ -131,18 +137,17 @@ def linear_encoder(
             numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in {
-        "dkvae.contract_version": "1",
-        "dkvae.role": "encoder",
-        "dkvae.model_kind": "test",
-        "dkvae.sample_rate": str(sample_rate),
-        "dkvae.num_samples": str(num_samples),
-        "dkvae.latent_size": str(latent_size),
-        "dkvae.class_names": json.dumps(list(class_names)),
-    }.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    model = contract_model(
+        graph,
+        {
+            "dkvae.contract_version": "1",
+            "dkvae.role": "encoder",
+            "dkvae.model_kind": "test",
+            "dkvae.sample_rate": str(sample_rate),
+            "dkvae.num_samples": str(num_samples),
+            "dkvae.latent_size": str(latent_size),
+            "dkvae.class_names": json.dumps(list(class_names)),
+        },
+    )
     onnx.save(model, str(path))
     return path, weights

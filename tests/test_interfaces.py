@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from synth_models import sine_decoder
+from synth_models import contract_model, sine_decoder
 
 from dkvae_live.engine import Engine, Settings
 from dkvae_live.model import Decoder, ModelError
@@ -143,9 +143,7 @@ def test_log_magnitude_models_are_inverted_with_griffin_lim(tmp_path: Path) -> N
             numpy_helper.from_array(np.array([frames, n_fft // 2 + 1], np.int64), "tail"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = {
+    meta: dict[str, str | None] = {
         "dkvae.contract_version": "1",
         "dkvae.role": "decoder",
         "dkvae.model_kind": "test",
@@ -158,9 +156,7 @@ def test_log_magnitude_models_are_inverted_with_griffin_lim(tmp_path: Path) -> N
         "dkvae.hop_length": str(hop),
         "dkvae.log_offset": "1e-6",
     }
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    model = contract_model(graph, meta)
     path = tmp_path / "decoder.onnx"
     onnx.save(model, str(path))
     audio = Decoder(path).render(np.zeros((1, 8), np.float32), np.array([0]))[0]
