@@ -25,8 +25,6 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from .rt import promote_current_thread
-
 log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
@@ -171,7 +169,7 @@ class OscServer:
             self._on_drop("osc.reply_failed", f"{target}: {exc.strerror}")
 
     def _serve(self) -> None:
-        promote_current_thread(4)
+        # Not real-time: a flood of datagrams must not let this thread starve the machine.
         while not self._stopping:
             try:
                 data, sender = self._socket.recvfrom(MAX_DATAGRAM)

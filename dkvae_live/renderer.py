@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -29,6 +30,8 @@ TAIL_FADE_SECONDS = 0.005
 VELOCITY_LAYERS = 5  # rendered when velocity moves timbre; neighbours are crossfaded
 VARIANTS = 8  # rendered when a pad varies per hit
 REFRESH_SECONDS = 0.05  # how often used-up variants are looked for
+BREATH_SECONDS = 0.0005  # rest after each render pass: a flood of latent moves cannot make this
+# real-time thread take a whole core; the moves that arrive meanwhile coalesce into one render
 
 
 def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
@@ -147,6 +150,7 @@ class RenderWorker:
                 self._render(sorted(notes))
             except Exception:  # a worker that dies leaves the pads stale: log, keep going
                 log.exception("render failed for notes %s", sorted(notes))
+            time.sleep(BREATH_SECONDS)
 
     def _used_up(self) -> set[int]:
         """Pads that vary per hit and have played half their variants since they were rendered."""

@@ -2,8 +2,9 @@
 
 The audio callback runs on the audio server's real-time thread but needs Python's GIL. If a
 thread of ours holds the GIL and is preempted by some other busy process, the callback waits
-and the audio glitches. Threads that take the GIL on the note path (MIDI, OSC) and the render
-worker therefore ask for SCHED_FIFO at a priority below the audio server's own.
+and the audio glitches. The MIDI thread (it mostly sleeps) and the render worker (it rests
+after each pass) therefore ask for SCHED_FIFO at a priority below the audio server's own. The
+OSC thread does not: a flood of datagrams would let it take a whole core.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ import numpy as np
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from dkvae_live.rt import promote_current_thread
 
 _names = itertools.count()
 
@@ -194,9 +193,6 @@ class Capture:
     def __init__(self, port_pattern: str = r".*-audio:out_1", seconds: float = 120.0) -> None:
         import jack
 
-        # This process's Python callback needs the GIL on JACK's real-time thread: keep the
-        # thread that shares the GIL with it from being preempted by other busy processes.
-        promote_current_thread(3)
         self.client = jack.Client(
             f"dkvae-capture-{os.getpid()}-{next(_names)}", no_start_server=True
         )
