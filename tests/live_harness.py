@@ -25,7 +25,6 @@ import numpy as np
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-
 _names = itertools.count()
 
 
@@ -267,7 +266,6 @@ class MidiCapture:
     def __init__(self, source: str | None = None) -> None:
         import jack
 
-        promote_current_thread(3)
         self.client = jack.Client(
             f"dkvae-midicap-{os.getpid()}-{next(_names)}", no_start_server=True
         )
