@@ -46,7 +46,8 @@ def render_card(run_dir: Path, model_dir: Path, metrics: dict[str, Any],
     sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB"
                       for p in sorted(model_dir.glob("*.onnx")))
     lines += ["## Files", "", sizes, ""]
-    lines += ["## Reproduce", "", "```", command, "```", ""]
+    if command:
+        lines += ["## Reproduce", "", "```", command, "```", ""]
     lines += ["## Training", "",
               f"- bank: `{source.get('bank')}` ({source.get('train_sounds')} training / "
               f"{source.get('validation_sounds')} validation sounds)",
@@ -55,8 +56,11 @@ def render_card(run_dir: Path, model_dir: Path, metrics: dict[str, Any],
               f"{cfg['batch_size']}; stopped by: {summary['stop_reason']}; best validation loss "
               f"{summary['best_val_loss']:.4f} at epoch {summary.get('best_epoch', '?')}",
               f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "
-              f"inverse STFT, bins up to {cfg['max_frequency']:.0f} Hz, channels "
-              f"{cfg['channels']}, low-band waveform head ({cfg['lowband_per_hop']} samples per "
+              f"inverse STFT, "
+              + ("all bins" if cfg["max_frequency"] <= 0 else
+                 f"bins up to {cfg['max_frequency']:.0f} Hz")
+              + f", phases predicted below {cfg.get('phase_max_frequency', 0):.0f} Hz, channels "
+              f"{cfg['channels']}, low-band waveform head ({cfg['lowband_per_hop']} sample(s) per "
               "hop)",
               f"- loss: multi-resolution STFT (sizes {cfg['stft_sizes']}) x {cfg['mstft_weight']}"
               f" + seed log-spectrogram MSE x {cfg['log_mse_weight']} + low-band L1 x "
@@ -80,8 +84,8 @@ def render_card(run_dir: Path, model_dir: Path, metrics: dict[str, Any],
                      f"{_fmt(m.get('classifier_accuracy_generated'), '.1%')} |")
     if metrics.get("classifier_accuracy_real") is not None:
         real = metrics["classifier_accuracy_real"]
-        lines += ["", f"The classifier labels {real:.1%} of the real test sounds correctly (its "
-                  "ceiling)."]
+        lines += ["", f"The class check labels {real:.1%} of the real test sounds (kits it never "
+                  "saw) correctly: the yardstick for the generated column."]
     per_class = metrics.get("per_class", {})
     if per_class:
         acc = metrics.get("classifier_accuracy_generated_per_class", {})
