@@ -27,10 +27,23 @@ def sine_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sine_decoder(tmp_path_factory.mktemp("model") / "decoder.onnx")
 
 
+@pytest.fixture(scope="session")
+def gm_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The General MIDI map with its plain default latents: no velocity timbre, no variation."""
+    from synth_models import CLASSES
+
+    from dkvae_live.kit import Kit, save_kit
+    from dkvae_live.pads import default_pads
+
+    path = tmp_path_factory.mktemp("kit") / "gm.toml"
+    save_kit(Kit("gm", default_pads(CLASSES, 8)), path)
+    return path
+
+
 @pytest.fixture
-def daemon(jack: None, sine_model: Path) -> Iterator[Daemon]:
-    """A running daemon on the sine test model."""
-    d = Daemon(sine_model)
+def daemon(jack: None, sine_model: Path, gm_kit: Path) -> Iterator[Daemon]:
+    """A running daemon on the sine test model and the plain General MIDI kit."""
+    d = Daemon(sine_model, "--kit", str(gm_kit))
     try:
         d.wait_ready()
         yield d
