@@ -4,8 +4,8 @@ The prior of the shipped model is a poor place to pick pads from (see its model 
 encodings of real sounds are good ones. Each General MIDI pad gets the encoder's latent of a
 typical training sound of its class (the ones nearest the class's mean latent, a different one
 per pad) and a gain that levels the pads; the hi-hats get a short sound on 42, a medium one
-on 44 and a long one on 46. Velocity moves every pad along the latent direction that best predicts brightness (spectral centroid) in
-the training split, so a harder hit is brighter.
+on 44 and a long one on 46. Velocity moves every pad along the latent direction that best
+predicts brightness (spectral centroid) in the training split, so a harder hit is brighter.
 
     .venv/bin/python scripts/make_default_kit.py --bank data/default-bank
 """
