@@ -240,10 +240,10 @@ def train(
         hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
                          initial_epoch=int(state["epoch"]), callbacks=callbacks, verbose=verbose)
         history = {k: [float(x) for x in v] for k, v in hist.history.items()}
-    if not (run_dir / "best.weights.h5").exists():
-        model.save_weights(str(run_dir / "best.weights.h5"))
     else:
         run_folder.stop_reason = f"already trained {state['epoch']} of {cfg.epochs} epochs"
+    if not (run_dir / "best.weights.h5").exists():
+        model.save_weights(str(run_dir / "best.weights.h5"))
     result = RunResult(run_dir, int(state["epoch"]), float(state["best"]),
                        float(state["train_seconds"]), run_folder.stop_reason, history)
     (run_dir / "summary.json").write_text(json.dumps({
