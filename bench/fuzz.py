@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fuzzing import datagrams, fire, midi_messages
-from live_harness import Capture, Daemon, RawMidiSender, jack_server
+from fuzzing import datagrams, draw_examples, midi_messages
+from live_harness import Capture, Daemon, MidiSender, jack_server
 from synth_models import sine_decoder
 
 
@@ -36,6 +36,8 @@ def main() -> int:
     args = parser.parse_args()
     with jack_server(), tempfile.TemporaryDirectory() as tmp:
         model = sine_decoder(Path(tmp) / "decoder.onnx")
+        osc_examples = draw_examples(datagrams, args.datagrams)
+        midi_examples = draw_examples(midi_messages, args.midi)
         daemon = Daemon(model, "--kit-dir", tmp)
         try:
             daemon.wait_ready()
@@ -43,10 +45,15 @@ def main() -> int:
             capture.wait_until(1)
             started = time.monotonic()
             xruns0 = daemon.osc.status()["xruns"]
-            sent = fire(datagrams, args.datagrams, daemon.osc.send_raw, pause_every=200,
-                        pause=0.01)
-            midi = RawMidiSender(daemon.midi_port)
-            midi_sent = fire(midi_messages, args.midi, midi.send)
+            for i, datagram in enumerate(osc_examples):
+                daemon.osc.send_raw(datagram)
+                if i % 200 == 199:
+                    time.sleep(0.01)
+            sent = len(osc_examples)
+            midi = MidiSender(daemon.midi_port, per_cycle=8)
+            for message in midi_examples:
+                midi.send(message)
+            midi_sent = len(midi_examples)
             midi.flush(timeout=120)
             time.sleep(0.5)
             midi.close()

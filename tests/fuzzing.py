@@ -154,3 +154,11 @@ def fire(
 
     run()
     return sent[0]
+
+
+def draw_examples(strategy: st.SearchStrategy, count: int) -> list:
+    """`count` examples drawn ahead: Hypothesis is CPU-hungry, and a test process whose JACK
+    callbacks wait for the GIL behind it would make the very xruns it is looking for."""
+    examples: list = []
+    fire(strategy, count, examples.append)
+    return examples

@@ -311,38 +311,19 @@ class MidiCapture:
 
 
 class MidiSender:
-    """An rtmidi JACK output connected to the daemon's MIDI input."""
+    """A JACK MIDI output connected to the daemon's MIDI input, that sends any bytes at all
+    (rtmidi would refuse malformed ones). Messages queued by `send` go out in the next JACK
+    cycle, as many as fit (`per_cycle` caps them).
 
-    def __init__(self, daemon_port: str) -> None:
-        import rtmidi
+    It is a JACK-Client port, not rtmidi: rtmidi keeps the GIL while it waits on the JACK
+    server, and the server waits on this process's capture callback, which waits for the GIL."""
 
-        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"dkvae-test-midi-{next(_names)}")
-        ports = self.out.get_ports()
-        matches = [i for i, name in enumerate(ports) if name == daemon_port]
-        if not matches:
-            raise RuntimeError(f"MIDI port {daemon_port!r} not found in {ports}")
-        self.out.open_port(matches[0], "out")
-
-    def send(self, data: list[int]) -> None:
-        self.out.send_message(data)
-
-    def note_on(self, note: int, velocity: int, channel: int = 9) -> None:
-        self.out.send_message([0x90 | channel, note, velocity])
-
-    def close(self) -> None:
-        self.out.close_port()
-        self.out.delete()
-
-
-class RawMidiSender:
-    """A JACK-Client MIDI output that sends any bytes at all (rtmidi refuses malformed ones),
-    a few messages per JACK cycle, connected to the daemon's MIDI input."""
-
-    def __init__(self, daemon_port: str, per_cycle: int = 8) -> None:
+    def __init__(self, daemon_port: str, per_cycle: int = 4096) -> None:
         import jack
 
+        self._jack = jack
         self.client = jack.Client(
-            f"dkvae-test-raw-{os.getpid()}-{next(_names)}", no_start_server=True
+            f"dkvae-test-midi-{os.getpid()}-{next(_names)}", no_start_server=True
         )
         self._port = self.client.midi_outports.register("out")
         self._pending: deque[bytes] = deque()
@@ -353,11 +334,18 @@ class RawMidiSender:
 
     def _process(self, frames: int) -> None:
         self._port.clear_buffer()
-        for offset in range(min(self._per_cycle, len(self._pending))):
-            self._port.write_midi_event(offset, self._pending.popleft())
+        for offset in range(min(self._per_cycle, len(self._pending), frames)):
+            try:
+                self._port.write_midi_event(offset, self._pending[0])
+            except self._jack.JackError:  # the port's buffer is full: next cycle
+                return
+            self._pending.popleft()
 
     def send(self, data: list[int]) -> None:
         self._pending.append(bytes(data))
+
+    def note_on(self, note: int, velocity: int, channel: int = 9) -> None:
+        self.send([0x90 | channel, note, velocity])
 
     def flush(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -365,6 +353,7 @@ class RawMidiSender:
             time.sleep(0.01)
 
     def close(self) -> None:
+        self.flush()
         self.client.deactivate()
         self.client.close()
 

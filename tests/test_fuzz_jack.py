@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import datagrams, fire, midi_messages
-from live_harness import Capture, Daemon, RawMidiSender
+from fuzzing import datagrams, draw_examples, midi_messages
+from live_harness import Capture, Daemon, MidiSender
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
@@ -17,15 +17,23 @@ pytestmark = [pytest.mark.jack, pytest.mark.slow]
 def test_fuzzed_osc_and_midi_leave_the_daemon_playing(
     jack: None, sine_model: Path, tmp_path: Path
 ) -> None:
+    osc_examples = draw_examples(datagrams, 3000)
+    midi_examples = draw_examples(midi_messages, 1000)
     daemon = Daemon(sine_model, "--kit-dir", str(tmp_path))
     try:
         daemon.wait_ready()
         capture = Capture(daemon.audio_port_pattern)
         capture.wait_until(1)
         start = capture.now()
-        sent = fire(datagrams, 3000, daemon.osc.send_raw, pause_every=200, pause=0.02)
-        midi = RawMidiSender(daemon.midi_port)
-        midi_sent = fire(midi_messages, 1000, midi.send)
+        for i, datagram in enumerate(osc_examples):
+            daemon.osc.send_raw(datagram)
+            if i % 200 == 199:
+                time.sleep(0.02)
+        sent = len(osc_examples)
+        midi = MidiSender(daemon.midi_port, per_cycle=8)
+        for message in midi_examples:
+            midi.send(message)
+        midi_sent = len(midi_examples)
         midi.flush()
         time.sleep(0.5)
         midi.close()
