@@ -82,6 +82,7 @@ class Engine:
         kit = self._initial_kit()
         info = self.decoder.info
         self.pads = PadBank(kit.pads, info.class_names, info.latent_size)
+        self._loaded_latents = {note: pad.latent for note, pad in kit.pads.items()}
         self.kit_name = kit.name
         self.cc: list[CcMapping] = list(kit.cc)
         self.kit_dir = (
@@ -262,6 +263,7 @@ class Engine:
         info = self.decoder.info
         kit = load_kit(path, info.class_names, info.latent_size)
         self.pads.replace_all(kit.pads)
+        self._loaded_latents = {note: pad.latent for note, pad in kit.pads.items()}
         self.cc = list(kit.cc)
         self.kit_name = kit.name
         self.kit_path = path.resolve()
@@ -464,8 +466,11 @@ class Engine:
 
     def _osc_reset(self, args: list[Any], sender: Sender) -> None:
         note = self._note(args[0])
-        info = self.decoder.info
-        self.pads.update(note, latent=default_pads(info.class_names, info.latent_size)[note].latent)
+        loaded = self._loaded_latents.get(note)
+        if loaded is None:
+            info = self.decoder.info
+            loaded = default_pads(info.class_names, info.latent_size)[note].latent
+        self.pads.update(note, latent=loaded)
         self._osc_get([note], sender)
 
     def _osc_get(self, args: list[Any], sender: Sender) -> None:

@@ -190,7 +190,10 @@ def test_a_model_swap_keeps_the_audio_going_and_a_bad_model_changes_nothing(rig:
     (models / "broken.onnx").write_bytes(b"not a model at all")
     osc.send("/dkvae/pad/latent", 36, 0.0, LONG, *([0.0] * 6))
     time.sleep(0.3)
+    idle = osc.status()["xruns"]
+    time.sleep(0.6)
     xruns = osc.status()["xruns"]
+    idle_xruns = xruns - idle  # what this machine does anyway over the same time
     start = cap.now()
     osc.send("/dkvae/trigger", 36, 127)
     time.sleep(0.05)
@@ -203,7 +206,8 @@ def test_a_model_swap_keeps_the_audio_going_and_a_bad_model_changes_nothing(rig:
     envelope = rms_windows(ringing[onset : onset + int(0.4 * cap.rate)], int(0.005 * cap.rate))
     # The hit that was sounding rings on through the swap: its envelope never drops out.
     assert np.all(envelope[1:] > 0.8 * envelope[:-1])
-    assert osc.status()["xruns"] - xruns <= 1  # tolerate one xrun the daemon did not cause
+    # No more xruns than the same time without a swap shows (plus one the daemon did not cause).
+    assert osc.status()["xruns"] - xruns <= idle_xruns + 1
     time.sleep(0.2)
     new = cap.hit(lambda: osc.send("/dkvae/trigger", 38, 127), 0.04)
     assert dominant_frequency(new, cap.rate) == pytest.approx(
