@@ -36,6 +36,30 @@ Sender = tuple[str, int]
 Handler = Callable[[list[Any], Sender], None]
 
 
+MAX_BUNDLE_DEPTH = 32
+
+
+def bundle_is_sane(data: bytes, depth: int = 0) -> bool:
+    """Walk a bundle's element sizes before python-osc parses it: a negative or oversized size
+    sends python-osc's parser into an endless loop, and deep nesting into deep recursion."""
+    if not data.startswith(b"#bundle\x00"):
+        return True
+    if depth >= MAX_BUNDLE_DEPTH or len(data) < 16:
+        return False
+    index = 16
+    while index < len(data):
+        if index + 4 > len(data):
+            return False
+        size = int.from_bytes(data[index : index + 4], "big", signed=True)
+        index += 4
+        if size <= 0 or size % 4 or index + size > len(data):
+            return False
+        if not bundle_is_sane(data[index : index + size], depth + 1):
+            return False
+        index += size
+    return True
+
+
 class OscError(Exception):
     """The OSC socket cannot be opened (port taken, bad address)."""
 
@@ -188,6 +212,9 @@ class OscServer:
         self.received += 1
         if self._allowed and sender[0] not in self._allowed:
             self._on_drop("osc.not_allowed", sender[0])
+            return
+        if not bundle_is_sane(data):
+            self._on_drop("osc.malformed", f"{len(data)} bytes from {sender[0]}: bad bundle")
             return
         try:
             messages = [timed.message for timed in OscPacket(data).messages]

@@ -306,3 +306,21 @@ def test_the_limiter_gain_glides_back_without_steps() -> None:
     assert np.all(np.diff(after) >= -1e-7)  # rises smoothly back towards 0.5
     assert np.max(np.abs(np.diff(after))) < 1e-3
     assert after[-1] > 0.49
+
+
+def test_bundles_with_lying_sizes_or_deep_nesting_are_dropped_not_parsed_forever() -> None:
+    import struct
+
+    dropped: list[str] = []
+    server = OscServer("127.0.0.1", 0, lambda reason, detail: dropped.append(reason))
+    message = osc_datagram("/x", 1)
+    for size in (-5, -4, 0, 3, 1 << 20):
+        server.handle_datagram(
+            b"#bundle\x00" + bytes(8) + struct.pack(">i", size) + message, ("127.0.0.1", 1)
+        )
+    deep = message
+    for _ in range(40):
+        deep = b"#bundle\x00" + bytes(8) + struct.pack(">i", len(deep)) + deep
+    server.handle_datagram(deep, ("127.0.0.1", 1))
+    server.stop()
+    assert dropped == ["osc.malformed"] * 6
