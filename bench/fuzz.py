@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fuzzing import datagrams, draw_examples, midi_messages
-from live_harness import Capture, Daemon, MidiSender, jack_server
+from fuzzing import datagrams, draw_examples, midi_messages, send_examples
+from live_harness import Capture, Daemon, jack_server
 from synth_models import sine_decoder
 
 
@@ -45,18 +45,8 @@ def main() -> int:
             capture.wait_until(1)
             started = time.monotonic()
             xruns0 = daemon.osc.status()["xruns"]
-            for i, datagram in enumerate(osc_examples):
-                daemon.osc.send_raw(datagram)
-                if i % 200 == 199:
-                    time.sleep(0.01)
-            sent = len(osc_examples)
-            midi = MidiSender(daemon.midi_port, per_cycle=8)
-            for message in midi_examples:
-                midi.send(message)
-            midi_sent = len(midi_examples)
-            midi.flush(timeout=120)
-            time.sleep(0.5)
-            midi.close()
+            send_examples(daemon, osc_examples, midi_examples, pause=0.01)
+            sent, midi_sent = len(osc_examples), len(midi_examples)
             fuzz_seconds = time.monotonic() - started
             daemon.osc.send("/dkvae/reply_to", daemon.osc.sock.getsockname()[1])
             time.sleep(1.1)
@@ -67,8 +57,12 @@ def main() -> int:
             peak = float(np.max(np.abs(played))) if played.size else 0.0
             daemon.osc.send("/dkvae/stop")
             time.sleep(0.3)
-            still_plays = float(np.max(np.abs(capture.hit(
-                lambda: daemon.osc.send("/dkvae/trigger", 36, 127))))) > 0.1
+            still_plays = (
+                float(
+                    np.max(np.abs(capture.hit(lambda: daemon.osc.send("/dkvae/trigger", 36, 127))))
+                )
+                > 0.1
+            )
             # The idle baseline: the same length of time, nothing sent.
             idle0 = daemon.osc.status()["xruns"]
             time.sleep(min(fuzz_seconds, 120))

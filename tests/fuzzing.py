@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -162,3 +163,19 @@ def draw_examples(strategy: st.SearchStrategy, count: int) -> list:
     examples: list = []
     fire(strategy, count, examples.append)
     return examples
+
+
+def send_examples(daemon: Any, osc_examples: list, midi_examples: list, pause: float) -> None:
+    """Send the drawn datagrams (a `pause` every 200) and MIDI messages to a running daemon."""
+    from live_harness import MidiSender
+
+    for i, datagram in enumerate(osc_examples):
+        daemon.osc.send_raw(datagram)
+        if i % 200 == 199:
+            time.sleep(pause)
+    midi = MidiSender(daemon.midi_port, per_cycle=8)
+    for message in midi_examples:
+        midi.send(message)
+    midi.flush(timeout=120)
+    time.sleep(0.5)
+    midi.close()

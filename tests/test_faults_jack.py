@@ -15,6 +15,13 @@ from live_harness import Capture, Daemon, MidiSender, start_jackd, stop_jackd
 pytestmark = pytest.mark.jack
 
 
+def start_daemon(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a daemon that is expected to refuse to start; its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "dkvae_live", *args], capture_output=True, text=True, timeout=30
+    )
+
+
 def sound_within(capture: Capture, send, seconds: float) -> float | None:
     """Trigger every 50 ms until a hit is captured; seconds it took, or None."""
     start = time.monotonic()
@@ -78,12 +85,7 @@ def test_a_bad_start_says_what_is_wrong_in_one_line_and_exits_non_zero(
 ) -> None:
     if "--model" not in args:
         args = ["--model", str(sine_model), *args]
-    result = subprocess.run(
-        [sys.executable, "-m", "dkvae_live", "--osc-port", "0", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = start_daemon("--osc-port", "0", *args)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("dkvae-live:")]
     assert len(errors) == 1 and message in errors[0], result.stderr
@@ -94,12 +96,7 @@ def test_a_truncated_model_at_start_is_refused(
 ) -> None:
     broken = tmp_path / "decoder.onnx"
     broken.write_bytes(sine_model.read_bytes()[:1000])
-    result = subprocess.run(
-        [sys.executable, "-m", "dkvae_live", "--osc-port", "0", "--model", str(broken)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = start_daemon("--osc-port", "0", "--model", str(broken))
     assert result.returncode == 2
     assert f"dkvae-live: {broken}: not a loadable ONNX model" in result.stderr
 
@@ -107,20 +104,8 @@ def test_a_truncated_model_at_start_is_refused(
 def test_a_second_daemon_on_the_same_osc_port_says_so_and_exits(
     daemon: Daemon, sine_model: Path
 ) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dkvae_live",
-            "--model",
-            str(sine_model),
-            "--no-midi",
-            "--osc-port",
-            str(daemon.osc_port),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
+    result = start_daemon(
+        "--model", str(sine_model), "--no-midi", "--osc-port", str(daemon.osc_port)
     )
     assert result.returncode == 2
     assert "another dkvae-live" in result.stderr
@@ -130,21 +115,8 @@ def test_a_second_daemon_on_the_same_osc_port_says_so_and_exits(
 def test_a_second_daemon_with_the_same_midi_port_name_says_so_and_exits(
     daemon: Daemon, sine_model: Path
 ) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dkvae_live",
-            "--model",
-            str(sine_model),
-            "--client-name",
-            daemon.client_name,
-            "--osc-port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
+    result = start_daemon(
+        "--model", str(sine_model), "--client-name", daemon.client_name, "--osc-port", "0"
     )
     assert result.returncode == 2
     assert f"a MIDI port '{daemon.client_name}:midi_in' exists already" in result.stderr

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import datagrams, draw_examples, midi_messages
-from live_harness import Capture, Daemon, MidiSender
+from fuzzing import datagrams, draw_examples, midi_messages, send_examples
+from live_harness import Capture, Daemon
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
@@ -38,18 +38,8 @@ def test_fuzzed_osc_and_midi_leave_the_daemon_playing(
         capture = Capture(daemon.audio_port_pattern)
         capture.wait_until(1)
         start = capture.now()
-        for i, datagram in enumerate(osc_examples):
-            daemon.osc.send_raw(datagram)
-            if i % 200 == 199:
-                time.sleep(0.02)
-        sent = len(osc_examples)
-        midi = MidiSender(daemon.midi_port, per_cycle=8)
-        for message in midi_examples:
-            midi.send(message)
-        midi_sent = len(midi_examples)
-        midi.flush()
-        time.sleep(0.5)
-        midi.close()
+        send_examples(daemon, osc_examples, midi_examples, pause=0.02)
+        sent, midi_sent = len(osc_examples), len(midi_examples)
         status = caught_up_status(daemon)
         assert daemon.proc.poll() is None, daemon.log()
         assert status["osc_received"] >= sent  # none lost by the socket (plus the status query)
