@@ -460,8 +460,15 @@ class Engine:
         amount = args[1] if len(args) > 1 else 1.0
         if not 0.0 <= amount <= 3.0:
             raise ValueError(f"amount must be in range 0..3, got {amount}")
-        latent = np.random.default_rng().normal(0.0, amount, self.pads.latent_size)
-        self.pads.update(note, latent=latent.round(4).tolist())
+        rng = np.random.default_rng()
+        pad = self.pads.get(note)
+        assert pad is not None
+        where = self.decoder.info.class_latents.get(pad.class_name)
+        if where is None:
+            latent = rng.normal(0.0, amount, self.pads.latent_size)
+        else:  # a random sound of the pad's class: from where its real sounds lie
+            latent = where.sample(rng, amount)
+        self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).round(4).tolist())
         self._osc_get([note], sender)
 
     def _osc_reset(self, args: list[Any], sender: Sender) -> None:

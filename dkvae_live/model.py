@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+from .class_latents import METADATA_KEY as CLASS_LATENTS_KEY
+from .class_latents import ClassLatent, from_json
 
 CONTRACT_VERSION = "1"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
@@ -37,6 +40,8 @@ class ModelInfo:
     n_fft: int = 0
     hop_length: int = 0
     log_offset: float = 0.0
+    # where each class's real sounds lie in the latent space (optional metadata)
+    class_latents: Mapping[str, ClassLatent] = field(default_factory=dict)
 
     def class_index(self, name: str) -> int:
         try:
@@ -134,6 +139,18 @@ def _check_io(
                 )
 
 
+def _class_latents(
+    meta: dict[str, str], path: Path, class_names: tuple[str, ...], latent_size: int
+) -> dict[str, ClassLatent]:
+    text = meta.get(CLASS_LATENTS_KEY)
+    if text is None:
+        return {}
+    try:
+        return from_json(text, class_names, latent_size)
+    except ValueError as exc:
+        raise ModelError(f"{path}: {CLASS_LATENTS_KEY!r} {exc}") from None
+
+
 def resolve_model_path(path: str | Path | None, filename: str = "decoder.onnx") -> Path:
     """A model folder or an .onnx file; None means the shipped default."""
     target = DEFAULT_MODEL_DIR if path is None else Path(path).expanduser()
@@ -191,6 +208,7 @@ class Decoder:
             n_fft=n_fft,
             hop_length=hop,
             log_offset=log_offset,
+            class_latents=_class_latents(meta, self.path, class_names, latent_size),
         )
         self._griffin_lim_iterations = griffin_lim_iterations
         self._check_renders()
