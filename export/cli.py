@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from dkvae_training.bank import BankError
+
 from .onnx_export import DEFAULT_TOLERANCE, ExportError, export_run
 
 logger = logging.getLogger(__name__)
@@ -23,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true",
                    help="store weights as float16 (rounded before the parity check) and compute "
                         "STFT bases at load time: files about half the size or less")
+    p.add_argument("--bank", type=Path,
+                   help="fit the class latents on this bank's training split (default: the "
+                        "run's bank)")
+    p.add_argument("--class-latents-only", action="store_true",
+                   help="RUN_FOLDER is an exported model folder: only fit its class latents "
+                        "(on --bank) and write them into its decoder.onnx")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                    help=f"largest allowed |onnxruntime - keras| (default {DEFAULT_TOLERANCE:g})")
     return p
@@ -31,15 +39,39 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.class_latents_only:
+        return _class_latents_only(args.run_dir, args.bank)
     try:
         result = export_run(args.run_dir, args.out, name=args.name, tolerance=args.tolerance,
-                            checkpoint=args.checkpoint, small=args.small)
-    except (ExportError, FileNotFoundError) as exc:
+                            checkpoint=args.checkpoint, small=args.small, bank=args.bank)
+    except (ExportError, FileNotFoundError, BankError) as exc:
         logger.error("export failed: %s", exc)
         return 1
     print(f"decoder: {result.decoder_path} (parity {result.decoder_max_abs_diff:.2g})")
     if result.encoder_path is not None:
         print(f"encoder: {result.encoder_path} (parity {result.encoder_max_abs_diff:.2g})")
+    return 0
+
+
+def _class_latents_only(model_dir: Path, bank: Path | None) -> int:
+    from dkvae_training.bank import load_split
+
+    from dkvae_live.model import Decoder, ModelError
+
+    from .class_latents import add_class_latents
+
+    if bank is None:
+        logger.error("--class-latents-only needs --bank")
+        return 2
+    try:
+        info = Decoder(model_dir).info
+        train = load_split(bank, "train", sample_rate=info.sample_rate,
+                           num_samples=info.num_samples, class_names=info.class_names)
+        fitted = add_class_latents(model_dir, train.audio, train.labels)
+    except (ModelError, BankError, FileNotFoundError) as exc:
+        logger.error("class latents not written: %s", exc)
+        return 1
+    print(f"class latents of {len(fitted)} classes written to {model_dir / 'decoder.onnx'}")
     return 0
 
 

@@ -292,11 +292,13 @@ def export_encoder(encoder: Any, cfg: Any, path: Path, *, name: str = "model",
 
 def export_run(run_dir: Path, out_dir: Path | None = None, *, name: str | None = None,
                tolerance: float = DEFAULT_TOLERANCE, checkpoint: str = "best",
-               small: bool = False) -> ExportResult:
+               small: bool = False, bank: Path | None = None) -> ExportResult:
     """Export the model of a run folder (``best`` or ``last`` weights) into ``out_dir``.
 
     ``out_dir`` defaults to ``RUN/export``. Writes ``decoder.onnx`` and, for the VAEs,
-    ``encoder.onnx``. ``small``: float16 weights and load-time STFT bases (see :func:`compact`).
+    ``encoder.onnx``, and then the class latents fitted on the training split of ``bank``
+    (default: the run's own bank; none for a run on synthetic sounds). ``small``: float16
+    weights and load-time STFT bases (see :func:`compact`).
     """
     from dkvae_training.models import build_for_export
 
@@ -313,4 +315,24 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, name: str | None =
         enc_path = out_dir / "encoder.onnx"
         enc_diff = export_encoder(encoder, cfg, enc_path, name=name, tolerance=tolerance,
                                   small=small)
+        source = _run_source(run_dir)
+        bank = bank or (Path(source["bank"]) if source.get("bank") else None)
+        if bank is None:
+            logger.info("no bank for this run: the model carries no class latents")
+        else:
+            from dkvae_training.bank import load_split
+
+            from .class_latents import add_class_latents
+
+            cache = Path(source["cache_dir"]) if source.get("cache_dir") else None
+            train = load_split(bank, "train", sample_rate=cfg.sample_rate,
+                               num_samples=cfg.num_samples, cache_dir=cache,
+                               class_names=cfg.class_names)
+            add_class_latents(out_dir, train.audio, train.labels)
     return ExportResult(dec_path, enc_path, dec_diff, enc_diff)
+
+
+def _run_source(run_dir: Path) -> dict[str, Any]:
+    """What ``run.json`` says about the run's data (empty for runs made by tests)."""
+    path = run_dir / "run.json"
+    return json.loads(path.read_text()) if path.exists() else {}

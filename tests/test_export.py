@@ -194,3 +194,38 @@ def test_small_export_is_smaller_and_renders_the_same_sounds(
     za = Encoder(small.encoder_path, dec_info).encode(audio)
     zb = Encoder(full.encoder_path, dec_info).encode(audio)
     np.testing.assert_allclose(za, zb, atol=0.05)
+
+
+def test_export_with_a_bank_fits_class_latents_through_the_exported_encoder(
+        exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+    import soundfile as sf
+    from dkvae_training.bank import load_split
+
+    run, cfg, full = exported["vae"]
+    assert Decoder(full.decoder_path).info.class_latents == {}  # a run without a bank: none
+    audio, labels = synthetic_drums(6, sample_rate=SR, num_samples=N, seed=5)
+    bank = tmp_path / "bank"  # the seed's layout: <bank>/<class>/<file>.wav
+    for i, (x, label) in enumerate(zip(audio, labels, strict=True)):
+        folder = bank / cfg.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"{i}.wav", x, SR)
+    result = export_run(run, tmp_path / "model", bank=bank)
+    info = Decoder(result.decoder_path).info
+    train = load_split(bank, "train", sample_rate=SR, num_samples=N, class_names=cfg.class_names)
+    assert result.encoder_path is not None
+    z = Encoder(result.encoder_path, info).encode(train.audio)
+    fitted = [name for i, name in enumerate(cfg.class_names) if np.sum(train.labels == i) >= 2]
+    assert fitted and sorted(info.class_latents) == sorted(fitted)
+    for i, name in enumerate(cfg.class_names):
+        if name in info.class_latents:
+            mine = z[train.labels == i]
+            where = info.class_latents[name]
+            assert where.sounds == len(mine)
+            np.testing.assert_allclose(where.mean, mine.mean(axis=0), atol=1e-4)
+            cov = where.scale @ where.scale.T
+            np.testing.assert_allclose(np.diag(cov), mine.var(axis=0, ddof=1) + 1e-3, rtol=1e-3,
+                                       atol=1e-5)
+    # the metadata changes nothing the decoder renders
+    zs = np.random.default_rng(2).standard_normal((4, cfg.latent_size)).astype(np.float32)
+    np.testing.assert_array_equal(Decoder(result.decoder_path).render(zs, np.arange(4)),
+                                  Decoder(full.decoder_path).render(zs, np.arange(4)))

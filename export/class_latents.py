@@ -1,0 +1,55 @@
+"""Fit an exported model's class latents on a bank's training split; store them in its decoder.
+
+The latents come from the exported encoder itself (through the daemon's loader), so they are
+exactly what the daemon would compute for those sounds. See :mod:`dkvae_live.class_latents`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dkvae_live import class_latents
+from dkvae_live.model import Decoder, Encoder, ModelError
+
+logger = logging.getLogger(__name__)
+
+
+def with_metadata(path: Path, key: str, value: str, out: Path) -> None:
+    """Write ``path`` to ``out`` with one ``metadata_props`` entry set."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for entry in proto.metadata_props:
+        if entry.key == key:
+            entry.value = value
+            break
+    else:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(out))
+
+
+def add_class_latents(model_dir: Path, audio: np.ndarray, labels: np.ndarray,
+                      batch: int = 32) -> dict[str, class_latents.ClassLatent]:
+    """Encode ``audio`` (the training split) with the model's encoder, fit each class, write the
+    result into ``decoder.onnx`` and check that the daemon loads it."""
+    decoder_path = Path(model_dir) / "decoder.onnx"
+    info = Decoder(decoder_path).info
+    encoder = Encoder(Path(model_dir) / "encoder.onnx", info)
+    z = np.concatenate([encoder.encode(audio[i:i + batch]) for i in range(0, len(audio), batch)])
+    fitted = class_latents.fit(z, labels, info.class_names)
+    tmp = decoder_path.with_name(decoder_path.name + ".tmp")
+    with_metadata(decoder_path, class_latents.METADATA_KEY, class_latents.to_json(fitted), tmp)
+    try:
+        Decoder(tmp)  # never leave a decoder that the daemon refuses
+    except ModelError:
+        tmp.unlink()
+        raise
+    os.replace(tmp, decoder_path)
+    logger.info("class latents of %s from %d sounds: %s", decoder_path, len(labels),
+                ", ".join(f"{n} ({c.sounds})" for n, c in fitted.items()))
+    return fitted
