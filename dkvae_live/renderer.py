@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import soxr
 
+from .dcblock import dc_block
 from .events import PadSound
 from .model import Decoder
 from .pads import Pad, PadBank
@@ -35,13 +36,14 @@ BREATH_SECONDS = 0.0005  # rest after each render pass: a flood of latent moves 
 
 
 def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
-    """Resample a rendered sound, reject it if broken, trim its silent tail with a short fade.
+    """DC-block and resample a rendered sound, reject it if broken, trim its silent tail with a
+    short fade.
 
     Returns None when the sound is not finite: such a buffer must never reach a voice.
     """
     if not np.all(np.isfinite(audio)):
         return None
-    sound = audio.astype(np.float32)
+    sound = dc_block(audio, model_rate)
     if device_rate != model_rate:
         sound = soxr.resample(sound, model_rate, device_rate, quality="HQ").astype(np.float32)
     peak = float(np.max(np.abs(sound))) if sound.size else 0.0
