@@ -78,10 +78,16 @@ def render_card(run_dir: Path, model_dir: Path, metrics: dict[str, Any],
         lines += [f"| {kit} | {lic} | {n} |" for (kit, lic), n in sorted(kits.items())]
         lines += [""]
     lines += ["## Evaluation (`dkvae-eval`, test split)", "",
-              "| model | LSD (dB) | MR-STFT | classifier on generated |", "|---|---|---|---|"]
+              "| model | LSD (dB) | MR-STFT | generated labelled right: from N(0, 1) | "
+              "from the class latents |", "|---|---|---|---|---|"]
     for name, m in {"this model": metrics, **baselines}.items():
         lines.append(f"| {name} | {_fmt(m.get('lsd_db'))} | {_fmt(m.get('mrstft'), '.3f')} | "
-                     f"{_fmt(m.get('classifier_accuracy_generated'), '.1%')} |")
+                     f"{_fmt(m.get('classifier_accuracy_generated'), '.1%')} | "
+                     f"{_fmt(m.get('classifier_accuracy_generated_class_latents'), '.1%')} |")
+    references = metrics.get("lsd_db_references", {})
+    if references:
+        lines += ["", "LSD of reference points that need no model, on the same sounds: "
+                  + ", ".join(f"{k} {v:.2f} dB" for k, v in references.items()) + "."]
     if metrics.get("classifier_accuracy_real") is not None:
         real = metrics["classifier_accuracy_real"]
         lines += ["", f"The class check labels {real:.1%} of the real test sounds (kits it never "
@@ -89,11 +95,12 @@ def render_card(run_dir: Path, model_dir: Path, metrics: dict[str, Any],
     per_class = metrics.get("per_class", {})
     if per_class:
         acc = metrics.get("classifier_accuracy_generated_per_class", {})
-        lines += ["", "| class | test sounds | LSD (dB) | MR-STFT | generated labelled right |",
-                  "|---|---|---|---|---|"]
+        from_classes = metrics.get("classifier_accuracy_generated_class_latents_per_class", {})
+        lines += ["", "| class | test sounds | LSD (dB) | MR-STFT | generated labelled right: "
+                  "N(0, 1) | class latents |", "|---|---|---|---|---|---|"]
         for name, m in per_class.items():
             lines.append(f"| {name} | {m['sounds']} | {m['lsd_db']:.2f} | {m['mrstft']:.3f} | "
-                         f"{_fmt(acc.get(name), '.0%')} |")
+                         f"{_fmt(acc.get(name), '.0%')} | {_fmt(from_classes.get(name), '.0%')} |")
     lines += [""]
     if bench:
         d, e = bench["decoder"], bench.get("encoder")

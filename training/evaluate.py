@@ -6,7 +6,9 @@ daemon's own loader) and a bank split:
 * reconstruction: each sound is encoded (``z_mean``) and decoded with its class; the
   log-spectral distance (dB; n_fft 2048, hop 512, floor -80 dB) and the multi-resolution STFT
   distance (spectral convergence + log-magnitude L1 over 6 resolutions) to the original;
-  spectrogram models go through the daemon's Griffin-Lim first, as they would on stage;
+  every decoded sound is heard as on stage: spectrogram models through the daemon's
+  Griffin-Lim, and all through its render worker's preparation (DC blocker, silent tail cut);
+  the same distances from reference points that need no model are printed beside them;
 * generation: ``--per-class`` sounds per class from z ~ N(0, 1), written as WAV, and labelled by a
   small classifier trained on the bank's training split (its accuracy on the real split is
   printed too, as the yardstick);
@@ -54,6 +56,19 @@ class ModelFns:
     class_latents: Mapping[str, ClassLatent] | None = None
 
 
+def as_played(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Rendered sounds as the daemon's render worker prepares them (DC blocker, peak limit,
+    silent tail trimmed with a fade), at the model's rate and length; silence if rejected."""
+    from dkvae_live.renderer import prepare_sound
+
+    out = np.zeros(audio.shape, np.float32)
+    for row, raw in zip(out, audio, strict=True):
+        sound = prepare_sound(raw, sample_rate, sample_rate)
+        if sound is not None:
+            row[:sound.shape[0]] = sound[:row.shape[0]]
+    return out
+
+
 def keras_model_fns(run_dir: Path, checkpoint: str = "best") -> ModelFns:
     """Evaluation functions for a run folder's Keras model (Griffin-Lim for spectrogram models)."""
     from dkvae_live.model import griffin_lim
@@ -70,7 +85,7 @@ def keras_model_fns(run_dir: Path, checkpoint: str = "best") -> ModelFns:
             mag = np.maximum(np.exp(out) - cfg.log_offset, 0.0)
             out = griffin_lim(mag, cfg.spec_n_fft, cfg.spec_hop_length, cfg.num_samples,
                               cfg.griffin_lim_iters)
-        return out.astype(np.float32)
+        return as_played(out, cfg.sample_rate)
 
     encode: Encode | None = None
     if getattr(model, "encoder", None) is not None:
@@ -89,8 +104,11 @@ def onnx_model_fns(model_dir: Path) -> ModelFns:
     enc = Encoder(model_dir / "encoder.onnx", dec.info) if (model_dir / "encoder.onnx"
                                                              ).exists() else None
     info = dec.info
+    def decode(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return as_played(dec.render(z, labels), info.sample_rate)
+
     return ModelFns(info.model_kind, info.sample_rate, info.num_samples, info.latent_size,
-                    tuple(info.class_names), dec.render, enc.encode if enc else None,
+                    tuple(info.class_names), decode, enc.encode if enc else None,
                     info.class_latents or None)
 
 
