@@ -216,3 +216,27 @@ def test_broken_class_latents_are_refused_saying_what_is_wrong(
         Decoder(path)
     assert "'dkvae.class_latents'" in str(err.value) and message in str(err.value)
     assert str(path) in str(err.value)
+
+
+def documented_metadata() -> dict[str, str]:
+    """metadata key -> its 'required' column, from the decoder's table in docs/model-contract.md."""
+    text = (ROOT / "docs" / "model-contract.md").read_text()
+    section = text.split("### Metadata", 1)[1].split("## Encoder", 1)[0]
+    rows = re.findall(r"^\| `(dkvae\.[a-z_]+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
+    return {key: required.strip() for key, required in rows}
+
+
+@pytest.mark.parametrize("role", ["decoder", "encoder"])
+def test_the_shipped_model_carries_the_documented_metadata_and_no_other(role: str) -> None:
+    from dkvae_live.model import DEFAULT_MODEL_DIR
+
+    documented = documented_metadata()
+    assert "dkvae.class_latents" in documented and documented["dkvae.contract_version"] == "yes"
+    model = onnx.load(str(DEFAULT_MODEL_DIR / f"{role}.onnx"), load_external_data=False)
+    keys = {p.key for p in model.metadata_props}
+    assert keys - set(documented) == set(), "metadata the contract does not document"
+    required = {k for k, r in documented.items() if r == "yes"}
+    if role == "encoder":
+        required.discard("dkvae.output_kind")  # the contract exempts encoders
+    assert required - keys == set(), "required metadata missing"
+    assert {p.value for p in model.metadata_props if p.key == "dkvae.role"} == {role}
