@@ -13,7 +13,7 @@ from synth_models import sine_decoder
 
 from dkvae_live.events import PadSound
 from dkvae_live.midi_in import MidiInput
-from dkvae_live.model import Decoder
+from dkvae_live.model import RUN_BATCH, Decoder
 from dkvae_live.osc_in import OscServer, check_arguments, parse_signature
 from dkvae_live.pads import PadBank, default_pads
 from dkvae_live.renderer import RenderWorker, prepare_sound
@@ -126,6 +126,17 @@ def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Pa
     expected = prepare_sound(want, info.sample_rate, 48000)
     assert expected is not None
     assert np.allclose(published[36].variants[0][0], expected)
+
+
+def test_a_batch_longer_than_one_run_renders_as_each_latent_alone(tmp_path: Path) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=2205))
+    count = 2 * RUN_BATCH + 3
+    z = np.random.default_rng(1).normal(0.0, 1.0, (count, 8)).astype(np.float32)
+    classes = np.arange(count) % len(decoder.info.class_names)
+    batched = decoder.render(z, classes)
+    alone = np.concatenate([decoder.render(z[i : i + 1], classes[i : i + 1]) for i in range(count)])
+    assert batched.shape == (count, 2205)
+    assert np.allclose(batched, alone)
 
 
 def test_osc_signatures_convert_or_say_what_is_wrong() -> None:
