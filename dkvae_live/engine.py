@@ -33,6 +33,7 @@ from .osc_in import OscServer, Sender
 from .pads import PadBank, default_pads
 from .paths import confine
 from .renderer import RenderWorker
+from .rt import settle_heap
 from .stats import Dropped
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class Engine:
             hits=self.mixer.hits,
         )
         self.renderer.render_now(self.pads.notes())
+        settle_heap()
         self.pads.on_change = self.renderer.request
         self.renderer.start()
         if s.midi:
@@ -268,6 +270,7 @@ class Engine:
         self.kit_name = kit.name
         self.kit_path = path.resolve()
         self._kit_stamp = self._stamp(self.kit_path)
+        settle_heap()
         log.info("kit %r loaded from %s: %d pads", kit.name, path, len(kit.pads))
         return kit
 
@@ -320,11 +323,17 @@ class Engine:
                 f"{decoder.path}: has no class {', '.join(sorted(missing))}, "
                 "which the kit's pads use"
             )
+        # The encoder's session is built before the re-render of every pad starts: building a
+        # session holds the GIL in stretches, and the render worker (real-time, in the decoder
+        # without the GIL) could take this thread's core while it held it. The old sessions
+        # are let go of by the render worker, one at a time.
+        encoder = self._encoder_beside(decoder)
         assert self.renderer is not None
         self.pads.class_names = info.class_names
-        self.renderer.swap_decoder(decoder)
-        self.decoder = decoder
-        self.encoder = self._encoder_beside(decoder)
+        retired = self.encoder
+        self.decoder, self.encoder = decoder, encoder
+        settle_heap()
+        self.renderer.swap_decoder(decoder, retired)
         log.info("model %s (%s) loaded from %s", info.name, info.model_kind, decoder.path)
         return decoder
 

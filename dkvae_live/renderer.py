@@ -20,7 +20,7 @@ import soxr
 
 from .dcblock import dc_block
 from .events import PadSound
-from .model import Decoder
+from .model import RUN_BATCH, Decoder
 from .pads import Pad, PadBank
 from .rt import promote_current_thread
 
@@ -100,6 +100,7 @@ class RenderWorker:
         self._hits_at_render: dict[int, int] = {}
         self._rng = np.random.default_rng()
         self._next_decoder: Decoder | None = None
+        self._retired: list[object] = []  # old sessions to let go of, one per rest
         self.renders = 0
 
     def request(self, note: int) -> None:
@@ -108,10 +109,14 @@ class RenderWorker:
             self._dirty.add(note)
         self._wake.set()
 
-    def swap_decoder(self, decoder: Decoder) -> None:
-        """Render every pad with `decoder` and publish; the old sounds play until then."""
+    def swap_decoder(self, decoder: Decoder, *retired: object) -> None:
+        """Render every pad with `decoder` and publish; the old sounds play until then.
+
+        The old decoder and `retired` (the old encoder) are let go of after that, one at a time
+        with a rest between: dropping an onnxruntime session holds the GIL for 0.5-1 ms."""
         with self._lock:
             self._next_decoder = decoder
+            self._retired += retired
             self._dirty |= set(self.pads.notes())
         self._wake.set()
 
@@ -143,16 +148,22 @@ class RenderWorker:
             with self._lock:
                 notes, self._dirty = self._dirty | self._used_up(), set()
                 decoder, self._next_decoder = self._next_decoder, None
+                if decoder is not None:
+                    self._retired.append(self.decoder)
             if decoder is not None:
                 self.decoder = decoder
                 self._rendered.clear()
-            if not notes:
-                continue
-            try:
-                self._render(sorted(notes))
-            except Exception:  # a worker that dies leaves the pads stale: log, keep going
-                log.exception("render failed for notes %s", sorted(notes))
-            time.sleep(BREATH_SECONDS)
+            if notes:
+                try:
+                    self._render(sorted(notes))
+                except Exception:  # a worker that dies leaves the pads stale: log, keep going
+                    log.exception("render failed for notes %s", sorted(notes))
+                time.sleep(BREATH_SECONDS)
+            while self._retired:
+                with self._lock:
+                    old = self._retired.pop() if self._retired else None
+                del old
+                time.sleep(BREATH_SECONDS)
 
     def _used_up(self) -> set[int]:
         """Pads that vary per hit and have played half their variants since they were rendered."""
@@ -181,11 +192,15 @@ class RenderWorker:
         return [latent for p in base for latent in p.velocity_latents(VELOCITY_LAYERS)]
 
     def _render(self, notes: list[int]) -> None:
-        todo: list[tuple[Pad, int]] = []  # (pad, number of latents)
-        latents: list[tuple[float, ...]] = []
-        classes: list[int] = []
-        info = self.decoder.info
+        """Render these pads and publish each; a pad whose sound is cached is published as is.
+
+        Pads go to the decoder a few at a time (about RUN_BATCH latents) with a rest between:
+        after a model swap every pad is rendered, and this real-time thread would otherwise keep
+        a core for a quarter of a second, where a thread of ours that holds the GIL may wait."""
         used_up = self._used_up()
+        group: list[tuple[Pad, list[tuple[float, ...]]]] = []
+        size = 0
+        rendered = False
         for note in notes:
             pad = self.pads.get(note)
             if pad is None:
@@ -194,16 +209,29 @@ class RenderWorker:
             if cached and cached[0] == _sound_key(pad) and note not in used_up:
                 self._publish_pad(pad, cached[1])
                 continue
-            pad_latents = self._latents(pad)
-            todo.append((pad, len(pad_latents)))
-            latents += pad_latents
-            classes += [info.class_index(pad.class_name)] * len(pad_latents)
-        if not todo:
-            return
+            latents = self._latents(pad)
+            group.append((pad, latents))
+            size += len(latents)
+            if size >= RUN_BATCH:
+                if rendered:
+                    time.sleep(BREATH_SECONDS)
+                self._render_group(group)
+                rendered = True
+                group, size = [], 0
+        if group:
+            if rendered:
+                time.sleep(BREATH_SECONDS)
+            self._render_group(group)
+
+    def _render_group(self, group: list[tuple[Pad, list[tuple[float, ...]]]]) -> None:
+        info = self.decoder.info
+        latents = [latent for _, pad_latents in group for latent in pad_latents]
+        classes = [info.class_index(pad.class_name) for pad, ls in group for _ in ls]
         audio = self.decoder.render(np.array(latents, np.float32), np.array(classes, np.int64))
         self.renders += len(latents)
         start = 0
-        for pad, count in todo:
+        for pad, pad_latents in group:
+            count = len(pad_latents)
             prepared = [
                 prepare_sound(raw, info.sample_rate, self.device_rate)
                 for raw in audio[start : start + count]

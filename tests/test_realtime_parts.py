@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,39 @@ def test_a_batch_longer_than_one_run_renders_as_each_latent_alone(tmp_path: Path
     alone = np.concatenate([decoder.render(z[i : i + 1], classes[i : i + 1]) for i in range(count)])
     assert batched.shape == (count, 2205)
     assert np.allclose(batched, alone)
+
+
+def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
+    tmp_path: Path,
+) -> None:
+    old = Decoder(sine_decoder(tmp_path / "a.onnx", num_samples=4410))
+    new = Decoder(sine_decoder(tmp_path / "b.onnx", num_samples=4410, base_hz=400.0))
+    info = old.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: dict[int, PadSound] = {}
+    worker = RenderWorker(old, pads, 48000, lambda s: published.__setitem__(s.note, s))
+    worker.render_now(pads.notes())
+    before = {note: s.variants[0] for note, s in published.items()}
+    retired = threading.Event()  # stands for the old encoder
+    gone = [weakref.ref(old), weakref.ref(retired)]
+    worker.start()
+    try:
+        worker.swap_decoder(new, retired)
+        del old, retired
+        deadline = time.monotonic() + 5
+        while any(ref() is not None for ref in gone) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(ref() is None for ref in gone), "the old decoder or encoder is still held"
+    finally:
+        worker.stop()
+    assert set(published) == set(pads.notes())
+    for note, sound in published.items():
+        pad = pads.get(note)
+        assert pad is not None
+        raw = new.render(np.array([pad.latent], np.float32), [info.class_index(pad.class_name)])
+        expected = prepare_sound(raw[0], info.sample_rate, 48000)
+        assert expected is not None and np.allclose(sound.variants[0][0], expected)
+        assert not np.allclose(before[note][0][:1000], expected[:1000])  # it did change
 
 
 def test_osc_signatures_convert_or_say_what_is_wrong() -> None:
