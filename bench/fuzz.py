@@ -4,9 +4,12 @@ Method: a daemon on the sine test model, its output captured by a JACK client. F
 length of time with the daemon idle, counting xruns (the baseline); then the fuzz: random
 bytes, truncated and oversized packets, valid addresses with wrong types or counts, NaN, inf
 and huge numbers, bundles nested 300 deep, hostile paths (tests/fuzzing.py), then random MIDI
-bytes, SysEx, running status and cut messages sent raw over JACK MIDI. Afterwards: is the daemon
-alive, did every datagram arrive and get counted, is the captured audio finite and under full
-scale, were there more xruns than idle, does a valid trigger still play.
+bytes, SysEx, running status and cut messages sent raw over JACK MIDI. Every 2000 datagrams a
+valid trigger and a valid latent for pad 37 go in between, and a last latent after the fuzz.
+Afterwards: is the daemon alive, did every datagram arrive and get counted, is the captured
+audio finite and under full scale, were there more xruns than idle, were the valid triggers
+played (the fuzz's own valid triggers count too: a lower bound) and does pad 37 hold the last
+latent sent, and does a valid trigger still play.
 
     .venv/bin/python bench/fuzz.py [--datagrams 100000] [--midi 20000]
 """
@@ -23,9 +26,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fuzzing import datagrams, draw_examples, midi_messages, send_examples
+from fuzzing import caught_up_status, datagrams, draw_examples, midi_messages, send_examples
 from live_harness import Capture, Daemon, jack_server
 from synth_models import sine_decoder
+
+
+def probe_latent(count: int) -> list[float]:
+    """A latent no fuzz example is likely to send, different for each probe."""
+    return [round(((count * (dim + 3)) % 997) / 997 * 4.0 - 2.0, 4) for dim in range(8)]
 
 
 def main() -> int:
@@ -44,14 +52,32 @@ def main() -> int:
             capture = Capture(daemon.audio_port_pattern, seconds=900)
             capture.wait_until(1)
             started = time.monotonic()
-            xruns0 = daemon.osc.status()["xruns"]
-            send_examples(daemon, osc_examples, midi_examples, pause=0.01)
+            before = daemon.osc.status()
+            xruns0 = before["xruns"]
+            probes = [0]
+
+            def valid_in_between(count: int) -> None:
+                if count % 2000 == 0:
+                    daemon.osc.send("/dkvae/trigger", 36, 100)
+                    daemon.osc.send("/dkvae/pad/latent", 37, *probe_latent(count))
+                    probes[0] += 1
+
+            send_examples(daemon, osc_examples, midi_examples, 0.01, valid_in_between)
+            last_latent = probe_latent(len(osc_examples) + 1)
+            daemon.osc.send("/dkvae/pad/latent", 37, *last_latent)
             sent, midi_sent = len(osc_examples), len(midi_examples)
             fuzz_seconds = time.monotonic() - started
-            daemon.osc.send("/dkvae/reply_to", daemon.osc.sock.getsockname()[1])
-            time.sleep(1.1)
-            status = daemon.osc.status()
+            # The daemon may still be parsing the socket's backlog: ask until it answers.
+            status = caught_up_status(daemon, attempts=300)
+            caught_up_seconds = time.monotonic() - started - fuzz_seconds
             fuzz_xruns = status["xruns"] - xruns0
+            triggers_played = status["notes_played"] - before["notes_played"]
+            daemon.osc.drain()
+            daemon.osc.send("/dkvae/pad/get", 37)
+            pad = daemon.osc.receive(timeout=5.0)
+            latent_kept = pad.address == "/dkvae/pad" and np.allclose(
+                pad.params[4:], last_latent, atol=1e-4
+            )
             played = capture.buffer[: capture.end]
             finite = bool(np.all(np.isfinite(played)))
             peak = float(np.max(np.abs(played))) if played.size else 0.0
@@ -65,7 +91,7 @@ def main() -> int:
             )
             # The idle baseline: the same length of time, nothing sent.
             idle0 = daemon.osc.status()["xruns"]
-            time.sleep(min(fuzz_seconds, 120))
+            time.sleep(min(fuzz_seconds + caught_up_seconds, 120))
             idle_xruns = daemon.osc.status()["xruns"] - idle0
             alive = daemon.proc.poll() is None
             capture.close()
@@ -75,12 +101,17 @@ def main() -> int:
     result = {
         "datagrams_sent": sent,
         "datagrams_received": status["osc_received"],
+        "valid_triggers_in_between": probes[0],
+        "notes_played_during": triggers_played,
+        "last_valid_latent_kept": latent_kept,
         "midi_sent": midi_sent,
         "midi_received": status["midi_received"],
         "dropped": dropped,
         "seconds": round(fuzz_seconds, 1),
+        "seconds_until_status_answered": round(caught_up_seconds, 1),
         "xruns_fuzz": fuzz_xruns,
         "xruns_idle_same_time": idle_xruns,
+        "idle_seconds": round(min(fuzz_seconds + caught_up_seconds, 120), 1),
         "audio_finite": finite,
         "audio_peak": peak,
         "daemon_alive": alive,

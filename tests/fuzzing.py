@@ -165,13 +165,36 @@ def draw_examples(strategy: st.SearchStrategy, count: int) -> list:
     return examples
 
 
-def send_examples(daemon: Any, osc_examples: list, midi_examples: list, pause: float) -> None:
-    """Send the drawn datagrams (a `pause` every 200) and MIDI messages to a running daemon."""
+def caught_up_status(daemon: Any, attempts: int = 10) -> dict:
+    """The status once the daemon has worked through the fuzz's backlog of datagrams (deep
+    bundles take a while to parse) and the reply rate limit its error replies used up: asked
+    again every 1.1 s, up to `attempts` times."""
+    for _ in range(attempts):
+        daemon.osc.send("/dkvae/reply_to", daemon.osc.sock.getsockname()[1])  # fuzz moved it
+        time.sleep(1.1)
+        try:
+            return dict(daemon.osc.status())
+        except TimeoutError:
+            continue
+    raise AssertionError(f"no status reply after {attempts} attempts:\n{daemon.log()[-2000:]}")
+
+
+def send_examples(
+    daemon: Any,
+    osc_examples: list,
+    midi_examples: list,
+    pause: float,
+    between: Callable[[int], None] | None = None,
+) -> None:
+    """Send the drawn datagrams (a `pause` every 200, after calling `between` with the number
+    sent so far, if given) and MIDI messages to a running daemon."""
     from live_harness import MidiSender
 
     for i, datagram in enumerate(osc_examples):
         daemon.osc.send_raw(datagram)
         if i % 200 == 199:
+            if between is not None:
+                between(i + 1)
             time.sleep(pause)
     midi = MidiSender(daemon.midi_port, per_cycle=8)
     for message in midi_examples:

@@ -8,23 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import datagrams, draw_examples, midi_messages, send_examples
+from fuzzing import caught_up_status, datagrams, draw_examples, midi_messages, send_examples
 from live_harness import Capture, Daemon
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
-
-
-def caught_up_status(daemon: Daemon, attempts: int = 10) -> dict:
-    """The status once the daemon has worked through the fuzz's backlog of datagrams (deep
-    bundles take a while to parse) and the reply rate limit its error replies used up."""
-    for _ in range(attempts):
-        daemon.osc.send("/dkvae/reply_to", daemon.osc.sock.getsockname()[1])  # fuzz moved it
-        time.sleep(1.1)
-        try:
-            return daemon.osc.status()
-        except TimeoutError:
-            continue
-    raise AssertionError(f"no status reply after {attempts} attempts:\n{daemon.log()[-2000:]}")
 
 
 def test_fuzzed_osc_and_midi_leave_the_daemon_playing(
