@@ -3,7 +3,9 @@
 16th notes at 140 BPM over a kit of 8 pads from MIDI, latent moves at 100 per second over OSC,
 and every minute a kit reload (the kit file is rewritten) and a model swap (between two test
 models). Resident memory is read from /proc after a 30 s warm-up and at the end; xruns are
-compared with an idle baseline of one minute taken first.
+compared with an idle baseline of one minute taken first. Notes are counted where they could be
+lost: sent, received by the daemon's MIDI input, played by the audio callback, and hits on a
+pad with no sound; xruns also in the 2 s after each reload and swap.
 
     .venv/bin/python bench/soak.py [--minutes 10]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -64,8 +67,12 @@ def main() -> int:
             next_minute = start + 60
             notes = moves = swaps = 0
             rss_warm = None
-            x1 = osc.status()["xruns"]
-            played0 = osc.status()["notes_played"]
+            begin = osc.status()
+            x1 = begin["xruns"]
+            rss_minutes: list[float] = []
+            xruns_after_swaps = 0  # in the 2 s after each kit reload and model swap
+            swap_check: float | None = None
+            swap_xruns = 0
             while (now := time.monotonic()) - start < args.minutes * 60:
                 if now >= next_note:
                     midi.note_on(PADS[notes % len(PADS)], 60 + notes % 64)
@@ -76,7 +83,13 @@ def main() -> int:
                     osc.send("/dkvae/pad/dim", pad, moves % 8, math.sin(moves / 50.0))
                     moves += 1
                     next_move += 0.01
+                if swap_check is not None and now >= swap_check:
+                    xruns_after_swaps += osc.status()["xruns"] - swap_xruns
+                    swap_check = None
                 if now >= next_minute:
+                    rss_minutes.append(round(rss_mib(daemon.proc.pid), 1))
+                    swap_xruns = osc.status()["xruns"]
+                    swap_check = now + 2.0
                     pads[36] = replace(pads[36], gain=0.5 + 0.5 * (swaps % 2))
                     save_kit(Kit("soak", pads), kit_path)  # the daemon reloads it
                     swaps += 1
@@ -96,16 +109,21 @@ def main() -> int:
     result = {
         "minutes": round(seconds / 60, 2),
         "notes_sent": notes,
-        "notes_played": status["notes_played"] - played0,
+        "notes_received": status["notes_received"] - begin["notes_received"],
+        "notes_played": status["notes_played"] - begin["notes_played"],
+        "notes_without_sound": status["notes_without_sound"] - begin["notes_without_sound"],
         "latent_moves_sent": moves,
         "kit_reloads_and_model_swaps": swaps,
         "rss_after_warmup_mib": round(rss_warm or 0.0, 1),
         "rss_end_mib": round(rss_end, 1),
         "rss_growth_mib": round(rss_end - (rss_warm or rss_end), 2),
+        "rss_each_minute_mib": rss_minutes,
         "xruns_playing": status["xruns"] - x1,
+        "xruns_in_2s_after_swaps": xruns_after_swaps,
         "xruns_idle_baseline": idle_xruns,
         "idle_baseline_seconds": args.idle_seconds,
-        "dropped": status["dropped"],
+        "dropped": {k: v for k, v in status.items() if k.startswith("dropped")},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     for key, value in result.items():

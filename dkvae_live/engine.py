@@ -363,6 +363,7 @@ class Engine:
             "xruns": self.mixer.xruns,
             "notes_received": (self.midi.notes if self.midi else 0) + self._osc_triggers,
             "notes_played": self.mixer.notes_played,
+            "notes_without_sound": self.mixer.notes_without_sound,
             "voices_active": self.mixer.voices.active_count(),
             "voices_stolen": self.mixer.voices.voices_stolen,
             "renders": self.renderer.renders,

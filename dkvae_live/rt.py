@@ -10,7 +10,8 @@ The cyclic garbage collector is the other thing that holds the GIL for long: a f
 walks every object alive (the daemon has about 36,000, mostly onnxruntime, numpy and python-osc
 internals) in one go, measured at 9-23 ms, 7 to 17 audio periods. `settle_heap` moves the objects
 alive now into the collector's permanent generation, so later collections only walk what was
-made since; objects in it are still freed as soon as nothing refers to them.
+made since; objects in it are still freed as soon as nothing refers to them. Garbage that
+exists when they are frozen (cycles not yet collected) is collected first, or it would stay.
 """
 
 from __future__ import annotations
@@ -31,5 +32,8 @@ def promote_current_thread(priority: int) -> bool:
 def settle_heap() -> None:
     """Keep the objects alive now out of future garbage collections (see the module text).
 
-    Call it after start-up and after loading a model or a kit, in the thread that loaded it."""
+    Call it after start-up and after loading a model or a kit, in the thread that loaded it.
+    The first call walks the whole heap (before the audio starts); later ones only the objects
+    made since the last (0.1 ms, measured with a model swap in between)."""
+    gc.collect()
     gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import weakref
@@ -18,6 +19,7 @@ from dkvae_live.model import RUN_BATCH, Decoder
 from dkvae_live.osc_in import OscServer, check_arguments, parse_signature
 from dkvae_live.pads import PadBank, default_pads
 from dkvae_live.renderer import RenderWorker, prepare_sound
+from dkvae_live.rt import settle_heap
 from dkvae_live.voices import VoicePool
 
 FADE = 32
@@ -171,6 +173,26 @@ def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
         expected = prepare_sound(raw[0], info.sample_rate, 48000)
         assert expected is not None and np.allclose(sound.variants[0][0], expected)
         assert not np.allclose(before[note][0][:1000], expected[:1000])  # it did change
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: object = self
+
+
+def test_settle_heap_collects_cycles_first_then_keeps_the_living_out_of_collections() -> None:
+    gc.disable()  # no automatic collection may free the cycle in between
+    garbage, alive = Node(), Node()
+    dead = weakref.ref(garbage)
+    del garbage  # a cycle: only the collector can free it
+    try:
+        settle_heap()
+        assert dead() is None  # collected, not frozen for ever
+        assert gc.get_freeze_count() > 0
+        assert alive not in gc.get_objects()  # frozen: later collections do not walk it
+    finally:
+        gc.unfreeze()
+        gc.enable()
 
 
 def test_osc_signatures_convert_or_say_what_is_wrong() -> None:
