@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -27,8 +28,25 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fuzzing import caught_up_status, datagrams, draw_examples, midi_messages, send_examples
-from live_harness import Capture, Daemon, jack_server
+from live_harness import Capture, Daemon, OscPeer, jack_server
 from synth_models import sine_decoder
+
+PROBE_EVERY = 2000  # datagrams between two valid messages
+
+
+def send_datagrams(port: int, examples: list[bytes]) -> None:
+    """In a child process: the datagrams, a 10 ms pause every 200, and every PROBE_EVERY a valid
+    trigger and a valid latent for pad 37; a last latent after them."""
+    peer = OscPeer(port)
+    for i, datagram in enumerate(examples, 1):
+        peer.send_raw(datagram)
+        if i % PROBE_EVERY == 0:
+            peer.send("/dkvae/trigger", 36, 100)
+            peer.send("/dkvae/pad/latent", 37, *probe_latent(i))
+        if i % 200 == 0:
+            time.sleep(0.01)
+    peer.send("/dkvae/pad/latent", 37, *probe_latent(len(examples) + 1))
+    peer.close()
 
 
 def probe_latent(count: int) -> list[float]:
@@ -54,20 +72,21 @@ def main() -> int:
             started = time.monotonic()
             before = daemon.osc.status()
             xruns0 = before["xruns"]
-            probes = [0]
-
-            def valid_in_between(count: int) -> None:
-                if count % 2000 == 0:
-                    daemon.osc.send("/dkvae/trigger", 36, 100)
-                    daemon.osc.send("/dkvae/pad/latent", 37, *probe_latent(count))
-                    probes[0] += 1
-
-            send_examples(daemon, osc_examples, midi_examples, 0.01, valid_in_between)
+            # The datagrams go out from a child process: this one has JACK clients whose
+            # Python callbacks would wait for its GIL behind a sending loop, and their late
+            # cycles would count as the daemon's xruns.
+            child = multiprocessing.get_context("fork").Process(
+                target=send_datagrams, args=(daemon.osc_port, osc_examples)
+            )
+            child.start()
+            child.join()
+            probes = len(osc_examples) // PROBE_EVERY
             last_latent = probe_latent(len(osc_examples) + 1)
-            daemon.osc.send("/dkvae/pad/latent", 37, *last_latent)
+            osc_status = caught_up_status(daemon, attempts=300)
+            osc_seconds = time.monotonic() - started
+            send_examples(daemon, [], midi_examples, 0.01)
             sent, midi_sent = len(osc_examples), len(midi_examples)
             fuzz_seconds = time.monotonic() - started
-            # The daemon may still be parsing the socket's backlog: ask until it answers.
             status = caught_up_status(daemon, attempts=300)
             caught_up_seconds = time.monotonic() - started - fuzz_seconds
             fuzz_xruns = status["xruns"] - xruns0
@@ -101,7 +120,7 @@ def main() -> int:
     result = {
         "datagrams_sent": sent,
         "datagrams_received": status["osc_received"],
-        "valid_triggers_in_between": probes[0],
+        "valid_triggers_in_between": probes,
         "notes_played_during": triggers_played,
         "last_valid_latent_kept": latent_kept,
         "midi_sent": midi_sent,
@@ -110,6 +129,8 @@ def main() -> int:
         "seconds": round(fuzz_seconds, 1),
         "seconds_until_status_answered": round(caught_up_seconds, 1),
         "xruns_fuzz": fuzz_xruns,
+        "xruns_osc_part": osc_status["xruns"] - xruns0,
+        "osc_part_seconds": round(osc_seconds, 1),
         "xruns_idle_same_time": idle_xruns,
         "idle_seconds": round(min(fuzz_seconds + caught_up_seconds, 120), 1),
         "audio_finite": finite,

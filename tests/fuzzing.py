@@ -179,22 +179,13 @@ def caught_up_status(daemon: Any, attempts: int = 10) -> dict:
     raise AssertionError(f"no status reply after {attempts} attempts:\n{daemon.log()[-2000:]}")
 
 
-def send_examples(
-    daemon: Any,
-    osc_examples: list,
-    midi_examples: list,
-    pause: float,
-    between: Callable[[int], None] | None = None,
-) -> None:
-    """Send the drawn datagrams (a `pause` every 200, after calling `between` with the number
-    sent so far, if given) and MIDI messages to a running daemon."""
+def send_examples(daemon: Any, osc_examples: list, midi_examples: list, pause: float) -> None:
+    """Send the drawn datagrams (a `pause` every 200) and MIDI messages to a running daemon."""
     from live_harness import MidiSender
 
     for i, datagram in enumerate(osc_examples):
         daemon.osc.send_raw(datagram)
         if i % 200 == 199:
-            if between is not None:
-                between(i + 1)
             time.sleep(pause)
     midi = MidiSender(daemon.midi_port, per_cycle=8)
     for message in midi_examples:
