@@ -33,12 +33,13 @@ from .osc_in import OscServer, Sender
 from .pads import PadBank, default_pads
 from .paths import confine
 from .renderer import RenderWorker
-from .rt import settle_heap
+from .rt import release_free_memory, settle_heap
 from .stats import Dropped
 
 log = logging.getLogger(__name__)
 
 KIT_WATCH_SECONDS = 0.5
+TRIM_EVERY = 60  # kit checks between two returns of free memory to the system (30 s)
 MAX_PENDING_EVENTS = 1024  # hits waiting for the next audio block; beyond that, a flood
 MAX_PENDING_JOBS = 8  # kit, model and encode requests waiting their turn
 
@@ -300,8 +301,12 @@ class Engine:
         return (st.st_mtime_ns, st.st_size) if st else None
 
     def _watch_kit(self) -> None:
-        """Reload the kit when its file changes on disk."""
+        """Reload the kit when its file changes on disk; now and then return free memory."""
+        checks = 0
         while not self._stopping.wait(KIT_WATCH_SECONDS):
+            checks += 1
+            if checks % TRIM_EVERY == 0:
+                release_free_memory()
             stamp = self._stamp(self.kit_path)
             if stamp is not None and stamp != self._kit_stamp:
                 self._kit_stamp = stamp

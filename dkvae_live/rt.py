@@ -16,8 +16,11 @@ exists when they are frozen (cycles not yet collected) is collected first, or it
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import os
+from collections.abc import Callable
 
 
 def promote_current_thread(priority: int) -> bool:
@@ -37,3 +40,25 @@ def settle_heap() -> None:
     made since the last (0.1 ms, measured with a model swap in between)."""
     gc.collect()
     gc.freeze()
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Give the memory that malloc holds free back to the system (glibc's malloc_trim).
+
+    Rendered sounds and decoder runs are large buffers made and freed in several threads; glibc
+    keeps what they free in per-thread arenas, and the resident size creeps up for minutes. The
+    call runs without the GIL (ctypes lets it go), so the audio callback is not held up."""
+    if _TRIM is not None:
+        _TRIM(0)

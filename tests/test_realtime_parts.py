@@ -19,7 +19,7 @@ from dkvae_live.model import RUN_BATCH, Decoder
 from dkvae_live.osc_in import OscServer, check_arguments, parse_signature
 from dkvae_live.pads import PadBank, default_pads
 from dkvae_live.renderer import RenderWorker, prepare_sound
-from dkvae_live.rt import settle_heap
+from dkvae_live.rt import release_free_memory, settle_heap
 from dkvae_live.voices import VoicePool
 
 FADE = 32
@@ -193,6 +193,26 @@ def test_settle_heap_collects_cycles_first_then_keeps_the_living_out_of_collecti
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def resident_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_release_free_memory_gives_freed_buffers_back_to_the_system() -> None:
+    # 1500 buffers of 100 KiB (under malloc's mmap threshold: they come from its heap), all
+    # freed but the last, which keeps the heap from shrinking by itself.
+    buffers = [np.ones(25_600, np.float32) for _ in range(1500)]
+    last = buffers.pop()
+    del buffers
+    held = resident_mib()
+    release_free_memory()
+    assert resident_mib() < held - 100  # of the ~146 MiB freed
+    assert last[0] == 1.0
 
 
 def test_osc_signatures_convert_or_say_what_is_wrong() -> None:
