@@ -216,10 +216,10 @@ def test_a_model_swap_plays_the_new_model_and_a_bad_model_changes_nothing(rig: R
 
 
 @pytest.mark.xfail(
-    reason="known defect, mostly mended: a swap cost 7 xruns with the shipped model (garbage "
-    "collection, the session arena, session builds racing the re-render; bench/swap.py); now "
-    "0.8, near the idle windows' rate, but this test still failed 4 of 15 runs on a machine "
-    "busy with a training (1 to 2 xruns, against 0 in its 0.6 s idle window)",
+    reason="known defect, partly mended: a swap cost 7 xruns with the shipped model (garbage "
+    "collection, the session arena, session builds racing the re-render; bench/swap.py), now "
+    "0.8; but this test, the first swap of a fresh daemon, still failed 4 of 15 runs under a "
+    "training and 5 of 15 on a quiet machine (2-3 xruns, against 0 in its 0.6 s idle window)",
     strict=False,
 )
 def test_a_model_swap_leaves_no_audible_gap(rig: Rig) -> None:
