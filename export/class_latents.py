@@ -53,3 +53,14 @@ def add_class_latents(model_dir: Path, audio: np.ndarray, labels: np.ndarray,
     logger.info("class latents of %s from %d sounds: %s", decoder_path, len(labels),
                 ", ".join(f"{n} ({c.sounds})" for n, c in fitted.items()))
     return fitted
+
+
+def add_class_latents_from_bank(model_dir: Path, bank: Path, cache_dir: Path | None = None
+                                ) -> dict[str, class_latents.ClassLatent]:
+    """:func:`add_class_latents` on the training split of ``bank``, read at the model's rate."""
+    from dkvae_training.bank import load_split
+
+    info = Decoder(Path(model_dir) / "decoder.onnx").info
+    train = load_split(bank, "train", sample_rate=info.sample_rate, num_samples=info.num_samples,
+                       cache_dir=cache_dir, class_names=info.class_names)
+    return add_class_latents(model_dir, train.audio, train.labels)

@@ -54,20 +54,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _class_latents_only(model_dir: Path, bank: Path | None) -> int:
-    from dkvae_training.bank import load_split
+    from dkvae_live.model import ModelError
 
-    from dkvae_live.model import Decoder, ModelError
-
-    from .class_latents import add_class_latents
+    from .class_latents import add_class_latents_from_bank
 
     if bank is None:
         logger.error("--class-latents-only needs --bank")
         return 2
     try:
-        info = Decoder(model_dir).info
-        train = load_split(bank, "train", sample_rate=info.sample_rate,
-                           num_samples=info.num_samples, class_names=info.class_names)
-        fitted = add_class_latents(model_dir, train.audio, train.labels)
+        fitted = add_class_latents_from_bank(model_dir, bank)
     except (ModelError, BankError, FileNotFoundError) as exc:
         logger.error("class latents not written: %s", exc)
         return 1

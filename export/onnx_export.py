@@ -320,15 +320,10 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, name: str | None =
         if bank is None:
             logger.info("no bank for this run: the model carries no class latents")
         else:
-            from dkvae_training.bank import load_split
-
-            from .class_latents import add_class_latents
+            from .class_latents import add_class_latents_from_bank
 
             cache = Path(source["cache_dir"]) if source.get("cache_dir") else None
-            train = load_split(bank, "train", sample_rate=cfg.sample_rate,
-                               num_samples=cfg.num_samples, cache_dir=cache,
-                               class_names=cfg.class_names)
-            add_class_latents(out_dir, train.audio, train.labels)
+            add_class_latents_from_bank(out_dir, bank, cache)
     return ExportResult(dec_path, enc_path, dec_diff, enc_diff)
 
 

@@ -9,14 +9,15 @@ daemon's own loader) and a bank split:
   every decoded sound is heard as on stage: spectrogram models through the daemon's
   Griffin-Lim, and all through its render worker's preparation (DC blocker, silent tail cut);
   the same distances from reference points that need no model are printed beside them;
-* generation: ``--per-class`` sounds per class from z ~ N(0, 1), written as WAV, and labelled by a
-  small classifier trained on the bank's training split (its accuracy on the real split is
-  printed too, as the yardstick);
+* generation: ``--per-class`` sounds per class from z ~ N(0, 1), and as many from the class
+  latents (the model's own ``dkvae.class_latents``, else fitted on the training split), written
+  as WAV and labelled by a small classifier trained on the bank's training split (its accuracy on
+  the real split is printed too, as the yardstick);
 * pictures: the split's latents in 2-D (PCA) coloured by class; log spectrograms of real,
   reconstructed and generated hits side by side.
 
 Everything goes into ``OUT`` (default ``RUN/eval-SPLIT``): ``metrics.json``, ``latent_map.png``,
-``spectrograms.png``, ``generated/<class>/NN.wav``.
+``spectrograms.png``, ``generated/<class>/NN.wav``, ``generated-class-latents/<class>/NN.wav``.
 """
 
 from __future__ import annotations
