@@ -47,17 +47,6 @@ def two_models(root: Path, which: str) -> tuple[list[Path], list[str]]:
     return models, []
 
 
-def wait_reply(daemon: Daemon, address: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = daemon.osc.receive(timeout=max(0.01, deadline - time.monotonic()))
-        if msg.address == "/dkvae/error":
-            raise RuntimeError(f"swap refused: {msg.params}")
-        if msg.address == address:
-            return
-    raise TimeoutError(f"no {address} within {timeout} s")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--swaps", type=int, default=20)
@@ -83,7 +72,7 @@ def main() -> int:
                 x1 = osc.status()["xruns"]
                 sent = time.monotonic()
                 osc.send("/dkvae/model/load", str(models[(i + 1) % 2]))
-                wait_reply(daemon, "/dkvae/model/loaded")
+                osc.reply("/dkvae/model/loaded")
                 reply_ms.append(1000 * (time.monotonic() - sent))
                 time.sleep(max(0.0, args.window - (time.monotonic() - sent)))
                 x2 = osc.status()["xruns"]

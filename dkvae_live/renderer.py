@@ -198,9 +198,8 @@ class RenderWorker:
         after a model swap every pad is rendered, and this real-time thread would otherwise keep
         a core for a quarter of a second, where a thread of ours that holds the GIL may wait."""
         used_up = self._used_up()
-        group: list[tuple[Pad, list[tuple[float, ...]]]] = []
+        groups: list[list[tuple[Pad, list[tuple[float, ...]]]]] = [[]]
         size = 0
-        rendered = False
         for note in notes:
             pad = self.pads.get(note)
             if pad is None:
@@ -209,17 +208,14 @@ class RenderWorker:
             if cached and cached[0] == _sound_key(pad) and note not in used_up:
                 self._publish_pad(pad, cached[1])
                 continue
-            latents = self._latents(pad)
-            group.append((pad, latents))
-            size += len(latents)
             if size >= RUN_BATCH:
-                if rendered:
-                    time.sleep(BREATH_SECONDS)
-                self._render_group(group)
-                rendered = True
-                group, size = [], 0
-        if group:
-            if rendered:
+                groups.append([])
+                size = 0
+            latents = self._latents(pad)
+            groups[-1].append((pad, latents))
+            size += len(latents)
+        for i, group in enumerate(g for g in groups if g):
+            if i:
                 time.sleep(BREATH_SECONDS)
             self._render_group(group)
 

@@ -102,6 +102,17 @@ class OscPeer:
         data, _ = self.sock.recvfrom(65536)
         return OscMessage(data)
 
+    def reply(self, address: str, timeout: float = 10.0) -> list[Any]:
+        """The params of the next reply with this address, skipping others; an error reply
+        (`/dkvae/error`) fails, and so does waiting longer than `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.receive(timeout=max(0.01, deadline - time.monotonic()))
+            if msg.address == "/dkvae/error":
+                raise AssertionError(f"error reply: {msg.params}")
+            if msg.address == address:
+                return list(msg.params)
+
     def drain(self) -> None:
         self.sock.settimeout(0.05)
         try:

@@ -45,12 +45,7 @@ class Rig:
 
     def reply(self, address: str) -> list[object]:
         """The next reply with this address (skipping others); fails on /dkvae/error."""
-        while True:
-            msg = self.daemon.osc.receive(timeout=5.0)
-            if msg.address == "/dkvae/error":
-                raise AssertionError(f"error reply: {msg.params}")
-            if msg.address == address:
-                return list(msg.params)
+        return self.daemon.osc.reply(address)
 
 
 def start_kit() -> Kit:
