@@ -1,9 +1,12 @@
 """Audio out: a JACK client of our own when a JACK server runs, else PortAudio (sounddevice).
 
-Both backends call `Mixer.process` from their real-time callback and count xruns. The JACK
-backend also survives the server going away: it notices (once), waits for the server to come
-back and reconnects, in the same process. PortAudio cannot do that (terminating it after its
-JACK server died aborts the process), so on JACK the daemon never initialises PortAudio.
+On JACK the mixer's C function is the process callback itself: the audio thread never enters
+Python, so nothing a Python thread does (holding the GIL, a garbage collection, a flood of
+OSC) can make it late. PortAudio calls `Mixer.process` from its Python callback. Both count
+xruns. The JACK backend also survives the server going away: it notices (once), waits for the
+server to come back and reconnects, in the same process. PortAudio cannot do that (terminating
+it after its JACK server died aborts the process), so on JACK the daemon never initialises
+PortAudio.
 """
 
 from __future__ import annotations
@@ -190,26 +193,33 @@ class JackOutput:
             )
         self.device_name = self._client.name
         self.latency = self._client.blocksize / self.samplerate
-        mixer.configure(self.samplerate)
         self._supervisor = threading.Thread(
             target=self._supervise, name="dkvae-jack-watch", daemon=True
         )
 
     def _open(self) -> Any:
+        ffi, lib = self._jack._ffi, self._jack._lib
         client = self._jack.Client(self._name, no_start_server=True)
         self._ports = [client.outports.register(f"out_{i + 1}") for i in range(2)]
-        self._block = np.zeros((max(client.blocksize, 8192), 2), np.float32)
-        client.set_process_callback(self._process)
+        if self._mixer.samplerate is None:  # the first time; a server that comes back keeps it
+            self._mixer.configure(int(client.samplerate))
+
+        def address(pointer: Any) -> int:
+            return int(ffi.cast("uintptr_t", pointer))
+
+        callback, state = self._mixer.jack_process_callback(
+            address(ffi.addressof(lib, "jack_port_get_buffer")),
+            *(address(port._ptr) for port in self._ports),
+        )
+        error = lib.jack_set_process_callback(
+            client._ptr, ffi.cast("JackProcessCallback", callback), ffi.cast("void *", state)
+        )
+        if error:
+            client.close()
+            raise self._jack.JackError(f"cannot set the process callback (error {error})")
         client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
         return client
-
-    def _process(self, frames: int) -> None:
-        out = self._block[:frames]
-        self._mixer.process(out)
-        left, right = self._ports
-        left.get_array()[:] = out[:, 0]
-        right.get_array()[:] = out[:, 1]
 
     def _xrun(self, delay_usecs: float) -> None:
         self._mixer.xruns += 1

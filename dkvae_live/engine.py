@@ -1,9 +1,9 @@
 """The engine wires the parts together and owns their threads.
 
-    MIDI thread ─┐                       ┌─> render worker ──> sounds[note] (reference swap)
-                 ├─> NoteOn ─> deque ─┐   │                                │
-    OSC thread  ─┴─> PadBank change ──┼───┘                                v
-                                      └─────────────> audio callback: voices.mix_into(out)
+    MIDI thread ─┐                          ┌─> render worker ──> mixer.publish (record swap)
+                 ├─> note-on ─> event ring ─┐ │                            │
+    OSC thread  ─┴─> PadBank change ────────┼─┘                            v
+                                            └──────> audio callback (C): mix voices into out
 
 A note-on never waits for the model: it only appends an event that the next audio callback
 plays from the sound already rendered for that pad. Slow requests (kits, models, encoding a
@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from .audio import AudioOutput, open_output
-from .events import NoteOn, StopAll
 from .kit import DEFAULT_KIT, CcMapping, Kit, KitError, check_cc, load_kit, save_kit
 from .midi_in import MidiError, MidiInput
 from .mixer import Mixer
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 
 KIT_WATCH_SECONDS = 0.5
 TRIM_EVERY = 60  # kit checks between two returns of free memory to the system (30 s)
-MAX_PENDING_EVENTS = 1024  # hits waiting for the next audio block; beyond that, a flood
 MAX_PENDING_JOBS = 8  # kit, model and encode requests waiting their turn
 
 
@@ -217,13 +215,12 @@ class Engine:
         if self.pads.get(note) is None:
             self.dropped.count("note.unmapped", f"note {note} has no pad")
             return
-        if len(self.mixer.events) >= MAX_PENDING_EVENTS:
+        if not self.mixer.note_on(note, max(1, min(127, velocity))):
             self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
-            return
-        self.mixer.events.append(NoteOn(note, max(1, min(127, velocity))))
 
     def stop_all(self) -> None:
-        self.mixer.events.append(StopAll())
+        if not self.mixer.stop_all():
+            self.dropped.count("note.queue_full", "stop all: the audio is not keeping up")
 
     def _control(self, channel: int, controller: int, value: int) -> None:
         """MIDI CC: 120/123 stop every voice; a learn in progress takes the controller; mapped
@@ -301,10 +298,12 @@ class Engine:
         return (st.st_mtime_ns, st.st_size) if st else None
 
     def _watch_kit(self) -> None:
-        """Reload the kit when its file changes on disk; now and then return free memory."""
+        """Reload the kit when its file changes on disk; free the sounds no voice plays any
+        more; now and then return free memory."""
         checks = 0
         while not self._stopping.wait(KIT_WATCH_SECONDS):
             checks += 1
+            self.mixer.sweep()
             if checks % TRIM_EVERY == 0:
                 release_free_memory()
             stamp = self._stamp(self.kit_path)
@@ -369,8 +368,8 @@ class Engine:
             "notes_received": (self.midi.notes if self.midi else 0) + self._osc_triggers,
             "notes_played": self.mixer.notes_played,
             "notes_without_sound": self.mixer.notes_without_sound,
-            "voices_active": self.mixer.voices.active_count(),
-            "voices_stolen": self.mixer.voices.voices_stolen,
+            "voices_active": self.mixer.voices_active,
+            "voices_stolen": self.mixer.voices_stolen,
             "renders": self.renderer.renders,
             "midi_port": self.midi_port,
             "midi_received": self.midi.messages if self.midi else 0,

@@ -1,28 +1,10 @@
-"""Small immutable events that the MIDI and OSC threads hand to the audio callback.
-
-They travel one way through a `collections.deque` (append on the producer side, popleft in the
-callback; both are atomic in CPython, so nobody waits on a lock).
-"""
+"""What the render worker hands the mixer: a pad's sound, published whole."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-
-@dataclass(frozen=True, slots=True)
-class NoteOn:
-    note: int
-    velocity: int  # 1..127
-
-
-@dataclass(frozen=True, slots=True)
-class StopAll:
-    """Fade every sounding voice out."""
-
-
-Event = NoteOn | StopAll
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,7 +142,9 @@ class MidiInput:
         self._midi_in = None
 
     def _poll(self) -> None:
-        promote_current_thread(5)
+        # Below the JACK clients' own threads (5 under a default jackd -P 10): a FIFO thread
+        # of equal priority that is running keeps them off its core.
+        promote_current_thread(4)
         midi_in = self._midi_in
         while not self._stopping.is_set():
             message = midi_in.get_message()

@@ -1,99 +1,270 @@
-"""The mixer: the one function the audio callback runs, and the state it reads.
+"""The mixer: what the audio callback runs, and the state it reads.
 
-`process` drains pending events without blocking, mixes the voice pool into the output block
-and applies the master gain and a limit at full scale. It does not call the model, log, take
-locks or allocate numpy buffers. Every audio backend (PortAudio, JACK) and the offline renderer
-call it, so all of them sound the same.
+The audio side is C (`_mixer.c`): it plays pending note events, mixes the voices (velocity
+layers crossfaded, choke groups and voice stealing faded, never cut dead), applies the master
+gain and a limit at full scale. On JACK that C function is the process callback itself, so the
+audio thread never waits for Python's GIL; PortAudio and the offline renderer call it through
+`process`, so every backend sounds the same.
+
+This class is the Python side: it keeps each published sound's buffers alive until the audio
+side can no longer read them, and it queues events without ever waiting.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import ctypes
+import importlib.util
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 
-from .events import Event, NoteOn, PadSound, StopAll
-from .voices import VoicePool
+from .events import PadSound
 
 FADE_SECONDS = 0.005  # a cut voice fades out over this long: no click
-LIMIT = 0.98  # the mix never goes above this (-0.2 dBFS)
+LIMIT = 0.98  # the mix never goes above this (-0.2 dBFS); DK_LIMIT in _mixer.c
 RELEASE_SECONDS = 0.15  # the limiter lets go over about this long
-MAX_BLOCK = 8192
+MAX_VARIANTS = 64  # DK_MAX_VARIANTS in _mixer.c
+SOUND_RECORDS = 1024  # sounds published and not yet free again; 128 pads need 128 + a few
+_NOTE_ON, _STOP_ALL = 1, 2
+_NOTES_PLAYED, _NOTES_WITHOUT_SOUND, _VOICES_STOLEN, _LIMITED_BLOCKS, _VOICES_ACTIVE = range(5)
+
+
+def _load_library() -> ctypes.PyDLL:
+    """The compiled `_mixer` extension, loaded with ctypes. Calls keep the GIL: they are short,
+    and holding it makes the Python threads that queue events take turns."""
+    spec = importlib.util.find_spec("dkvae_live._mixer")
+    if spec is None or spec.origin is None:
+        raise ImportError(
+            "dkvae_live._mixer is not built; reinstall the package (`pip install -e .`), "
+            "which needs a C compiler"
+        )
+    lib = ctypes.PyDLL(spec.origin)
+    p, i, f, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_uint64
+    for name, restype, argtypes in [
+        ("dk_new", p, [i, i, i, f, i]),
+        ("dk_free", None, [p]),
+        ("dk_set_master_gain", None, [p, f]),
+        ("dk_set_sound", i, [p, i, i, i, p, p, f, f, i, i, f]),
+        ("dk_publish", None, [p, i, i]),
+        ("dk_sound_voices", i, [p, i]),
+        ("dk_cycles", u64, [p]),
+        ("dk_push", i, [p, i, i, i]),
+        ("dk_pending", i, [p]),
+        ("dk_counter", u64, [p, i]),
+        ("dk_hits", ctypes.c_uint, [p, i]),
+        ("dk_limiter_gain", f, [p]),
+        ("dk_mix", None, [p, p, i, i]),
+        ("dk_set_jack_ports", None, [p, p, p, p]),
+    ]:
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
+    return lib
+
+
+_lib = _load_library()
+
+
+class _Hits(Sequence[int]):
+    """Per note: how many hits it has played (which variant plays next); for the renderer."""
+
+    def __init__(self, mixer: Mixer) -> None:
+        self._mixer = mixer
+
+    def __len__(self) -> int:
+        return 128
+
+    @overload
+    def __getitem__(self, note: int) -> int: ...
+    @overload
+    def __getitem__(self, note: slice) -> Sequence[int]: ...
+    def __getitem__(self, note: int | slice) -> int | Sequence[int]:
+        if isinstance(note, slice):
+            return [self[n] for n in range(128)[note]]
+        if self._mixer._state is None:
+            return 0
+        return int(_lib.dk_hits(self._mixer._state, note))
 
 
 class Mixer:
-    """Events in, audio out. `events` and `sounds` are filled by other threads."""
+    """Events in, audio out. `publish` comes from the render worker, `note_on` and `stop_all`
+    from any thread; the audio backend calls `configure` once and then `process` (or hands
+    JACK the C callback, see `jack_process_callback`)."""
 
     def __init__(self, polyphony: int, master_gain: float = 0.5) -> None:
+        if polyphony < 1:
+            raise ValueError("polyphony must be at least 1")
         self.polyphony = polyphony
         self.master_gain = master_gain
-        self.voices = VoicePool(polyphony, 1)  # replaced by configure(), once the rate is known
-        self.events: deque[Event] = deque()
-        self.sounds: list[PadSound | None] = [None] * 128
-        self.hits = [0] * 128  # per note: which variant plays next; read by the render worker
-        self.xruns = 0
-        self.notes_played = 0
-        self.notes_without_sound = 0
-        self.limited_blocks = 0
-        self._gain = 1.0  # the limiter's gain now
-        self._release = 0.0
-        self._steps = np.arange(1, MAX_BLOCK + 1, dtype=np.float32)
-        self._envelope = np.zeros(MAX_BLOCK, np.float32)
+        self._state: int | None = None
+        self.samplerate: int | None = None
+        self.sounds: list[PadSound | None] = [None] * 128  # what each note plays now
+        self.hits: Sequence[int] = _Hits(self)
+        self.xruns = 0  # counted by the audio backend
+        self._lock = threading.Lock()  # the Python-side records: publish and sweep
+        self._free: list[int] = list(range(SOUND_RECORDS - 1, -1, -1))
+        self._record_of: list[int] = [-1] * 128
+        self._held: dict[int, PadSound] = {}  # record -> the sound whose buffers it points at
+        self._retired: list[tuple[int, int]] = []  # (record, audio cycle when it was replaced)
+        self._waiting: dict[int, PadSound] = {}  # notes to publish once a record is free
 
     def configure(self, samplerate: int) -> None:
-        """Allocate the voice pool for this rate (fade length in samples)."""
-        self.voices = VoicePool(self.polyphony, int(FADE_SECONDS * samplerate))
-        self._release_per_sample = 1.0 / (RELEASE_SECONDS * samplerate)
+        """Make the audio state for this rate (fade and limiter times in samples). Call before
+        the audio starts; sounds published earlier are published again."""
+        if samplerate == self.samplerate:
+            return
+        self.samplerate = samplerate
+        state = _lib.dk_new(
+            self.polyphony, samplerate, int(FADE_SECONDS * samplerate), RELEASE_SECONDS,
+            SOUND_RECORDS,
+        )
+        if not state:
+            raise MemoryError("cannot allocate the mixer")
+        old, self._state = self._state, state
+        weakref.finalize(self, _lib.dk_free, state)
+        _lib.dk_set_master_gain(state, self.master_gain)
+        if old is not None:
+            with self._lock:
+                self._free = list(range(SOUND_RECORDS - 1, -1, -1))
+                self._record_of = [-1] * 128
+                self._held.clear()
+                self._retired.clear()
+            for sound in self.sounds:
+                if sound is not None:
+                    self.publish(sound)
 
+    def _audio_state(self) -> int:
+        if self._state is None:
+            raise RuntimeError("Mixer.configure(samplerate) must come first")
+        return self._state
+
+    # -- sounds (the render worker) -------------------------------------------------------
     def publish(self, sound: PadSound) -> None:
         """Swap in a pad's new sound. A voice already playing keeps the buffer it started with."""
-        self.sounds[sound.note] = sound
+        variants = sound.variants
+        if not 1 <= len(variants) <= MAX_VARIANTS:
+            raise ValueError(f"a sound has 1 to {MAX_VARIANTS} variants, not {len(variants)}")
+        layers = variants[0].shape[0]
+        for v in variants:
+            if v.dtype != np.float32 or v.ndim != 2 or v.shape[0] != layers:
+                raise ValueError("variants are float32 [layers, samples], all of one layer count")
+            if not v.flags.c_contiguous or v.shape[1] < 1:
+                raise ValueError("variant buffers must be C-contiguous and not empty")
+        state = self._audio_state()
+        with self._lock:
+            self.sounds[sound.note] = sound
+            self._sweep()
+            if not self._free:  # only while no audio runs to move the cycles on
+                self._waiting[sound.note] = sound
+                return
+            self._waiting.pop(sound.note, None)
+            self._install(state, sound)
 
+    def _install(self, state: int, sound: PadSound) -> None:
+        record = self._free.pop()
+        count = len(sound.variants)
+        data = (ctypes.c_void_p * count)(*(v.ctypes.data for v in sound.variants))
+        lengths = (ctypes.c_int * count)(*(v.shape[1] for v in sound.variants))
+        _lib.dk_set_sound(
+            state, record, count, sound.variants[0].shape[0], data, lengths,
+            sound.gain_left, sound.gain_right, sound.choke_group, sound.polyphony,
+            sound.velocity_curve,
+        )
+        self._held[record] = sound
+        old = self._record_of[sound.note]
+        _lib.dk_publish(state, sound.note, record)
+        self._record_of[sound.note] = record
+        if old >= 0:
+            self._retired.append((old, int(_lib.dk_cycles(state))))
+
+    def sweep(self) -> None:
+        """Free the buffers that the audio side can no longer read; publish what waited."""
+        if self._state is None:
+            return
+        with self._lock:
+            self._sweep()
+            while self._waiting and self._free:
+                self._install(self._state, self._waiting.pop(next(iter(self._waiting))))
+
+    def _sweep(self) -> None:
+        # A record replaced at cycle c may still be read by the block under way then; once
+        # that block is over (cycle c + 1) no new voice can start on it, so when no voice
+        # plays it any more it is free.
+        state = self._audio_state()
+        cycles = int(_lib.dk_cycles(state))
+        still: list[tuple[int, int]] = []
+        for record, at in self._retired:
+            if cycles >= at + 2 and _lib.dk_sound_voices(state, record) == 0:
+                del self._held[record]
+                self._free.append(record)
+            else:
+                still.append((record, at))
+        self._retired = still
+
+    # -- events (the MIDI and OSC threads) ------------------------------------------------
+    def note_on(self, note: int, velocity: int) -> bool:
+        """Queue a hit for the next block; False when the queue is full (audio not running)."""
+        return _lib.dk_push(self._audio_state(), _NOTE_ON, note, velocity) == 0
+
+    def stop_all(self) -> bool:
+        """Fade every sounding voice out at the next block."""
+        return _lib.dk_push(self._audio_state(), _STOP_ALL, 0, 0) == 0
+
+    # -- the audio side --------------------------------------------------------------------
     def process(self, outdata: np.ndarray) -> None:
-        """Play pending events and fill `outdata` [frames, channels]: the whole audio path."""
-        outdata.fill(0.0)
-        events = self.events
-        while events:
-            event = events.popleft()
-            if isinstance(event, NoteOn):
-                sound = self.sounds[event.note]
-                if sound is None:
-                    self.notes_without_sound += 1
-                else:
-                    self.voices.trigger(sound, event.velocity, self.hits[event.note])
-                    self.hits[event.note] += 1
-                    self.notes_played += 1
-            elif isinstance(event, StopAll):
-                self.voices.stop_all()
-        self.voices.mix_into(outdata)
-        np.multiply(outdata, self.master_gain, out=outdata)
-        self._limit(outdata)
-        np.clip(outdata, -1.0, 1.0, out=outdata)  # a transient faster than one block
+        """Play pending events and fill `outdata` [frames, channels] (float32, C order)."""
+        if outdata.dtype != np.float32 or outdata.ndim != 2 or not outdata.flags.c_contiguous:
+            raise ValueError("outdata must be C-contiguous float32 [frames, channels]")
+        frames, channels = outdata.shape
+        _lib.dk_mix(self._audio_state(), outdata.ctypes.data, frames, channels)
 
-    def _limit(self, outdata: np.ndarray) -> None:
-        """Keep many loud hits under full scale without clipping them: when a block would go
-        over LIMIT its gain drops at once (that only happens when new hits start, which mask
-        it), then glides back up over RELEASE_SECONDS."""
-        frames = outdata.shape[0]
-        peak = max(float(outdata.max(initial=0.0)), -float(outdata.min(initial=0.0)))
-        wanted = min(1.0, LIMIT / peak) if peak > 0.0 else 1.0
-        if wanted < self._gain:
-            self._gain = wanted
-            self.limited_blocks += 1
-            np.multiply(outdata, wanted, out=outdata)
-            return
-        if self._gain == 1.0:
-            return
-        first = self._gain
-        last = min(wanted, first + self._release_per_sample * frames)
-        done = 0
-        while done < frames:  # blocks longer than MAX_BLOCK glide piecewise
-            n = min(MAX_BLOCK, frames - done)
-            a = first + (last - first) * done / frames
-            b = first + (last - first) * (done + n) / frames
-            envelope = self._envelope[:n]
-            np.multiply(self._steps[:n], (b - a) / n, out=envelope)
-            np.add(envelope, a, out=envelope)
-            np.multiply(outdata[done : done + n], envelope[:, None], out=outdata[done : done + n])
-            done += n
-        self._gain = last
+    def jack_process_callback(
+        self, get_buffer: int, left_port: int, right_port: int
+    ) -> tuple[int, int]:
+        """(address of the C process callback, its argument) for `jack_set_process_callback`,
+        after telling it the two output ports (`jack_port_t *`) and `jack_port_get_buffer`."""
+        state = self._audio_state()
+        _lib.dk_set_jack_ports(state, get_buffer, left_port, right_port)
+        callback = ctypes.cast(_lib.dk_jack_process, ctypes.c_void_p).value
+        assert callback is not None
+        return callback, state
+
+    # -- counters ---------------------------------------------------------------------------
+    def _counter(self, which: int) -> int:
+        return 0 if self._state is None else int(_lib.dk_counter(self._state, which))
+
+    @property
+    def notes_played(self) -> int:
+        return self._counter(_NOTES_PLAYED)
+
+    @property
+    def notes_without_sound(self) -> int:
+        return self._counter(_NOTES_WITHOUT_SOUND)
+
+    @property
+    def voices_stolen(self) -> int:
+        return self._counter(_VOICES_STOLEN)
+
+    @property
+    def limited_blocks(self) -> int:
+        return self._counter(_LIMITED_BLOCKS)
+
+    @property
+    def voices_active(self) -> int:
+        """Voices sounding and not fading out, as of the last block."""
+        return self._counter(_VOICES_ACTIVE)
+
+    @property
+    def cycles(self) -> int:
+        """Audio blocks played so far."""
+        return 0 if self._state is None else int(_lib.dk_cycles(self._state))
+
+    @property
+    def limiter_gain(self) -> float:
+        return 1.0 if self._state is None else float(_lib.dk_limiter_gain(self._state))
+
+    def pending(self) -> int:
+        """Events queued and not yet played."""
+        return 0 if self._state is None else int(_lib.dk_pending(self._state))

@@ -12,7 +12,6 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from .events import NoteOn
 from .kit import Kit
 from .mixer import Mixer
 from .model import Decoder
@@ -67,7 +66,8 @@ def render_midi(
             skipped += 1
             continue
         renderer.refresh_now()
-        audio.events.append(NoteOn(note, velocity))
+        while not audio.note_on(note, velocity):  # the queue is full: play it out, no time
+            audio.process(out[position:position])
     _render_until(audio, out, position, out.shape[0])
     return out, skipped
 

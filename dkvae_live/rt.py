@@ -1,12 +1,13 @@
 """Real-time scheduling for the daemon's own threads, where the system allows it.
 
-The audio callback runs on the audio server's real-time thread but needs Python's GIL. If a
-thread of ours holds the GIL and is preempted by some other busy process, the callback waits
-and the audio glitches. The MIDI thread (it mostly sleeps) and the render worker (it rests
-after each pass) therefore ask for SCHED_FIFO at a priority below the audio server's own. The
-OSC thread does not: a flood of datagrams would let it take a whole core.
+On JACK the audio callback is C and never needs Python's GIL. Under PortAudio it is a Python
+callback: if a thread of ours holds the GIL and is preempted by some other busy process, the
+callback waits and the audio glitches. The MIDI thread (it mostly sleeps) and the render worker
+(it rests after each pass) therefore ask for SCHED_FIFO at a priority below the audio threads'
+own. The OSC thread does not: a flood of datagrams would let it take a whole core.
 
-The cyclic garbage collector is the other thing that holds the GIL for long: a full collection
+For the same PortAudio callback (and for MIDI latency everywhere), the cyclic garbage collector
+is the other thing that holds the GIL for long: a full collection
 walks every object alive (the daemon has about 36,000, mostly onnxruntime, numpy and python-osc
 internals) in one go, measured at 9-23 ms, 7 to 17 audio periods. `settle_heap` moves the objects
 alive now into the collector's permanent generation, so later collections only walk what was

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-live}"
 
-apt_packages=(libportaudio2 libsndfile1 jackd2)
+# gcc, libc6-dev and python3-dev build the one C part, the audio mixer (dkvae_live/_mixer.c).
+apt_packages=(libportaudio2 libsndfile1 jackd2 gcc libc6-dev python3-dev)
 [ "$what" = dev ] && apt_packages+=(puredata-core)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import numpy as np
@@ -9,6 +11,9 @@ import pytest
 from live_harness import Capture, Daemon, MidiSender, dominant_frequency
 from synth_models import expected_frequency
 
+from dkvae_live.audio import JackOutput
+from dkvae_live.events import PadSound
+from dkvae_live.mixer import Mixer
 from dkvae_live.pads import default_latent
 
 pytestmark = pytest.mark.jack
@@ -127,3 +132,27 @@ def test_sigterm_stops_within_a_second(daemon: Daemon) -> None:
     assert time.monotonic() - start < 1.0
     assert code == 0
     assert "stopping" in daemon.log()
+
+
+def test_the_jack_audio_thread_plays_on_while_python_holds_the_gil(jack: None) -> None:
+    """The process callback is C: a Python thread that keeps the GIL for 0.3 s (a long
+    garbage collection, a flood of OSC) does not stop the audio or a hit queued before it."""
+    mixer = Mixer(4, 0.5)
+    output = JackOutput(mixer, f"dkvae-test-gil-{os.getpid()}", None, None)
+    mixer.publish(PadSound(36, (np.full((1, 48000), 0.1, np.float32),), 1.0, 1.0, 0, 4))
+    output.start()
+    interval = sys.getswitchinterval()
+    try:
+        time.sleep(0.2)
+        sys.setswitchinterval(5.0)  # no other Python thread may take the GIL from us now
+        before = mixer.cycles
+        mixer.note_on(36, 100)
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:
+            pass
+        blocks, played = mixer.cycles - before, mixer.notes_played
+    finally:
+        sys.setswitchinterval(interval)
+        output.close()
+    assert blocks >= 0.8 * 0.3 / output.latency
+    assert played == 1

@@ -1,0 +1,403 @@
+/* The mixer that the audio callback runs, in C, so that audio never waits for Python's GIL.
+ *
+ * Python (dkvae_live/mixer.py) owns every buffer and talks to this file through ctypes:
+ *   - the render worker fills a sound record and publishes it on a note (an atomic swap);
+ *   - the MIDI and OSC threads push note-on and stop-all events into a ring buffer (one
+ *     producer at a time: the calls are made with the GIL held);
+ *   - the audio backend calls dk_mix (PortAudio, offline render) or hands dk_jack_process to
+ *     JACK as the process callback itself, so on JACK the audio thread never enters Python.
+ * The audio side takes no lock, allocates nothing and never blocks. A sound record is reused
+ * only after its note has moved on, one audio cycle has passed and no voice plays it.
+ *
+ * Each block: play the pending events, mix the voices in chunks of DK_CHUNK frames, apply the
+ * master gain and the limiter (per chunk, so live and offline renders limit alike), clip.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DK_NOTES 128
+#define DK_MAX_VARIANTS 64
+#define DK_EVENTS 4096 /* a power of two */
+#define DK_CHUNK 64
+#define DK_LIMIT 0.98f
+
+enum { DK_NOTE_ON = 1, DK_STOP_ALL = 2 };
+
+typedef struct {
+    const float *variant[DK_MAX_VARIANTS]; /* each [layers][length[v]], C order */
+    int length[DK_MAX_VARIANTS];
+    int variants, layers;
+    float gain_left, gain_right, velocity_curve;
+    int choke_group, polyphony;
+} dk_sound;
+
+typedef struct {
+    int kind, note, velocity;
+} dk_event;
+
+typedef struct {
+    int sound; /* record index, -1: the slot is free */
+    const float *a, *b; /* the two velocity layers crossfaded; b may be NULL */
+    float weight_a, weight_b, left, right;
+    int length, pos, fade_pos; /* fade_pos -1: not fading */
+    int note, choke_group;
+    uint64_t age;
+} dk_voice;
+
+typedef void *(*dk_get_buffer)(void *port, uint32_t frames);
+
+typedef struct {
+    int n_sounds, slots, max_voices, fade_samples;
+    dk_sound *sounds;
+    atomic_int *sound_voices; /* voices playing each record; written by the audio side */
+    atomic_int pad[DK_NOTES]; /* the record each note plays, -1: none */
+    atomic_uint hits[DK_NOTES];
+    dk_event events[DK_EVENTS];
+    atomic_uint events_head, events_tail;
+    dk_voice *voices;
+    _Atomic float master_gain;
+    float limiter_gain, release_per_sample;
+    uint64_t clock;
+    atomic_ullong cycles, notes_played, notes_without_sound, voices_stolen, limited_blocks;
+    atomic_int active;
+    float mix[2][DK_CHUNK];
+    dk_get_buffer get_buffer;
+    void *ports[2];
+} dk_mixer;
+
+/* -- set-up, from Python ------------------------------------------------------------------ */
+
+
+dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_seconds,
+                 int n_sounds) {
+    dk_mixer *m = calloc(1, sizeof(dk_mixer));
+    if (m == NULL) return NULL;
+    m->max_voices = polyphony;
+    m->slots = 2 * polyphony; /* as many again for voices fading out */
+    m->fade_samples = fade_samples > 1 ? fade_samples : 2;
+    m->n_sounds = n_sounds;
+    m->sounds = calloc((size_t)n_sounds, sizeof(dk_sound));
+    m->sound_voices = calloc((size_t)n_sounds, sizeof(atomic_int));
+    m->voices = calloc((size_t)m->slots, sizeof(dk_voice));
+    if (m->sounds == NULL || m->sound_voices == NULL || m->voices == NULL) {
+        free(m->sounds);
+        free(m->sound_voices);
+        free(m->voices);
+        free(m);
+        return NULL;
+    }
+    for (int i = 0; i < DK_NOTES; i++) atomic_init(&m->pad[i], -1);
+    for (int s = 0; s < m->slots; s++) m->voices[s].sound = -1;
+    atomic_init(&m->master_gain, 0.5f);
+    m->limiter_gain = 1.0f;
+    m->release_per_sample = 1.0f / (release_seconds * (float)samplerate);
+    return m;
+}
+
+void dk_free(dk_mixer *m) {
+    if (m == NULL) return;
+    free(m->sounds);
+    free(m->sound_voices);
+    free(m->voices);
+    free(m);
+}
+
+void dk_set_master_gain(dk_mixer *m, float gain) { atomic_store(&m->master_gain, gain); }
+
+/* Fill record `id` (one that no note plays and no voice uses); returns 0, or -1 if bad. */
+int dk_set_sound(dk_mixer *m, int id, int variants, int layers, const float **data,
+                 const int *lengths, float gain_left, float gain_right, int choke_group,
+                 int polyphony, float velocity_curve) {
+    if (id < 0 || id >= m->n_sounds || variants < 1 || variants > DK_MAX_VARIANTS || layers < 1)
+        return -1;
+    dk_sound *s = &m->sounds[id];
+    for (int v = 0; v < variants; v++) {
+        s->variant[v] = data[v];
+        s->length[v] = lengths[v];
+    }
+    s->variants = variants;
+    s->layers = layers;
+    s->gain_left = gain_left;
+    s->gain_right = gain_right;
+    s->choke_group = choke_group;
+    s->polyphony = polyphony > 0 ? polyphony : 1;
+    s->velocity_curve = velocity_curve;
+    return 0;
+}
+
+/* Note `note` plays record `id` (-1: nothing) from the next block on. */
+void dk_publish(dk_mixer *m, int note, int id) { atomic_store(&m->pad[note & 127], id); }
+
+int dk_sound_voices(dk_mixer *m, int id) { return atomic_load(&m->sound_voices[id]); }
+
+uint64_t dk_cycles(dk_mixer *m) { return atomic_load(&m->cycles); }
+
+/* Queue an event for the next block; -1 when the queue is full. */
+int dk_push(dk_mixer *m, int kind, int note, int velocity) {
+    unsigned head = atomic_load_explicit(&m->events_head, memory_order_relaxed);
+    unsigned tail = atomic_load_explicit(&m->events_tail, memory_order_acquire);
+    if (head - tail >= DK_EVENTS) return -1;
+    m->events[head & (DK_EVENTS - 1)] = (dk_event){kind, note & 127, velocity};
+    atomic_store_explicit(&m->events_head, head + 1, memory_order_release);
+    return 0;
+}
+
+int dk_pending(dk_mixer *m) {
+    return (int)(atomic_load(&m->events_head) - atomic_load(&m->events_tail));
+}
+
+enum {
+    DK_NOTES_PLAYED,
+    DK_NOTES_WITHOUT_SOUND,
+    DK_VOICES_STOLEN,
+    DK_LIMITED_BLOCKS,
+    DK_VOICES_ACTIVE
+};
+
+uint64_t dk_counter(dk_mixer *m, int which) {
+    switch (which) {
+    case DK_NOTES_PLAYED: return atomic_load(&m->notes_played);
+    case DK_NOTES_WITHOUT_SOUND: return atomic_load(&m->notes_without_sound);
+    case DK_VOICES_STOLEN: return atomic_load(&m->voices_stolen);
+    case DK_LIMITED_BLOCKS: return atomic_load(&m->limited_blocks);
+    case DK_VOICES_ACTIVE: return (uint64_t)atomic_load(&m->active);
+    default: return 0;
+    }
+}
+
+unsigned dk_hits(dk_mixer *m, int note) { return atomic_load(&m->hits[note & 127]); }
+
+float dk_limiter_gain(dk_mixer *m) { return m->limiter_gain; }
+
+/* -- the audio side ----------------------------------------------------------------------- */
+
+static void fade(dk_voice *v) {
+    if (v->fade_pos < 0) v->fade_pos = 0;
+}
+
+static void release(dk_mixer *m, dk_voice *v) {
+    if (v->sound >= 0) atomic_fetch_sub_explicit(&m->sound_voices[v->sound], 1,
+                                                 memory_order_relaxed);
+    v->sound = -1;
+    v->a = v->b = NULL;
+}
+
+/* The oldest voice sounding (not fading) of `note`, or of every note when note < 0. */
+static dk_voice *oldest(dk_mixer *m, int note, int *count) {
+    dk_voice *found = NULL;
+    *count = 0;
+    for (int s = 0; s < m->slots; s++) {
+        dk_voice *v = &m->voices[s];
+        if (v->sound < 0 || v->fade_pos >= 0 || (note >= 0 && v->note != note)) continue;
+        (*count)++;
+        if (found == NULL || v->age < found->age) found = v;
+    }
+    return found;
+}
+
+/* A free slot, or else the fading voice furthest into its fade (nearly silent). */
+static dk_voice *free_slot(dk_mixer *m) {
+    dk_voice *best = &m->voices[0];
+    int best_fade = -1;
+    for (int s = 0; s < m->slots; s++) {
+        dk_voice *v = &m->voices[s];
+        if (v->sound < 0) return v;
+        if (v->fade_pos > best_fade) {
+            best = v;
+            best_fade = v->fade_pos;
+        }
+    }
+    release(m, best);
+    return best;
+}
+
+static void note_on(dk_mixer *m, int note, int velocity) {
+    int id = atomic_load_explicit(&m->pad[note], memory_order_acquire);
+    if (id < 0) {
+        atomic_fetch_add(&m->notes_without_sound, 1);
+        return;
+    }
+    const dk_sound *sound = &m->sounds[id];
+    int count;
+    if (sound->choke_group > 0) {
+        for (int s = 0; s < m->slots; s++) {
+            dk_voice *v = &m->voices[s];
+            if (v->sound >= 0 && v->choke_group == sound->choke_group && v->note != note) fade(v);
+        }
+    }
+    dk_voice *old = oldest(m, note, &count);
+    if (count >= sound->polyphony) fade(old);
+    old = oldest(m, -1, &count);
+    if (count >= m->max_voices) {
+        fade(old);
+        atomic_fetch_add(&m->voices_stolen, 1);
+    }
+    dk_voice *v = free_slot(m);
+    unsigned hit = atomic_load(&m->hits[note]);
+    int variant = (int)(hit % (unsigned)sound->variants);
+    int length = sound->length[variant];
+    float position = (float)(velocity - 1) / 126.0f * (float)(sound->layers - 1);
+    int low = (int)position;
+    float weight = position - (float)low;
+    v->a = sound->variant[variant] + (size_t)low * (size_t)length;
+    v->b = weight > 0.0f ? v->a + length : NULL;
+    v->weight_a = 1.0f - weight;
+    v->weight_b = weight;
+    float level = powf((float)velocity / 127.0f, sound->velocity_curve);
+    v->left = sound->gain_left * level;
+    v->right = sound->gain_right * level;
+    v->length = length;
+    v->pos = 0;
+    v->fade_pos = -1;
+    v->note = note;
+    v->choke_group = sound->choke_group;
+    v->age = ++m->clock;
+    v->sound = id;
+    atomic_fetch_add_explicit(&m->sound_voices[id], 1, memory_order_relaxed);
+    atomic_store(&m->hits[note], hit + 1);
+    atomic_fetch_add(&m->notes_played, 1);
+}
+
+static void play_events(dk_mixer *m) {
+    unsigned tail = atomic_load_explicit(&m->events_tail, memory_order_relaxed);
+    unsigned head = atomic_load_explicit(&m->events_head, memory_order_acquire);
+    for (; tail != head; tail++) {
+        const dk_event *e = &m->events[tail & (DK_EVENTS - 1)];
+        int velocity = e->velocity < 1 ? 1 : e->velocity > 127 ? 127 : e->velocity;
+        if (e->kind == DK_NOTE_ON) {
+            note_on(m, e->note, velocity);
+        } else if (e->kind == DK_STOP_ALL) {
+            for (int s = 0; s < m->slots; s++)
+                if (m->voices[s].sound >= 0) fade(&m->voices[s]);
+        }
+    }
+    atomic_store_explicit(&m->events_tail, tail, memory_order_release);
+}
+
+/* Mix every voice into m->mix for `frames` (<= DK_CHUNK) frames. */
+static void mix_voices(dk_mixer *m, int frames) {
+    float *left = m->mix[0], *right = m->mix[1];
+    memset(m->mix, 0, sizeof(m->mix));
+    const float fade_step = 1.0f / (float)(m->fade_samples - 1);
+    for (int s = 0; s < m->slots; s++) {
+        dk_voice *v = &m->voices[s];
+        if (v->sound < 0) continue;
+        int n = v->length - v->pos;
+        if (n > frames) n = frames;
+        const float *a = v->a + v->pos, *b = v->b ? v->b + v->pos : NULL;
+        for (int i = 0; i < n; i++) {
+            float x = a[i] * v->weight_a;
+            if (b) x += b[i] * v->weight_b;
+            if (v->fade_pos >= 0) {
+                int f = v->fade_pos + i;
+                x *= f < m->fade_samples ? 1.0f - (float)f * fade_step : 0.0f;
+            }
+            left[i] += x * v->left;
+            right[i] += x * v->right;
+        }
+        v->pos += n;
+        if (v->fade_pos >= 0) v->fade_pos += n;
+        if (v->pos >= v->length || v->fade_pos >= m->fade_samples) release(m, v);
+    }
+}
+
+/* Master gain and the limiter: when a chunk would go over DK_LIMIT its gain drops at once
+ * (that only happens when new hits start, which mask it), then glides back up; then a clip
+ * for anything faster than one chunk. */
+static void finish_chunk(dk_mixer *m, int frames) {
+    float gain = atomic_load_explicit(&m->master_gain, memory_order_relaxed);
+    float peak = 0.0f;
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < frames; i++) {
+            m->mix[c][i] *= gain;
+            float x = fabsf(m->mix[c][i]);
+            if (x > peak) peak = x;
+        }
+    float wanted = peak > DK_LIMIT ? DK_LIMIT / peak : 1.0f;
+    float first = m->limiter_gain, last;
+    if (wanted < first) {
+        first = last = wanted;
+        atomic_fetch_add(&m->limited_blocks, 1);
+    } else {
+        last = first + m->release_per_sample * (float)frames;
+        if (last > wanted) last = wanted;
+    }
+    if (first != 1.0f || last != 1.0f) {
+        for (int i = 0; i < frames; i++) {
+            float g = first + (last - first) * (float)(i + 1) / (float)frames;
+            m->mix[0][i] *= g;
+            m->mix[1][i] *= g;
+        }
+    }
+    m->limiter_gain = last;
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < frames; i++)
+            m->mix[c][i] = fminf(1.0f, fmaxf(-1.0f, m->mix[c][i]));
+}
+
+/* One block: events, then chunks mixed and finished, each handed to `write`. */
+typedef void (*dk_writer)(dk_mixer *m, void *out, int offset, int frames, int channels);
+
+static void run(dk_mixer *m, void *out, int frames, int channels, dk_writer write) {
+    play_events(m);
+    for (int done = 0; done < frames; done += DK_CHUNK) {
+        int n = frames - done < DK_CHUNK ? frames - done : DK_CHUNK;
+        mix_voices(m, n);
+        finish_chunk(m, n);
+        write(m, out, done, n, channels);
+    }
+    int active = 0;
+    for (int s = 0; s < m->slots; s++)
+        if (m->voices[s].sound >= 0 && m->voices[s].fade_pos < 0) active++;
+    atomic_store_explicit(&m->active, active, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->cycles, 1, memory_order_release);
+}
+
+/* Interleaved [frames][channels]; channels past the second get silence. */
+static void write_interleaved(dk_mixer *m, void *out, int offset, int frames, int channels) {
+    for (int i = 0; i < frames; i++) {
+        float *frame = (float *)out + (size_t)(offset + i) * (size_t)channels;
+        for (int c = 0; c < channels; c++) frame[c] = c < 2 ? m->mix[c][i] : 0.0f;
+    }
+}
+
+void dk_mix(dk_mixer *m, float *out, int frames, int channels) {
+    run(m, out, frames, channels, write_interleaved);
+}
+
+/* -- JACK: this is the process callback itself ------------------------------------------ */
+
+void dk_set_jack_ports(dk_mixer *m, dk_get_buffer get_buffer, void *left, void *right) {
+    m->get_buffer = get_buffer;
+    m->ports[0] = left;
+    m->ports[1] = right;
+}
+
+static void write_ports(dk_mixer *m, void *out, int offset, int frames, int channels) {
+    float **ports = out;
+    for (int c = 0; c < channels; c++)
+        memcpy(ports[c] + offset, m->mix[c], (size_t)frames * sizeof(float));
+}
+
+int dk_jack_process(uint32_t frames, void *arg) {
+    dk_mixer *m = arg;
+    float *ports[2] = {m->get_buffer(m->ports[0], frames), m->get_buffer(m->ports[1], frames)};
+    run(m, ports, (int)frames, 2, write_ports);
+    return 0;
+}
+
+/* -- the module: it only exists so that Python can find this library (ctypes loads it) ---- */
+
+static struct PyModuleDef dk_module = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_mixer",
+    .m_doc = "The C mixer; used through ctypes by dkvae_live.mixer.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__mixer(void) { return PyModule_Create(&dk_module); }
