@@ -17,6 +17,7 @@ latent sent, and does a valid trigger still play.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import sys
@@ -27,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fuzzing import caught_up_status, datagrams, draw_examples, midi_messages, send_examples
-from live_harness import Capture, Daemon, OscPeer, jack_server
+from fuzzing import caught_up_status, datagrams, draw_examples, midi_messages
+from live_harness import Capture, Daemon, LateClients, MidiSender, OscPeer, jack_server
 from synth_models import sine_decoder
 
 PROBE_EVERY = 2000  # datagrams between two valid messages
@@ -49,6 +50,25 @@ def send_datagrams(port: int, examples: list[bytes]) -> None:
     peer.close()
 
 
+def send_midi(port: str, examples: list[bytes]) -> None:
+    """In a child process: the raw MIDI messages, 8 per JACK cycle, then wait for them to go."""
+    midi = MidiSender(port, per_cycle=8)
+    for message in examples:
+        midi.send(list(message))
+    midi.flush(timeout=120)
+    time.sleep(0.5)
+    midi.close()
+
+
+def in_child(target: object, *args: object) -> None:
+    """Run `target(*args)` in a forked child and wait for it. The senders run there: this
+    process has a JACK client (the capture) whose Python callback would wait for its GIL
+    behind a sending loop, and its late cycles would count as the daemon's xruns."""
+    child = multiprocessing.get_context("fork").Process(target=target, args=args)
+    child.start()
+    child.join()
+
+
 def probe_latent(count: int) -> list[float]:
     """A latent no fuzz example is likely to send, different for each probe."""
     return [round(((count * (dim + 3)) % 997) / 997 * 4.0 - 2.0, 4) for dim in range(8)]
@@ -64,6 +84,10 @@ def main() -> int:
         model = sine_decoder(Path(tmp) / "decoder.onnx")
         osc_examples = draw_examples(datagrams, args.datagrams)
         midi_examples = draw_examples(midi_messages, args.midi)
+        # Hundreds of MB of examples: keep this process's garbage collector from walking them
+        # while the capture callback waits for the GIL.
+        gc.collect()
+        gc.freeze()
         daemon = Daemon(model, "--kit-dir", tmp)
         try:
             daemon.wait_ready()
@@ -72,24 +96,19 @@ def main() -> int:
             started = time.monotonic()
             before = daemon.osc.status()
             xruns0 = before["xruns"]
-            # The datagrams go out from a child process: this one has JACK clients whose
-            # Python callbacks would wait for its GIL behind a sending loop, and their late
-            # cycles would count as the daemon's xruns.
-            child = multiprocessing.get_context("fork").Process(
-                target=send_datagrams, args=(daemon.osc_port, osc_examples)
-            )
-            child.start()
-            child.join()
+            late_fuzz = LateClients()
+            in_child(send_datagrams, daemon.osc_port, osc_examples)
             probes = len(osc_examples) // PROBE_EVERY
             last_latent = probe_latent(len(osc_examples) + 1)
             osc_status = caught_up_status(daemon, attempts=300)
             osc_seconds = time.monotonic() - started
-            send_examples(daemon, [], midi_examples, 0.01)
+            in_child(send_midi, daemon.midi_port, midi_examples)
             sent, midi_sent = len(osc_examples), len(midi_examples)
             fuzz_seconds = time.monotonic() - started
             status = caught_up_status(daemon, attempts=300)
             caught_up_seconds = time.monotonic() - started - fuzz_seconds
             fuzz_xruns = status["xruns"] - xruns0
+            late_during_fuzz = late_fuzz.counts(daemon.client_name)
             triggers_played = status["notes_played"] - before["notes_played"]
             daemon.osc.drain()
             daemon.osc.send("/dkvae/pad/get", 37)
@@ -110,8 +129,10 @@ def main() -> int:
             )
             # The idle baseline: the same length of time, nothing sent.
             idle0 = daemon.osc.status()["xruns"]
+            late_idle = LateClients()
             time.sleep(min(fuzz_seconds + caught_up_seconds, 120))
             idle_xruns = daemon.osc.status()["xruns"] - idle0
+            late_during_idle = late_idle.counts(daemon.client_name)
             alive = daemon.proc.poll() is None
             capture.close()
         finally:
@@ -133,6 +154,8 @@ def main() -> int:
         "osc_part_seconds": round(osc_seconds, 1),
         "xruns_idle_same_time": idle_xruns,
         "idle_seconds": round(min(fuzz_seconds + caught_up_seconds, 120), 1),
+        "late_clients_fuzz": late_during_fuzz,
+        "late_clients_idle": late_during_idle,
         "audio_finite": finite,
         "audio_peak": peak,
         "daemon_alive": alive,

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from live_harness import Daemon, MidiSender, jack_server
+from live_harness import Daemon, LateClients, MidiSenderProcess, jack_server
 from synth_models import CLASSES, sine_decoder
 
 from dkvae_live.kit import Kit, save_kit
@@ -58,12 +58,15 @@ def main() -> int:
         try:
             daemon.wait_ready()
             osc = daemon.osc
-            # The MIDI sender is a JACK client whose Python callback runs in this process: it
-            # is there for the idle baseline too, or the baseline has one late client fewer.
-            midi = MidiSender(daemon.midi_port)
+            # The MIDI sender is a JACK client of its own process (see MidiSenderProcess);
+            # it is there for the idle baseline too, or the baseline has one client fewer.
+            midi = MidiSenderProcess(daemon.midi_port)
             x0 = osc.status()["xruns"]
+            late_idle = LateClients()
             time.sleep(args.idle_seconds)
             idle_xruns = osc.status()["xruns"] - x0
+            late_during_idle = late_idle.counts(daemon.client_name)
+            late_playing = LateClients()
             sixteenth = 60.0 / 140 / 4
             start = time.monotonic()
             next_note = next_move = start
@@ -107,6 +110,7 @@ def main() -> int:
             osc.drain()
             status = osc.status()
             seconds = time.monotonic() - start
+            late_during_playing = late_playing.counts(daemon.client_name)
         finally:
             daemon.stop()
     result = {
@@ -125,6 +129,10 @@ def main() -> int:
         "xruns_in_2s_after_swaps": xruns_after_swaps,
         "xruns_idle_baseline": idle_xruns,
         "idle_baseline_seconds": args.idle_seconds,
+        "xruns_per_minute_playing": round((status["xruns"] - x1) / (seconds / 60), 1),
+        "xruns_per_minute_idle": round(idle_xruns / (args.idle_seconds / 60), 1),
+        "late_clients_playing": late_during_playing,
+        "late_clients_idle": late_during_idle,
         "dropped": {k: v for k, v in status.items() if k.startswith("dropped")},
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -6,6 +6,9 @@
  *     producer at a time: the calls are made with the GIL held);
  *   - the audio backend calls dk_mix (PortAudio, offline render) or hands dk_jack_process to
  *     JACK as the process callback itself, so on JACK the audio thread never enters Python.
+ *     There it also reads the daemon's JACK MIDI input: a note-on plays in the very cycle it
+ *     arrives, and every MIDI event goes on to Python (counting, controllers, learn) through
+ *     a second ring.
  * The audio side takes no lock, allocates nothing and never blocks. A sound record is reused
  * only after its note has moved on, one audio cycle has passed and no voice plays it.
  *
@@ -25,6 +28,10 @@
 #define DK_EVENTS 4096 /* a power of two */
 #define DK_CHUNK 64
 #define DK_LIMIT 0.98f
+#define DK_MIDI_EVENTS 8192 /* a power of two */
+#define DK_MIDI_BYTES 8     /* bytes kept of each MIDI event (SysEx is only counted) */
+#define DK_ALL_CHANNELS -1
+#define DK_NO_NOTES -2
 
 enum { DK_NOTE_ON = 1, DK_STOP_ALL = 2 };
 
@@ -49,7 +56,20 @@ typedef struct {
     uint64_t age;
 } dk_voice;
 
+typedef struct {
+    uint8_t data[DK_MIDI_BYTES];
+    uint32_t size; /* the event's whole size */
+} dk_midi;
+
+/* jack_midi_event_t and the two libjack functions that read a MIDI port's buffer */
+typedef struct {
+    uint32_t time;
+    size_t size;
+    uint8_t *buffer;
+} dk_jack_midi_event;
 typedef void *(*dk_get_buffer)(void *port, uint32_t frames);
+typedef uint32_t (*dk_midi_count)(void *port_buffer);
+typedef int (*dk_midi_get)(dk_jack_midi_event *event, void *port_buffer, uint32_t index);
 
 typedef struct {
     int n_sounds, slots, max_voices, fade_samples;
@@ -68,6 +88,13 @@ typedef struct {
     float mix[2][DK_CHUNK];
     dk_get_buffer get_buffer;
     void *ports[2];
+    void *midi_port; /* NULL: no MIDI in this callback */
+    dk_midi_count midi_count;
+    dk_midi_get midi_get;
+    atomic_int midi_channel; /* 0..15, DK_ALL_CHANNELS, or DK_NO_NOTES */
+    dk_midi midi[DK_MIDI_EVENTS];
+    atomic_uint midi_head, midi_tail;
+    atomic_ullong midi_overflow;
 } dk_mixer;
 
 /* -- set-up, from Python ------------------------------------------------------------------ */
@@ -94,6 +121,7 @@ dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_
     for (int i = 0; i < DK_NOTES; i++) atomic_init(&m->pad[i], -1);
     for (int s = 0; s < m->slots; s++) m->voices[s].sound = -1;
     atomic_init(&m->master_gain, 0.5f);
+    atomic_init(&m->midi_channel, DK_ALL_CHANNELS);
     m->limiter_gain = 1.0f;
     m->release_per_sample = 1.0f / (release_seconds * (float)samplerate);
     return m;
@@ -156,7 +184,8 @@ enum {
     DK_NOTES_WITHOUT_SOUND,
     DK_VOICES_STOLEN,
     DK_LIMITED_BLOCKS,
-    DK_VOICES_ACTIVE
+    DK_VOICES_ACTIVE,
+    DK_MIDI_OVERFLOW
 };
 
 uint64_t dk_counter(dk_mixer *m, int which) {
@@ -166,6 +195,7 @@ uint64_t dk_counter(dk_mixer *m, int which) {
     case DK_VOICES_STOLEN: return atomic_load(&m->voices_stolen);
     case DK_LIMITED_BLOCKS: return atomic_load(&m->limited_blocks);
     case DK_VOICES_ACTIVE: return (uint64_t)atomic_load(&m->active);
+    case DK_MIDI_OVERFLOW: return atomic_load(&m->midi_overflow);
     default: return 0;
     }
 }
@@ -378,6 +408,61 @@ void dk_set_jack_ports(dk_mixer *m, dk_get_buffer get_buffer, void *left, void *
     m->ports[1] = right;
 }
 
+/* Read MIDI from `port` in the callback (NULL: stop). Set before the client is activated. */
+void dk_set_jack_midi(dk_mixer *m, void *port, dk_midi_count count, dk_midi_get get) {
+    m->midi_count = count;
+    m->midi_get = get;
+    m->midi_port = port;
+}
+
+/* Which channel's note-ons the callback plays itself: 0..15, DK_ALL_CHANNELS, DK_NO_NOTES. */
+void dk_set_midi_channel(dk_mixer *m, int channel) { atomic_store(&m->midi_channel, channel); }
+
+/* Up to `max` MIDI events for Python: DK_MIDI_BYTES bytes each into `data`, whole sizes into
+ * `sizes`. Returns how many. */
+int dk_midi_read(dk_mixer *m, uint8_t *data, uint32_t *sizes, int max) {
+    unsigned tail = atomic_load_explicit(&m->midi_tail, memory_order_relaxed);
+    unsigned head = atomic_load_explicit(&m->midi_head, memory_order_acquire);
+    int n = 0;
+    for (; tail != head && n < max; tail++, n++) {
+        const dk_midi *e = &m->midi[tail & (DK_MIDI_EVENTS - 1)];
+        memcpy(data + (size_t)n * DK_MIDI_BYTES, e->data, DK_MIDI_BYTES);
+        sizes[n] = e->size;
+    }
+    atomic_store_explicit(&m->midi_tail, tail, memory_order_release);
+    return n;
+}
+
+/* A well-formed note-on on the channel played here: the same test as MidiInput.handle. */
+static int plays_note(const uint8_t *b, size_t size, int channel) {
+    return channel != DK_NO_NOTES && size == 3 && (b[0] & 0xF0) == 0x90 && b[1] < 128 &&
+           b[2] > 0 && b[2] < 128 && (channel == DK_ALL_CHANNELS || (b[0] & 0x0F) == channel);
+}
+
+static void read_midi(dk_mixer *m, uint32_t frames) {
+    void *buffer = m->get_buffer(m->midi_port, frames);
+    uint32_t count = m->midi_count(buffer);
+    int channel = atomic_load_explicit(&m->midi_channel, memory_order_relaxed);
+    unsigned head = atomic_load_explicit(&m->midi_head, memory_order_relaxed);
+    unsigned tail = atomic_load_explicit(&m->midi_tail, memory_order_acquire);
+    for (uint32_t i = 0; i < count; i++) {
+        dk_jack_midi_event event;
+        if (m->midi_get(&event, buffer, i) != 0) continue;
+        if (plays_note(event.buffer, event.size, channel))
+            note_on(m, event.buffer[1], event.buffer[2]);
+        if (head - tail >= DK_MIDI_EVENTS) {
+            atomic_fetch_add(&m->midi_overflow, 1);
+            continue;
+        }
+        dk_midi *e = &m->midi[head & (DK_MIDI_EVENTS - 1)];
+        memset(e->data, 0, DK_MIDI_BYTES);
+        memcpy(e->data, event.buffer, event.size < DK_MIDI_BYTES ? event.size : DK_MIDI_BYTES);
+        e->size = (uint32_t)event.size;
+        head++;
+    }
+    atomic_store_explicit(&m->midi_head, head, memory_order_release);
+}
+
 static void write_ports(dk_mixer *m, void *out, int offset, int frames, int channels) {
     float **ports = out;
     for (int c = 0; c < channels; c++)
@@ -387,6 +472,7 @@ static void write_ports(dk_mixer *m, void *out, int offset, int frames, int chan
 int dk_jack_process(uint32_t frames, void *arg) {
     dk_mixer *m = arg;
     float *ports[2] = {m->get_buffer(m->ports[0], frames), m->get_buffer(m->ports[1], frames)};
+    if (m->midi_port != NULL) read_midi(m, frames);
     run(m, ports, (int)frames, 2, write_ports);
     return 0;
 }

@@ -152,6 +152,25 @@ def jack_server_running() -> bool:
     return True
 
 
+def _client_exists(name: str) -> bool:
+    """Whether a JACK client of this exact name has ports (a running server needed)."""
+    import jack
+
+    try:
+        probe = jack.Client("dkvae-probe", no_start_server=True)
+    except jack.JackOpenError:
+        return False
+    try:
+        return any(p.name.startswith(f"{name}:") for p in probe.get_ports())
+    finally:
+        probe.close()
+
+
+def _address(ffi: Any, pointer: Any) -> int:
+    """A cffi pointer as the integer the C mixer takes."""
+    return int(ffi.cast("uintptr_t", pointer))
+
+
 class JackOutput:
     """A JACK client with two output ports, connected to the physical outputs (or to the ports
     matching `device`). Reconnects by itself when the server goes away and comes back."""
@@ -176,10 +195,18 @@ class JackOutput:
         self._closing = threading.Event()
         self._dead_clients: list[Any] = []  # never closed: closing a client of a dead server
         self._shutdown_reason = ""
+        self._midi_source: str | None = None  # the MIDI output port we connect from, if any
+        self._midi_port: Any = None
+        self.midi_port_name = ""  # our MIDI input, once open_midi was called
         self.restarts = 0
         try:
             self._client = self._open()
         except jack.JackOpenError as exc:
+            if _client_exists(client_name):  # JACK2 says "server error" for a name clash
+                raise AudioDeviceError(
+                    f"a JACK client {client_name!r} exists already (another dkvae-live?); "
+                    "stop it or choose another --client-name"
+                ) from exc
             raise AudioDeviceError(
                 "no JACK server answers; start one (`jackd -d alsa` on a sound card, or "
                 "`jackd -d dummy -r 48000 -p 64` without one) or choose --host-api ALSA"
@@ -199,17 +226,13 @@ class JackOutput:
 
     def _open(self) -> Any:
         ffi, lib = self._jack._ffi, self._jack._lib
-        client = self._jack.Client(self._name, no_start_server=True)
+        client = self._jack.Client(self._name, use_exact_name=True, no_start_server=True)
         self._ports = [client.outports.register(f"out_{i + 1}") for i in range(2)]
         if self._mixer.samplerate is None:  # the first time; a server that comes back keeps it
             self._mixer.configure(int(client.samplerate))
-
-        def address(pointer: Any) -> int:
-            return int(ffi.cast("uintptr_t", pointer))
-
         callback, state = self._mixer.jack_process_callback(
-            address(ffi.addressof(lib, "jack_port_get_buffer")),
-            *(address(port._ptr) for port in self._ports),
+            _address(ffi, ffi.addressof(lib, "jack_port_get_buffer")),
+            *(_address(ffi, port._ptr) for port in self._ports),
         )
         error = lib.jack_set_process_callback(
             client._ptr, ffi.cast("JackProcessCallback", callback), ffi.cast("void *", state)
@@ -219,7 +242,36 @@ class JackOutput:
             raise self._jack.JackError(f"cannot set the process callback (error {error})")
         client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
+        if self._midi_port is not None:  # the server came back: the MIDI input comes back too
+            self._register_midi(client)
         return client
+
+    def open_midi(self, source: str | None, channel: int | None) -> str:
+        """A JACK MIDI input on this client, read by the C callback itself (a note-on plays in
+        the cycle it arrives); connected from the output port matching `source`, if given.
+        Call before `start`. Its events reach Python through `Mixer.midi_events`."""
+        self._midi_channel = channel
+        if source:
+            names = [p.name for p in self._client.get_ports(is_midi=True, is_output=True)]
+            matches = [n for n in names if source.lower() in n.lower()]
+            if not matches:
+                raise AudioDeviceError(
+                    f"no JACK MIDI output matches {source!r}; ports: {', '.join(names) or 'none'}"
+                )
+            self._midi_source = matches[0]
+        self._register_midi(self._client)
+        self.midi_port_name = self._midi_port.name
+        return self.midi_port_name
+
+    def _register_midi(self, client: Any) -> None:
+        ffi, lib = self._jack._ffi, self._jack._lib
+        self._midi_port = client.midi_inports.register("midi_in")
+        self._mixer.read_jack_midi(
+            _address(ffi, self._midi_port._ptr),
+            _address(ffi, ffi.addressof(lib, "jack_midi_get_event_count")),
+            _address(ffi, ffi.addressof(lib, "jack_midi_event_get")),
+            self._midi_channel,
+        )
 
     def _xrun(self, delay_usecs: float) -> None:
         self._mixer.xruns += 1
@@ -235,6 +287,11 @@ class JackOutput:
             targets = [p for p in targets if self._device.lower() in p.name.lower()]
         for source, target in zip(self._ports, targets, strict=False):
             client.connect(source, target)
+        if self._midi_source and self._midi_port is not None:
+            try:
+                client.connect(self._midi_source, self._midi_port)
+            except self._jack.JackError as exc:  # it went away meanwhile
+                log.error("cannot connect MIDI from %s: %s", self._midi_source, exc)
 
     def start(self) -> None:
         self._client.activate()

@@ -5,7 +5,9 @@
     OSC thread  ─┴─> PadBank change ────────┼─┘                            v
                                             └──────> audio callback (C): mix voices into out
 
-A note-on never waits for the model: it only appends an event that the next audio callback
+On JACK the MIDI port belongs to the audio client: its C callback plays a note-on in the cycle
+it arrives and hands every MIDI event on to the MIDI thread (counts, controllers, learn).
+A note-on never waits for the model: it only queues an event that the next audio callback
 plays from the sound already rendered for that pad. Slow requests (kits, models, encoding a
 file) run on a job thread of their own, so they never hold up the MIDI or OSC threads either.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import AudioOutput, open_output
+from .audio import AudioOutput, JackOutput, open_output
 from .kit import DEFAULT_KIT, CcMapping, Kit, KitError, check_cc, load_kit, save_kit
 from .midi_in import MidiError, MidiInput
 from .mixer import Mixer
@@ -144,7 +146,7 @@ class Engine:
             host_api=s.host_api,
             samplerate=s.samplerate,
             blocksize=s.blocksize,
-            client_name=f"{s.client_name}-audio",
+            client_name=s.client_name,
             on_restart=self._audio_server_back,
         )
         self.device_name, self.host_api = self.audio.device_name, self.audio.host_api
@@ -154,6 +156,7 @@ class Engine:
             self.pads,
             self.samplerate,
             self.mixer.publish,
+            unpublish=self.mixer.unpublish,
             on_rejected=lambda note: self.dropped.count("render.not_finite", f"pad {note}"),
             hits=self.mixer.hits,
         )
@@ -171,15 +174,25 @@ class Engine:
         self._watcher.start()
 
     def _open_midi(self) -> None:
+        """On JACK a MIDI port of our audio client, read by its C callback; else rtmidi."""
         s = self.settings
+        api = self._midi_api()
+        if api == "jack" and isinstance(self.audio, JackOutput):
+            self.midi = MidiInput(
+                self._note_played_by_callback, self._control, self.dropped.count, s.midi_channel
+            )
+            port = self.audio.open_midi(s.midi_port, s.midi_channel)
+            self.midi_port = self.midi.attach(self.mixer.midi_events, port)
+            return
         self.midi = MidiInput(self.note_on, self._control, self.dropped.count, s.midi_channel)
-        self.midi_port = self.midi.open(self._midi_api(), s.client_name, s.midi_port, "midi_in")
+        self.midi_port = self.midi.open(api, s.client_name, s.midi_port, "midi_in")
 
     def _audio_server_back(self) -> None:
         """The JACK server restarted: its MIDI ports went with it, so open ours again.
 
-        Called while our audio client is not yet active (see JackOutput._supervise)."""
-        if self.midi is None or self._midi_api() != "jack":
+        Called while our audio client is not yet active (see JackOutput._supervise). A MIDI
+        port of that client comes back with it."""
+        if self.midi is None or self._midi_api() != "jack" or isinstance(self.audio, JackOutput):
             return
         self.midi.abandon()
         try:
@@ -217,6 +230,11 @@ class Engine:
             return
         if not self.mixer.note_on(note, max(1, min(127, velocity))):
             self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
+
+    def _note_played_by_callback(self, note: int, velocity: int) -> None:
+        """A JACK MIDI note-on: the audio callback played it already; count what it missed."""
+        if self.pads.get(note) is None:
+            self.dropped.count("note.unmapped", f"note {note} has no pad")
 
     def stop_all(self) -> None:
         if not self.mixer.stop_all():
@@ -352,6 +370,9 @@ class Engine:
     def status(self) -> dict[str, Any]:
         assert self.audio is not None and self.renderer is not None
         info = self.decoder.info
+        dropped = self.dropped.snapshot()
+        if self.mixer.midi_overflow:  # events the JACK callback read and we took too late
+            dropped["midi.overflow"] = self.mixer.midi_overflow
         return {
             "model": info.name,
             "model_kind": info.model_kind,
@@ -374,8 +395,8 @@ class Engine:
             "midi_port": self.midi_port,
             "midi_received": self.midi.messages if self.midi else 0,
             "osc_received": self.osc.received if self.osc else 0,
-            "dropped": self.dropped.total(),
-            **{f"dropped.{k}": v for k, v in sorted(self.dropped.snapshot().items())},
+            "dropped": self.dropped.total() + self.mixer.midi_overflow,
+            **{f"dropped.{k}": v for k, v in sorted(dropped.items())},
         }
 
     # -- OSC address space: docs/osc.md ------------------------------------------------------

@@ -1,9 +1,12 @@
-"""MIDI in: python-rtmidi, polled from a thread of our own.
+"""MIDI in, polled from a thread of our own: from the daemon's JACK client, or python-rtmidi.
 
-No Python callback runs on the MIDI driver's thread: measured on JACK, such a callback loses
-notes in bursts, while polling `get_message()` with a deep queue received 2000 back-to-back
-notes exactly. Bytes are checked here, at the boundary: what is not a well-formed message
-the daemon uses is counted and dropped.
+On JACK the MIDI input is a port of the daemon's own JACK client, read by the C audio
+callback: a note-on plays in the cycle it arrives, one period sooner than through a client of
+its own, and every event (malformed ones too) comes on here to be counted and acted on. Other
+MIDI systems (ALSA on a desktop) go through python-rtmidi, polled: measured on JACK, a Python
+callback on the MIDI driver's thread loses notes in bursts, while polling `get_message()` with
+a deep queue received 2000 back-to-back notes exactly. Bytes are checked here, at the
+boundary: what is not a well-formed message the daemon uses is counted and dropped.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class MidiInput:
         self.notes = 0
         self.port_name = ""
         self._midi_in: Any = None
+        self._read: Callable[[], list[list[int]]] = list
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="dkvae-midi", daemon=True)
 
@@ -118,7 +122,20 @@ class MidiInput:
             midi_in.open_virtual_port(virtual_name)
             self.port_name = f"{client_name}:{virtual_name}"
         self._midi_in = midi_in
+        self._read = self._read_rtmidi
         return self.port_name
+
+    def attach(self, read: Callable[[], list[list[int]]], port_name: str) -> str:
+        """Take messages from `read` (the JACK callback's, `Mixer.midi_events`) instead."""
+        self._read = read
+        self.port_name = port_name
+        return port_name
+
+    def _read_rtmidi(self) -> list[list[int]]:
+        messages: list[list[int]] = []
+        while len(messages) < 256 and (message := self._midi_in.get_message()) is not None:
+            messages.append(message[0])
+        return messages
 
     def start(self) -> None:
         self._thread.start()
@@ -145,16 +162,17 @@ class MidiInput:
         # Below the JACK clients' own threads (5 under a default jackd -P 10): a FIFO thread
         # of equal priority that is running keeps them off its core.
         promote_current_thread(4)
-        midi_in = self._midi_in
+        read = self._read
         while not self._stopping.is_set():
-            message = midi_in.get_message()
-            if message is None:
+            messages = read()
+            if not messages:
                 time.sleep(POLL_INTERVAL)
                 continue
-            try:
-                self.handle(message[0])
-            except Exception as exc:  # never let a bad message end the thread
-                self._on_drop("midi.error", f"{exc!r}")
+            for message in messages:
+                try:
+                    self.handle(message)
+                except Exception as exc:  # never let a bad message end the thread
+                    self._on_drop("midi.error", f"{exc!r}")
 
     def handle(self, data: list[int]) -> None:
         """One MIDI message as bytes: act on it, or count and drop it."""

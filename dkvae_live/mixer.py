@@ -30,6 +30,10 @@ MAX_VARIANTS = 64  # DK_MAX_VARIANTS in _mixer.c
 SOUND_RECORDS = 1024  # sounds published and not yet free again; 128 pads need 128 + a few
 _NOTE_ON, _STOP_ALL = 1, 2
 _NOTES_PLAYED, _NOTES_WITHOUT_SOUND, _VOICES_STOLEN, _LIMITED_BLOCKS, _VOICES_ACTIVE = range(5)
+_MIDI_OVERFLOW = 5
+MIDI_BYTES = 8  # DK_MIDI_BYTES: bytes kept of each MIDI event for Python (SysEx is only counted)
+MIDI_READ = 256  # events taken from the MIDI ring at once
+ALL_CHANNELS, NO_NOTES = -1, -2  # DK_ALL_CHANNELS, DK_NO_NOTES
 
 
 def _load_library() -> ctypes.PyDLL:
@@ -58,6 +62,9 @@ def _load_library() -> ctypes.PyDLL:
         ("dk_limiter_gain", f, [p]),
         ("dk_mix", None, [p, p, i, i]),
         ("dk_set_jack_ports", None, [p, p, p, p]),
+        ("dk_set_jack_midi", None, [p, p, p, p]),
+        ("dk_set_midi_channel", None, [p, i]),
+        ("dk_midi_read", i, [p, p, p, i]),
     ]:
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
@@ -109,6 +116,8 @@ class Mixer:
         self._held: dict[int, PadSound] = {}  # record -> the sound whose buffers it points at
         self._retired: list[tuple[int, int]] = []  # (record, audio cycle when it was replaced)
         self._waiting: dict[int, PadSound] = {}  # notes to publish once a record is free
+        self._midi_data = (ctypes.c_uint8 * (MIDI_BYTES * MIDI_READ))()
+        self._midi_sizes = (ctypes.c_uint32 * MIDI_READ)()
 
     def configure(self, samplerate: int) -> None:
         """Make the audio state for this rate (fade and limiter times in samples). Call before
@@ -179,6 +188,18 @@ class Mixer:
         if old >= 0:
             self._retired.append((old, int(_lib.dk_cycles(state))))
 
+    def unpublish(self, note: int) -> None:
+        """The note plays nothing from the next block on (its pad was removed)."""
+        state = self._audio_state()
+        with self._lock:
+            self.sounds[note] = None
+            self._waiting.pop(note, None)
+            old = self._record_of[note]
+            _lib.dk_publish(state, note, -1)
+            self._record_of[note] = -1
+            if old >= 0:
+                self._retired.append((old, int(_lib.dk_cycles(state))))
+
     def sweep(self) -> None:
         """Free the buffers that the audio side can no longer read; publish what waited."""
         if self._state is None:
@@ -231,6 +252,28 @@ class Mixer:
         assert callback is not None
         return callback, state
 
+    def read_jack_midi(
+        self, port: int, count_events: int, get_event: int, channel: int | None
+    ) -> None:
+        """Have the JACK callback read MIDI from `port` (`jack_port_t *`, with libjack's
+        `jack_midi_get_event_count` and `jack_midi_event_get`) and play the note-ons of
+        `channel` (None: all) itself. Call before the client is activated."""
+        state = self._audio_state()
+        _lib.dk_set_midi_channel(state, ALL_CHANNELS if channel is None else channel)
+        _lib.dk_set_jack_midi(state, port, count_events, get_event)
+
+    def midi_events(self) -> list[list[int]]:
+        """The MIDI events the JACK callback read since the last call (at most MIDI_READ):
+        their bytes, a SysEx or other long event cut to its first MIDI_BYTES."""
+        if self._state is None:
+            return []
+        n = _lib.dk_midi_read(self._state, self._midi_data, self._midi_sizes, MIDI_READ)
+        data = bytes(self._midi_data)
+        return [
+            list(data[i * MIDI_BYTES : i * MIDI_BYTES + min(self._midi_sizes[i], MIDI_BYTES)])
+            for i in range(n)
+        ]
+
     # -- counters ---------------------------------------------------------------------------
     def _counter(self, which: int) -> int:
         return 0 if self._state is None else int(_lib.dk_counter(self._state, which))
@@ -255,6 +298,11 @@ class Mixer:
     def voices_active(self) -> int:
         """Voices sounding and not fading out, as of the last block."""
         return self._counter(_VOICES_ACTIVE)
+
+    @property
+    def midi_overflow(self) -> int:
+        """MIDI events lost because Python did not read them in time."""
+        return self._counter(_MIDI_OVERFLOW)
 
     @property
     def cycles(self) -> int:

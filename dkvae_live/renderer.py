@@ -83,11 +83,13 @@ class RenderWorker:
         publish: Callable[[PadSound], None],
         on_rejected: Callable[[int], None] = lambda note: None,
         hits: Sequence[int] = (0,) * 128,
+        unpublish: Callable[[int], None] = lambda note: None,
     ) -> None:
         self.decoder = decoder
         self.pads = pads
         self.device_rate = device_rate
         self._publish = publish
+        self._unpublish = unpublish  # a pad was removed: its note plays nothing
         self._on_rejected = on_rejected
         self._hits = hits
         self._dirty: set[int] = set()
@@ -203,6 +205,8 @@ class RenderWorker:
         for note in notes:
             pad = self.pads.get(note)
             if pad is None:
+                self._rendered.pop(note, None)
+                self._unpublish(note)
                 continue
             cached = self._rendered.get(note)
             if cached and cached[0] == _sound_key(pad) and note not in used_up:

@@ -34,12 +34,16 @@ def jack_running() -> bool:
     return subprocess.run(["jack_lsp"], capture_output=True, timeout=10).returncode == 0
 
 
+def jackd_log_path(name: str | None = None) -> Path:
+    """Where `start_jackd` writes the server's log."""
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"dkvae-test-jackd-{name or 'default'}.log"
+
+
 def start_jackd(rate: int = 48000, period: int = 64, name: str | None = None) -> subprocess.Popen:
     """A JACK server on the dummy driver (named `name`, else the default server), ready."""
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed (apt-get install jackd2)")
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    log = open(tmp / f"dkvae-test-jackd-{name or 'default'}.log", "ab")  # noqa: SIM115
+    log = open(jackd_log_path(name), "ab")  # noqa: SIM115
     args = ["jackd"] + (["-n", name] if name else [])
     args += [] if os.geteuid() == 0 else ["--no-realtime"]
     args += ["-d", "dummy", "-r", str(rate), "-p", str(period)]
@@ -67,6 +71,33 @@ def jack_server(rate: int = 48000, period: int = 64) -> Iterator[None]:
         yield
     finally:
         stop_jackd(proc)
+
+
+class LateClients:
+    """Which JACK clients the server names for each xrun from now on ("client = X was not
+    finished"), read from the log of a server that `start_jackd` started. It tells the
+    daemon's own clients from the benchmark's: all are in the same graph, and a late one
+    makes every client count an xrun."""
+
+    PATTERN = re.compile(rb"client = (\S+) was not finished")
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or jackd_log_path()
+        self._start = self.path.stat().st_size if self.path.exists() else None
+
+    def counts(self, daemon_client: str) -> dict[str, int] | None:
+        """{"daemon": its JACK client (audio and MIDI in), "others": the rest}; None when the
+        log is not one of ours."""
+        if self._start is None:
+            return None
+        with open(self.path, "rb") as log:
+            log.seek(self._start)
+            names = self.PATTERN.findall(log.read())
+        counts = {"daemon": 0, "others": 0}
+        for raw in names:
+            name = raw.decode(errors="replace")
+            counts["daemon" if name == daemon_client else "others"] += 1
+        return counts
 
 
 def free_udp_port() -> int:
@@ -182,7 +213,7 @@ class Daemon:
     @property
     def audio_port_pattern(self) -> str:
         """A pattern matching this daemon's left output port only."""
-        return f"{re.escape(self.client_name)}-audio:out_1"
+        return f"{re.escape(self.client_name)}:out_1"
 
     def stop(self, timeout: float = 5.0) -> int:
         if self.proc.poll() is None:
@@ -200,7 +231,7 @@ class Daemon:
 class Capture:
     """A JACK client recording one output port of the daemon, indexed by JACK frame time."""
 
-    def __init__(self, port_pattern: str = r".*-audio:out_1", seconds: float = 120.0) -> None:
+    def __init__(self, port_pattern: str = r"dkvae.*:out_1", seconds: float = 120.0) -> None:
         import jack
 
         self.client = jack.Client(
@@ -339,6 +370,7 @@ class MidiSender:
         self._port = self.client.midi_outports.register("out")
         self._pending: deque[bytes] = deque()
         self._per_cycle = per_cycle
+        self.sent_frames: list[int] = []  # JACK frame time at which each message went out
         self.client.set_process_callback(self._process)
         self.client.activate()
         self.client.connect(self._port, daemon_port)
@@ -351,6 +383,7 @@ class MidiSender:
             except self._jack.JackError:  # the port's buffer is full: next cycle
                 return
             self._pending.popleft()
+            self.sent_frames.append(self.client.last_frame_time + offset)
 
     def send(self, data: list[int]) -> None:
         self._pending.append(bytes(data))
@@ -367,6 +400,48 @@ class MidiSender:
         self.flush()
         self.client.deactivate()
         self.client.close()
+
+
+_CHILD_SENDER = """
+import sys, rtmidi
+out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=sys.argv[2])
+ports = out.get_ports()
+out.open_port(next(i for i, p in enumerate(ports) if p.startswith(sys.argv[1])), "out")
+print("ready", flush=True)
+for line in sys.stdin:
+    out.send_message(bytes.fromhex(line))
+"""
+
+
+class MidiSenderProcess:
+    """A JACK MIDI sender in a child process through rtmidi, whose JACK callback is C: no
+    Python runs on a JACK thread, so a busy bench process cannot make the JACK graph late
+    (a `MidiSender` callback waits for this process's GIL). Well-formed messages only."""
+
+    def __init__(self, daemon_port: str) -> None:
+        name = f"dkvae-test-midiproc-{os.getpid()}-{next(_names)}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_SENDER, daemon_port, name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._stdin = self.proc.stdin
+        if self.proc.stdout.readline().strip() != "ready":
+            self.proc.kill()
+            raise RuntimeError(f"the MIDI sender could not connect to {daemon_port}")
+
+    def send(self, data: list[int]) -> None:
+        self._stdin.write(bytes(data).hex() + "\n")
+        self._stdin.flush()
+
+    def note_on(self, note: int, velocity: int, channel: int = 9) -> None:
+        self.send([0x90 | channel, note, velocity])
+
+    def close(self) -> None:
+        self._stdin.close()
+        self.proc.wait(timeout=10)
 
 
 def dominant_frequency(audio: np.ndarray, rate: int) -> float:

@@ -112,14 +112,16 @@ def test_a_second_daemon_on_the_same_osc_port_says_so_and_exits(
     assert daemon.proc.poll() is None
 
 
-def test_a_second_daemon_with_the_same_midi_port_name_says_so_and_exits(
+def test_a_second_daemon_with_the_same_jack_client_name_says_so_and_exits(
     daemon: Daemon, sine_model: Path
 ) -> None:
     result = start_daemon(
         "--model", str(sine_model), "--client-name", daemon.client_name, "--osc-port", "0"
     )
     assert result.returncode == 2
-    assert f"a MIDI port '{daemon.client_name}:midi_in' exists already" in result.stderr
+    # its MIDI port would be the first one's, daemon.midi_port: JACK refuses the name
+    assert f"a JACK client '{daemon.client_name}' exists already" in result.stderr
+    assert "another dkvae-live" in result.stderr
     assert daemon.proc.poll() is None
 
 

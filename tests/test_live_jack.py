@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +38,44 @@ def test_midi_note_plays_the_pads_sound_at_the_velocitys_level(
     assert dominant_frequency(loud[:4096], capture.rate) == pytest.approx(want, rel=0.02)
     assert np.max(np.abs(loud)) == pytest.approx(AMPLITUDE * MASTER_GAIN, rel=0.05)
     assert np.max(np.abs(soft)) / np.max(np.abs(loud)) == pytest.approx(64 / 127, rel=0.05)
+
+
+def test_a_midi_note_plays_in_the_jack_cycle_it_arrives_and_only_on_its_channel(
+    jack: None, sine_model: Path, gm_kit: Path
+) -> None:
+    """The MIDI input is a port of the daemon's own JACK client, read by its C callback: the
+    hit starts in the same period as the MIDI event, not in the next one."""
+    daemon = Daemon(sine_model, "--kit", str(gm_kit), "--midi-channel", "10")
+    try:
+        daemon.wait_ready()
+        capture = Capture(daemon.audio_port_pattern)
+        midi = MidiSender(daemon.midi_port)
+        try:
+            capture.wait_until(1)
+            assert capture.first_frame is not None
+            period = int(capture.client.blocksize)
+            delays = []
+            for _ in range(10):
+                start = capture.now()
+                midi.note_on(38, 120, channel=9)  # channel 10
+                onset = capture.onset(start, int(0.1 * capture.rate))
+                assert onset is not None, "the note did not play"
+                delays.append(capture.first_frame + onset - midi.sent_frames[-1])
+                time.sleep(0.3)
+            daemon.osc.send("/dkvae/stop")
+            time.sleep(0.2)
+            start = capture.now()
+            midi.note_on(38, 120, channel=0)  # another channel: not for us
+            assert capture.onset(start, int(0.2 * capture.rate)) is None
+        finally:
+            midi.close()
+            capture.close()
+        status = daemon.osc.status()
+    finally:
+        daemon.stop()
+    assert max(delays) < period, f"onsets {delays} frames after the MIDI event"
+    assert status["notes_received"] == 10 and status["notes_played"] == 10
+    assert status["dropped"] == 0
 
 
 def test_osc_latent_change_is_heard_on_the_next_hit_5_ms_later(

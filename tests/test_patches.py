@@ -144,7 +144,7 @@ class Fudi:
 def own_capture(daemon: Daemon) -> Capture:
     """A capture of this test's daemon, not of another daemon on the same JACK server."""
     try:
-        capture = Capture(f"{re.escape(daemon.client_name)}-audio:out_1")
+        capture = Capture(daemon.audio_port_pattern)
     except RuntimeError:  # a daemon whose output is a PortAudio client: the default port
         capture = Capture()
     capture.wait_until(1)
