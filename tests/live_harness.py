@@ -5,6 +5,7 @@ Used by tests/ and by bench/ (the latency script), so both measure the same way.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import re
@@ -28,6 +29,17 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 _names = itertools.count()
 
 
+def keep_collector_short() -> None:
+    """Move every object alive now out of this process's garbage collections.
+
+    A JACK client of ours (capture, MIDI sender) runs a Python callback that needs this
+    process's GIL each period; a full collection over a test process's heap (TensorFlow and
+    onnx loaded) holds it for tens of milliseconds, the client is late, and JACK counts an
+    xrun, and the capture a gap, that the daemon did not cause. The daemon does the same."""
+    gc.collect()
+    gc.freeze()
+
+
 def jack_running() -> bool:
     if shutil.which("jack_lsp") is None:
         return False
@@ -35,8 +47,22 @@ def jack_running() -> bool:
 
 
 def jackd_log_path(name: str | None = None) -> Path:
-    """Where `start_jackd` writes the server's log."""
-    return Path(os.environ.get("TMPDIR", "/tmp")) / f"dkvae-test-jackd-{name or 'default'}.log"
+    """Where `start_jackd` (and scripts/jack-dummy.sh, for the default server) write the log."""
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"dkvae-jackd{'-' + name if name else ''}.log"
+
+
+def running_jackd_log() -> Path | None:
+    """The file that a running jackd writes its output to, if it is a regular file."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or (proc / "comm").read_text().strip() != "jackd":
+                continue
+            target = Path(os.readlink(proc / "fd" / "2"))
+        except OSError:
+            continue
+        if target.is_file():
+            return target
+    return None
 
 
 def start_jackd(rate: int = 48000, period: int = 64, name: str | None = None) -> subprocess.Popen:
@@ -75,19 +101,20 @@ def jack_server(rate: int = 48000, period: int = 64) -> Iterator[None]:
 
 class LateClients:
     """Which JACK clients the server names for each xrun from now on ("client = X was not
-    finished"), read from the log of a server that `start_jackd` started. It tells the
-    daemon's own clients from the benchmark's: all are in the same graph, and a late one
-    makes every client count an xrun."""
+    finished"), read from the running jackd's log. It tells the daemon's own client from a
+    test's or benchmark's: all are in the same graph, and a late one makes every client count
+    an xrun (and a late capture records a gap)."""
 
     PATTERN = re.compile(rb"client = (\S+) was not finished")
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or jackd_log_path()
-        self._start = self.path.stat().st_size if self.path.exists() else None
+    def __init__(self) -> None:
+        found = running_jackd_log()
+        self.path = found or Path("/nonexistent")
+        self._start = found.stat().st_size if found else None
 
     def counts(self, daemon_client: str) -> dict[str, int] | None:
-        """{"daemon": its JACK client (audio and MIDI in), "others": the rest}; None when the
-        log is not one of ours."""
+        """{"daemon": its JACK client (audio and MIDI in), "others": the rest}; None when no
+        running jackd writes a log file."""
         if self._start is None:
             return None
         with open(self.path, "rb") as log:
@@ -234,6 +261,7 @@ class Capture:
     def __init__(self, port_pattern: str = r"dkvae.*:out_1", seconds: float = 120.0) -> None:
         import jack
 
+        keep_collector_short()
         self.client = jack.Client(
             f"dkvae-capture-{os.getpid()}-{next(_names)}", no_start_server=True
         )
@@ -363,6 +391,7 @@ class MidiSender:
     def __init__(self, daemon_port: str, per_cycle: int = 4096) -> None:
         import jack
 
+        keep_collector_short()
         self._jack = jack
         self.client = jack.Client(
             f"dkvae-test-midi-{os.getpid()}-{next(_names)}", no_start_server=True
