@@ -25,7 +25,7 @@ from common import DEFAULT_MODEL_DIR, bench_jack_server, conditions, use_bench_s
 
 use_bench_server()
 
-from live_harness import Daemon  # noqa: E402
+from live_harness import Daemon, LateClients  # noqa: E402
 from synth_models import CLASSES, sine_decoder  # noqa: E402
 
 from dkvae_live.kit import Kit, save_kit  # noqa: E402
@@ -66,6 +66,7 @@ def main() -> int:
             daemon.wait_ready()
             osc = daemon.osc
             time.sleep(2.0)  # let start-up settle
+            late = LateClients()
             for i in range(args.swaps):
                 x0 = osc.status()["xruns"]
                 time.sleep(args.window)
@@ -79,6 +80,7 @@ def main() -> int:
                 idle.append(x1 - x0)
                 swap.append(x2 - x1)
             alive = daemon.proc.poll() is None
+            late_clients = late.counts(daemon.client_name)
         finally:
             daemon.stop()
     result: dict[str, Any] = {
@@ -93,6 +95,7 @@ def main() -> int:
         "idle_windows_with_xruns": sum(1 for x in idle if x),
         "swap_reply_ms_median": round(sorted(reply_ms)[len(reply_ms) // 2], 1),
         "swap_reply_ms_max": round(max(reply_ms), 1),
+        "late_clients": late_clients,  # whom JACK named late, over all the windows
         "per_swap": swap,
         "per_idle": idle,
         "daemon_alive": alive,

@@ -52,10 +52,16 @@ def jackd_log_path(name: str | None = None) -> Path:
 
 
 def running_jackd_log() -> Path | None:
-    """The file that a running jackd writes its output to, if it is a regular file."""
+    """The file that the running jackd this process talks to (the default server, or the
+    one JACK_DEFAULT_SERVER names) writes its output to, if it is a regular file."""
+    wanted = os.environ.get("JACK_DEFAULT_SERVER", "default")
     for proc in Path("/proc").iterdir():
         try:
             if not proc.name.isdigit() or (proc / "comm").read_text().strip() != "jackd":
+                continue
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            name = args[args.index("-n") + 1] if "-n" in args[:-1] else "default"
+            if name != wanted:
                 continue
             target = Path(os.readlink(proc / "fd" / "2"))
         except OSError:
