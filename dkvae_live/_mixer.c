@@ -99,6 +99,12 @@ typedef struct {
 
 /* -- set-up, from Python ------------------------------------------------------------------ */
 
+/* Write to every page now, so that the audio thread never takes a page fault on first use. */
+static void touch(void *memory, size_t size) {
+    volatile char *bytes = memory;
+    for (size_t i = 0; i < size; i += 4096) bytes[i] = 0;
+}
+
 
 dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_seconds,
                  int n_sounds) {
@@ -118,6 +124,10 @@ dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_
         free(m);
         return NULL;
     }
+    touch(m, sizeof(dk_mixer));
+    touch(m->sounds, (size_t)n_sounds * sizeof(dk_sound));
+    touch(m->sound_voices, (size_t)n_sounds * sizeof(atomic_int));
+    touch(m->voices, (size_t)m->slots * sizeof(dk_voice));
     for (int i = 0; i < DK_NOTES; i++) atomic_init(&m->pad[i], -1);
     for (int s = 0; s < m->slots; s++) m->voices[s].sound = -1;
     atomic_init(&m->master_gain, 0.5f);

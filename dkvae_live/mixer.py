@@ -120,29 +120,21 @@ class Mixer:
         self._midi_sizes = (ctypes.c_uint32 * MIDI_READ)()
 
     def configure(self, samplerate: int) -> None:
-        """Make the audio state for this rate (fade and limiter times in samples). Call before
-        the audio starts; sounds published earlier are published again."""
-        if samplerate == self.samplerate:
+        """Make the audio state for this rate (fade and limiter times in samples), once,
+        before the audio starts."""
+        if self.samplerate is not None:
+            if samplerate != self.samplerate:
+                raise RuntimeError(f"the mixer runs at {self.samplerate} Hz already")
             return
-        self.samplerate = samplerate
         state = _lib.dk_new(
             self.polyphony, samplerate, int(FADE_SECONDS * samplerate), RELEASE_SECONDS,
             SOUND_RECORDS,
         )
         if not state:
             raise MemoryError("cannot allocate the mixer")
-        old, self._state = self._state, state
+        self._state, self.samplerate = state, samplerate
         weakref.finalize(self, _lib.dk_free, state)
         _lib.dk_set_master_gain(state, self.master_gain)
-        if old is not None:
-            with self._lock:
-                self._free = list(range(SOUND_RECORDS - 1, -1, -1))
-                self._record_of = [-1] * 128
-                self._held.clear()
-                self._retired.clear()
-            for sound in self.sounds:
-                if sound is not None:
-                    self.publish(sound)
 
     def _audio_state(self) -> int:
         if self._state is None:
@@ -268,7 +260,9 @@ class Mixer:
         if self._state is None:
             return []
         n = _lib.dk_midi_read(self._state, self._midi_data, self._midi_sizes, MIDI_READ)
-        data = bytes(self._midi_data)
+        if n == 0:
+            return []
+        data = ctypes.string_at(self._midi_data, n * MIDI_BYTES)
         return [
             list(data[i * MIDI_BYTES : i * MIDI_BYTES + min(self._midi_sizes[i], MIDI_BYTES)])
             for i in range(n)
