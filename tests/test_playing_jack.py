@@ -278,14 +278,17 @@ def load_kit_text(text: str, folder: Path) -> Kit:
 
 
 def test_offline_render_sounds_like_the_live_take(rig: Rig) -> None:
-    """The same four notes, played live over MIDI and rendered offline, match hit for hit."""
+    """The same four notes, played live over MIDI and rendered offline, match hit for hit.
+
+    The notes lie 1.1 s apart, longer than any sound (1 s): no tail of one rings under the
+    next, on either side, whatever the live timing."""
     midi_file = rig.root / "groove.mid"
     track = mido.MidiTrack()
     mid = mido.MidiFile(ticks_per_beat=480)
     mid.tracks.append(track)
     for note, velocity in ((36, 127), (38, 90), (42, 60), (46, 127)):
         track.append(mido.Message("note_on", channel=9, note=note, velocity=velocity, time=0))
-        track.append(mido.Message("note_off", channel=9, note=note, velocity=0, time=240))
+        track.append(mido.Message("note_off", channel=9, note=note, velocity=0, time=1056))
     mid.save(str(midi_file))
     notes = midi_notes(midi_file)
     decoder = Decoder(rig.root / "model")
@@ -295,8 +298,16 @@ def test_offline_render_sounds_like_the_live_take(rig: Rig) -> None:
     live = []
     try:
         for _, note, velocity in notes:
-            live.append(rig.capture.hit(lambda n=note, v=velocity: midi.note_on(n, v), 0.1))
-            time.sleep(0.2)
+            for _attempt in range(3):
+                late = LateClients()
+                take = rig.capture.hit(lambda n=note, v=velocity: midi.note_on(n, v), 0.1)
+                time.sleep(1.0)
+                blamed = late.counts(rig.daemon.client_name)
+                if not blamed or not blamed["others"]:
+                    break
+                # JACK found one of this test's own clients (capture, MIDI sender) late:
+                # the take may hold a gap of the test's making. Play it again.
+            live.append(take)
     finally:
         midi.close()
     left = offline[:, 0]
