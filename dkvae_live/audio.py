@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -181,7 +180,6 @@ class JackOutput:
         client_name: str,
         device: str | None,
         samplerate: int | None,
-        on_restart: Callable[[], None] = lambda: None,
     ) -> None:
         import jack
 
@@ -189,13 +187,13 @@ class JackOutput:
         self._mixer = mixer
         self._name = client_name
         self._device = device
-        self._on_restart = on_restart
         self.host_api = "JACK"
         self._lost = threading.Event()
         self._closing = threading.Event()
         self._dead_clients: list[Any] = []  # never closed: closing a client of a dead server
         self._shutdown_reason = ""
         self._midi_source: str | None = None  # the MIDI output port we connect from, if any
+        self._midi_channel: int | None = None
         self._midi_port: Any = None
         self.midi_port_name = ""  # our MIDI input, once open_midi was called
         self.restarts = 0
@@ -324,9 +322,6 @@ class JackOutput:
                 break
             else:
                 return
-            # Other JACK clients (MIDI) reopen before ours is active: a client that closes or
-            # opens while holding the GIL would otherwise wait on our process callback.
-            self._on_restart()
             try:
                 self._client.activate()
                 self._connect_outputs()
@@ -354,10 +349,9 @@ def open_output(
     samplerate: int | None,
     blocksize: int,
     client_name: str,
-    on_restart: Callable[[], None] = lambda: None,
 ) -> AudioOutput:
     """JACK when asked for, or by default when a JACK server runs; PortAudio otherwise."""
     wants_jack = host_api is not None and "jack" in host_api.lower()
     if wants_jack or (host_api is None and jack_server_running()):
-        return JackOutput(mixer, client_name, device, samplerate, on_restart)
+        return JackOutput(mixer, client_name, device, samplerate)
     return PortAudioOutput(mixer, device, host_api, samplerate, blocksize)

@@ -27,7 +27,7 @@ import numpy as np
 
 from .audio import AudioOutput, JackOutput, open_output
 from .kit import DEFAULT_KIT, CcMapping, Kit, KitError, check_cc, load_kit, save_kit
-from .midi_in import MidiError, MidiInput
+from .midi_in import MidiInput
 from .mixer import Mixer
 from .model import Decoder, Encoder, ModelError, read_sound
 from .osc_in import OscServer, Sender
@@ -147,7 +147,6 @@ class Engine:
             samplerate=s.samplerate,
             blocksize=s.blocksize,
             client_name=s.client_name,
-            on_restart=self._audio_server_back,
         )
         self.device_name, self.host_api = self.audio.device_name, self.audio.host_api
         self.samplerate = self.audio.samplerate
@@ -186,22 +185,6 @@ class Engine:
             return
         self.midi = MidiInput(self.note_on, self._control, self.dropped.count, s.midi_channel)
         self.midi_port = self.midi.open(api, s.client_name, s.midi_port, "midi_in")
-
-    def _audio_server_back(self) -> None:
-        """The JACK server restarted: its MIDI ports went with it, so open ours again.
-
-        Called while our audio client is not yet active (see JackOutput._supervise). A MIDI
-        port of that client comes back with it."""
-        if self.midi is None or self._midi_api() != "jack" or isinstance(self.audio, JackOutput):
-            return
-        self.midi.abandon()
-        try:
-            self._open_midi()
-            assert self.midi is not None
-            self.midi.start()
-            log.info("MIDI in on %s again", self.midi_port)
-        except MidiError as exc:
-            log.error("MIDI in could not be opened again: %s", exc)
 
     def _midi_api(self) -> str:
         api = self.settings.midi_api

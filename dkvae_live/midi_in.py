@@ -25,8 +25,6 @@ QUEUE_SIZE = 4096
 POLL_INTERVAL = 0.0002  # seconds asleep when the queue is empty
 
 
-_ABANDONED: list[Any] = []
-
 
 class MidiError(Exception):
     """No MIDI API, or the port asked for does not exist."""
@@ -148,15 +146,6 @@ class MidiInput:
             self._midi_in.close_port()
             self._midi_in.delete()
             self._midi_in = None
-
-    def abandon(self) -> None:
-        """Stop polling a port whose MIDI server died; its client is dropped, never closed
-        (closing a JACK client of a dead server is not safe)."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=1.0)
-        _ABANDONED.append(self._midi_in)  # kept alive: its destructor would close the client
-        self._midi_in = None
 
     def _poll(self) -> None:
         # Below the JACK clients' own threads (5 under a default jackd -P 10): a FIFO thread
