@@ -31,7 +31,6 @@
 #define DK_MIDI_EVENTS 8192 /* a power of two */
 #define DK_MIDI_BYTES 8     /* bytes kept of each MIDI event (SysEx is only counted) */
 #define DK_ALL_CHANNELS -1
-#define DK_NO_NOTES -2
 
 enum { DK_NOTE_ON = 1, DK_STOP_ALL = 2 };
 
@@ -91,7 +90,7 @@ typedef struct {
     void *midi_port; /* NULL: no MIDI in this callback */
     dk_midi_count midi_count;
     dk_midi_get midi_get;
-    atomic_int midi_channel; /* 0..15, DK_ALL_CHANNELS, or DK_NO_NOTES */
+    atomic_int midi_channel; /* 0..15 or DK_ALL_CHANNELS */
     dk_midi midi[DK_MIDI_EVENTS];
     atomic_uint midi_head, midi_tail;
     atomic_ullong midi_overflow;
@@ -104,7 +103,6 @@ static void touch(void *memory, size_t size) {
     volatile char *bytes = memory;
     for (size_t i = 0; i < size; i += 4096) bytes[i] = 0;
 }
-
 
 dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_seconds,
                  int n_sounds) {
@@ -425,7 +423,7 @@ void dk_set_jack_midi(dk_mixer *m, void *port, dk_midi_count count, dk_midi_get 
     m->midi_port = port;
 }
 
-/* Which channel's note-ons the callback plays itself: 0..15, DK_ALL_CHANNELS, DK_NO_NOTES. */
+/* Which channel's note-ons the callback plays itself: 0..15 or DK_ALL_CHANNELS. */
 void dk_set_midi_channel(dk_mixer *m, int channel) { atomic_store(&m->midi_channel, channel); }
 
 /* Up to `max` MIDI events for Python: DK_MIDI_BYTES bytes each into `data`, whole sizes into
@@ -445,7 +443,7 @@ int dk_midi_read(dk_mixer *m, uint8_t *data, uint32_t *sizes, int max) {
 
 /* A well-formed note-on on the channel played here: the same test as MidiInput.handle. */
 static int plays_note(const uint8_t *b, size_t size, int channel) {
-    return channel != DK_NO_NOTES && size == 3 && (b[0] & 0xF0) == 0x90 && b[1] < 128 &&
+    return size == 3 && (b[0] & 0xF0) == 0x90 && b[1] < 128 &&
            b[2] > 0 && b[2] < 128 && (channel == DK_ALL_CHANNELS || (b[0] & 0x0F) == channel);
 }
 

@@ -138,26 +138,30 @@ class PortAudioOutput:
         self._stream.close()
 
 
-def jack_server_running() -> bool:
+def _probe() -> Any:
+    """A short-lived JACK client, or None when no JACK server answers (or no JACK-Client)."""
     try:
         import jack
     except (ImportError, OSError):
-        return False
+        return None
     try:
-        probe = jack.Client("dkvae-probe", no_start_server=True)
+        return jack.Client("dkvae-probe", no_start_server=True)
     except jack.JackOpenError:
+        return None
+
+
+def jack_server_running() -> bool:
+    probe = _probe()
+    if probe is None:
         return False
     probe.close()
     return True
 
 
 def _client_exists(name: str) -> bool:
-    """Whether a JACK client of this exact name has ports (a running server needed)."""
-    import jack
-
-    try:
-        probe = jack.Client("dkvae-probe", no_start_server=True)
-    except jack.JackOpenError:
+    """Whether a JACK client of this exact name has ports."""
+    probe = _probe()
+    if probe is None:
         return False
     try:
         return any(p.name.startswith(f"{name}:") for p in probe.get_ports())

@@ -211,7 +211,7 @@ class Engine:
         if self.pads.get(note) is None:
             self.dropped.count("note.unmapped", f"note {note} has no pad")
             return
-        if not self.mixer.note_on(note, max(1, min(127, velocity))):
+        if not self.mixer.note_on(note, velocity):  # the mixer clamps it to 1..127
             self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
 
     def _note_played_by_callback(self, note: int, velocity: int) -> None:

@@ -33,7 +33,7 @@ _NOTES_PLAYED, _NOTES_WITHOUT_SOUND, _VOICES_STOLEN, _LIMITED_BLOCKS, _VOICES_AC
 _MIDI_OVERFLOW = 5
 MIDI_BYTES = 8  # DK_MIDI_BYTES: bytes kept of each MIDI event for Python (SysEx is only counted)
 MIDI_READ = 256  # events taken from the MIDI ring at once
-ALL_CHANNELS, NO_NOTES = -1, -2  # DK_ALL_CHANNELS, DK_NO_NOTES
+ALL_CHANNELS = -1  # DK_ALL_CHANNELS
 
 
 def _load_library() -> ctypes.PyDLL:
