@@ -45,7 +45,6 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--json", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args()
-    sys.setswitchinterval(0.0005)  # as the daemon: our JACK callback must not wait 5 ms for us
     with jack_server(), tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         models = [sine_decoder(root / "a" / "decoder.onnx"),

@@ -138,7 +138,8 @@ class Engine:
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
-        sys.setswitchinterval(0.0005)  # keep the GIL from holding the audio thread for 5 ms
+        # A thread that wants the GIL (MIDI in, a PortAudio callback) waits 0.5 ms, not 5.
+        sys.setswitchinterval(0.0005)
         self.osc = OscServer(s.osc_host, s.osc_port, self.dropped.count, s.osc_allow)
         self.audio = open_output(
             self.mixer,
