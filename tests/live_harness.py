@@ -302,6 +302,14 @@ class Capture:
         assert self.first_frame is not None
         return int(self.client.frame_time) - self.first_frame
 
+    def trigger_frame(self) -> int:
+        """Where to look for the sound of a trigger sent now: one period before `now()`.
+
+        A trigger sent while a JACK cycle is under way can still sound from that cycle's
+        first frame, before `now()`, when the daemon's callback (or the MIDI sender's, ahead
+        of it) has not run yet in that cycle."""
+        return max(0, self.now() - int(self.client.blocksize))
+
     def wait_until(self, frame: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while self.end < frame:
@@ -321,7 +329,7 @@ class Capture:
 
     def hit(self, send: Callable[[], None], seconds: float = 0.15) -> np.ndarray:
         """Call `send` (a trigger), return the captured audio from the onset on."""
-        sent = self.now()
+        sent = self.trigger_frame()
         send()
         onset = self.onset(sent, int(0.1 * self.rate))
         if onset is None:

@@ -26,7 +26,7 @@ def sound_within(capture: Capture, send, seconds: float) -> float | None:
     """Trigger every 50 ms until a hit is captured; seconds it took, or None."""
     start = time.monotonic()
     while time.monotonic() - start < seconds:
-        sent = capture.now()
+        sent = capture.trigger_frame()
         send()
         try:
             if capture.onset(sent, int(0.05 * capture.rate)) is not None:

@@ -58,7 +58,7 @@ def test_a_midi_note_plays_in_the_jack_cycle_it_arrives_and_only_on_its_channel(
             for _ in range(10):
                 daemon.osc.send("/dkvae/stop")  # nothing rings on: the onset is this hit's
                 time.sleep(0.1)
-                start = capture.now()
+                start = capture.trigger_frame()
                 midi.note_on(38, 120, channel=9)  # channel 10
                 onset = capture.onset(start, int(0.1 * capture.rate))
                 assert onset is not None, "the note did not play"
@@ -66,7 +66,7 @@ def test_a_midi_note_plays_in_the_jack_cycle_it_arrives_and_only_on_its_channel(
                 time.sleep(0.3)
             daemon.osc.send("/dkvae/stop")
             time.sleep(0.2)
-            start = capture.now()
+            start = capture.trigger_frame()
             midi.note_on(38, 120, channel=0)  # another channel: not for us
             assert capture.onset(start, int(0.2 * capture.rate)) is None
         finally:

@@ -160,7 +160,7 @@ def own(daemon: Daemon) -> Iterator[Capture]:
 
 def hit(capture: Capture, send: Callable[[], None], seconds: float = 0.1) -> np.ndarray:
     """Send one trigger, return the captured audio from its onset on."""
-    sent = capture.now()
+    sent = capture.trigger_frame()
     send()
     # Pd is an ordinary process on a busy machine: give it time (latency is measured elsewhere)
     onset = capture.onset(sent, int(2.0 * capture.rate))

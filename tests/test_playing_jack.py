@@ -187,7 +187,7 @@ def test_a_model_swap_plays_the_new_model_and_a_bad_model_changes_nothing(rig: R
     (models / "broken.onnx").write_bytes(b"not a model at all")
     osc.send("/dkvae/pad/latent", 36, 0.0, LONG, *([0.0] * 6))
     time.sleep(0.3)
-    start = cap.now()
+    start = cap.trigger_frame()
     osc.send("/dkvae/trigger", 36, 127)
     time.sleep(0.05)
     osc.send("/dkvae/model/load", str(models / "octave"))
@@ -224,7 +224,7 @@ def test_a_model_swap_leaves_no_audible_gap(rig: Rig) -> None:
         model = rig.root / "models" / f"swap-{attempt}"
         sine_decoder(model / "decoder.onnx", base_hz=400.0 + 50.0 * attempt)
         late = LateClients()
-        start = cap.now()
+        start = cap.trigger_frame()
         osc.send("/dkvae/trigger", 36, 127)
         time.sleep(0.05)
         osc.send("/dkvae/model/load", str(model))
