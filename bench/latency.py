@@ -61,9 +61,10 @@ def measure(
     latencies, missed = [], 0
     for _ in range(hits):
         time.sleep(spacing + random.random() * 0.01)
-        sent = capture.now()
+        earliest, sent = capture.trigger_frame(), capture.now()
         send()
-        onset = capture.onset(sent, int(window * capture.rate))
+        # A send can land in the cycle under way, which began before now(): negative latency.
+        onset = capture.onset(earliest, int(window * capture.rate))
         if onset is None:
             missed += 1
         else:
@@ -78,7 +79,7 @@ def latent_changes(daemon: Daemon, capture: Capture, gap_s: float, trials: int) 
     for i in range(trials):
         latent[0] = 1.0 if i % 2 else 0.0
         time.sleep(0.08)
-        sent = capture.now()
+        sent = capture.trigger_frame()
         daemon.osc.send("/dkvae/pad/latent", PAD, *latent)
         time.sleep(gap_s)
         daemon.osc.send("/dkvae/trigger", PAD, 127)

@@ -90,10 +90,11 @@ def measure_echo(midicap: MidiCapture, send: Any, hits: int) -> tuple[list[int],
     for _ in range(hits):
         time.sleep(0.01 + random.random() * 0.01)
         index = len(midicap.events)
-        sent = midicap.now()
+        earliest, sent = midicap.trigger_frame(), midicap.now()
         send()
         event = midicap.wait_event(index, timeout=0.05)
-        while event is not None and event[0] < sent:  # a late echo of an earlier send
+        # A send can land in the cycle under way, which began before now(): negative latency.
+        while event is not None and event[0] < earliest:  # a late echo of an earlier send
             index += 1
             event = midicap.wait_event(index, timeout=0.05)
         if event is None:
@@ -193,7 +194,7 @@ def changed_hit(
     """Silence the pad, set its latent, wait gap_s, trigger; the captured hit and the real gap."""
     daemon.osc.send("/dkvae/stop")
     time.sleep(0.03)
-    sent = capture.now()
+    sent = capture.trigger_frame()
     start = time.perf_counter()
     daemon.osc.send("/dkvae/pad/latent", PAD, *latent)
     gap = wait_precisely(start, gap_s)
