@@ -22,7 +22,12 @@ from .rt import promote_current_thread
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 4096
-POLL_INTERVAL = 0.0002  # seconds asleep when the queue is empty
+# Seconds asleep when nothing came. Through rtmidi a note plays only once read here; on JACK
+# the callback has played it already and what comes here (counts, controllers, learn) can
+# wait a little: 5000 wake-ups a second of a real-time thread cost an idle daemon 10 % of a
+# core, and under a MIDI flood they made JACK cycles late.
+POLL_INTERVAL = 0.0002
+POLL_INTERVAL_JACK = 0.002
 
 
 
@@ -93,6 +98,8 @@ class MidiInput:
         self.port_name = ""
         self._midi_in: Any = None
         self._read: Callable[[], list[list[int]]] = list
+        self._poll_interval = POLL_INTERVAL
+        self._realtime = True  # notes play from this thread (rtmidi): ask for SCHED_FIFO
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="dkvae-midi", daemon=True)
 
@@ -127,6 +134,8 @@ class MidiInput:
         """Take messages from `read` (the JACK callback's, `Mixer.midi_events`) instead."""
         self._read = read
         self.port_name = port_name
+        self._poll_interval = POLL_INTERVAL_JACK
+        self._realtime = False
         return port_name
 
     def _read_rtmidi(self) -> list[list[int]]:
@@ -148,14 +157,15 @@ class MidiInput:
             self._midi_in = None
 
     def _poll(self) -> None:
-        # Below the JACK clients' own threads (5 under a default jackd -P 10): a FIFO thread
-        # of equal priority that is running keeps them off its core.
-        promote_current_thread(4)
-        read = self._read
+        if self._realtime:
+            # Below the JACK clients' own threads (5 under a default jackd -P 10): a FIFO
+            # thread of equal priority that is running keeps them off its core.
+            promote_current_thread(4)
+        read, interval = self._read, self._poll_interval
         while not self._stopping.is_set():
             messages = read()
             if not messages:
-                time.sleep(POLL_INTERVAL)
+                time.sleep(interval)
                 continue
             for message in messages:
                 try:
