@@ -9,7 +9,9 @@ valid trigger and a valid latent for pad 37 go in between, and a last latent aft
 Afterwards: is the daemon alive, did every datagram arrive and get counted, is the captured
 audio finite and under full scale, were there more xruns than idle, were the valid triggers
 played (the fuzz's own valid triggers count too: a lower bound) and does pad 37 hold the last
-latent sent, and does a valid trigger still play.
+latent sent, and does a valid trigger still play. Last, a control: the same MIDI flood from the
+same sender into jack_midi_dump (a C client) while the daemon idles, so that the xruns of the
+benchmark's own sender can be told from the daemon's.
 
     .venv/bin/python bench/fuzz.py [--datagrams 100000] [--midi 20000]
 """
@@ -20,6 +22,9 @@ import argparse
 import gc
 import json
 import multiprocessing
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +72,33 @@ def in_child(target: object, *args: object) -> None:
     child = multiprocessing.get_context("fork").Process(target=target, args=args)
     child.start()
     child.join()
+
+
+def midi_flood_elsewhere(daemon: Daemon, examples: list[bytes]) -> dict[str, object] | None:
+    """The control for the MIDI part: the same flood from the same sender, into a C client
+    (jack_midi_dump) instead of the daemon, which idles. Its xruns are the benchmark's own
+    (a Python JACK client sending 8 messages a cycle) and the machine's, not the daemon's.
+    None without jack_midi_dump."""
+    if shutil.which("jack_midi_dump") is None:
+        return None
+    name = f"dkvae-fuzz-sink-{os.getpid()}"
+    sink = subprocess.Popen(
+        ["jack_midi_dump", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(1.0)
+        before = daemon.osc.status()["xruns"]
+        late = LateClients()
+        started = time.monotonic()
+        in_child(send_midi, f"{name}:input", examples)
+        return {
+            "xruns": daemon.osc.status()["xruns"] - before,
+            "seconds": round(time.monotonic() - started, 1),
+            "late_clients": late.counts(daemon.client_name),
+        }
+    finally:
+        sink.terminate()
+        sink.wait()
 
 
 def probe_latent(count: int) -> list[float]:
@@ -133,6 +165,7 @@ def main() -> int:
             time.sleep(min(fuzz_seconds + caught_up_seconds, 120))
             idle_xruns = daemon.osc.status()["xruns"] - idle0
             late_during_idle = late_idle.counts(daemon.client_name)
+            control = midi_flood_elsewhere(daemon, midi_examples)
             alive = daemon.proc.poll() is None
             capture.close()
         finally:
@@ -152,10 +185,13 @@ def main() -> int:
         "xruns_fuzz": fuzz_xruns,
         "xruns_osc_part": osc_status["xruns"] - xruns0,
         "osc_part_seconds": round(osc_seconds, 1),
+        "xruns_midi_part": fuzz_xruns - (osc_status["xruns"] - xruns0),
+        "midi_part_seconds": round(fuzz_seconds - osc_seconds, 1),
         "xruns_idle_same_time": idle_xruns,
         "idle_seconds": round(min(fuzz_seconds + caught_up_seconds, 120), 1),
         "late_clients_fuzz": late_during_fuzz,
         "late_clients_idle": late_during_idle,
+        "control_midi_into_jack_midi_dump": control,
         "audio_finite": finite,
         "audio_peak": peak,
         "daemon_alive": alive,
