@@ -5,7 +5,9 @@ Method (the one of bench/latency.py): a JACK dummy server of our own (`dkvae-ben
 port. For each hit: read the JACK frame time, send the trigger (a MIDI note-on over JACK MIDI,
 or /dkvae/trigger over UDP), find the first captured sample over -60 dBFS after that frame.
 latency = onset frame - frame at send. Hits are spaced 40-50 ms apart at random, so sends fall
-at every phase of the period.
+at every phase of the period. JACK's frame time is an estimate from the clock, and it drifts
+against the cycles by milliseconds when cycles come late; so MIDI is also measured in the
+graph: onset frame - the frame the sender wrote the note-on at (0 = played in its cycle).
 
 The model is the sine test model (tests/synth_models.py) unless --model is given: its attack is
 at sample 0, so the onset found is the daemon's timing and not a model's slow attack; the model
@@ -82,6 +84,29 @@ def in_units(samples: list[int] | list[float], rate: int) -> dict[str, Any]:
         **{f"{k}_samples": s[k] for k in ("median", "p99", "max", "min")},
         **{f"{k}_ms": s[k] * 1000 / rate for k in ("median", "p99", "max", "min")},
     }
+
+
+def measure_in_graph(capture: Capture, midi: MidiSender, hits: int) -> tuple[list[int], int]:
+    """Frames from the JACK frame a MIDI note-on was written at (the sender's cycle start plus
+    its offset, exact) to the onset: 0 when the note plays in the cycle it arrives in, k
+    periods when it plays k cycles later. Unlike the latency from `now()`, this does not move
+    with JACK's clock estimate, which drifts by milliseconds against the cycles when cycles
+    come late (seen at period 128: 49 hits in a row 2.5 to 5 periods "late", one 17 early)."""
+    latencies, missed = [], 0
+    assert capture.first_frame is not None
+    for _ in range(hits):
+        time.sleep(0.03 + random.random() * 0.01)
+        earliest, index = capture.trigger_frame(), len(midi.sent_frames)
+        midi.note_on(PAD, 127)
+        onset = capture.onset(earliest, int(0.03 * capture.rate))
+        deadline = time.monotonic() + 1.0
+        while len(midi.sent_frames) <= index and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if onset is None or len(midi.sent_frames) <= index:
+            missed += 1
+        else:
+            latencies.append(onset - (midi.sent_frames[index] - capture.first_frame))
+    return latencies, missed
 
 
 def measure_echo(midicap: MidiCapture, send: Any, hits: int) -> tuple[list[int], int]:
@@ -310,6 +335,7 @@ def main() -> int:
             midi_lat, midi_missed = measure(
                 capture, lambda: midi.note_on(PAD, 127), args.hits, 0.03, 0.03
             )
+            graph_lat, graph_missed = measure_in_graph(capture, midi, args.hits)
             osc_lat, osc_missed = measure(
                 capture, lambda: daemon.osc.send("/dkvae/trigger", PAD, 127), args.hits, 0.03, 0.03
             )
@@ -367,6 +393,7 @@ def main() -> int:
         },
         "physical_floor": {"samples": period, "ms": period * 1000 / rate},
         "midi": {**in_units(midi_lat, rate), "missed": midi_missed},
+        "midi_in_graph": {**in_units(graph_lat, rate), "missed": graph_missed},
         "osc": {**in_units(osc_lat, rate), "missed": osc_missed},
         **floor,
     }
@@ -394,7 +421,9 @@ def print_result(result: dict[str, Any]) -> None:
           f"xruns during the hits: daemon {c['daemon_xruns_during_hits']}, "
           f"JACK {c['jack_xruns_during_hits']}")
     rows = []
-    for key, label in (("midi", "MIDI note-on -> onset"), ("osc", "OSC trigger -> onset"),
+    for key, label in (("midi", "MIDI note-on -> onset"),
+                       ("midi_in_graph", "MIDI event frame -> onset"),
+                       ("osc", "OSC trigger -> onset"),
                        ("midi_echo", "floor: JACK MIDI echo"),
                        ("osc_echo", "floor: UDP->MIDI echo"),
                        ("midi_direct", "floor: JACK MIDI one hop")):
