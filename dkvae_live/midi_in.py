@@ -98,8 +98,6 @@ class MidiInput:
         self.port_name = ""
         self._midi_in: Any = None
         self._read: Callable[[], list[list[int]]] = list
-        self._poll_interval = POLL_INTERVAL
-        self._realtime = True  # notes play from this thread (rtmidi): ask for SCHED_FIFO
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="dkvae-midi", daemon=True)
 
@@ -134,8 +132,6 @@ class MidiInput:
         """Take messages from `read` (the JACK callback's, `Mixer.midi_events`) instead."""
         self._read = read
         self.port_name = port_name
-        self._poll_interval = POLL_INTERVAL_JACK
-        self._realtime = False
         return port_name
 
     def _read_rtmidi(self) -> list[list[int]]:
@@ -157,11 +153,13 @@ class MidiInput:
             self._midi_in = None
 
     def _poll(self) -> None:
-        if self._realtime:
+        notes_play_here = self._midi_in is not None  # rtmidi; on JACK the callback plays them
+        if notes_play_here:
             # Below the JACK clients' own threads (5 under a default jackd -P 10): a FIFO
             # thread of equal priority that is running keeps them off its core.
             promote_current_thread(4)
-        read, interval = self._read, self._poll_interval
+        read = self._read
+        interval = POLL_INTERVAL if notes_play_here else POLL_INTERVAL_JACK
         while not self._stopping.is_set():
             messages = read()
             if not messages:
