@@ -198,8 +198,7 @@ class JackOutput:
         self._shutdown_reason = ""
         self._midi_source: str | None = None  # the MIDI output port we connect from, if any
         self._midi_channel: int | None = None
-        self._midi_port: Any = None
-        self.midi_port_name = ""  # our MIDI input, once open_midi was called
+        self._midi_port: Any = None  # our MIDI input, once open_midi was called
         self.restarts = 0
         try:
             self._client = self._open()
@@ -262,8 +261,7 @@ class JackOutput:
                 )
             self._midi_source = matches[0]
         self._register_midi(self._client)
-        self.midi_port_name = self._midi_port.name
-        return self.midi_port_name
+        return str(self._midi_port.name)
 
     def _register_midi(self, client: Any) -> None:
         ffi, lib = self._jack._ffi, self._jack._lib

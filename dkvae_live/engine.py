@@ -209,16 +209,21 @@ class Engine:
     # -- what the inputs do ----------------------------------------------------------------
     def note_on(self, note: int, velocity: int) -> None:
         """Queue a hit for the next audio callback. Any thread; never waits."""
-        if self.pads.get(note) is None:
-            self.dropped.count("note.unmapped", f"note {note} has no pad")
+        if not self._has_pad(note):
             return
         if not self.mixer.note_on(note, velocity):  # the mixer clamps it to 1..127
             self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
 
     def _note_played_by_callback(self, note: int, velocity: int) -> None:
         """A JACK MIDI note-on: the audio callback played it already; count what it missed."""
+        self._has_pad(note)
+
+    def _has_pad(self, note: int) -> bool:
+        """Whether a pad plays `note`; a note without one is counted as dropped."""
         if self.pads.get(note) is None:
             self.dropped.count("note.unmapped", f"note {note} has no pad")
+            return False
+        return True
 
     def stop_all(self) -> None:
         if not self.mixer.stop_all():

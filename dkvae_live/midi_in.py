@@ -30,7 +30,6 @@ POLL_INTERVAL = 0.0002
 POLL_INTERVAL_JACK = 0.002
 
 
-
 class MidiError(Exception):
     """No MIDI API, or the port asked for does not exist."""
 

@@ -174,9 +174,13 @@ class Mixer:
             sound.velocity_curve,
         )
         self._held[record] = sound
-        old = self._record_of[sound.note]
-        _lib.dk_publish(state, sound.note, record)
-        self._record_of[sound.note] = record
+        self._point(state, sound.note, record)
+
+    def _point(self, state: int, note: int, record: int) -> None:
+        """Have `note` play `record` (-1: nothing); the record it played before is retired."""
+        old = self._record_of[note]
+        _lib.dk_publish(state, note, record)
+        self._record_of[note] = record
         if old >= 0:
             self._retired.append((old, int(_lib.dk_cycles(state))))
 
@@ -186,11 +190,7 @@ class Mixer:
         with self._lock:
             self.sounds[note] = None
             self._waiting.pop(note, None)
-            old = self._record_of[note]
-            _lib.dk_publish(state, note, -1)
-            self._record_of[note] = -1
-            if old >= 0:
-                self._retired.append((old, int(_lib.dk_cycles(state))))
+            self._point(state, note, -1)
 
     def sweep(self) -> None:
         """Free the buffers that the audio side can no longer read; publish what waited."""
