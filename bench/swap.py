@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import DEFAULT_MODEL_DIR, bench_jack_server, conditions, use_bench_server, write_json
+from common import (
+    DEFAULT_MODEL_DIR,
+    bench_jack_server,
+    compare_xruns,
+    conditions,
+    use_bench_server,
+    write_json,
+)
 
 use_bench_server()
 
@@ -93,6 +100,9 @@ def main() -> int:
         "xruns_per_idle_window": round(sum(idle) / args.swaps, 2),
         "swap_windows_with_xruns": sum(1 for x in swap if x),
         "idle_windows_with_xruns": sum(1 for x in idle if x),
+        "swap_against_idle": compare_xruns(
+            [(x, args.window) for x in swap], [(x, args.window) for x in idle]
+        ),
         "swap_reply_ms_median": round(sorted(reply_ms)[len(reply_ms) // 2], 1),
         "swap_reply_ms_max": round(max(reply_ms), 1),
         "late_clients": late_clients,  # whom JACK named late, over all the windows
