@@ -1,19 +1,22 @@
 """Fuzz a running daemon: 100,000 hostile OSC datagrams and 20,000 MIDI messages (Hypothesis).
 
-Method: a daemon on the sine test model, its output captured by a JACK client. First the same
-length of time with the daemon idle, counting xruns (the baseline); then the fuzz: random
+Method: a daemon on the sine test model, its output captured by a JACK client. The fuzz: random
 bytes, truncated and oversized packets, valid addresses with wrong types or counts, NaN, inf
 and huge numbers, bundles nested 300 deep, hostile paths (tests/fuzzing.py), then random MIDI
-bytes, SysEx, running status and cut messages sent raw over JACK MIDI. Every 2000 datagrams a
-valid trigger and a valid latent for pad 37 go in between, and a last latent after the fuzz.
-Afterwards: is the daemon alive, did every datagram arrive and get counted, is the captured
-audio finite and under full scale, were there more xruns than idle, were the valid triggers
-played (the fuzz's own valid triggers count too: a lower bound) and does pad 37 hold the last
-latent sent, and does a valid trigger still play. Last, a control: the same MIDI flood from the
-same sender into jack_midi_dump (a C client) while the daemon idles, so that the xruns of the
-benchmark's own sender can be told from the daemon's.
+bytes, SysEx, running status and cut messages sent raw over JACK MIDI. Each part goes in
+--chunks chunks; each chunk (until the daemon has taken it in) is a busy window, followed by an
+idle window of the same length: on a shared VM the idle xrun rate moves by a factor of 5
+within minutes, so the baseline is taken between the chunks, not once (compare_xruns). Every
+2000 datagrams a valid trigger and a valid latent for pad 37 go in between, and a last latent
+after the fuzz. Afterwards: is the daemon alive, did every datagram arrive and get counted, is
+the captured audio finite and under full scale, were there more xruns than idle, were the
+valid triggers played (the fuzz's own valid triggers count too: a lower bound), does pad 37
+hold the last latent sent, and does a valid trigger still play. Last, the controls: the same
+floods from the same senders, with the daemon idle, into a UDP socket that drops them and into
+jack_midi_dump (a C client), so that what the flood costs this machine can be told from what
+the daemon adds.
 
-    .venv/bin/python bench/fuzz.py [--datagrams 100000] [--midi 20000]
+    .venv/bin/python bench/fuzz.py [--datagrams 100000] [--midi 20000] [--chunks 10]
 """
 
 from __future__ import annotations
@@ -24,81 +27,166 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import compare_xruns
 from fuzzing import caught_up_status, datagrams, draw_examples, midi_messages
-from live_harness import Capture, Daemon, LateClients, MidiSender, OscPeer, jack_server
+from live_harness import (
+    Capture,
+    Daemon,
+    LateClients,
+    MidiSender,
+    OscPeer,
+    free_udp_port,
+    jack_server,
+)
 from synth_models import sine_decoder
 
 PROBE_EVERY = 2000  # datagrams between two valid messages
+CATCH_UP_SECONDS = 1.1  # what caught_up_status waits at least; the controls wait as long
 
 
-def send_datagrams(port: int, examples: list[bytes]) -> None:
-    """In a child process: the datagrams, a 10 ms pause every 200, and every PROBE_EVERY a valid
-    trigger and a valid latent for pad 37; a last latent after them."""
+def chunked(examples: list[bytes], chunks: int) -> list[list[bytes]]:
+    size = -(-len(examples) // chunks)
+    return [examples[i : i + size] for i in range(0, len(examples), size)]
+
+
+def send_datagrams(conn: Connection, port: int, examples: list[bytes], chunks: int) -> None:
+    """In a child process, a chunk each time the parent says so: the datagrams, a 10 ms pause
+    every 200, and every PROBE_EVERY a valid trigger and a valid latent for pad 37; a last
+    latent after them."""
     peer = OscPeer(port)
-    for i, datagram in enumerate(examples, 1):
-        peer.send_raw(datagram)
-        if i % PROBE_EVERY == 0:
-            peer.send("/dkvae/trigger", 36, 100)
-            peer.send("/dkvae/pad/latent", 37, *probe_latent(i))
-        if i % 200 == 0:
-            time.sleep(0.01)
-    peer.send("/dkvae/pad/latent", 37, *probe_latent(len(examples) + 1))
+    sent = 0
+    for chunk in chunked(examples, chunks):
+        conn.recv()
+        for datagram in chunk:
+            peer.send_raw(datagram)
+            sent += 1
+            if sent % PROBE_EVERY == 0:
+                peer.send("/dkvae/trigger", 36, 100)
+                peer.send("/dkvae/pad/latent", 37, *probe_latent(sent))
+            if sent % 200 == 0:
+                time.sleep(0.01)
+        if sent == len(examples):
+            peer.send("/dkvae/pad/latent", 37, *probe_latent(sent + 1))
+        conn.send(len(chunk))
     peer.close()
 
 
-def send_midi(port: str, examples: list[bytes]) -> None:
-    """In a child process: the raw MIDI messages, 8 per JACK cycle, then wait for them to go."""
+def send_midi(conn: Connection, port: str, examples: list[bytes], chunks: int) -> None:
+    """In a child process, a chunk each time the parent says so: the raw MIDI messages, 8 per
+    JACK cycle, until they are gone. The sender stays in the graph between chunks, so the idle
+    windows have the same clients."""
     midi = MidiSender(port, per_cycle=8)
-    for message in examples:
-        midi.send(list(message))
-    midi.flush(timeout=120)
+    for chunk in chunked(examples, chunks):
+        conn.recv()
+        for message in chunk:
+            midi.send(list(message))
+        midi.flush(timeout=120)
+        conn.send(len(chunk))
     time.sleep(0.5)
     midi.close()
 
 
-def in_child(target: object, *args: object) -> None:
-    """Run `target(*args)` in a forked child and wait for it. The senders run there: this
-    process has a JACK client (the capture) whose Python callback would wait for its GIL
-    behind a sending loop, and its late cycles would count as the daemon's xruns."""
-    child = multiprocessing.get_context("fork").Process(target=target, args=args)
-    child.start()
-    child.join()
+def udp_sink(port: int, ready: Connection) -> None:
+    """In a child process: receive datagrams on `port` and drop them, the control for the OSC
+    flood (a socket that reads and parses nothing)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    sock.bind(("127.0.0.1", port))
+    ready.send(True)
+    while True:
+        sock.recv(65536)
 
 
-def midi_flood_elsewhere(daemon: Daemon, examples: list[bytes]) -> dict[str, object] | None:
-    """The control for the MIDI part: the same flood from the same sender, into a C client
-    (jack_midi_dump) instead of the daemon, which idles. Its xruns are the benchmark's own
-    (a Python JACK client sending 8 messages a cycle) and the machine's, not the daemon's.
-    None without jack_midi_dump."""
-    if shutil.which("jack_midi_dump") is None:
-        return None
-    name = f"dkvae-fuzz-sink-{os.getpid()}"
-    sink = subprocess.Popen(
-        ["jack_midi_dump", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        time.sleep(1.0)
-        before = daemon.osc.status()["xruns"]
-        late = LateClients()
-        started = time.monotonic()
-        in_child(send_midi, f"{name}:input", examples)
+class Windows:
+    """Busy windows (a chunk sent, and taken in) with an idle window of the same length after
+    each, on one daemon: the xruns and the clients JACK named late in each kind."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.busy: list[tuple[int, float]] = []
+        self.idle: list[tuple[int, float]] = []
+        self.late: dict[str, Counter[str]] = {"busy": Counter(), "idle": Counter()}
+        self.status: dict = {}
+
+    def run(
+        self,
+        sender: Callable[..., None],
+        target: object,
+        examples: list[bytes],
+        chunks: int,
+        taken_in: Callable[[], dict | None],
+    ) -> None:
+        """Send `examples` in `chunks` from `sender` in a forked child (this process has a JACK
+        client, the capture, whose Python callback would wait for its GIL behind a sending
+        loop). `taken_in` returns once the chunk is taken in: the daemon's status, or None."""
+        conn, child_conn = multiprocessing.Pipe()
+        child = multiprocessing.get_context("fork").Process(
+            target=sender, args=(child_conn, target, examples, chunks)
+        )
+        child.start()
+        xruns = self.daemon.osc.status()["xruns"]
+        for _ in chunked(examples, chunks):
+            started, late = time.monotonic(), LateClients()
+            conn.send("go")
+            conn.recv()
+            self.status = taken_in() or self.daemon.osc.status()
+            seconds = time.monotonic() - started
+            self.busy.append((self.status["xruns"] - xruns, seconds))
+            self.late["busy"].update(late.counts(self.daemon.client_name) or {})
+            xruns, started, late = self.status["xruns"], time.monotonic(), LateClients()
+            time.sleep(seconds)
+            now = self.daemon.osc.status()["xruns"]
+            self.idle.append((now - xruns, time.monotonic() - started))
+            self.late["idle"].update(late.counts(self.daemon.client_name) or {})
+            xruns = now
+        child.join()
+
+    def result(self) -> dict[str, object]:
         return {
-            "xruns": daemon.osc.status()["xruns"] - before,
-            "seconds": round(time.monotonic() - started, 1),
-            "late_clients": late.counts(daemon.client_name),
+            **compare_xruns(self.busy, self.idle),
+            "late_clients": {kind: dict(c) for kind, c in self.late.items()},
         }
-    finally:
-        sink.terminate()
-        sink.wait()
+
+
+def controls(
+    daemon: Daemon, osc_examples: list[bytes], midi_examples: list[bytes], chunks: int
+) -> dict[str, object]:
+    """The same floods from the same senders, with the daemon idle: the datagrams into a UDP
+    socket that drops them, the MIDI into jack_midi_dump (a C client). Their xruns are the
+    benchmark's own senders' and the machine's, not the daemon's."""
+    out: dict[str, object] = {}
+    ready, ready_child = multiprocessing.Pipe()
+    port = free_udp_port()
+    sink = multiprocessing.get_context("fork").Process(target=udp_sink, args=(port, ready_child))
+    sink.start()
+    ready.recv()
+    osc = Windows(daemon)
+    osc.run(send_datagrams, port, osc_examples, chunks, lambda: time.sleep(CATCH_UP_SECONDS))
+    sink.kill()
+    out["osc_into_udp_sink"] = osc.result()
+    if shutil.which("jack_midi_dump") is not None:
+        name = f"dkvae-fuzz-sink-{os.getpid()}"
+        dump = subprocess.Popen(
+            ["jack_midi_dump", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(1.0)
+        midi = Windows(daemon)
+        midi.run(send_midi, f"{name}:input", midi_examples, chunks, lambda: None)
+        dump.terminate()
+        dump.wait()
+        out["midi_into_jack_midi_dump"] = midi.result()
+    return out
 
 
 def probe_latent(count: int) -> list[float]:
@@ -110,6 +198,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datagrams", type=int, default=100_000)
     parser.add_argument("--midi", type=int, default=20_000)
+    parser.add_argument(
+        "--chunks", type=int, default=10, help="busy windows per part, each followed by an idle one"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/fuzz.json"))
     args = parser.parse_args()
     with jack_server(), tempfile.TemporaryDirectory() as tmp:
@@ -127,24 +218,23 @@ def main() -> int:
             capture.wait_until(1)
             started = time.monotonic()
             before = daemon.osc.status()
-            xruns0 = before["xruns"]
-            late_fuzz = LateClients()
-            in_child(send_datagrams, daemon.osc_port, osc_examples)
-            probes = len(osc_examples) // PROBE_EVERY
-            last_latent = probe_latent(len(osc_examples) + 1)
-            osc_status = caught_up_status(daemon, attempts=300)
-            osc_seconds = time.monotonic() - started
-            in_child(send_midi, daemon.midi_port, midi_examples)
-            sent, midi_sent = len(osc_examples), len(midi_examples)
-            fuzz_seconds = time.monotonic() - started
+            osc_part = Windows(daemon)
+            osc_part.run(
+                send_datagrams,
+                daemon.osc_port,
+                osc_examples,
+                args.chunks,
+                lambda: caught_up_status(daemon, attempts=300),
+            )
+            midi_part = Windows(daemon)
+            midi_part.run(send_midi, daemon.midi_port, midi_examples, args.chunks, lambda: None)
+            seconds = time.monotonic() - started
             status = caught_up_status(daemon, attempts=300)
-            caught_up_seconds = time.monotonic() - started - fuzz_seconds
-            fuzz_xruns = status["xruns"] - xruns0
-            late_during_fuzz = late_fuzz.counts(daemon.client_name)
             triggers_played = status["notes_played"] - before["notes_played"]
             daemon.osc.drain()
             daemon.osc.send("/dkvae/pad/get", 37)
             pad = daemon.osc.receive(timeout=5.0)
+            last_latent = probe_latent(len(osc_examples) + 1)
             latent_kept = pad.address == "/dkvae/pad" and np.allclose(
                 pad.params[4:], last_latent, atol=1e-4
             )
@@ -159,39 +249,25 @@ def main() -> int:
                 )
                 > 0.1
             )
-            # The idle baseline: the same length of time, nothing sent.
-            idle0 = daemon.osc.status()["xruns"]
-            late_idle = LateClients()
-            time.sleep(min(fuzz_seconds + caught_up_seconds, 120))
-            idle_xruns = daemon.osc.status()["xruns"] - idle0
-            late_during_idle = late_idle.counts(daemon.client_name)
-            control = midi_flood_elsewhere(daemon, midi_examples)
+            control = controls(daemon, osc_examples, midi_examples, args.chunks)
             alive = daemon.proc.poll() is None
             capture.close()
         finally:
             daemon.stop()
-    dropped = {k: v for k, v in status.items() if k.startswith("dropped")}
     result = {
-        "datagrams_sent": sent,
+        "datagrams_sent": len(osc_examples),
         "datagrams_received": status["osc_received"],
-        "valid_triggers_in_between": probes,
+        "valid_triggers_in_between": len(osc_examples) // PROBE_EVERY,
         "notes_played_during": triggers_played,
         "last_valid_latent_kept": latent_kept,
-        "midi_sent": midi_sent,
+        "midi_sent": len(midi_examples),
         "midi_received": status["midi_received"],
-        "dropped": dropped,
-        "seconds": round(fuzz_seconds, 1),
-        "seconds_until_status_answered": round(caught_up_seconds, 1),
-        "xruns_fuzz": fuzz_xruns,
-        "xruns_osc_part": osc_status["xruns"] - xruns0,
-        "osc_part_seconds": round(osc_seconds, 1),
-        "xruns_midi_part": fuzz_xruns - (osc_status["xruns"] - xruns0),
-        "midi_part_seconds": round(fuzz_seconds - osc_seconds, 1),
-        "xruns_idle_same_time": idle_xruns,
-        "idle_seconds": round(min(fuzz_seconds + caught_up_seconds, 120), 1),
-        "late_clients_fuzz": late_during_fuzz,
-        "late_clients_idle": late_during_idle,
-        "control_midi_into_jack_midi_dump": control,
+        "dropped": {k: v for k, v in status.items() if k.startswith("dropped")},
+        "seconds_with_idle_windows": round(seconds, 1),
+        "xruns": compare_xruns(osc_part.busy + midi_part.busy, osc_part.idle + midi_part.idle),
+        "xruns_osc_part": osc_part.result(),
+        "xruns_midi_part": midi_part.result(),
+        "controls_daemon_idle": control,
         "audio_finite": finite,
         "audio_peak": peak,
         "daemon_alive": alive,
