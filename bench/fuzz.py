@@ -52,7 +52,6 @@ from live_harness import (
 from synth_models import sine_decoder
 
 PROBE_EVERY = 2000  # datagrams between two valid messages
-CATCH_UP_SECONDS = 1.1  # what caught_up_status waits at least; the controls wait as long
 
 
 def chunked(examples: list[bytes], chunks: int) -> list[list[bytes]]:
@@ -117,7 +116,6 @@ class Windows:
         self.busy: list[tuple[int, float]] = []
         self.idle: list[tuple[int, float]] = []
         self.late: dict[str, Counter[str]] = {"busy": Counter(), "idle": Counter()}
-        self.status: dict = {}
 
     def run(
         self,
@@ -125,32 +123,40 @@ class Windows:
         target: object,
         examples: list[bytes],
         chunks: int,
-        taken_in: Callable[[], dict | None],
     ) -> None:
         """Send `examples` in `chunks` from `sender` in a forked child (this process has a JACK
         client, the capture, whose Python callback would wait for its GIL behind a sending
-        loop). `taken_in` returns once the chunk is taken in: the daemon's status, or None."""
+        loop). A busy window lasts until the daemon has taken its chunk in (caught_up_status,
+        at least 1.1 s), for the controls too, so that their windows are as long."""
         conn, child_conn = multiprocessing.Pipe()
         child = multiprocessing.get_context("fork").Process(
             target=sender, args=(child_conn, target, examples, chunks)
         )
         child.start()
-        xruns = self.daemon.osc.status()["xruns"]
+        xruns = self._status()["xruns"]
         for _ in chunked(examples, chunks):
             started, late = time.monotonic(), LateClients()
             conn.send("go")
             conn.recv()
-            self.status = taken_in() or self.daemon.osc.status()
+            xruns_after = caught_up_status(self.daemon, attempts=300)["xruns"]
             seconds = time.monotonic() - started
-            self.busy.append((self.status["xruns"] - xruns, seconds))
+            self.busy.append((xruns_after - xruns, seconds))
             self.late["busy"].update(late.counts(self.daemon.client_name) or {})
-            xruns, started, late = self.status["xruns"], time.monotonic(), LateClients()
+            xruns, started, late = xruns_after, time.monotonic(), LateClients()
             time.sleep(seconds)
-            now = self.daemon.osc.status()["xruns"]
+            now = self._status()["xruns"]
             self.idle.append((now - xruns, time.monotonic() - started))
             self.late["idle"].update(late.counts(self.daemon.client_name) or {})
             xruns = now
         child.join()
+
+    def _status(self) -> dict:
+        """The status; when the fuzz has used up the reply rate (error replies to MIDI learn
+        and the like) or moved the reply port, it is asked again until it answers."""
+        try:
+            return dict(self.daemon.osc.status())
+        except TimeoutError:
+            return caught_up_status(self.daemon, attempts=300)
 
     def result(self) -> dict[str, object]:
         return {
@@ -172,7 +178,7 @@ def controls(
     sink.start()
     ready.recv()
     osc = Windows(daemon)
-    osc.run(send_datagrams, port, osc_examples, chunks, lambda: time.sleep(CATCH_UP_SECONDS))
+    osc.run(send_datagrams, port, osc_examples, chunks)
     sink.kill()
     out["osc_into_udp_sink"] = osc.result()
     if shutil.which("jack_midi_dump") is not None:
@@ -182,7 +188,7 @@ def controls(
         )
         time.sleep(1.0)
         midi = Windows(daemon)
-        midi.run(send_midi, f"{name}:input", midi_examples, chunks, lambda: None)
+        midi.run(send_midi, f"{name}:input", midi_examples, chunks)
         dump.terminate()
         dump.wait()
         out["midi_into_jack_midi_dump"] = midi.result()
@@ -219,15 +225,9 @@ def main() -> int:
             started = time.monotonic()
             before = daemon.osc.status()
             osc_part = Windows(daemon)
-            osc_part.run(
-                send_datagrams,
-                daemon.osc_port,
-                osc_examples,
-                args.chunks,
-                lambda: caught_up_status(daemon, attempts=300),
-            )
+            osc_part.run(send_datagrams, daemon.osc_port, osc_examples, args.chunks)
             midi_part = Windows(daemon)
-            midi_part.run(send_midi, daemon.midi_port, midi_examples, args.chunks, lambda: None)
+            midi_part.run(send_midi, daemon.midi_port, midi_examples, args.chunks)
             seconds = time.monotonic() - started
             status = caught_up_status(daemon, attempts=300)
             triggers_played = status["notes_played"] - before["notes_played"]

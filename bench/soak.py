@@ -10,7 +10,7 @@ Resident memory is read from /proc after a 30 s warm-up and at the end. Notes ar
 they could be lost: sent, received by the daemon's MIDI input, played by the audio callback,
 and hits on a pad with no sound; xruns also in the 2 s after each reload and swap.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--idle-window 30]
+    .venv/bin/python bench/soak.py [--minutes 10] [--idle-window 30] [--model sine|default]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,11 +27,12 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from common import compare_xruns
+from common import DEFAULT_MODEL_DIR, compare_xruns
 from live_harness import Daemon, LateClients, MidiSenderProcess, OscPeer, jack_server
 from synth_models import CLASSES, sine_decoder
 
-from dkvae_live.kit import Kit, save_kit
+from dkvae_live.kit import DEFAULT_KIT, Kit, load_kit, save_kit
+from dkvae_live.model import Decoder
 from dkvae_live.pads import Pad, default_pads
 
 PADS = [36, 38, 42, 46, 41, 45, 49, 51]
@@ -83,23 +85,38 @@ def reload_and_swap(
     osc.send("/dkvae/model/load", str(models[count % 2].parent))
 
 
+def two_models(root: Path, which: str) -> tuple[list[Path], dict[int, Pad]]:
+    """Two decoders to swap between, and the pads of the kit to play on them."""
+    if which == "sine":
+        models = [
+            sine_decoder(root / "a" / "decoder.onnx"),
+            sine_decoder(root / "b" / "decoder.onnx", base_hz=150.0),
+        ]
+        return models, default_pads(CLASSES, 8)
+    models = [Path(shutil.copytree(DEFAULT_MODEL_DIR, root / n)) / "decoder.onnx" for n in "ab"]
+    info = Decoder(models[0]).info
+    return models, dict(load_kit(DEFAULT_KIT, info.class_names, info.latent_size).pads)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes played")
     parser.add_argument(
         "--idle-window", type=float, default=30.0, help="seconds idle after each minute played"
     )
+    parser.add_argument(
+        "--model",
+        choices=["sine", "default"],
+        default="sine",
+        help="swap between two sine test models, or two copies of the shipped model (its kit)",
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args()
     with jack_server(), tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        models = [
-            sine_decoder(root / "a" / "decoder.onnx"),
-            sine_decoder(root / "b" / "decoder.onnx", base_hz=150.0),
-        ]
+        models, pads = two_models(root, args.model)
         kit_path = root / "kits" / "soak.toml"
         kit_path.parent.mkdir()
-        pads = default_pads(CLASSES, 8)
         save_kit(Kit("soak", pads), kit_path)
         daemon = Daemon(models[0], "--kit", str(kit_path), "--allow-dir", str(root))
         try:
@@ -151,6 +168,7 @@ def main() -> int:
         "notes_played": status["notes_played"] - begin["notes_played"],
         "notes_without_sound": status["notes_without_sound"] - begin["notes_without_sound"],
         "latent_moves_sent": live.moves,
+        "model": args.model,
         "kit_reloads_and_model_swaps": len(after_swaps),
         "rss_after_warmup_mib": round(rss_warm or 0.0, 1),
         "rss_end_mib": round(rss_end, 1),
