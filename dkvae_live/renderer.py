@@ -33,6 +33,7 @@ VARIANTS = 8  # rendered when a pad varies per hit
 REFRESH_SECONDS = 0.05  # how often used-up variants are looked for
 BREATH_SECONDS = 0.0005  # rest after each render pass: a flood of latent moves cannot make this
 # real-time thread take a whole core; the moves that arrive meanwhile coalesce into one render
+REST_FRACTION = 0.25  # rest after each decoder run, as a part of its time (RenderWorker._rest)
 
 
 def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
@@ -157,7 +158,7 @@ class RenderWorker:
                 self._rendered.clear()
             if notes:
                 try:
-                    self._render(sorted(notes))
+                    self._render(sorted(notes), rest=self._rest)
                 except Exception:  # a worker that dies leaves the pads stale: log, keep going
                     log.exception("render failed for notes %s", sorted(notes))
                 time.sleep(BREATH_SECONDS)
@@ -166,6 +167,18 @@ class RenderWorker:
                     old = self._retired.pop() if self._retired else None
                 del old
                 time.sleep(BREATH_SECONDS)
+
+    @staticmethod
+    def _rest(since: float) -> None:
+        """Rest after a decoder run that began at `since`: REST_FRACTION of its time, at least
+        BREATH_SECONDS. This is a SCHED_FIFO thread. Kept busy (latent moves over the shipped
+        kit while its varying pads are hit, or a swap) it took all of a core, and when the
+        real-time threads of a core use 95 % of a second, Linux stops them all for the rest of
+        it (RT throttling), JACK's threads too. Measured in a soak on the shipped model: the
+        renderer's core seen throttled at the 950 ms cap 30 times in 4 minutes; never after
+        this rest, in as long.
+        Resting a quarter of the work keeps this thread under 80 %."""
+        time.sleep(max(BREATH_SECONDS, REST_FRACTION * (time.monotonic() - since)))
 
     def _used_up(self) -> set[int]:
         """Pads that vary per hit and have played half their variants since they were rendered."""
@@ -193,12 +206,15 @@ class RenderWorker:
             ]
         return [latent for p in base for latent in p.velocity_latents(VELOCITY_LAYERS)]
 
-    def _render(self, notes: list[int]) -> None:
+    def _render(
+        self, notes: list[int], rest: Callable[[float], None] = lambda since: None
+    ) -> None:
         """Render these pads and publish each; a pad whose sound is cached is published as is.
 
-        Pads go to the decoder a few at a time (about RUN_BATCH latents) with a rest between:
-        after a model swap every pad is rendered, and this real-time thread would otherwise keep
-        a core for a quarter of a second, where a thread of ours that holds the GIL may wait."""
+        Pads go to the decoder a few at a time (about RUN_BATCH latents), with `rest` called
+        after each run: after a model swap every pad is rendered, and this real-time thread
+        would otherwise keep a core for a quarter of a second, where a thread of ours that
+        holds the GIL may wait."""
         used_up = self._used_up()
         groups: list[list[tuple[Pad, list[tuple[float, ...]]]]] = [[]]
         size = 0
@@ -218,10 +234,10 @@ class RenderWorker:
             latents = self._latents(pad)
             groups[-1].append((pad, latents))
             size += len(latents)
-        for i, group in enumerate(g for g in groups if g):
-            if i:
-                time.sleep(BREATH_SECONDS)
+        for group in (g for g in groups if g):
+            started = time.monotonic()
             self._render_group(group)
+            rest(started)
 
     def _render_group(self, group: list[tuple[Pad, list[tuple[float, ...]]]]) -> None:
         info = self.decoder.info
