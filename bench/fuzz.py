@@ -14,9 +14,12 @@ valid triggers played (the fuzz's own valid triggers count too: a lower bound), 
 hold the last latent sent, and does a valid trigger still play. Last, the controls: the same
 floods from the same senders, with the daemon idle, into a UDP socket that drops them and into
 jack_midi_dump (a C client), so that what the flood costs this machine can be told from what
-the daemon adds.
+the daemon adds. By default the datagrams go as a flood (about 20,000 a second) and the MIDI 8
+messages a cycle; --rate and --midi-per-cycle pace them, so the same fuzz can be told apart from
+the cost of its own senders.
 
     .venv/bin/python bench/fuzz.py [--datagrams 100000] [--midi 20000] [--chunks 10]
+        [--rate DATAGRAMS_PER_S] [--midi-per-cycle 8]
 """
 
 from __future__ import annotations
@@ -59,33 +62,38 @@ def chunked(examples: list[bytes], chunks: int) -> list[list[bytes]]:
     return [examples[i : i + size] for i in range(0, len(examples), size)]
 
 
-def send_datagrams(conn: Connection, port: int, examples: list[bytes], chunks: int) -> None:
-    """In a child process, a chunk each time the parent says so: the datagrams, a 10 ms pause
-    every 200, and every PROBE_EVERY a valid trigger and a valid latent for pad 37; a last
-    latent after them."""
+def send_datagrams(
+    conn: Connection, port: int, examples: list[bytes], chunks: int, rate: float
+) -> None:
+    """In a child process, a chunk each time the parent says so: the datagrams, 200 at a time
+    (`rate` a second, or with a 10 ms pause between when 0), and every PROBE_EVERY a valid
+    trigger and a valid latent for pad 37; a last latent after them."""
     peer = OscPeer(port)
     sent = 0
     for chunk in chunked(examples, chunks):
         conn.recv()
-        for datagram in chunk:
+        started = time.monotonic()
+        for i, datagram in enumerate(chunk, 1):
             peer.send_raw(datagram)
             sent += 1
             if sent % PROBE_EVERY == 0:
                 peer.send("/dkvae/trigger", 36, 100)
                 peer.send("/dkvae/pad/latent", 37, *probe_latent(sent))
             if sent % 200 == 0:
-                time.sleep(0.01)
+                time.sleep(max(0.0, started + i / rate - time.monotonic()) if rate else 0.01)
         if sent == len(examples):
             peer.send("/dkvae/pad/latent", 37, *probe_latent(sent + 1))
         conn.send(len(chunk))
     peer.close()
 
 
-def send_midi(conn: Connection, port: str, examples: list[bytes], chunks: int) -> None:
-    """In a child process, a chunk each time the parent says so: the raw MIDI messages, 8 per
-    JACK cycle, until they are gone. The sender stays in the graph between chunks, so the idle
-    windows have the same clients."""
-    midi = MidiSender(port, per_cycle=8)
+def send_midi(
+    conn: Connection, port: str, examples: list[bytes], chunks: int, per_cycle: int
+) -> None:
+    """In a child process, a chunk each time the parent says so: the raw MIDI messages,
+    `per_cycle` per JACK cycle, until they are gone. The sender stays in the graph between
+    chunks, so the idle windows have the same clients."""
+    midi = MidiSender(port, per_cycle=per_cycle)
     for chunk in chunked(examples, chunks):
         conn.recv()
         for message in chunk:
@@ -123,14 +131,16 @@ class Windows:
         target: object,
         examples: list[bytes],
         chunks: int,
+        pace: float,
     ) -> None:
         """Send `examples` in `chunks` from `sender` in a forked child (this process has a JACK
         client, the capture, whose Python callback would wait for its GIL behind a sending
-        loop). A busy window lasts until the daemon has taken its chunk in (caught_up_status,
-        at least 1.1 s), for the controls too, so that their windows are as long."""
+        loop); `pace` is the sender's last argument (its rate). A busy window lasts until the
+        daemon has taken its chunk in (caught_up_status, at least 1.1 s), for the controls
+        too, so that their windows are as long."""
         conn, child_conn = multiprocessing.Pipe()
         child = multiprocessing.get_context("fork").Process(
-            target=sender, args=(child_conn, target, examples, chunks)
+            target=sender, args=(child_conn, target, examples, chunks, pace)
         )
         child.start()
         xruns = self._status()["xruns"]
@@ -166,7 +176,7 @@ class Windows:
 
 
 def controls(
-    daemon: Daemon, osc_examples: list[bytes], midi_examples: list[bytes], chunks: int
+    daemon: Daemon, osc_examples: list[bytes], midi_examples: list[bytes], args: argparse.Namespace
 ) -> dict[str, object]:
     """The same floods from the same senders, with the daemon idle: the datagrams into a UDP
     socket that drops them, the MIDI into jack_midi_dump (a C client). Their xruns are the
@@ -178,7 +188,7 @@ def controls(
     sink.start()
     ready.recv()
     osc = Windows(daemon)
-    osc.run(send_datagrams, port, osc_examples, chunks)
+    osc.run(send_datagrams, port, osc_examples, args.chunks, args.rate)
     sink.kill()
     out["osc_into_udp_sink"] = osc.result()
     if shutil.which("jack_midi_dump") is not None:
@@ -188,7 +198,7 @@ def controls(
         )
         time.sleep(1.0)
         midi = Windows(daemon)
-        midi.run(send_midi, f"{name}:input", midi_examples, chunks)
+        midi.run(send_midi, f"{name}:input", midi_examples, args.chunks, args.midi_per_cycle)
         dump.terminate()
         dump.wait()
         out["midi_into_jack_midi_dump"] = midi.result()
@@ -207,6 +217,13 @@ def main() -> int:
     parser.add_argument(
         "--chunks", type=int, default=10, help="busy windows per part, each followed by an idle one"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="datagrams a second (default 0: a flood, 200 then a 10 ms pause, about 20,000/s)",
+    )
+    parser.add_argument("--midi-per-cycle", type=int, default=8, help="MIDI messages a cycle")
     parser.add_argument("--json", type=Path, default=Path("bench/results/fuzz.json"))
     args = parser.parse_args()
     with jack_server(), tempfile.TemporaryDirectory() as tmp:
@@ -225,9 +242,11 @@ def main() -> int:
             started = time.monotonic()
             before = daemon.osc.status()
             osc_part = Windows(daemon)
-            osc_part.run(send_datagrams, daemon.osc_port, osc_examples, args.chunks)
+            osc_part.run(send_datagrams, daemon.osc_port, osc_examples, args.chunks, args.rate)
             midi_part = Windows(daemon)
-            midi_part.run(send_midi, daemon.midi_port, midi_examples, args.chunks)
+            midi_part.run(
+                send_midi, daemon.midi_port, midi_examples, args.chunks, args.midi_per_cycle
+            )
             seconds = time.monotonic() - started
             status = caught_up_status(daemon, attempts=300)
             triggers_played = status["notes_played"] - before["notes_played"]
@@ -249,7 +268,7 @@ def main() -> int:
                 )
                 > 0.1
             )
-            control = controls(daemon, osc_examples, midi_examples, args.chunks)
+            control = controls(daemon, osc_examples, midi_examples, args)
             alive = daemon.proc.poll() is None
             capture.close()
         finally:
@@ -264,6 +283,8 @@ def main() -> int:
         "midi_received": status["midi_received"],
         "dropped": {k: v for k, v in status.items() if k.startswith("dropped")},
         "seconds_with_idle_windows": round(seconds, 1),
+        "rate": args.rate or "flood",
+        "midi_per_cycle": args.midi_per_cycle,
         "xruns": compare_xruns(osc_part.busy + midi_part.busy, osc_part.idle + midi_part.idle),
         "xruns_osc_part": osc_part.result(),
         "xruns_midi_part": midi_part.result(),

@@ -133,9 +133,10 @@ def main() -> int:
             after_swaps: list[int] = []
             rss_warm = None
             begin = osc.status()
-            minute = 0
-            while (left := args.minutes * 60 - sum(s for _, s in busy)) > 0.5:
+            minute, played = 0, 0.0
+            while (left := args.minutes * 60 - played) > 0.5:
                 seconds = min(60.0, left)
+                played += seconds
                 x0, t0, late = osc.status()["xruns"], time.monotonic(), LateClients()
                 if minute:
                     reload_and_swap(osc, kit_path, pads, models, minute)
@@ -162,7 +163,7 @@ def main() -> int:
             daemon.stop()
     xruns = compare_xruns(busy, idle)
     result = {
-        "minutes_played": round(xruns["seconds_busy"] / 60, 2),
+        "minutes_played": round(played / 60, 2),
         "notes_sent": live.notes,
         "notes_received": status["notes_received"] - begin["notes_received"],
         "notes_played": status["notes_played"] - begin["notes_played"],
