@@ -142,6 +142,21 @@ def sine_model(tmp: Path) -> Path:
     return sine_decoder(tmp / "sine" / "decoder.onnx").parent
 
 
+def two_model_folders(root: Path, which: str, second_hz: float) -> list[Path]:
+    """Two model folders in `root` to swap between: two sine test models (the second at
+    `second_hz`) for "sine", else two copies of the shipped model ("default") or of the folder
+    `which` names."""
+    if which == "sine":
+        from synth_models import sine_decoder
+
+        return [
+            sine_decoder(root / "a" / "decoder.onnx").parent,
+            sine_decoder(root / "b" / "decoder.onnx", base_hz=second_hz).parent,
+        ]
+    source = DEFAULT_MODEL_DIR if which == "default" else Path(which)
+    return [Path(shutil.copytree(source, root / name)) for name in ("a", "b")]
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(

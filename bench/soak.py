@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -27,9 +26,9 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from common import DEFAULT_MODEL_DIR, compare_xruns
+from common import compare_xruns, two_model_folders
 from live_harness import Daemon, LateClients, MidiSenderProcess, OscPeer, jack_server
-from synth_models import CLASSES, sine_decoder
+from synth_models import CLASSES
 
 from dkvae_live.kit import DEFAULT_KIT, Kit, load_kit, save_kit
 from dkvae_live.model import Decoder
@@ -82,19 +81,15 @@ def reload_and_swap(
     """Rewrite the kit file (the daemon reloads it) and load the other model."""
     pads[PADS[0]] = replace(pads[PADS[0]], gain=0.5 + 0.5 * (count % 2))
     save_kit(Kit("soak", pads), kit_path)
-    osc.send("/dkvae/model/load", str(models[count % 2].parent))
+    osc.send("/dkvae/model/load", str(models[count % 2]))
 
 
 def two_models(root: Path, which: str) -> tuple[list[Path], dict[int, Pad]]:
-    """Two decoders to swap between, and the pads of the kit to play on them."""
+    """Two model folders to swap between, and the pads of the kit to play on them."""
+    models = two_model_folders(root, which, second_hz=150.0)
     if which == "sine":
-        models = [
-            sine_decoder(root / "a" / "decoder.onnx"),
-            sine_decoder(root / "b" / "decoder.onnx", base_hz=150.0),
-        ]
         return models, default_pads(CLASSES, 8)
-    models = [Path(shutil.copytree(DEFAULT_MODEL_DIR, root / n)) / "decoder.onnx" for n in "ab"]
-    info = Decoder(models[0]).info
+    info = Decoder(models[0] / "decoder.onnx").info
     return models, dict(load_kit(DEFAULT_KIT, info.class_names, info.latent_size).pads)
 
 

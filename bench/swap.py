@@ -14,7 +14,6 @@ is the swap's cost.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -22,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    DEFAULT_MODEL_DIR,
     bench_jack_server,
     compare_xruns,
     conditions,
+    two_model_folders,
     use_bench_server,
     write_json,
 )
@@ -33,7 +32,7 @@ from common import (
 use_bench_server()
 
 from live_harness import Daemon, LateClients  # noqa: E402
-from synth_models import CLASSES, sine_decoder  # noqa: E402
+from synth_models import CLASSES  # noqa: E402
 
 from dkvae_live.kit import Kit, save_kit  # noqa: E402
 from dkvae_live.pads import default_pads  # noqa: E402
@@ -41,17 +40,12 @@ from dkvae_live.pads import default_pads  # noqa: E402
 
 def two_models(root: Path, which: str) -> tuple[list[Path], list[str]]:
     """Two model folders to swap between, and the daemon arguments that fit them."""
-    if which == "sine":
-        models = [
-            sine_decoder(root / "a" / "decoder.onnx").parent,
-            sine_decoder(root / "b" / "decoder.onnx", base_hz=400.0).parent,
-        ]
-        kit = root / "kit.toml"
-        save_kit(Kit("swap", default_pads(CLASSES, 8)), kit)
-        return models, ["--kit", str(kit)]
-    source = DEFAULT_MODEL_DIR if which == "default" else Path(which)
-    models = [Path(shutil.copytree(source, root / name)) for name in ("a", "b")]
-    return models, []
+    models = two_model_folders(root, which, second_hz=400.0)
+    if which != "sine":
+        return models, []
+    kit = root / "kit.toml"
+    save_kit(Kit("swap", default_pads(CLASSES, 8)), kit)
+    return models, ["--kit", str(kit)]
 
 
 def main() -> int:

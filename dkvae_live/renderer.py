@@ -176,8 +176,7 @@ class RenderWorker:
         real-time threads of a core use 95 % of a second, Linux stops them all for the rest of
         it (RT throttling), JACK's threads too. Measured in a soak on the shipped model: the
         renderer's core seen throttled at the 950 ms cap 30 times in 4 minutes; never after
-        this rest, in as long.
-        Resting a quarter of the work keeps this thread under 80 %."""
+        this rest, in as long. Resting a quarter of the work keeps this thread under 80 %."""
         time.sleep(max(BREATH_SECONDS, REST_FRACTION * (time.monotonic() - since)))
 
     def _used_up(self) -> set[int]:
