@@ -1,11 +1,16 @@
 """The render worker: runs the decoder whenever a pad changes, ahead of any note.
 
 Changes are coalesced (latest wins): a burst of 100 latent moves on one pad while a render runs
-costs one more render, not 100. For each pad it renders the velocity layers (when velocity moves
-timbre) of one or more variants (when the pad varies per hit), all in one batched decoder call,
-resamples to the device rate, checks, trims the silent tails and publishes a `PadSound` by
-replacing one reference, which the audio callback reads. The callback never waits for this
-thread. Variants that hits have used up are rendered afresh in the background.
+costs one more render, not 100. A pad that keeps moving (a knob swept from Max or a MIDI
+controller) is rendered as a draft, its own latent alone: one velocity layer, no variants, a
+fifth to a fortieth of the work, so the sweep is heard sooner and costs the CPU (and JACK's
+threads beside it) less; once it has been still for SETTLE_SECONDS it is rendered in full.
+
+In full, a pad is the velocity layers (when velocity moves timbre) of one or more variants (when
+the pad varies per hit), all in one batched decoder call. The worker resamples each sound to the
+device rate, checks it, trims its silent tail and publishes a `PadSound` by replacing one
+reference, which the audio callback reads. The callback never waits for this thread. Variants
+that hits have used up are rendered afresh in the background.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 import soxr
@@ -34,6 +39,7 @@ REFRESH_SECONDS = 0.05  # how often used-up variants are looked for
 BREATH_SECONDS = 0.0005  # rest after each render pass: a flood of latent moves cannot make this
 # real-time thread take a whole core; the moves that arrive meanwhile coalesce into one render
 REST_FRACTION = 0.25  # rest after each decoder run, as a part of its time (RenderWorker._rest)
+SETTLE_SECONDS = 0.15  # a pad changed sooner than this after its last render is drawn as a draft
 
 
 def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
@@ -66,6 +72,15 @@ def stack_layers(layers: Sequence[np.ndarray]) -> np.ndarray:
     for row, layer in zip(out, layers, strict=True):
         row[: layer.shape[0]] = layer
     return out
+
+
+def _variant_count(pad: Pad) -> int:
+    return VARIANTS if pad.variation > 0.0 else 1
+
+
+def _full_render_size(pad: Pad) -> int:
+    """How many latents a pad's full render takes: variants x velocity layers."""
+    return _variant_count(pad) * len(pad.velocity_latents(VELOCITY_LAYERS))
 
 
 def _sound_key(pad: Pad) -> tuple[object, ...]:
@@ -101,6 +116,8 @@ class RenderWorker:
         # Per note: the sound key and variants last rendered, and the hit count at publication.
         self._rendered: dict[int, tuple[tuple[object, ...], tuple[np.ndarray, ...]]] = {}
         self._hits_at_render: dict[int, int] = {}
+        self._rendered_at: dict[int, float] = {}  # per note: when its last render was published
+        self._drafts: set[int] = set()  # notes whose published sound is a draft
         self._rng = np.random.default_rng()
         self._next_decoder: Decoder | None = None
         self._retired: list[object] = []  # old sessions to let go of, one per rest
@@ -149,16 +166,18 @@ class RenderWorker:
                 return
             self._wake.clear()
             with self._lock:
-                notes, self._dirty = self._dirty | self._used_up(), set()
+                dirty, self._dirty = self._dirty, set()
                 decoder, self._next_decoder = self._next_decoder, None
                 if decoder is not None:
                     self._retired.append(self.decoder)
             if decoder is not None:
                 self.decoder = decoder
                 self._rendered.clear()
+            moving, settled = self._moving_and_settled(dirty)
+            notes = dirty | settled | self._used_up()
             if notes:
                 try:
-                    self._render(sorted(notes), rest=self._rest)
+                    self._render(sorted(notes), rest=self._rest, drafts=moving)
                 except Exception:  # a worker that dies leaves the pads stale: log, keep going
                     log.exception("render failed for notes %s", sorted(notes))
                 time.sleep(BREATH_SECONDS)
@@ -179,6 +198,13 @@ class RenderWorker:
         this rest, in as long. Resting a quarter of the work keeps this thread under 80 %."""
         time.sleep(max(BREATH_SECONDS, REST_FRACTION * (time.monotonic() - since)))
 
+    def _moving_and_settled(self, dirty: set[int]) -> tuple[set[int], set[int]]:
+        """(dirty pads rendered less than SETTLE_SECONDS ago: draw them as drafts, pads whose
+        draft has been still for SETTLE_SECONDS: render them in full)."""
+        now = time.monotonic()
+        recent = {n for n, at in self._rendered_at.items() if now - at < SETTLE_SECONDS}
+        return dirty & recent, self._drafts - recent - dirty
+
     def _used_up(self) -> set[int]:
         """Pads that vary per hit and have played half their variants since they were rendered."""
         return {
@@ -188,8 +214,11 @@ class RenderWorker:
             and self._hits[note] - self._hits_at_render.get(note, 0) >= len(variants) // 2
         }
 
-    def _latents(self, pad: Pad) -> list[tuple[float, ...]]:
-        """Every latent to render for a pad: variants x velocity layers, variant-major."""
+    def _latents(self, pad: Pad, draft: bool) -> list[tuple[float, ...]]:
+        """Every latent to render for a pad: variants x velocity layers, variant-major; a
+        draft's is the pad's own latent alone (its middle layer)."""
+        if draft:
+            return [pad.latent]
         base = [pad]
         if pad.variation > 0.0:
             offsets = self._rng.normal(0.0, pad.variation, (VARIANTS, len(pad.latent)))
@@ -206,46 +235,55 @@ class RenderWorker:
         return [latent for p in base for latent in p.velocity_latents(VELOCITY_LAYERS)]
 
     def _render(
-        self, notes: list[int], rest: Callable[[float], None] = lambda since: None
+        self,
+        notes: list[int],
+        rest: Callable[[float], None] = lambda since: None,
+        drafts: Collection[int] = (),
     ) -> None:
-        """Render these pads and publish each; a pad whose sound is cached is published as is.
+        """Render these pads and publish each; a pad whose sound is cached is published as is,
+        a pad in `drafts` is drawn as a draft.
 
         Pads go to the decoder a few at a time (about RUN_BATCH latents), with `rest` called
         after each run: after a model swap every pad is rendered, and this real-time thread
         would otherwise keep a core for a quarter of a second, where a thread of ours that
         holds the GIL may wait."""
         used_up = self._used_up()
-        groups: list[list[tuple[Pad, list[tuple[float, ...]]]]] = [[]]
+        groups: list[list[tuple[Pad, list[tuple[float, ...]], bool]]] = [[]]
         size = 0
         for note in notes:
             pad = self.pads.get(note)
             if pad is None:
                 self._rendered.pop(note, None)
+                self._rendered_at.pop(note, None)
+                self._drafts.discard(note)
                 self._unpublish(note)
                 continue
             cached = self._rendered.get(note)
             if cached and cached[0] == _sound_key(pad) and note not in used_up:
+                self._drafts.discard(note)
                 self._publish_pad(pad, cached[1])
                 continue
             if size >= RUN_BATCH:
                 groups.append([])
                 size = 0
-            latents = self._latents(pad)
-            groups[-1].append((pad, latents))
+            draft = note in drafts and _full_render_size(pad) > 1
+            latents = self._latents(pad, draft)
+            groups[-1].append((pad, latents, draft))
             size += len(latents)
         for group in (g for g in groups if g):
             started = time.monotonic()
             self._render_group(group)
             rest(started)
 
-    def _render_group(self, group: list[tuple[Pad, list[tuple[float, ...]]]]) -> None:
+    def _render_group(self, group: list[tuple[Pad, list[tuple[float, ...]], bool]]) -> None:
+        """Render a few pads in one decoder call: (pad, its latents, whether a draft) each."""
         info = self.decoder.info
-        latents = [latent for _, pad_latents in group for latent in pad_latents]
-        classes = [info.class_index(pad.class_name) for pad, ls in group for _ in ls]
+        latents = [latent for _, pad_latents, _ in group for latent in pad_latents]
+        classes = [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls]
         audio = self.decoder.render(np.array(latents, np.float32), np.array(classes, np.int64))
         self.renders += len(latents)
         start = 0
-        for pad, pad_latents in group:
+        for pad, pad_latents, draft in group:
             count = len(pad_latents)
             prepared = [
                 prepare_sound(raw, info.sample_rate, self.device_rate)
@@ -256,12 +294,17 @@ class RenderWorker:
                 self._on_rejected(pad.note)
                 continue
             sounds = [p for p in prepared if p is not None]
-            layers = len(sounds) // (VARIANTS if pad.variation > 0.0 else 1)
+            layers = len(sounds) // (1 if draft else _variant_count(pad))
             variants = tuple(
                 stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)
             )
-            self._rendered[pad.note] = (_sound_key(pad), variants)
-            self._hits_at_render[pad.note] = self._hits[pad.note]
+            self._rendered_at[pad.note] = time.monotonic()
+            if draft:
+                self._drafts.add(pad.note)
+            else:
+                self._drafts.discard(pad.note)
+                self._rendered[pad.note] = (_sound_key(pad), variants)
+                self._hits_at_render[pad.note] = self._hits[pad.note]
             # The pad may have changed while we rendered; a newer request is already queued.
             self._publish_pad(pad, variants)
 

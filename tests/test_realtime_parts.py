@@ -19,7 +19,13 @@ from dkvae_live.mixer import FADE_SECONDS, LIMIT, Mixer
 from dkvae_live.model import RUN_BATCH, Decoder
 from dkvae_live.osc_in import OscServer, check_arguments, parse_signature
 from dkvae_live.pads import PadBank, default_pads
-from dkvae_live.renderer import RenderWorker, prepare_sound
+from dkvae_live.renderer import (
+    SETTLE_SECONDS,
+    VARIANTS,
+    VELOCITY_LAYERS,
+    RenderWorker,
+    prepare_sound,
+)
 from dkvae_live.rt import release_free_memory, settle_heap
 
 RATE = 48000
@@ -223,6 +229,38 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
     assert len(runs) > 10
     busy = sum(b - a for a, b in runs)
     assert busy / (runs[-1][1] - runs[0][0]) < 0.85
+
+
+def test_a_pad_swept_renders_drafts_and_its_full_layers_once_it_is_still(tmp_path: Path) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5, variation=0.1)
+    full = [VELOCITY_LAYERS] * VARIANTS  # layers per variant
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    worker.render_now([36])
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        sweep_end = time.monotonic() + 1.0
+        i = 0
+        while time.monotonic() < sweep_end:  # a knob swept for a second, 200 moves
+            pads.set_dim(36, 0, (i % 100) / 100)
+            i += 1
+            time.sleep(0.005)
+        swept = published[1:]
+        decoded = worker.renders - sum(full)
+        time.sleep(SETTLE_SECONDS + 0.3)
+    finally:
+        worker.stop()
+    drafts = [s for s in swept if [v.shape[0] for v in s.variants] == [1]]
+    assert len(drafts) >= 5
+    assert len(swept) - len(drafts) <= 2  # the first move after a still pad is rendered in full
+    assert decoded <= len(drafts) + 2 * sum(full)  # a draft decodes one latent, not 40
+    after = [[v.shape[0] for v in s.variants] for s in published[1 + len(swept) :]]
+    assert after[-1] == full  # still again: in full, once
+    assert after.count(full) == 1
 
 
 def test_a_batch_longer_than_one_run_renders_as_each_latent_alone(tmp_path: Path) -> None:
