@@ -3,7 +3,8 @@
 Method: a daemon on the sine test model, its output captured by a JACK client. The fuzz: random
 bytes, truncated and oversized packets, valid addresses with wrong types or counts, NaN, inf
 and huge numbers, bundles nested 300 deep, hostile paths (tests/fuzzing.py), then random MIDI
-bytes, SysEx, running status and cut messages sent raw over JACK MIDI. Each part goes in
+bytes, SysEx, running status and cut messages sent raw over JACK MIDI from a C client
+(bench/raw_midi.py: a Python JACK callback costs this VM xruns of its own). Each part goes in
 --chunks chunks; each chunk (until the daemon has taken it in) is a busy window, followed by an
 idle window of the same length: on a shared VM the idle xrun rate moves by a factor of 5
 within minutes, so the baseline is taken between the chunks, not once (compare_xruns). Every
@@ -47,11 +48,11 @@ from live_harness import (
     Capture,
     Daemon,
     LateClients,
-    MidiSender,
     OscPeer,
     free_udp_port,
     jack_server,
 )
+from raw_midi import RawMidiSender
 from synth_models import sine_decoder
 
 PROBE_EVERY = 2000  # datagrams between two valid messages
@@ -91,15 +92,14 @@ def send_midi(
     conn: Connection, port: str, examples: list[bytes], chunks: int, per_cycle: int
 ) -> None:
     """In a child process, a chunk each time the parent says so: the raw MIDI messages,
-    `per_cycle` per JACK cycle, until they are gone. The sender stays in the graph between
-    chunks, so the idle windows have the same clients."""
-    midi = MidiSender(port, per_cycle=per_cycle)
+    `per_cycle` per JACK cycle, until they are gone, from a C JACK client (bench/raw_midi.py).
+    The sender stays in the graph between chunks, so the idle windows have the same clients."""
+    midi = RawMidiSender(f"dkvae-fuzz-midi-{os.getpid()}", port, per_cycle)
     for chunk in chunked(examples, chunks):
         conn.recv()
-        for message in chunk:
-            midi.send(list(message))
-        midi.flush(timeout=120)
-        conn.send(len(chunk))
+        midi.send(chunk)
+        sent, _ = midi.report()
+        conn.send(sent)
     time.sleep(0.5)
     midi.close()
 

@@ -1,0 +1,44 @@
+"""The fuzz's C MIDI sender (bench/raw_midi.py) on a real JACK server: bytes arrive as sent."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from live_harness import MidiCapture
+from raw_midi import RawMidiSender
+
+MESSAGES = [
+    bytes([0x99, 36, 100]),
+    bytes([0x40, 0x10]),  # running status: data bytes alone
+    bytes([0x90, 36, 127, 38, 90, 0x00]),  # six bytes, not SysEx: rtmidi refuses these
+    bytes([0xF0, *range(60), 0xF7]),
+    bytes([0xF8]),
+    bytes([0xC5]),  # cut short
+]
+
+
+def test_every_message_arrives_as_sent_one_a_cycle_and_an_impossible_one_is_dropped(
+    jack: None,
+) -> None:
+    capture = MidiCapture()
+    sender = RawMidiSender(f"dkvae-test-raw-{os.getpid()}", capture.port_name, per_cycle=1)
+    try:
+        sender.send(MESSAGES[:3])
+        sender.send([bytes(0xFFFE)])  # over any JACK MIDI buffer of a 64-frame period
+        sender.send(MESSAGES[3:])
+        sent, dropped = sender.report()
+        deadline = time.monotonic() + 2
+        while len(capture.events) < len(MESSAGES) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        sender.close()
+        capture.close()
+    assert (sent, dropped) == (len(MESSAGES), 1)
+    assert [data for _, data in capture.events] == MESSAGES
+    frames = [frame for frame, _ in capture.events]
+    assert len(set(frames)) == len(frames)  # one a cycle: each at the start of its own
+    assert sender.proc.returncode == 0
