@@ -6,7 +6,9 @@ a model swap (between two test models). After each minute played the daemon idle
 --idle-window seconds: those windows are the idle baseline. On a shared VM the idle xrun rate
 moves by a factor of 5 within minutes, so a baseline taken once, before the set, is compared
 with a different machine; interleaved, both kinds of window share its noise (compare_xruns).
-Resident memory is read from /proc after a 30 s warm-up and at the end. Notes are counted where
+Resident memory is read from /proc at the end of the first idle window (warmed up: a minute
+played) and of the last, in the same state: every pad rendered in full (a pad that is moving
+plays a one-layer draft, a fifth of the memory), no voice sounding. Notes are counted where
 they could be lost: sent, received by the daemon's MIDI input, played by the audio callback,
 and hits on a pad with no sound; xruns also in the 2 s after each reload and swap.
 
@@ -136,10 +138,6 @@ def main() -> int:
                 if minute:
                     reload_and_swap(osc, kit_path, pads, models, minute)
                     after_swaps.append(live.play(seconds, check_at=2.0) or 0)
-                elif seconds > 30:  # the first minute: warm up, then read the memory
-                    live.play(30.0)
-                    rss_warm = rss_mib(daemon.proc.pid)
-                    live.play(seconds - 30.0)
                 else:
                     live.play(seconds)
                 time.sleep(1.0)  # the last sounds ring out, the last renders finish
@@ -149,6 +147,8 @@ def main() -> int:
                 time.sleep(args.idle_window)
                 idle.append((osc.status()["xruns"] - x0, time.monotonic() - t0))
                 late_idle.update(late.counts(daemon.client_name) or {})
+                if rss_warm is None:  # warmed up: a minute played and its idle window
+                    rss_warm = rss_mib(daemon.proc.pid)
                 minute += 1
             midi.close()
             rss_end = rss_mib(daemon.proc.pid)
