@@ -2,9 +2,11 @@
 
 Changes are coalesced (latest wins): a burst of 100 latent moves on one pad while a render runs
 costs one more render, not 100. A pad that keeps moving (a knob swept from Max or a MIDI
-controller) is rendered as a draft, its own latent alone: one velocity layer, no variants, a
-fifth to a fortieth of the work, so the sweep is heard sooner and costs the CPU (and JACK's
-threads beside it) less; once it has been still for SETTLE_SECONDS it is rendered in full.
+controller: a third change in a row, each within SETTLE_SECONDS of the last render) is
+rendered as a draft, its own latent alone: one velocity layer, no variants, a fifth to a
+fortieth of the work, so the sweep is heard sooner and costs the CPU (and JACK's threads
+beside it) less; once it has been still for SETTLE_SECONDS it is rendered in full. A few
+settings sent together (a patch setting a pad's timbre) are not a sweep.
 
 In full, a pad is the velocity layers (when velocity moves timbre) of one or more variants (when
 the pad varies per hit), all in one batched decoder call. The worker resamples each sound to the
@@ -39,7 +41,7 @@ REFRESH_SECONDS = 0.05  # how often used-up variants are looked for
 BREATH_SECONDS = 0.0005  # rest after each render pass: a flood of latent moves cannot make this
 # real-time thread take a whole core; the moves that arrive meanwhile coalesce into one render
 REST_FRACTION = 0.25  # rest after each decoder run, as a part of its time (RenderWorker._rest)
-SETTLE_SECONDS = 0.15  # a pad changed sooner than this after its last render is drawn as a draft
+SETTLE_SECONDS = 0.15  # renders of a pad closer than this are quick; the third in a row a draft
 
 
 def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
@@ -117,6 +119,8 @@ class RenderWorker:
         self._rendered: dict[int, tuple[tuple[object, ...], tuple[np.ndarray, ...]]] = {}
         self._hits_at_render: dict[int, int] = {}
         self._rendered_at: dict[int, float] = {}  # per note: when its last render was published
+        self._quick: dict[int, int] = {}  # per note: renders in a row, each SETTLE_SECONDS or
+        # less after the one before
         self._drafts: set[int] = set()  # notes whose published sound is a draft
         self._rng = np.random.default_rng()
         self._next_decoder: Decoder | None = None
@@ -199,11 +203,12 @@ class RenderWorker:
         time.sleep(max(BREATH_SECONDS, REST_FRACTION * (time.monotonic() - since)))
 
     def _moving_and_settled(self, dirty: set[int]) -> tuple[set[int], set[int]]:
-        """(dirty pads rendered less than SETTLE_SECONDS ago: draw them as drafts, pads whose
-        draft has been still for SETTLE_SECONDS: render them in full)."""
+        """(dirty pads that keep moving: draw them as drafts, pads whose draft has been still
+        for SETTLE_SECONDS: render them in full)."""
         now = time.monotonic()
         recent = {n for n, at in self._rendered_at.items() if now - at < SETTLE_SECONDS}
-        return dirty & recent, self._drafts - recent - dirty
+        moving = {n for n in dirty & recent if self._quick.get(n, 0) >= 1}
+        return moving, self._drafts - recent - dirty
 
     def _used_up(self) -> set[int]:
         """Pads that vary per hit and have played half their variants since they were rendered."""
@@ -255,6 +260,7 @@ class RenderWorker:
             if pad is None:
                 self._rendered.pop(note, None)
                 self._rendered_at.pop(note, None)
+                self._quick.pop(note, None)
                 self._drafts.discard(note)
                 self._unpublish(note)
                 continue
@@ -298,7 +304,10 @@ class RenderWorker:
             variants = tuple(
                 stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)
             )
-            self._rendered_at[pad.note] = time.monotonic()
+            now, last = time.monotonic(), self._rendered_at.get(pad.note)
+            quick = last is not None and now - last < SETTLE_SECONDS
+            self._quick[pad.note] = self._quick.get(pad.note, 0) + 1 if quick else 0
+            self._rendered_at[pad.note] = now
             if draft:
                 self._drafts.add(pad.note)
             else:

@@ -263,6 +263,32 @@ def test_a_pad_swept_renders_drafts_and_its_full_layers_once_it_is_still(tmp_pat
     assert after.count(full) == 1
 
 
+def test_two_settings_sent_together_are_not_a_sweep(tmp_path: Path) -> None:
+    # A patch that sets a pad's timbre direction and then its amount, and hits it: the hit
+    # must have its velocity layers, not a draft.
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    worker.render_now([36])
+    time.sleep(SETTLE_SECONDS)  # start-up is long past
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6)
+        deadline = time.monotonic() + 2
+        while len(published) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        pads.update(36, timbre_amount=0.5)  # rendered once more, right after the first
+        while len(published) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    assert len(published) == 3
+    assert [v.shape[0] for v in published[-1].variants] == [VELOCITY_LAYERS]
+
+
 def test_a_batch_longer_than_one_run_renders_as_each_latent_alone(tmp_path: Path) -> None:
     decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=2205))
     count = 2 * RUN_BATCH + 3
