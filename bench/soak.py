@@ -8,9 +8,10 @@ moves by a factor of 5 within minutes, so a baseline taken once, before the set,
 with a different machine; interleaved, both kinds of window share its noise (compare_xruns).
 Resident memory is read from /proc at the end of the first idle window (warmed up: a minute
 played) and of the last, in the same state: every pad rendered in full (a pad that is moving
-plays a one-layer draft, a fifth of the memory), no voice sounding. Notes are counted where
-they could be lost: sent, received by the daemon's MIDI input, played by the audio callback,
-and hits on a pad with no sound; xruns also in the 2 s after each reload and swap.
+plays a one-layer draft, a fifth of the memory), no voice sounding; and after every idle
+window, for the trend (a least-squares slope). Notes are counted where they could be lost:
+sent, received by the daemon's MIDI input, played by the audio callback, and hits on a pad
+with no sound; xruns also in the 2 s after each reload and swap.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--idle-window 30] [--model sine|default]
 """
@@ -46,6 +47,19 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_trend(readings: list[float], minutes: float) -> float | None:
+    """The least-squares slope of the readings after each idle window, in MiB per 10 minutes
+    played. The readings swing by tens of MiB from one window to the next (sessions freed at
+    a swap, buffers held until a sweep), so two of them cannot show growth of a few MiB."""
+    if len(readings) < 3:
+        return None
+    played = [minutes * (i + 1) / len(readings) for i in range(len(readings))]
+    mean_x, mean_y = sum(played) / len(played), sum(readings) / len(readings)
+    num = sum((x - mean_x) * (y - mean_y) for x, y in zip(played, readings, strict=True))
+    den = sum((x - mean_x) ** 2 for x in played)
+    return round(10 * num / den, 2)
 
 
 class LiveSet:
@@ -129,6 +143,7 @@ def main() -> int:
             idle: list[tuple[int, float]] = []
             after_swaps: list[int] = []
             rss_warm = None
+            rss_windows: list[float] = []  # after each idle window
             begin = osc.status()
             minute, played = 0, 0.0
             while (left := args.minutes * 60 - played) > 0.5:
@@ -147,8 +162,9 @@ def main() -> int:
                 time.sleep(args.idle_window)
                 idle.append((osc.status()["xruns"] - x0, time.monotonic() - t0))
                 late_idle.update(late.counts(daemon.client_name) or {})
+                rss_windows.append(round(rss_mib(daemon.proc.pid), 1))
                 if rss_warm is None:  # warmed up: a minute played and its idle window
-                    rss_warm = rss_mib(daemon.proc.pid)
+                    rss_warm = rss_windows[-1]
                 minute += 1
             midi.close()
             rss_end = rss_mib(daemon.proc.pid)
@@ -169,6 +185,8 @@ def main() -> int:
         "rss_after_warmup_mib": round(rss_warm or 0.0, 1),
         "rss_end_mib": round(rss_end, 1),
         "rss_growth_mib": round(rss_end - (rss_warm or rss_end), 2),
+        "rss_after_each_idle_window_mib": rss_windows,
+        "rss_trend_mib_per_10_minutes": rss_trend(rss_windows, args.minutes),
         "xruns": xruns,
         "xruns_per_window_playing": [x for x, _ in busy],
         "xruns_per_window_idle": [x for x, _ in idle],
