@@ -10,8 +10,9 @@ Resident memory is read from /proc at the end of the first idle window (warmed u
 played) and of the last, in the same state: every pad rendered in full (a pad that is moving
 plays a one-layer draft, a fifth of the memory), no voice sounding; and after every idle
 window, for the trend (a least-squares slope). Notes are counted where they could be lost:
-sent, received by the daemon's MIDI input, played by the audio callback, and hits on a pad
-with no sound; xruns also in the 2 s after each reload and swap.
+sent, written into JACK by the sender (a C client, bench/raw_midi.py), received by the daemon's
+MIDI input, played by the audio callback, and hits on a pad with no sound; xruns also in the
+2 s after each reload and swap.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--idle-window 30] [--model sine|default]
 """
@@ -30,7 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from common import compare_xruns, two_model_folders
-from live_harness import Daemon, LateClients, MidiSenderProcess, OscPeer, jack_server
+from live_harness import Daemon, LateClients, OscPeer, jack_server
+from raw_midi import RawMidiSender
 from synth_models import CLASSES
 
 from dkvae_live.kit import DEFAULT_KIT, Kit, load_kit, save_kit
@@ -65,7 +67,7 @@ def rss_trend(readings: list[float], minutes: float) -> float | None:
 class LiveSet:
     """The set, played a stretch at a time; it counts what it sent."""
 
-    def __init__(self, osc: OscPeer, midi: MidiSenderProcess) -> None:
+    def __init__(self, osc: OscPeer, midi: RawMidiSender) -> None:
         self.osc, self.midi = osc, midi
         self.notes = self.moves = 0
 
@@ -77,7 +79,8 @@ class LiveSet:
         checked: int | None = None
         while (now := time.monotonic()) - start < seconds:
             if now >= next_note:
-                self.midi.note_on(PADS[self.notes % len(PADS)], 60 + self.notes % 64)
+                note, velocity = PADS[self.notes % len(PADS)], 60 + self.notes % 64
+                self.midi.send([bytes([0x99, note, velocity])])
                 self.notes += 1
                 next_note += SIXTEENTH
             if now >= next_move:
@@ -133,9 +136,10 @@ def main() -> int:
         try:
             daemon.wait_ready()
             osc = daemon.osc
-            # The MIDI sender is a JACK client of its own process (see MidiSenderProcess);
-            # it stays for the idle windows too, or they would have one client fewer.
-            midi = MidiSenderProcess(daemon.midi_port)
+            # The MIDI sender is a C JACK client in a process of its own (bench/raw_midi.py),
+            # which counts what it wrote into JACK; it stays for the idle windows too, or they
+            # would have one client fewer.
+            midi = RawMidiSender(f"dkvae-soak-midi-{os.getpid()}", daemon.midi_port, 8)
             live = LiveSet(osc, midi)
             late_busy: Counter[str] = Counter()
             late_idle: Counter[str] = Counter()
@@ -166,6 +170,7 @@ def main() -> int:
                 if rss_warm is None:  # warmed up: a minute played and its idle window
                     rss_warm = rss_windows[-1]
                 minute += 1
+            notes_written, _ = midi.report()
             midi.close()
             rss_end = rss_mib(daemon.proc.pid)
             osc.drain()
@@ -176,6 +181,7 @@ def main() -> int:
     result = {
         "minutes_played": round(played / 60, 2),
         "notes_sent": live.notes,
+        "notes_written_to_jack": notes_written,
         "notes_received": status["notes_received"] - begin["notes_received"],
         "notes_played": status["notes_played"] - begin["notes_played"],
         "notes_without_sound": status["notes_without_sound"] - begin["notes_without_sound"],
