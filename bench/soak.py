@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from common import compare_xruns, two_model_folders
 from live_harness import Daemon, LateClients, OscPeer, jack_server
 from raw_midi import RawMidiSender
@@ -57,11 +58,8 @@ def rss_trend(readings: list[float], minutes: float) -> float | None:
     a swap, buffers held until a sweep), so two of them cannot show growth of a few MiB."""
     if len(readings) < 3:
         return None
-    played = [minutes * (i + 1) / len(readings) for i in range(len(readings))]
-    mean_x, mean_y = sum(played) / len(played), sum(readings) / len(readings)
-    num = sum((x - mean_x) * (y - mean_y) for x, y in zip(played, readings, strict=True))
-    den = sum((x - mean_x) ** 2 for x in played)
-    return round(10 * num / den, 2)
+    played = np.linspace(minutes / len(readings), minutes, len(readings))
+    return round(10 * float(np.polyfit(played, readings, 1)[0]), 2)
 
 
 class LiveSet:
@@ -146,7 +144,6 @@ def main() -> int:
             busy: list[tuple[int, float]] = []
             idle: list[tuple[int, float]] = []
             after_swaps: list[int] = []
-            rss_warm = None
             rss_windows: list[float] = []  # after each idle window
             begin = osc.status()
             minute, played = 0, 0.0
@@ -167,17 +164,16 @@ def main() -> int:
                 idle.append((osc.status()["xruns"] - x0, time.monotonic() - t0))
                 late_idle.update(late.counts(daemon.client_name) or {})
                 rss_windows.append(round(rss_mib(daemon.proc.pid), 1))
-                if rss_warm is None:  # warmed up: a minute played and its idle window
-                    rss_warm = rss_windows[-1]
                 minute += 1
             notes_written, _ = midi.report()
             midi.close()
-            rss_end = rss_mib(daemon.proc.pid)
             osc.drain()
             status = osc.status()
         finally:
             daemon.stop()
     xruns = compare_xruns(busy, idle)
+    # warmed up: after the first minute played and its idle window; the end: after the last
+    rss_warm, rss_end = (rss_windows[0], rss_windows[-1]) if rss_windows else (0.0, 0.0)
     result = {
         "minutes_played": round(played / 60, 2),
         "notes_sent": live.notes,
@@ -188,9 +184,9 @@ def main() -> int:
         "latent_moves_sent": live.moves,
         "model": args.model,
         "kit_reloads_and_model_swaps": len(after_swaps),
-        "rss_after_warmup_mib": round(rss_warm or 0.0, 1),
-        "rss_end_mib": round(rss_end, 1),
-        "rss_growth_mib": round(rss_end - (rss_warm or rss_end), 2),
+        "rss_after_warmup_mib": rss_warm,
+        "rss_end_mib": rss_end,
+        "rss_growth_mib": round(rss_end - rss_warm, 2),
         "rss_after_each_idle_window_mib": rss_windows,
         "rss_trend_mib_per_10_minutes": rss_trend(rss_windows, args.minutes),
         "xruns": xruns,

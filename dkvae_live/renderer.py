@@ -119,8 +119,7 @@ class RenderWorker:
         self._rendered: dict[int, tuple[tuple[object, ...], tuple[np.ndarray, ...]]] = {}
         self._hits_at_render: dict[int, int] = {}
         self._rendered_at: dict[int, float] = {}  # per note: when its last render was published
-        self._quick: dict[int, int] = {}  # per note: renders in a row, each SETTLE_SECONDS or
-        # less after the one before
+        self._quick: set[int] = set()  # notes whose last render came quickly after the one before
         self._drafts: set[int] = set()  # notes whose published sound is a draft
         self._rng = np.random.default_rng()
         self._next_decoder: Decoder | None = None
@@ -207,7 +206,7 @@ class RenderWorker:
         for SETTLE_SECONDS: render them in full)."""
         now = time.monotonic()
         recent = {n for n, at in self._rendered_at.items() if now - at < SETTLE_SECONDS}
-        moving = {n for n in dirty & recent if self._quick.get(n, 0) >= 1}
+        moving = dirty & recent & self._quick
         return moving, self._drafts - recent - dirty
 
     def _used_up(self) -> set[int]:
@@ -260,7 +259,7 @@ class RenderWorker:
             if pad is None:
                 self._rendered.pop(note, None)
                 self._rendered_at.pop(note, None)
-                self._quick.pop(note, None)
+                self._quick.discard(note)
                 self._drafts.discard(note)
                 self._unpublish(note)
                 continue
@@ -305,8 +304,10 @@ class RenderWorker:
                 stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)
             )
             now, last = time.monotonic(), self._rendered_at.get(pad.note)
-            quick = last is not None and now - last < SETTLE_SECONDS
-            self._quick[pad.note] = self._quick.get(pad.note, 0) + 1 if quick else 0
+            if last is not None and now - last < SETTLE_SECONDS:
+                self._quick.add(pad.note)
+            else:
+                self._quick.discard(pad.note)
             self._rendered_at[pad.note] = now
             if draft:
                 self._drafts.add(pad.note)
