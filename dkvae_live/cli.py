@@ -18,6 +18,7 @@ from .kit import DEFAULT_KIT, KitError, load_kit
 from .midi_in import MidiError, available_apis, list_input_ports
 from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
 from .osc_in import OscError
+from .rt import map_large_buffers_apart
 
 log = logging.getLogger("dkvae_live")
 
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["render"]:
         return render_main(argv[1:])
     args = build_parser().parse_args(argv)
+    map_large_buffers_apart()
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -306,13 +306,18 @@ class Engine:
 
     def _watch_kit(self) -> None:
         """Reload the kit when its file changes on disk; free the sounds no voice plays any
-        more; now and then return free memory."""
-        checks = 0
+        more; return free memory to the system once no more sounds are being freed (a pad
+        moved, a kit or model loaded), and now and then while they are."""
+        checks = freed = 0
+        trim_due = False
         while not self._stopping.wait(KIT_WATCH_SECONDS):
             checks += 1
             self.mixer.sweep()
-            if checks % TRIM_EVERY == 0:
+            quiet = self.mixer.sounds_freed == freed
+            freed, trim_due = self.mixer.sounds_freed, trim_due or not quiet
+            if (quiet and trim_due) or checks % TRIM_EVERY == 0:
                 release_free_memory()
+                trim_due = False
             stamp = self._stamp(self.kit_path)
             if stamp is not None and stamp != self._kit_stamp:
                 self._kit_stamp = stamp

@@ -116,6 +116,7 @@ class Mixer:
         self._held: dict[int, PadSound] = {}  # record -> the sound whose buffers it points at
         self._retired: list[tuple[int, int]] = []  # (record, audio cycle when it was replaced)
         self._waiting: dict[int, PadSound] = {}  # notes to publish once a record is free
+        self.sounds_freed = 0  # sounds whose buffers were let go of, since the start
         self._midi_data = (ctypes.c_uint8 * (MIDI_BYTES * MIDI_READ))()
         self._midi_sizes = (ctypes.c_uint32 * MIDI_READ)()
 
@@ -212,6 +213,7 @@ class Mixer:
             if cycles >= at + 2 and _lib.dk_sound_voices(state, record) == 0:
                 del self._held[record]
                 self._free.append(record)
+                self.sounds_freed += 1
             else:
                 still.append((record, at))
         self._retired = still

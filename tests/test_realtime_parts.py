@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -371,6 +374,42 @@ def test_release_free_memory_gives_freed_buffers_back_to_the_system() -> None:
     release_free_memory()
     assert resident_mib() < held - 100  # of the ~146 MiB freed
     assert last[0] == 1.0
+
+
+FREE_A_LARGE_BUFFER_TWICE = """
+import sys
+from pathlib import Path
+import numpy as np
+from dkvae_live.rt import map_large_buffers_apart
+
+def resident_mib():
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+if sys.argv[1] == "apart":
+    map_large_buffers_apart()
+before = resident_mib()
+for _ in range(2):  # the first free raises glibc's own threshold to the buffer's size
+    buffer = np.ones(6 << 20, np.float32)  # 24 MiB
+    del buffer
+print(resident_mib() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_large_buffers_go_back_to_the_system_when_freed() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    growth = {
+        how: float(
+            subprocess.run(
+                [sys.executable, "-c", FREE_A_LARGE_BUFFER_TWICE, how],
+                capture_output=True, text=True, check=True, env=env,
+            ).stdout
+        )
+        for how in ("apart", "glibc's default")
+    }
+    assert growth["apart"] < 2, growth
+    assert growth["glibc's default"] > 20, growth  # the heap kept the second 24 MiB
 
 
 def test_osc_signatures_convert_or_say_what_is_wrong() -> None:
