@@ -60,12 +60,13 @@ def map_large_buffers_apart() -> None:
     goes back to the system the moment it is freed. Call it once, first thing in the process.
 
     glibc starts with that threshold at 128 KiB but raises it, up to 32 MiB, each time a large
-    buffer is freed; after a few renders the rendered sound tables (8 MiB for a pad with 40
-    variants) and the decoder's batch outputs come from the heap, and what a render frees there
-    stays resident until a trim, and not all of it then: at rest the daemon measured 57-73 MiB
-    of anonymous memory from one minute of playing to the next, 57-61 MiB with this. Smaller
-    buffers stay in the heap, where reusing them is cheap: at 1 MiB onnxruntime's own tensors
-    were mapped afresh every run and a 24-pad render took twice as long (71 ms, not 36).
+    buffer is freed; after a few renders the decoder's batch outputs (7 MiB for a pad with 40
+    variants) come from the heap, and what a render frees there stays resident until a trim,
+    and not all of it then. At rest after each minute of the soak's set the daemon's anonymous
+    memory went 69-84 MiB with glibc's moving threshold, 69-74 MiB with this. Smaller buffers
+    stay in the heap, where reusing them is cheap: at 1 MiB, before onnxruntime kept its own
+    arena (model.py), its tensors were mapped afresh every run and a 24-pad render took twice
+    as long (71 ms, not 36).
     MALLOC_MMAP_THRESHOLD_ in the environment, where set, wins."""
     if _LIBC is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         _LIBC.mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES)
