@@ -54,8 +54,8 @@ def rss_mib(pid: int) -> float:
 
 def rss_trend(readings: list[float], minutes: float) -> float | None:
     """The least-squares slope of the readings after each idle window, in MiB per 10 minutes
-    played. The readings swing by tens of MiB from one window to the next (sessions freed at
-    a swap, buffers held until a sweep), so two of them cannot show growth of a few MiB."""
+    played. The readings move by a few MiB from one window to the next (the two models'
+    onnxruntime arenas differ), so two of them cannot show growth of a few MiB."""
     if len(readings) < 3:
         return None
     played = np.linspace(minutes / len(readings), minutes, len(readings))
