@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import compare_xruns, two_model_folders
+from common import ProcessMeter, compare_xruns, two_model_folders
 from live_harness import Daemon, LateClients, OscPeer, jack_server
 from raw_midi import RawMidiSender
 from synth_models import CLASSES
@@ -43,13 +43,6 @@ from dkvae_live.pads import Pad, default_pads
 PADS = [36, 38, 42, 46, 41, 45, 49, 51]
 SIXTEENTH = 60.0 / 140 / 4
 MOVE_EVERY = 0.01
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def rss_trend(readings: list[float], minutes: float) -> float | None:
@@ -137,6 +130,7 @@ def main() -> int:
             # The MIDI sender is a C JACK client in a process of its own (bench/raw_midi.py),
             # which counts what it wrote into JACK; it stays for the idle windows too, or they
             # would have one client fewer.
+            meter = ProcessMeter(daemon.proc.pid)
             midi = RawMidiSender(f"dkvae-soak-midi-{os.getpid()}", daemon.midi_port, 8)
             live = LiveSet(osc, midi)
             late_busy: Counter[str] = Counter()
@@ -163,7 +157,7 @@ def main() -> int:
                 time.sleep(args.idle_window)
                 idle.append((osc.status()["xruns"] - x0, time.monotonic() - t0))
                 late_idle.update(late.counts(daemon.client_name) or {})
-                rss_windows.append(round(rss_mib(daemon.proc.pid), 1))
+                rss_windows.append(round(meter.memory_mib()["rss_mib"], 1))
                 minute += 1
             notes_written, _ = midi.report()
             midi.close()

@@ -313,8 +313,9 @@ class Engine:
         while not self._stopping.wait(KIT_WATCH_SECONDS):
             checks += 1
             self.mixer.sweep()
-            quiet = self.mixer.sounds_freed == freed
-            freed, trim_due = self.mixer.sounds_freed, trim_due or not quiet
+            count = self.mixer.sounds_freed  # read once: the render worker also frees
+            quiet, freed = count == freed, count
+            trim_due = trim_due or not quiet
             if (quiet and trim_due) or checks % TRIM_EVERY == 0:
                 release_free_memory()
                 trim_due = False
