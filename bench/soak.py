@@ -117,7 +117,7 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args()
-    with jack_server(), tempfile.TemporaryDirectory() as tmp:
+    with jack_server(period=64), tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         models, pads = two_models(root, args.model)
         kit_path = root / "kits" / "soak.toml"

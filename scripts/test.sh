@@ -10,6 +10,8 @@ if [ ! -e "$DKVAE_TEST_KITS/.fetched" ] && command -v apt-get >/dev/null; then
   (cd "$DKVAE_TEST_KITS" && apt-get download hydrogen-data avldrums.lv2-soundfont >/dev/null) \
     && touch "$DKVAE_TEST_KITS/.fetched" || echo "test: could not fetch the test kits; their tests skip"
 fi
+# Period 256, not 64: see TEST_PERIOD in tests/live_harness.py.
+export JACK_PERIOD="${JACK_PERIOD:-256}"
 jack_pid=$(bash scripts/jack-dummy.sh)
 trap '[ -n "$jack_pid" ] && kill "$jack_pid" 2>/dev/null || true' EXIT
 .venv/bin/python -m pytest "$@"
