@@ -28,6 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SERVER_NAME = "dkvae-bench"
+# The benchmarks' JACK period: the daemon's own default (the tests run at
+# live_harness.TEST_PERIOD, which is larger).
+PERIOD = 64
 DEFAULT_MODEL_DIR = ROOT / "dkvae_live" / "models" / "default"
 
 sys.path.insert(0, str(ROOT / "tests"))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    PERIOD,
     RESULTS,
     ProcessMeter,
     bench_jack_server,
@@ -120,7 +121,7 @@ def paced(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--period", type=int, default=64)
+    parser.add_argument("--period", type=int, default=PERIOD)
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--play", type=float, default=15.0)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import PERIOD
 from live_harness import (
     Capture,
     Daemon,
@@ -98,7 +99,7 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=5.0, help="ms from latent change to hit")
     parser.add_argument("--json", type=Path, default=Path("bench/results/latency.json"))
     args = parser.parse_args()
-    with jack_server(period=64), tempfile.TemporaryDirectory() as tmp:
+    with jack_server(period=PERIOD), tempfile.TemporaryDirectory() as tmp:
         model = sine_decoder(Path(tmp) / "decoder.onnx")
         daemon = Daemon(model)
         try:

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import ProcessMeter, compare_xruns, two_model_folders
+from common import PERIOD, ProcessMeter, compare_xruns, two_model_folders
 from live_harness import Daemon, LateClients, OscPeer, jack_server
 from raw_midi import RawMidiSender
 from synth_models import CLASSES
@@ -117,7 +117,7 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args()
-    with jack_server(period=64), tempfile.TemporaryDirectory() as tmp:
+    with jack_server(period=PERIOD), tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         models, pads = two_models(root, args.model)
         kit_path = root / "kits" / "soak.toml"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    PERIOD,
     bench_jack_server,
     compare_xruns,
     conditions,
@@ -52,7 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--swaps", type=int, default=20)
     parser.add_argument("--model", default="sine", help="sine (test model), default, or a path")
-    parser.add_argument("--period", type=int, default=64)
+    parser.add_argument("--period", type=int, default=PERIOD)
     parser.add_argument("--window", type=float, default=1.0, help="seconds per window")
     parser.add_argument("--json", type=Path, default=Path("bench/results/swap.json"))
     args = parser.parse_args()

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 from common import (
+    PERIOD,
     RESULTS,
     ROOT,
     bench_jack_server,
@@ -294,7 +295,7 @@ def latent_sweep(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--period", type=int, default=64, help="JACK period in frames")
+    parser.add_argument("--period", type=int, default=PERIOD, help="JACK period in frames")
     parser.add_argument("--rate", type=int, default=48000)
     parser.add_argument("--hits", type=int, default=500, help="per trigger kind")
     parser.add_argument("--floor-hits", type=int, default=None, help="default: --hits")

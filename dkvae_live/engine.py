@@ -314,7 +314,8 @@ class Engine:
             checks += 1
             self.mixer.sweep()
             count = self.mixer.sounds_freed  # read once: the render worker also frees
-            quiet, freed = count == freed, count
+            quiet = count == freed
+            freed = count
             trim_due = trim_due or not quiet
             if (quiet and trim_due) or checks % TRIM_EVERY == 0:
                 release_free_memory()
