@@ -115,9 +115,10 @@ def main() -> int:
         default="sine",
         help="swap between two sine test models, or two copies of the shipped model (its kit)",
     )
+    parser.add_argument("--period", type=int, default=PERIOD, help="JACK period, frames")
     parser.add_argument("--json", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args()
-    with jack_server(period=PERIOD), tempfile.TemporaryDirectory() as tmp:
+    with jack_server(period=args.period), tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         models, pads = two_models(root, args.model)
         kit_path = root / "kits" / "soak.toml"
@@ -177,6 +178,7 @@ def main() -> int:
         "notes_without_sound": status["notes_without_sound"] - begin["notes_without_sound"],
         "latent_moves_sent": live.moves,
         "model": args.model,
+        "period": args.period,
         "kit_reloads_and_model_swaps": len(after_swaps),
         "rss_after_warmup_mib": rss_warm,
         "rss_end_mib": rss_end,
