@@ -307,12 +307,12 @@ def clean_take(rig: Rig, send: Callable[[], None], attempts: int = 8) -> np.ndar
             take: np.ndarray | None = rig.capture.hit(send, 0.1)
         except AssertionError:  # no sound within 100 ms
             take = None
-        if watch.clean():
+        clean = watch.clean()
+        time.sleep(1.0)  # the sound ends before the next one
+        if clean:
             assert take is not None, "no sound within 100 ms of the trigger, and no xrun"
-            time.sleep(1.0)  # the sound ends before the next one
             return take
         late_clients.append(watch.blamed())
-        time.sleep(1.0)
     raise AssertionError(f"an xrun in each of {attempts} takes; late clients: {late_clients}")
 
 
