@@ -226,7 +226,7 @@ def main() -> int:
     parser.add_argument("--midi-per-cycle", type=int, default=8, help="MIDI messages a cycle")
     parser.add_argument("--json", type=Path, default=Path("bench/results/fuzz.json"))
     args = parser.parse_args()
-    with jack_server(period=PERIOD, synchronous=False), tempfile.TemporaryDirectory() as tmp:
+    with jack_server(period=PERIOD), tempfile.TemporaryDirectory() as tmp:
         model = sine_decoder(Path(tmp) / "decoder.onnx")
         osc_examples = draw_examples(datagrams, args.datagrams)
         midi_examples = draw_examples(midi_messages, args.midi)

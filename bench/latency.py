@@ -99,7 +99,7 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=5.0, help="ms from latent change to hit")
     parser.add_argument("--json", type=Path, default=Path("bench/results/latency.json"))
     args = parser.parse_args()
-    with jack_server(period=PERIOD, synchronous=False), tempfile.TemporaryDirectory() as tmp:
+    with jack_server(period=PERIOD), tempfile.TemporaryDirectory() as tmp:
         model = sine_decoder(Path(tmp) / "decoder.onnx")
         daemon = Daemon(model)
         try:

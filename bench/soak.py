@@ -118,7 +118,7 @@ def main() -> int:
     parser.add_argument("--period", type=int, default=PERIOD, help="JACK period, frames")
     parser.add_argument("--json", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args()
-    with jack_server(period=args.period, synchronous=False), tempfile.TemporaryDirectory() as tmp:
+    with jack_server(period=args.period), tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         models, pads = two_models(root, args.model)
         kit_path = root / "kits" / "soak.toml"

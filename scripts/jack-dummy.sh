@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Start a JACK server on its dummy driver (a real audio clock, no sound card) unless one runs.
 # Prints the PID of the server it started, or nothing when one was already running.
-# Synchronous mode (-S): a late client still gets its cycle's MIDI (tests/live_harness.py).
 set -euo pipefail
 rate="${JACK_RATE:-48000}"; period="${JACK_PERIOD:-64}"
 if jack_lsp >/dev/null 2>&1; then exit 0; fi
 log="${TMPDIR:-/tmp}/dkvae-jackd.log"  # tests/live_harness.py reads it (LateClients)
-jackd -S -d dummy -r "$rate" -p "$period" </dev/null >"$log" 2>&1 &
+jackd -d dummy -r "$rate" -p "$period" </dev/null >"$log" 2>&1 &
 pid=$!
 if ! jack_wait -w -t 10 >/dev/null 2>&1; then
   echo "jack-dummy: jackd did not start; its log:" >&2; cat "$log" >&2; exit 1

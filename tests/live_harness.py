@@ -80,27 +80,17 @@ def running_jackd_log() -> Path | None:
 # JACK named the daemon in none of 6 swaps, where at 128 (23:28) it named it 40 times in 17.
 # Latency at 64 is the benchmarks' to measure.
 TEST_PERIOD = int(os.environ.get("JACK_PERIOD", "256"))
-# The tests' servers run in JACK's synchronous mode (-S, as scripts/jack-dummy.sh starts them).
-# In the default mode a late client misses its cycle's MIDI: soaks on this VM lost 70-157 of
-# 2800 notes so in noisy spells, and 0-1 with -S (README, soak), and a test that sends one
-# message (a CC to learn) waited for it in vain in CI. The benchmarks keep the default mode,
-# where the server's log names the late clients (LateClients).
 
 
 def start_jackd(
-    rate: int = 48000,
-    period: int = TEST_PERIOD,
-    name: str | None = None,
-    synchronous: bool = True,
+    rate: int = 48000, period: int = TEST_PERIOD, name: str | None = None
 ) -> subprocess.Popen:
-    """A JACK server on the dummy driver (named `name`, else the default server), ready;
-    in synchronous mode (-S) unless told otherwise (see TEST_PERIOD)."""
+    """A JACK server on the dummy driver (named `name`, else the default server), ready."""
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed (apt-get install jackd2)")
     log = open(jackd_log_path(name), "ab")  # noqa: SIM115
     args = ["jackd"] + (["-n", name] if name else [])
     args += [] if os.geteuid() == 0 else ["--no-realtime"]
-    args += ["-S"] if synchronous else []
     args += ["-d", "dummy", "-r", str(rate), "-p", str(period)]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     log.close()
@@ -116,14 +106,12 @@ def stop_jackd(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 @contextmanager
-def jack_server(
-    rate: int = 48000, period: int = TEST_PERIOD, synchronous: bool = True
-) -> Iterator[None]:
+def jack_server(rate: int = 48000, period: int = TEST_PERIOD) -> Iterator[None]:
     """Use the JACK server already running, or start a dummy-driver server for the duration."""
     if jack_running():
         yield
         return
-    proc = start_jackd(rate, period, synchronous=synchronous)
+    proc = start_jackd(rate, period)
     try:
         yield
     finally:
