@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_harness import Capture, Daemon, MidiSender, dominant_frequency
+from live_harness import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
 from synth_models import expected_frequency
 
 from dkvae_live.audio import JackOutput
@@ -28,9 +28,9 @@ def test_midi_note_plays_the_pads_sound_at_the_velocitys_level(
 ) -> None:
     midi = MidiSender(daemon.midi_port)
     try:
-        loud = capture.hit(lambda: midi.note_on(38, 127))
+        loud = without_xrun(daemon, capture, lambda: capture.hit(lambda: midi.note_on(38, 127)))
         time.sleep(0.3)
-        soft = capture.hit(lambda: midi.note_on(38, 64))
+        soft = without_xrun(daemon, capture, lambda: capture.hit(lambda: midi.note_on(38, 64)))
     finally:
         midi.close()
     z0 = default_latent(38, 8)[0]
@@ -52,18 +52,21 @@ def test_a_midi_note_plays_in_the_jack_cycle_it_arrives_and_only_on_its_channel(
         midi = MidiSender(daemon.midi_port)
         try:
             capture.wait_until(1)
-            assert capture.first_frame is not None
             period = int(capture.client.blocksize)
-            delays = []
-            for _ in range(10):
+
+            def one_note() -> int:
                 daemon.osc.send("/dkvae/stop")  # nothing rings on: the onset is this hit's
                 time.sleep(0.1)
                 start = capture.trigger_frame()
                 midi.note_on(38, 120, channel=9)  # channel 10
                 onset = capture.onset(start, int(0.1 * capture.rate))
                 assert onset is not None, "the note did not play"
-                delays.append(capture.first_frame + onset - midi.sent_frames[-1])
+                assert capture.first_frame is not None
                 time.sleep(0.3)
+                return capture.first_frame + onset - midi.sent_frames[-1]
+
+            delays = [without_xrun(daemon, capture, one_note) for _ in range(10)]
+            notes_sent = len(midi.sent_frames)
             daemon.osc.send("/dkvae/stop")
             time.sleep(0.2)
             start = capture.trigger_frame()
@@ -77,10 +80,12 @@ def test_a_midi_note_plays_in_the_jack_cycle_it_arrives_and_only_on_its_channel(
         daemon.stop()
     # Through a client of its own (rtmidi) every onset came one period later, or more. A cycle
     # in which JACK woke us late puts one there too: asking 8 of 10 failed 2 of 5 runs with
-    # two busy loops beside the test on this 2-core machine.
+    # two busy loops beside the test on this 2-core machine (before `without_xrun`). A note
+    # sent again after an xrun may have been lost in JACK: received are 10 or more.
     assert sum(0 <= d < period for d in delays) >= 5, f"onsets {delays} frames after the event"
     assert max(delays) < 4 * period
-    assert status["notes_received"] == 10 and status["notes_played"] == 10
+    assert 10 <= status["notes_received"] <= notes_sent  # not the other channel's
+    assert status["notes_played"] == status["notes_received"]
     assert status["dropped"] == 0
 
 
@@ -125,16 +130,21 @@ def test_one_dimension_and_class_over_osc(daemon: Daemon, capture: Capture) -> N
 
 def test_burst_of_500_back_to_back_midi_notes_loses_none(daemon: Daemon, capture: Capture) -> None:
     midi = MidiSender(daemon.midi_port)
-    try:
+
+    def burst() -> None:
+        before = daemon.osc.status()
         for _ in range(500):
             midi.note_on(42, 100)
-    finally:
         time.sleep(0.5)
+        status = daemon.osc.status()
+        assert status["notes_received"] - before["notes_received"] == 500
+        assert status["notes_played"] - before["notes_played"] == 500
+        assert status["dropped"] == 0
+
+    try:
+        without_xrun(daemon, capture, burst)
+    finally:
         midi.close()
-    status = daemon.osc.status()
-    assert status["notes_received"] == 500
-    assert status["notes_played"] == 500
-    assert status["dropped"] == 0
 
 
 def test_bad_input_is_counted_and_the_daemon_keeps_playing(
