@@ -47,8 +47,12 @@ def time_runs(run: Any, renders: int, warmup: int = 50) -> np.ndarray:
 
 
 def summary(times_ms: np.ndarray) -> dict[str, float]:
-    return {"median_ms": float(np.median(times_ms)), "p99_ms": float(np.percentile(times_ms, 99)),
-            "mean_ms": float(np.mean(times_ms)), "max_ms": float(np.max(times_ms))}
+    return {
+        "median_ms": float(np.median(times_ms)),
+        "p99_ms": float(np.percentile(times_ms, 99)),
+        "mean_ms": float(np.mean(times_ms)),
+        "max_ms": float(np.max(times_ms)),
+    }
 
 
 def bench(model_dir: Path, renders: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -60,29 +64,42 @@ def bench(model_dir: Path, renders: int = 1000, seed: int = 0) -> dict[str, Any]
     classes = len(json.loads(meta["dkvae.class_names"]))
     num_samples = int(meta["dkvae.num_samples"])
     out_name = dec.get_outputs()[0].name
-    feeds = [{"z": rng.standard_normal((1, latent)).astype(np.float32),
-              "class_index": np.array([rng.integers(classes)], np.int64)} for _ in range(16)]
+    feeds = [
+        {
+            "z": rng.standard_normal((1, latent)).astype(np.float32),
+            "class_index": np.array([rng.integers(classes)], np.int64),
+        }
+        for _ in range(16)
+    ]
     counter = iter(range(10**9))
 
     def render() -> None:
         dec.run([out_name], feeds[next(counter) % len(feeds)])
 
     result: dict[str, Any] = {
-        "model": str(model_dir), "renders": renders, "num_samples": num_samples,
-        "sample_rate": int(meta["dkvae.sample_rate"]), "output_kind": meta["dkvae.output_kind"],
-        "onnxruntime": ort.__version__, "machine": platform.processor() or platform.machine(),
+        "model": str(model_dir),
+        "renders": renders,
+        "num_samples": num_samples,
+        "sample_rate": int(meta["dkvae.sample_rate"]),
+        "output_kind": meta["dkvae.output_kind"],
+        "onnxruntime": ort.__version__,
+        "machine": platform.processor() or platform.machine(),
         "decoder": summary(time_runs(render, renders)),
     }
-    batch8 = {"z": rng.standard_normal((8, latent)).astype(np.float32),
-              "class_index": (np.arange(8) % classes).astype(np.int64)}
-    result["decoder_batch8"] = summary(time_runs(lambda: dec.run([out_name], batch8),
-                                                 max(50, renders // 10)))
+    batch8 = {
+        "z": rng.standard_normal((8, latent)).astype(np.float32),
+        "class_index": (np.arange(8) % classes).astype(np.int64),
+    }
+    result["decoder_batch8"] = summary(
+        time_runs(lambda: dec.run([out_name], batch8), max(50, renders // 10))
+    )
     enc_path = model_dir / "encoder.onnx"
     if enc_path.exists():
         enc = session(enc_path)
         audio = (rng.standard_normal((1, num_samples)) * 0.1).astype(np.float32)
-        result["encoder"] = summary(time_runs(lambda: enc.run(["z_mean"], {"audio": audio}),
-                                              max(50, renders // 10)))
+        result["encoder"] = summary(
+            time_runs(lambda: enc.run(["z_mean"], {"audio": audio}), max(50, renders // 10))
+        )
     return result
 
 
@@ -94,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = bench(args.model_dir, args.renders)
     d = result["decoder"]
-    print(f"decoder {args.model_dir}: one {result['num_samples']}-sample hit, 1 thread, "
-          f"{args.renders} renders: median {d['median_ms']:.3f} ms, p99 {d['p99_ms']:.3f} ms")
+    print(
+        f"decoder {args.model_dir}: one {result['num_samples']}-sample hit, 1 thread, "
+        f"{args.renders} renders: median {d['median_ms']:.3f} ms, p99 {d['p99_ms']:.3f} ms"
+    )
     b = result["decoder_batch8"]
     print(f"decoder batch of 8: median {b['median_ms']:.3f} ms, p99 {b['p99_ms']:.3f} ms")
     if "encoder" in result:

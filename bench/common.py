@@ -80,9 +80,7 @@ def bench_jack_server(
     pid_file = RESULTS / f"jackd-{name}.pid"  # for run_all, should this process be killed
     pid_file.write_text(str(proc.pid))
     try:
-        subprocess.run(
-            ["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True, timeout=15
-        )
+        subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True, timeout=15)
         if proc.poll() is not None or not _server_running(name):
             raise RuntimeError(f"jackd did not start; see {log_path}")
         yield {"server": name, "period": period, "rate": rate, "pid": proc.pid, "log": log_path}
@@ -260,8 +258,10 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = []
     for n, row in enumerate(cells):
         lines.append(
-            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                      enumerate(zip(row, widths, strict=True))).rstrip()
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
         )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -325,10 +325,25 @@ def py_spy(
     exe = Path(sys.executable).with_name("py-spy")
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [str(exe if exe.exists() else "py-spy"), "record", "--pid", str(pid),
-         "--duration", str(max(1, int(seconds))), "--rate", str(rate), "--threads",
-         *(["--gil"] if gil else []), "--format", "raw", "--output", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(exe if exe.exists() else "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            str(rate),
+            "--threads",
+            *(["--gil"] if gil else []),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -345,8 +360,7 @@ def spy_summary(
         threads[name] += int(count)
         lines[f"{name}: {frames[-1]}"] += int(count)
     possible = seconds * rate
-    out = [f"{what}: % of wall time, by thread (a lower bound: py-spy misses samples "
-           "under load):"]
+    out = [f"{what}: % of wall time, by thread (a lower bound: py-spy misses samples under load):"]
     out += [f"  {100 * n / possible:5.1f} %  {name}" for name, n in threads.most_common()]
     out.append("lines seen most (% of wall time):")
     out += [f"  {100 * n / possible:5.1f} %  {name}" for name, n in lines.most_common(top)]

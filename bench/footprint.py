@@ -115,8 +115,13 @@ def paced(
             step += 1
         time.sleep(0.0003)
     elapsed = time.perf_counter() - start
-    return {"seconds": elapsed, "notes_sent": notes, "latent_updates_sent": latents,
-            "note_rate": notes / elapsed, "latent_rate": latents / elapsed}
+    return {
+        "seconds": elapsed,
+        "notes_sent": notes,
+        "latent_updates_sent": latents,
+        "note_rate": notes / elapsed,
+        "latent_rate": latents / elapsed,
+    }
 
 
 def main() -> int:
@@ -127,10 +132,13 @@ def main() -> int:
     parser.add_argument("--play", type=float, default=15.0)
     parser.add_argument("--stress", type=float, default=60.0)
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--py-spy", action="store_true",
-                        help="record which daemon threads hold the GIL (py-spy --gil) in the "
-                        "idle and stress phases (bench/results/footprint-{idle,stress}"
-                        ".pyspy.txt, collapsed stacks) and print a summary")
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="record which daemon threads hold the GIL (py-spy --gil) in the "
+        "idle and stress phases (bench/results/footprint-{idle,stress}"
+        ".pyspy.txt, collapsed stacks) and print a summary",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "footprint.json")
     args = parser.parse_args()
     cond = conditions()
@@ -158,31 +166,47 @@ def main() -> int:
 
             print(f"idle {args.idle:g} s", flush=True)
             before, late = snapshot(daemon), LateClients()
-            spy = (py_spy(daemon.proc.pid, args.idle, RESULTS / "footprint-idle.pyspy.txt")
-                   if args.py_spy else None)
+            spy = (
+                py_spy(daemon.proc.pid, args.idle, RESULTS / "footprint-idle.pyspy.txt")
+                if args.py_spy
+                else None
+            )
             cpu_idle = meter.cpu_percent_over(args.idle)
             if spy:
                 spy.wait()
-            result["idle"] = {"seconds": args.idle, "cpu_percent": cpu_idle,
-                              **meter.memory_mib(), **delta(snapshot(daemon), before),
-                              "late_clients": late.counts(daemon.client_name)}
+            result["idle"] = {
+                "seconds": args.idle,
+                "cpu_percent": cpu_idle,
+                **meter.memory_mib(),
+                **delta(snapshot(daemon), before),
+                "late_clients": late.counts(daemon.client_name),
+            }
 
-            print(f"playing 16ths at 180 BPM with latent moves at 100/s for {args.play:g} s",
-                  flush=True)
+            print(
+                f"playing 16ths at 180 BPM with latent moves at 100/s for {args.play:g} s",
+                flush=True,
+            )
             before = snapshot(daemon)
             cpu0, t0 = meter.cpu_seconds(), time.monotonic()
             sent = paced(daemon, midi, args.play, 100.0, 12.0, latent_size, (36, 38))
             cpu = 100 * (meter.cpu_seconds() - cpu0) / (time.monotonic() - t0)
             time.sleep(0.5)
-            result["playing"] = {"cpu_percent": cpu, **meter.memory_mib(), **sent,
-                                 **delta(snapshot(daemon), before)}
+            result["playing"] = {
+                "cpu_percent": cpu,
+                **meter.memory_mib(),
+                **sent,
+                **delta(snapshot(daemon), before),
+            }
 
             print(f"stress: 1000 latent updates/s + 50 notes/s for {args.stress:g} s", flush=True)
             time.sleep(1.0)
             before, late = snapshot(daemon), LateClients()
             cpu0, t0 = meter.cpu_seconds(), time.monotonic()
-            spy = (py_spy(daemon.proc.pid, args.stress, RESULTS / "footprint-stress.pyspy.txt")
-                   if args.py_spy else None)
+            spy = (
+                py_spy(daemon.proc.pid, args.stress, RESULTS / "footprint-stress.pyspy.txt")
+                if args.py_spy
+                else None
+            )
             sent = paced(daemon, midi, args.stress, 1000.0, 50.0, latent_size, (36, 38, 42))
             if spy:
                 spy.wait()
@@ -190,9 +214,14 @@ def main() -> int:
             time.sleep(1.0)
             after = snapshot(daemon)
             d = delta(after, before)
-            stress = {"cpu_percent": cpu, **meter.memory_mib(), **sent, **d,
-                      "dropped_by_reason_after": after["dropped_by_reason"],
-                      "late_clients": late.counts(daemon.client_name)}
+            stress = {
+                "cpu_percent": cpu,
+                **meter.memory_mib(),
+                **sent,
+                **d,
+                "dropped_by_reason_after": after["dropped_by_reason"],
+                "late_clients": late.counts(daemon.client_name),
+            }
             stress["notes_lost_in_transport"] = sent["notes_sent"] - d["notes_received"]
             stress["notes_not_played"] = d["notes_received"] - d["notes_played"]
             # osc_received also counts the /dkvae/status request of the `after` snapshot
@@ -206,9 +235,14 @@ def main() -> int:
         "idle_daemon": 60 * result["idle"]["xruns"] / idle_s,
         "stress_daemon": 60 * result["stress"]["xruns"] / result["stress"]["seconds"],
     }
-    result["conditions"] = {**cond, "load_at_end": [round(x, 2) for x in os.getloadavg()],
-                            "model": model_desc, "period": args.period, "sample_rate": 48000,
-                            "seconds": round(time.monotonic() - started, 1)}
+    result["conditions"] = {
+        **cond,
+        "load_at_end": [round(x, 2) for x in os.getloadavg()],
+        "model": model_desc,
+        "period": args.period,
+        "sample_rate": 48000,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     print_result(result)
     if args.py_spy:
         for phase, seconds in (("idle", args.idle), ("stress", args.stress)):
@@ -223,31 +257,54 @@ def main() -> int:
 
 def print_result(r: dict[str, Any]) -> None:
     c = r["conditions"]
-    print(f"\nDaemon footprint and stress; {c['model']}; JACK dummy period {c['period']}; "
-          f"load {c['load_average_1_5_15']} -> {c['load_at_end']}")
+    print(
+        f"\nDaemon footprint and stress; {c['model']}; JACK dummy period {c['period']}; "
+        f"load {c['load_average_1_5_15']} -> {c['load_at_end']}"
+    )
     s = r["start_to_ready_s"]
     rows = [
         ["start -> ready (s)", f"{s['median']:.2f}", f"max {s['max']:.2f} of {s['count']}"],
         ["RSS after start (MiB)", f"{r['memory_after_start']['rss_mib']:.0f}", ""],
-        ["idle: CPU % of a core", f"{r['idle']['cpu_percent']:.1f}",
-         f"RSS {r['idle']['rss_mib']:.0f} MiB"],
-        ["playing 16ths@180 + 100 moves/s: CPU %", f"{r['playing']['cpu_percent']:.1f}",
-         f"RSS {r['playing']['rss_mib']:.0f} MiB, peak {r['playing']['peak_rss_mib']:.0f}"],
+        [
+            "idle: CPU % of a core",
+            f"{r['idle']['cpu_percent']:.1f}",
+            f"RSS {r['idle']['rss_mib']:.0f} MiB",
+        ],
+        [
+            "playing 16ths@180 + 100 moves/s: CPU %",
+            f"{r['playing']['cpu_percent']:.1f}",
+            f"RSS {r['playing']['rss_mib']:.0f} MiB, peak {r['playing']['peak_rss_mib']:.0f}",
+        ],
     ]
     st, x = r["stress"], r["stress"]["xruns_vs_idle_per_minute"]
     rows += [
-        ["stress: CPU %", f"{st['cpu_percent']:.1f}",
-         f"{st['latent_rate']:.0f} updates/s, {st['note_rate']:.1f} notes/s sent"],
-        ["stress: xruns/min (daemon count)", f"{x['stress_daemon']:.1f}",
-         f"idle: {x['idle_daemon']:.1f}"],
-        ["stress: clients JACK found late", str(st["late_clients"]),
-         f"idle: {r['idle']['late_clients']}"],
-        ["stress: notes lost", st["notes_lost_in_transport"] + st["notes_not_played"],
-         f"{st['notes_sent']} sent, {st['notes_received']} received, "
-         f"{st['notes_played']} played"],
-        ["stress: OSC messages dropped", st["osc_not_received"] + st["dropped"],
-         f"{st['latent_updates_sent']} sent, {st['osc_received']} received, "
-         f"{st['dropped']} refused, UDP buffer errors {st['udp_rcvbuf_errors']}"],
+        [
+            "stress: CPU %",
+            f"{st['cpu_percent']:.1f}",
+            f"{st['latent_rate']:.0f} updates/s, {st['note_rate']:.1f} notes/s sent",
+        ],
+        [
+            "stress: xruns/min (daemon count)",
+            f"{x['stress_daemon']:.1f}",
+            f"idle: {x['idle_daemon']:.1f}",
+        ],
+        [
+            "stress: clients JACK found late",
+            str(st["late_clients"]),
+            f"idle: {r['idle']['late_clients']}",
+        ],
+        [
+            "stress: notes lost",
+            st["notes_lost_in_transport"] + st["notes_not_played"],
+            f"{st['notes_sent']} sent, {st['notes_received']} received, "
+            f"{st['notes_played']} played",
+        ],
+        [
+            "stress: OSC messages dropped",
+            st["osc_not_received"] + st["dropped"],
+            f"{st['latent_updates_sent']} sent, {st['osc_received']} received, "
+            f"{st['dropped']} refused, UDP buffer errors {st['udp_rcvbuf_errors']}",
+        ],
     ]
     print(table(["", "value", "detail"], rows))
 

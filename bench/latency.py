@@ -136,8 +136,10 @@ def main() -> int:
         "osc": {**summarise(osc_lat, rate), "missed": osc_missed},
         "latent_change": {"gap_ms": args.gap, "trials": trials, "new_sound_heard": heard},
     }
-    print(f"JACK dummy, {rate} Hz, period {period} frames ({period * 1000 / rate:.2f} ms), "
-          f"xruns during the run: {status['xruns']}")
+    print(
+        f"JACK dummy, {rate} Hz, period {period} frames ({period * 1000 / rate:.2f} ms), "
+        f"xruns during the run: {status['xruns']}"
+    )
     print(f"{'trigger':8} {'hits':>5} {'median':>16} {'p99':>16} {'max':>16} {'missed':>6}")
     for name in ("midi", "osc"):
         r = result[name]

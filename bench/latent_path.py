@@ -74,8 +74,10 @@ def main() -> int:
         pads.on_change = worker.request
         worker.start()
         stop = threading.Event()
-        helpers = [threading.Thread(target=busy_thread, args=(stop,), daemon=True)
-                   for _ in range(args.busy)]
+        helpers = [
+            threading.Thread(target=busy_thread, args=(stop,), daemon=True)
+            for _ in range(args.busy)
+        ]
         for h in helpers:
             h.start()
         rng = np.random.default_rng(0)
@@ -103,20 +105,37 @@ def main() -> int:
             dec_ms.append((t1 - t0) * 1000)
             prep_ms.append((t2 - t1) * 1000)
     result = {
-        "conditions": {**cond, "model": model_desc, "busy_threads": args.busy,
-                       "trials": args.trials},
+        "conditions": {
+            **cond,
+            "model": model_desc,
+            "busy_threads": args.busy,
+            "trials": args.trials,
+        },
         "change_to_published_ms": stats(total),
         "decoder_ms": stats(dec_ms),
         "prepare_sound_ms": stats(prep_ms),
     }
     t, d, p = result["change_to_published_ms"], result["decoder_ms"], result["prepare_sound_ms"]
-    print(f"\nLatent change -> sound published by the render worker; {model_desc}; "
-          f"{args.busy} GIL-taking thread(s) beside; load {cond['load_average_1_5_15']}")
-    rows = [[label, f"{s['median']:.2f}", f"{s['p99']:.2f}", f"{s['max']:.2f}"]
-            for label, s in (("change -> published (whole)", t), ("  decoder.render", d),
-                             ("  prepare_sound (resample, check, trim)", p))]
-    rows.append(["  the rest (wake, GIL, stack, publish), medians",
-                 f"{t['median'] - d['median'] - p['median']:.2f}", "", ""])
+    print(
+        f"\nLatent change -> sound published by the render worker; {model_desc}; "
+        f"{args.busy} GIL-taking thread(s) beside; load {cond['load_average_1_5_15']}"
+    )
+    rows = [
+        [label, f"{s['median']:.2f}", f"{s['p99']:.2f}", f"{s['max']:.2f}"]
+        for label, s in (
+            ("change -> published (whole)", t),
+            ("  decoder.render", d),
+            ("  prepare_sound (resample, check, trim)", p),
+        )
+    ]
+    rows.append(
+        [
+            "  the rest (wake, GIL, stack, publish), medians",
+            f"{t['median'] - d['median'] - p['median']:.2f}",
+            "",
+            "",
+        ]
+    )
     print(table(["ms", "median", "p99", "max"], rows))
     write_json(args.json, result)
     return 0

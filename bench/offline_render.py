@@ -71,8 +71,9 @@ def groove(path: Path) -> int:
     messages: list[tuple[int, mido.Message]] = []
     for tick, note, velocity in events:
         messages.append((tick, mido.Message("note_on", channel=9, note=note, velocity=velocity)))
-        messages.append((tick + sixteenth // 2,
-                         mido.Message("note_off", channel=9, note=note, velocity=0)))
+        messages.append(
+            (tick + sixteenth // 2, mido.Message("note_off", channel=9, note=note, velocity=0))
+        )
     messages.sort(key=lambda m: (m[0], m[1].type == "note_on"))
     last = 0
     for tick, message in messages:
@@ -125,9 +126,15 @@ def main() -> int:
     wall = stats([r["wall_s"] for r in runs])
     render = stats([r["render_s"] for r in runs])
     result = {
-        "conditions": {**cond, "load_at_end": [round(x, 2) for x in os.getloadavg()],
-                       "model": model_desc, "kit": "shipped default kit",
-                       "midi": str(midi_path), "notes": notes, "runs": args.runs},
+        "conditions": {
+            **cond,
+            "load_at_end": [round(x, 2) for x in os.getloadavg()],
+            "model": model_desc,
+            "kit": "shipped default kit",
+            "midi": str(midi_path),
+            "notes": notes,
+            "runs": args.runs,
+        },
         "audio_seconds": info.duration,
         "wall_s": wall,
         "render_s": render,
@@ -137,16 +144,35 @@ def main() -> int:
         "target_met_render": render["p99"] < TARGET_S,
     }
     c = result["conditions"]
-    print(f"\nOffline render of a {info.duration:.1f} s GM groove ({notes} notes), "
-          f"{c['model']}; load {c['load_average_1_5_15']}")
-    print(table(["", "runs", "median s", "p99 s", "max s", "x real time", f"< {TARGET_S:g} s"], [
-        ["dkvae-live render (whole command)", wall["count"], wall["median"], wall["p99"],
-         wall["max"], f"{info.duration / wall['median']:.0f}x",
-         "met" if result["target_met_wall"] else "MISSED"],
-        ["  of which the render itself", render["count"], render["median"], render["p99"],
-         render["max"], f"{info.duration / render['median']:.0f}x",
-         "met" if result["target_met_render"] else "MISSED"],
-    ]))
+    print(
+        f"\nOffline render of a {info.duration:.1f} s GM groove ({notes} notes), "
+        f"{c['model']}; load {c['load_average_1_5_15']}"
+    )
+    print(
+        table(
+            ["", "runs", "median s", "p99 s", "max s", "x real time", f"< {TARGET_S:g} s"],
+            [
+                [
+                    "dkvae-live render (whole command)",
+                    wall["count"],
+                    wall["median"],
+                    wall["p99"],
+                    wall["max"],
+                    f"{info.duration / wall['median']:.0f}x",
+                    "met" if result["target_met_wall"] else "MISSED",
+                ],
+                [
+                    "  of which the render itself",
+                    render["count"],
+                    render["median"],
+                    render["p99"],
+                    render["max"],
+                    f"{info.duration / render['median']:.0f}x",
+                    "met" if result["target_met_render"] else "MISSED",
+                ],
+            ],
+        )
+    )
     if top:
         print(top)
         result["profile_top"] = top

@@ -104,8 +104,11 @@ def main() -> int:
             print(f"timing {label} ({model_dir})", flush=True)
             decoder = Decoder(model_dir)
             info = decoder.info
-            batches = {"one hit": 1, f"kit ({kit_size(decoder)} pads)": kit_size(decoder),
-                       f"velocity layers ({VELOCITY_LAYERS})": VELOCITY_LAYERS}
+            batches = {
+                "one hit": 1,
+                f"kit ({kit_size(decoder)} pads)": kit_size(decoder),
+                f"velocity layers ({VELOCITY_LAYERS})": VELOCITY_LAYERS,
+            }
             out["models"][label] = {
                 "path": str(model_dir),
                 "sample_rate": info.sample_rate,
@@ -122,18 +125,32 @@ def main() -> int:
 
 def print_result(out: dict[str, Any]) -> None:
     c = out["conditions"]
-    print(f"\nRender speed on one core (CPU {c['pinned_cpu']}, onnxruntime 1 thread); "
-          f"load {c['load_average_1_5_15']}")
+    print(
+        f"\nRender speed on one core (CPU {c['pinned_cpu']}, onnxruntime 1 thread); "
+        f"load {c['load_average_1_5_15']}"
+    )
     rows = []
     for label, m in out["models"].items():
         for batch_label, b in m["batches"].items():
             d, p = b["decoder"], b["daemon_path"]
-            rows.append([f"{label}: {batch_label}", f"{d['median_ms']:.2f}", f"{d['p99_ms']:.2f}",
-                         f"{d['max_ms']:.2f}", f"{b['rtf_decoder']:.0f}x",
-                         f"{p['median_ms']:.2f}", f"{p['p99_ms']:.2f}",
-                         f"{b['rtf_daemon_path']:.0f}x"])
-    print(table(["", "decoder median ms", "p99", "max", "RTF", "daemon path median ms", "p99",
-                 "RTF"], rows))
+            rows.append(
+                [
+                    f"{label}: {batch_label}",
+                    f"{d['median_ms']:.2f}",
+                    f"{d['p99_ms']:.2f}",
+                    f"{d['max_ms']:.2f}",
+                    f"{b['rtf_decoder']:.0f}x",
+                    f"{p['median_ms']:.2f}",
+                    f"{p['p99_ms']:.2f}",
+                    f"{b['rtf_daemon_path']:.0f}x",
+                ]
+            )
+    print(
+        table(
+            ["", "decoder median ms", "p99", "max", "RTF", "daemon path median ms", "p99", "RTF"],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

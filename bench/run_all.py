@@ -29,16 +29,39 @@ def plan(quick: bool, model: Path | None = None) -> list[tuple[str, list[str], P
     """(name, arguments of the script, its JSON) for each benchmark, in running order."""
     hits = "60" if quick else "500"
     steps = [
-        ("render_speed", ["render_speed.py", "--renders", "40" if quick else "200",
-                          *([str(model)] if model else [])],
-         RESULTS / "render_speed.json"),
-        ("offline_render", ["offline_render.py", "--runs", "1" if quick else "3",
-                            *(["--model", str(model)] if model else [])],
-         RESULTS / "offline_render.json"),
+        (
+            "render_speed",
+            [
+                "render_speed.py",
+                "--renders",
+                "40" if quick else "200",
+                *([str(model)] if model else []),
+            ],
+            RESULTS / "render_speed.json",
+        ),
+        (
+            "offline_render",
+            [
+                "offline_render.py",
+                "--runs",
+                "1" if quick else "3",
+                *(["--model", str(model)] if model else []),
+            ],
+            RESULTS / "offline_render.json",
+        ),
     ]
-    steps.append(("latent_path", ["latent_path.py", "--trials", "50" if quick else "300",
-                                  *(["--model", str(model)] if model else [])],
-                  RESULTS / "latent_path.json"))
+    steps.append(
+        (
+            "latent_path",
+            [
+                "latent_path.py",
+                "--trials",
+                "50" if quick else "300",
+                *(["--model", str(model)] if model else []),
+            ],
+            RESULTS / "latent_path.json",
+        )
+    )
     for period in PERIODS:
         args = ["trigger.py", "--period", str(period), "--hits", hits]
         if period == PERIODS[0]:
@@ -73,71 +96,141 @@ def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
         for kind, floor_key, label in (("midi", "midi_echo", "MIDI"), ("osc", "osc_echo", "OSC")):
             t, f = r[kind], r[floor_key]
             target = r["targets"][kind]
-            rows.append([
-                f"{label} note -> onset @{period} ({c['period_ms']:.2f} ms), ms",
-                ms(t["median_ms"]), ms(t["p99_ms"]), ms(t["max_ms"]),
-                f"p99 <= floor {ms(f['p99_ms'])} + period = "
-                f"{ms(target['limit_samples'] * 1000 / c['sample_rate'])}",
-                ("met" if target["met"] else "MISSED")
-                + (f" ({t['missed']} missed)" if t["missed"] else ""),
-            ])
+            rows.append(
+                [
+                    f"{label} note -> onset @{period} ({c['period_ms']:.2f} ms), ms",
+                    ms(t["median_ms"]),
+                    ms(t["p99_ms"]),
+                    ms(t["max_ms"]),
+                    f"p99 <= floor {ms(f['p99_ms'])} + period = "
+                    f"{ms(target['limit_samples'] * 1000 / c['sample_rate'])}",
+                    ("met" if target["met"] else "MISSED")
+                    + (f" ({t['missed']} missed)" if t["missed"] else ""),
+                ]
+            )
         d = r["midi_direct"]
-        rows.append([f"  floor: JACK MIDI one hop @{period}, ms", ms(d["median_ms"]),
-                     ms(d["p99_ms"]), ms(d["max_ms"]),
-                     f"physical floor {ms(c['period_ms'])}; xruns "
-                     f"{c['daemon_xruns_during_hits']} during the hits", ""])
+        rows.append(
+            [
+                f"  floor: JACK MIDI one hop @{period}, ms",
+                ms(d["median_ms"]),
+                ms(d["p99_ms"]),
+                ms(d["max_ms"]),
+                f"physical floor {ms(c['period_ms'])}; xruns "
+                f"{c['daemon_xruns_during_hits']} during the hits",
+                "",
+            ]
+        )
     sweep = (results.get(f"trigger_{PERIODS[0]}") or {}).get("latent_change")
     if sweep:
         gap = sweep["shortest_gap_ms_p99_new"]
-        rows.append(["latent change -> next hit new (shortest gap, p99), ms", "", gap, "",
-                     "< 5", "met" if gap is not None and gap < 5 else "MISSED"])
+        rows.append(
+            [
+                "latent change -> next hit new (shortest gap, p99), ms",
+                "",
+                gap,
+                "",
+                "< 5",
+                "met" if gap is not None and gap < 5 else "MISSED",
+            ]
+        )
     path = results.get("latent_path")
     if path:
-        for key, label in (("change_to_published_ms", "  render worker: change -> published"),
-                           ("decoder_ms", "    of which decoder.render"),
-                           ("prepare_sound_ms", "    of which prepare_sound (resample...)")):
+        for key, label in (
+            ("change_to_published_ms", "  render worker: change -> published"),
+            ("decoder_ms", "    of which decoder.render"),
+            ("prepare_sound_ms", "    of which prepare_sound (resample...)"),
+        ):
             s = path[key]
-            rows.append([f"{label}, ms", ms(s["median"]), ms(s["p99"]), ms(s["max"]),
-                         "bench/latent_path.py", ""])
+            rows.append(
+                [
+                    f"{label}, ms",
+                    ms(s["median"]),
+                    ms(s["p99"]),
+                    ms(s["max"]),
+                    "bench/latent_path.py",
+                    "",
+                ]
+            )
     render = results.get("render_speed")
     if render:
         for label, m in render["models"].items():
             for batch_label, b in m["batches"].items():
                 d = b["daemon_path"]
-                rows.append([f"render {label}: {batch_label}, ms", ms(d["median_ms"]),
-                             ms(d["p99_ms"]), ms(d["max_ms"]),
-                             f"RTF {b['rtf_daemon_path']:.0f}x (decoder alone "
-                             f"{b['rtf_decoder']:.0f}x), one core", ""])
+                rows.append(
+                    [
+                        f"render {label}: {batch_label}, ms",
+                        ms(d["median_ms"]),
+                        ms(d["p99_ms"]),
+                        ms(d["max_ms"]),
+                        f"RTF {b['rtf_daemon_path']:.0f}x (decoder alone "
+                        f"{b['rtf_decoder']:.0f}x), one core",
+                        "",
+                    ]
+                )
     fp = results.get("footprint")
     if fp:
         s = fp["start_to_ready_s"]
         rows += [
             ["daemon start -> ready, s", f"{s['median']:.2f}", "", f"{s['max']:.2f}", "", ""],
-            ["daemon RSS idle / playing, MiB", f"{fp['idle']['rss_mib']:.0f}", "",
-             f"{fp['playing']['peak_rss_mib']:.0f}", f"playing {fp['playing']['rss_mib']:.0f}",
-             ""],
+            [
+                "daemon RSS idle / playing, MiB",
+                f"{fp['idle']['rss_mib']:.0f}",
+                "",
+                f"{fp['playing']['peak_rss_mib']:.0f}",
+                f"playing {fp['playing']['rss_mib']:.0f}",
+                "",
+            ],
             ["daemon CPU idle, % of a core", f"{fp['idle']['cpu_percent']:.1f}", "", "", "", ""],
-            ["daemon CPU 16ths@180 BPM + 100 latent moves/s, %",
-             f"{fp['playing']['cpu_percent']:.1f}", "", "",
-             f"xruns {60 * fp['playing']['xruns'] / fp['playing']['seconds']:.0f}/min", ""],
+            [
+                "daemon CPU 16ths@180 BPM + 100 latent moves/s, %",
+                f"{fp['playing']['cpu_percent']:.1f}",
+                "",
+                "",
+                f"xruns {60 * fp['playing']['xruns'] / fp['playing']['seconds']:.0f}/min",
+                "",
+            ],
         ]
         st = fp["stress"]
         x = st["xruns_vs_idle_per_minute"]
         rows += [
-            ["stress 1000 updates/s + 50 notes/s: xruns/min", f"{x['stress_jack']:.1f}", "", "",
-             f"idle daemon: {x['idle_jack']:.1f}/min", ""],
-            ["stress: notes lost", st["notes_lost_in_transport"] + st["notes_not_played"], "",
-             "", f"of {st['notes_sent']}", ""],
-            ["stress: OSC messages dropped", st["osc_not_received"] + st["dropped"], "", "",
-             f"of {st['latent_updates_sent']}; daemon CPU {st['cpu_percent']:.0f} %", ""],
+            [
+                "stress 1000 updates/s + 50 notes/s: xruns/min",
+                f"{x['stress_jack']:.1f}",
+                "",
+                "",
+                f"idle daemon: {x['idle_jack']:.1f}/min",
+                "",
+            ],
+            [
+                "stress: notes lost",
+                st["notes_lost_in_transport"] + st["notes_not_played"],
+                "",
+                "",
+                f"of {st['notes_sent']}",
+                "",
+            ],
+            [
+                "stress: OSC messages dropped",
+                st["osc_not_received"] + st["dropped"],
+                "",
+                "",
+                f"of {st['latent_updates_sent']}; daemon CPU {st['cpu_percent']:.0f} %",
+                "",
+            ],
         ]
     off = results.get("offline_render")
     if off:
         w = off["wall_s"]
-        rows.append([f"offline render, {off['audio_seconds']:.0f} s groove, whole command, s",
-                     f"{w['median']:.2f}", f"{w['p99']:.2f}", f"{w['max']:.2f}",
-                     f"< 2 (render alone {off['render_s']['median']:.2f})",
-                     "met" if off["target_met_wall"] else "MISSED"])
+        rows.append(
+            [
+                f"offline render, {off['audio_seconds']:.0f} s groove, whole command, s",
+                f"{w['median']:.2f}",
+                f"{w['p99']:.2f}",
+                f"{w['max']:.2f}",
+                f"< 2 (render alone {off['render_s']['median']:.2f})",
+                "met" if off["target_met_wall"] else "MISSED",
+            ]
+        )
     return rows
 
 
@@ -145,10 +238,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer hits, shorter runs (a check)")
     parser.add_argument("--only", default="", help="comma-separated step names")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="a model folder to use instead of the shipped default (render speed, "
-                        "offline render, latent sweep, footprint); trigger latency keeps the "
-                        "sine test model")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a model folder to use instead of the shipped default (render speed, "
+        "offline render, latent sweep, footprint); trigger latency keeps the "
+        "sine test model",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     cond = conditions()
@@ -162,8 +259,13 @@ def main() -> int:
         step_started = time.monotonic()
         json_path.unlink(missing_ok=True)
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / script_args[0]), *script_args[1:],
-             "--json", str(json_path)],
+            [
+                sys.executable,
+                str(ROOT / "bench" / script_args[0]),
+                *script_args[1:],
+                "--json",
+                str(json_path),
+            ],
             cwd=ROOT,
         )
         try:
@@ -185,20 +287,30 @@ def main() -> int:
             results[name] = result
         print(f"=== {name}: {time.monotonic() - step_started:.0f} s ===", flush=True)
     seconds = time.monotonic() - started
-    models = sorted({r["conditions"]["model"] for r in results.values()
-                     if "model" in r.get("conditions", {})})
+    models = sorted(
+        {r["conditions"]["model"] for r in results.values() if "model" in r.get("conditions", {})}
+    )
     summary = {
-        "conditions": {**cond, "load_at_end": [round(x, 2) for x in os.getloadavg()],
-                       "seconds": round(seconds, 1), "quick": args.quick,
-                       "models": models, "failed": failures},
+        "conditions": {
+            **cond,
+            "load_at_end": [round(x, 2) for x in os.getloadavg()],
+            "seconds": round(seconds, 1),
+            "quick": args.quick,
+            "models": models,
+            "failed": failures,
+        },
         "results": results,
     }
     print(f"\nDK·VAE Live benchmarks, {cond['date']}, commit {cond['commit']}, {cond['machine']}")
-    print(f"load average (1/5/15 min) at start {cond['load_average_1_5_15']}, at end "
-          f"{summary['conditions']['load_at_end']}; {seconds / 60:.1f} min"
-          + (" (--quick)" if args.quick else ""))
-    print("JACK dummy driver at 48 kHz on a server of the benchmarks' own; models: "
-          + "; ".join(models))
+    print(
+        f"load average (1/5/15 min) at start {cond['load_average_1_5_15']}, at end "
+        f"{summary['conditions']['load_at_end']}; {seconds / 60:.1f} min"
+        + (" (--quick)" if args.quick else "")
+    )
+    print(
+        "JACK dummy driver at 48 kHz on a server of the benchmarks' own; models: "
+        + "; ".join(models)
+    )
     print(table(["", "median", "p99", "max", "target / detail", ""], summary_rows(results)))
     if failures:
         print(f"FAILED to run: {', '.join(failures)}")

@@ -73,8 +73,26 @@ from live_harness import (  # noqa: E402
 )
 
 PAD = 36
-SWEEP_GAPS_MS = (0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 10.0, 15.0, 20.0, 30.0,
-                 50.0, 100.0)
+SWEEP_GAPS_MS = (
+    0.0,
+    0.5,
+    1.0,
+    2.0,
+    2.5,
+    3.0,
+    3.5,
+    4.0,
+    4.5,
+    5.0,
+    6.0,
+    7.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    50.0,
+    100.0,
+)
 
 
 def in_units(samples: list[int] | list[float], rate: int) -> dict[str, Any]:
@@ -231,9 +249,7 @@ def changed_hit(
     return capture.segment(onset, length), gap
 
 
-def latent_sweep(
-    daemon: Daemon, capture: Capture, latent_size: int, trials: int
-) -> dict[str, Any]:
+def latent_sweep(daemon: Daemon, capture: Capture, latent_size: int, trials: int) -> dict[str, Any]:
     length = 2048
     a = [0.0] * latent_size
     b = [1.5 if i % 2 == 0 else -1.5 for i in range(latent_size)]
@@ -259,10 +275,18 @@ def latent_sweep(
                 missed += 1
                 continue
             new += similarity(hit, refs[state]) > similarity(hit, refs[1 - state])
-        print(f"  latent change -> trigger {gap_ms:5.1f} ms later: new sound on "
-              f"{new}/{n} hits", flush=True)
-        return {"gap_ms": gap_ms, "measured_gap_ms_median": float(np.median(gaps)),
-                "trials": n, "new": new, "missed": missed, "fraction_new": new / n}
+        print(
+            f"  latent change -> trigger {gap_ms:5.1f} ms later: new sound on {new}/{n} hits",
+            flush=True,
+        )
+        return {
+            "gap_ms": gap_ms,
+            "measured_gap_ms_median": float(np.median(gaps)),
+            "trials": n,
+            "new": new,
+            "missed": missed,
+            "fraction_new": new / n,
+        }
 
     # A coarse pass (20 trials a gap) finds where the hits turn new, so a slow model does not
     # spend 100 trials on every short gap; the full pass starts one gap before that.
@@ -301,20 +325,30 @@ def main() -> int:
     parser.add_argument("--floor-hits", type=int, default=None, help="default: --hits")
     parser.add_argument("--latent-sweep", action="store_true")
     parser.add_argument("--latent-trials", type=int, default=100, help="per gap")
-    parser.add_argument("--latent-model", type=Path, default=None,
-                        help="model for the latent sweep (default: shipped default, else sine)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model for trigger latency (default: the sine test model)")
-    parser.add_argument("--py-spy", action="store_true",
-                        help="profile the daemon during the latent sweep (py-spy, running "
-                        "threads, 1 kHz): where the time from a latent change to a new sound goes")
+    parser.add_argument(
+        "--latent-model",
+        type=Path,
+        default=None,
+        help="model for the latent sweep (default: shipped default, else sine)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model for trigger latency (default: the sine test model)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="profile the daemon during the latent sweep (py-spy, running "
+        "threads, 1 kHz): where the time from a latent change to a new sound goes",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     json_path = args.json or RESULTS / f"trigger-{args.period}.json"
     started = time.monotonic()
     cond = conditions(load_at_start=None)
-    with bench_jack_server(args.period, args.rate) as server, \
-            tempfile.TemporaryDirectory() as tmp:
+    with bench_jack_server(args.period, args.rate) as server, tempfile.TemporaryDirectory() as tmp:
         model = args.model or sine_model(Path(tmp))
         model_desc = str(args.model) if args.model else "sine test model (attack at sample 0)"
         daemon = Daemon(model, "--host-api", "JACK")
@@ -358,11 +392,16 @@ def main() -> int:
                 latent_size = int(daemon.osc.status()["latent_size"])
                 print(f"latent sweep on {sweep_desc}", flush=True)
                 spy_path = RESULTS / "latent-sweep.pyspy.txt"
-                spy = (py_spy(daemon.proc.pid, 900, spy_path, gil=False, rate=1000)
-                       if args.py_spy else None)
+                spy = (
+                    py_spy(daemon.proc.pid, 900, spy_path, gil=False, rate=1000)
+                    if args.py_spy
+                    else None
+                )
                 spy_started, renders_before = time.monotonic(), daemon.osc.status()["renders"]
-                sweep = {"model": sweep_desc, **latent_sweep(daemon, capture, latent_size,
-                                                             args.latent_trials)}
+                sweep = {
+                    "model": sweep_desc,
+                    **latent_sweep(daemon, capture, latent_size, args.latent_trials),
+                }
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
                     spy.wait(timeout=30)
@@ -370,11 +409,17 @@ def main() -> int:
                     renders = int(daemon.osc.status()["renders"]) - int(renders_before)
                     text = spy_summary(spy_path, spy_seconds, rate=1000, what="running")
                     per = spy_per_render(spy_path, renders, rate=1000)
-                    sweep["profile"] = {"renders": renders, "seconds": spy_seconds,
-                                        "summary": text, "ms_per_render_by_thread": per}
+                    sweep["profile"] = {
+                        "renders": renders,
+                        "seconds": spy_seconds,
+                        "summary": text,
+                        "ms_per_render_by_thread": per,
+                    }
                     print(text)
-                    print(f"per latent change ({renders} renders): " + ", ".join(
-                        f"{name} {ms:.2f} ms running" for name, ms in per.items()))
+                    print(
+                        f"per latent change ({renders} renders): "
+                        + ", ".join(f"{name} {ms:.2f} ms running" for name, ms in per.items())
+                    )
                 capture.close()
             finally:
                 daemon.stop()
@@ -417,32 +462,54 @@ def main() -> int:
 
 def print_result(result: dict[str, Any]) -> None:
     c = result["conditions"]
-    print(f"\nTrigger latency, JACK dummy {c['sample_rate']} Hz, period {c['period']} frames "
-          f"({c['period_ms']:.2f} ms); {c['model']}; load {c['load_average_1_5_15']}; "
-          f"xruns during the hits: daemon {c['daemon_xruns_during_hits']}, "
-          f"JACK {c['jack_xruns_during_hits']}")
+    print(
+        f"\nTrigger latency, JACK dummy {c['sample_rate']} Hz, period {c['period']} frames "
+        f"({c['period_ms']:.2f} ms); {c['model']}; load {c['load_average_1_5_15']}; "
+        f"xruns during the hits: daemon {c['daemon_xruns_during_hits']}, "
+        f"JACK {c['jack_xruns_during_hits']}"
+    )
     rows = []
-    for key, label in (("midi", "MIDI note-on -> onset"),
-                       ("midi_in_graph", "MIDI event frame -> onset"),
-                       ("osc", "OSC trigger -> onset"),
-                       ("midi_echo", "floor: JACK MIDI echo"),
-                       ("osc_echo", "floor: UDP->MIDI echo"),
-                       ("midi_direct", "floor: JACK MIDI one hop")):
+    for key, label in (
+        ("midi", "MIDI note-on -> onset"),
+        ("midi_in_graph", "MIDI event frame -> onset"),
+        ("osc", "OSC trigger -> onset"),
+        ("midi_echo", "floor: JACK MIDI echo"),
+        ("osc_echo", "floor: UDP->MIDI echo"),
+        ("midi_direct", "floor: JACK MIDI one hop"),
+    ):
         r = result[key]
-        rows.append([label, r["hits"],
-                     f"{r['median_samples']:.0f} ({r['median_ms']:.2f} ms)",
-                     f"{r['p99_samples']:.0f} ({r['p99_ms']:.2f} ms)",
-                     f"{r['max_samples']:.0f} ({r['max_ms']:.2f} ms)", r["missed"]])
-    rows.append(["floor: physical (one period)", "-", str(c["period"]), str(c["period"]),
-                 str(c["period"]), "-"])
+        rows.append(
+            [
+                label,
+                r["hits"],
+                f"{r['median_samples']:.0f} ({r['median_ms']:.2f} ms)",
+                f"{r['p99_samples']:.0f} ({r['p99_ms']:.2f} ms)",
+                f"{r['max_samples']:.0f} ({r['max_ms']:.2f} ms)",
+                r["missed"],
+            ]
+        )
+    rows.append(
+        [
+            "floor: physical (one period)",
+            "-",
+            str(c["period"]),
+            str(c["period"]),
+            str(c["period"]),
+            "-",
+        ]
+    )
     print(table(["", "hits", "median", "p99", "max", "missed"], rows))
     for kind, t in result["targets"].items():
-        print(f"target {kind}: p99 {t['p99_samples']:.0f} <= floor p99 + period = "
-              f"{t['limit_samples']:.0f} samples: {'met' if t['met'] else 'MISSED'}")
+        print(
+            f"target {kind}: p99 {t['p99_samples']:.0f} <= floor p99 + period = "
+            f"{t['limit_samples']:.0f} samples: {'met' if t['met'] else 'MISSED'}"
+        )
     sweep = result.get("latent_change")
     if sweep:
-        print(f"latent change -> next hit new ({sweep['model']}): shortest gap with >= 99 % new: "
-              f"{sweep['shortest_gap_ms_p99_new']} ms (target < 5 ms)")
+        print(
+            f"latent change -> next hit new ({sweep['model']}): shortest gap with >= 99 % new: "
+            f"{sweep['shortest_gap_ms_p99_new']} ms (target < 5 ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -61,9 +61,7 @@ def to_json(latents: Mapping[str, ClassLatent]) -> str:
     )
 
 
-def from_json(
-    text: str, class_names: Sequence[str], latent_size: int
-) -> dict[str, ClassLatent]:
+def from_json(text: str, class_names: Sequence[str], latent_size: int) -> dict[str, ClassLatent]:
     """Read and check the metadata value; ValueError says what is wrong."""
     try:
         data = json.loads(text)
@@ -96,4 +94,3 @@ def from_json(
             raise ValueError(f"{name!r}: 'sounds' must be a count")
         out[name] = ClassLatent(mean, scale, sounds)
     return out
-

@@ -128,7 +128,10 @@ class Mixer:
                 raise RuntimeError(f"the mixer runs at {self.samplerate} Hz already")
             return
         state = _lib.dk_new(
-            self.polyphony, samplerate, int(FADE_SECONDS * samplerate), RELEASE_SECONDS,
+            self.polyphony,
+            samplerate,
+            int(FADE_SECONDS * samplerate),
+            RELEASE_SECONDS,
             SOUND_RECORDS,
         )
         if not state:
@@ -170,8 +173,16 @@ class Mixer:
         data = (ctypes.c_void_p * count)(*(v.ctypes.data for v in sound.variants))
         lengths = (ctypes.c_int * count)(*(v.shape[1] for v in sound.variants))
         _lib.dk_set_sound(
-            state, record, count, sound.variants[0].shape[0], data, lengths,
-            sound.gain_left, sound.gain_right, sound.choke_group, sound.polyphony,
+            state,
+            record,
+            count,
+            sound.variants[0].shape[0],
+            data,
+            lengths,
+            sound.gain_left,
+            sound.gain_right,
+            sound.choke_group,
+            sound.polyphony,
             sound.velocity_curve,
         )
         self._held[record] = sound

@@ -33,14 +33,15 @@ def with_metadata(path: Path, key: str, value: str, out: Path) -> None:
     onnx.save(proto, str(out))
 
 
-def add_class_latents(model_dir: Path, audio: np.ndarray, labels: np.ndarray,
-                      batch: int = 32) -> dict[str, class_latents.ClassLatent]:
+def add_class_latents(
+    model_dir: Path, audio: np.ndarray, labels: np.ndarray, batch: int = 32
+) -> dict[str, class_latents.ClassLatent]:
     """Encode ``audio`` (the training split) with the model's encoder, fit each class, write the
     result into ``decoder.onnx`` and check that the daemon loads it."""
     decoder_path = Path(model_dir) / "decoder.onnx"
     info = Decoder(decoder_path).info
     encoder = Encoder(Path(model_dir) / "encoder.onnx", info)
-    z = np.concatenate([encoder.encode(audio[i:i + batch]) for i in range(0, len(audio), batch)])
+    z = np.concatenate([encoder.encode(audio[i : i + batch]) for i in range(0, len(audio), batch)])
     fitted = class_latents.fit(z, labels, info.class_names)
     tmp = decoder_path.with_name(decoder_path.name + ".tmp")
     with_metadata(decoder_path, class_latents.METADATA_KEY, class_latents.to_json(fitted), tmp)
@@ -50,17 +51,28 @@ def add_class_latents(model_dir: Path, audio: np.ndarray, labels: np.ndarray,
         tmp.unlink()
         raise
     os.replace(tmp, decoder_path)
-    logger.info("class latents of %s from %d sounds: %s", decoder_path, len(labels),
-                ", ".join(f"{n} ({c.sounds})" for n, c in fitted.items()))
+    logger.info(
+        "class latents of %s from %d sounds: %s",
+        decoder_path,
+        len(labels),
+        ", ".join(f"{n} ({c.sounds})" for n, c in fitted.items()),
+    )
     return fitted
 
 
-def add_class_latents_from_bank(model_dir: Path, bank: Path, cache_dir: Path | None = None
-                                ) -> dict[str, class_latents.ClassLatent]:
+def add_class_latents_from_bank(
+    model_dir: Path, bank: Path, cache_dir: Path | None = None
+) -> dict[str, class_latents.ClassLatent]:
     """:func:`add_class_latents` on the training split of ``bank``, read at the model's rate."""
     from dkvae_training.bank import load_split
 
     info = Decoder(Path(model_dir) / "decoder.onnx").info
-    train = load_split(bank, "train", sample_rate=info.sample_rate, num_samples=info.num_samples,
-                       cache_dir=cache_dir, class_names=info.class_names)
+    train = load_split(
+        bank,
+        "train",
+        sample_rate=info.sample_rate,
+        num_samples=info.num_samples,
+        cache_dir=cache_dir,
+        class_names=info.class_names,
+    )
     return add_class_latents(model_dir, train.audio, train.labels)

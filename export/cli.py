@@ -17,22 +17,41 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dkvae-export", description=__doc__.split("\n")[0])
     p.add_argument("run_dir", type=Path, help="a run folder written by dkvae-train")
-    p.add_argument("-o", "--out", type=Path,
-                   help="folder for decoder.onnx / encoder.onnx (default RUN_FOLDER/export)")
+    p.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help="folder for decoder.onnx / encoder.onnx (default RUN_FOLDER/export)",
+    )
     p.add_argument("--name", help="model name stored in the metadata (default: the run's name)")
-    p.add_argument("--checkpoint", default="best",
-                   help="best, last, or a weights file inside the run folder (default best)")
-    p.add_argument("--small", action="store_true",
-                   help="store weights as float16 (rounded before the parity check) and compute "
-                        "STFT bases at load time: files about half the size or less")
-    p.add_argument("--bank", type=Path,
-                   help="fit the class latents on this bank's training split (default: the "
-                        "run's bank)")
-    p.add_argument("--class-latents-only", action="store_true",
-                   help="RUN_FOLDER is an exported model folder: only fit its class latents "
-                        "(on --bank) and write them into its decoder.onnx")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                   help=f"largest allowed |onnxruntime - keras| (default {DEFAULT_TOLERANCE:g})")
+    p.add_argument(
+        "--checkpoint",
+        default="best",
+        help="best, last, or a weights file inside the run folder (default best)",
+    )
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="store weights as float16 (rounded before the parity check) and compute "
+        "STFT bases at load time: files about half the size or less",
+    )
+    p.add_argument(
+        "--bank",
+        type=Path,
+        help="fit the class latents on this bank's training split (default: the run's bank)",
+    )
+    p.add_argument(
+        "--class-latents-only",
+        action="store_true",
+        help="RUN_FOLDER is an exported model folder: only fit its class latents "
+        "(on --bank) and write them into its decoder.onnx",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"largest allowed |onnxruntime - keras| (default {DEFAULT_TOLERANCE:g})",
+    )
     return p
 
 
@@ -42,8 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.class_latents_only:
         return _class_latents_only(args.run_dir, args.bank)
     try:
-        result = export_run(args.run_dir, args.out, name=args.name, tolerance=args.tolerance,
-                            checkpoint=args.checkpoint, small=args.small, bank=args.bank)
+        result = export_run(
+            args.run_dir,
+            args.out,
+            name=args.name,
+            tolerance=args.tolerance,
+            checkpoint=args.checkpoint,
+            small=args.small,
+            bank=args.bank,
+        )
     except (ExportError, FileNotFoundError, BankError) as exc:
         logger.error("export failed: %s", exc)
         return 1

@@ -30,9 +30,15 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def render_card(run_dir: Path, model_dir: Path, metrics: dict[str, Any],
-                baselines: dict[str, dict[str, Any]], bench: dict[str, Any] | None,
-                command: str, notes: str) -> str:
+def render_card(
+    run_dir: Path,
+    model_dir: Path,
+    metrics: dict[str, Any],
+    baselines: dict[str, dict[str, Any]],
+    bench: dict[str, Any] | None,
+    command: str,
+    notes: str,
+) -> str:
     cfg = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     source = json.loads((run_dir / "run.json").read_text())
@@ -42,72 +48,105 @@ def render_card(run_dir: Path, model_dir: Path, metrics: dict[str, Any],
         f"{cfg['sample_rate']} Hz from a {cfg['latent_size']}-dimensional latent and a class "
         f"({', '.join(cfg['class_names'])}). Files: `decoder.onnx` (inputs `z`, `class_index`; "
         "output `audio`) and `encoder.onnx` (input `audio`; outputs `z_mean`, `z_log_var`), "
-        "following docs/model-contract.md.", ""]
-    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB"
-                      for p in sorted(model_dir.glob("*.onnx")))
+        "following docs/model-contract.md.",
+        "",
+    ]
+    sizes = ", ".join(
+        f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in sorted(model_dir.glob("*.onnx"))
+    )
     lines += ["## Files", "", sizes, ""]
     if command:
         lines += ["## Reproduce", "", "```", command, "```", ""]
-    lines += ["## Training", "",
-              f"- bank: `{source.get('bank')}` ({source.get('train_sounds')} training / "
-              f"{source.get('validation_sounds')} validation sounds)",
-              f"- trained {summary['train_minutes']:.1f} min on this machine's 2 shared CPU "
-              f"cores (nice 10, beside other work), {summary['epochs_done']} epochs of batch "
-              f"{cfg['batch_size']}; stopped by: {summary['stop_reason']}; best validation loss "
-              f"{summary['best_val_loss']:.4f} at epoch {summary.get('best_epoch', '?')}",
-              f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "
-              f"inverse STFT, "
-              + ("all bins" if cfg["max_frequency"] <= 0 else
-                 f"bins up to {cfg['max_frequency']:.0f} Hz")
-              + f", phases predicted below {cfg.get('phase_max_frequency', 0):.0f} Hz, channels "
-              f"{cfg['channels']}, low-band waveform head ({cfg['lowband_per_hop']} sample(s) per "
-              "hop)",
-              f"- loss: multi-resolution STFT (sizes {cfg['stft_sizes']}) x {cfg['mstft_weight']}"
-              f" + seed log-spectrogram MSE x {cfg['log_mse_weight']} + low-band L1 x "
-              f"{cfg['lowband_weight']} + KL x {cfg['kl_weight']} (warm-up "
-              f"{cfg['kl_warmup_steps']} steps)",
-              f"- Adam, learning rate {cfg['learning_rate']} (halved on plateaus), "
-              f"gain augmentation {cfg['gain_augment_db']} dB", ""]
+    lines += [
+        "## Training",
+        "",
+        f"- bank: `{source.get('bank')}` ({source.get('train_sounds')} training / "
+        f"{source.get('validation_sounds')} validation sounds)",
+        f"- trained {summary['train_minutes']:.1f} min on this machine's 2 shared CPU "
+        f"cores (nice 10, beside other work), {summary['epochs_done']} epochs of batch "
+        f"{cfg['batch_size']}; stopped by: {summary['stop_reason']}; best validation loss "
+        f"{summary['best_val_loss']:.4f} at epoch {summary.get('best_epoch', '?')}",
+        f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "
+        f"inverse STFT, "
+        + ("all bins" if cfg["max_frequency"] <= 0 else f"bins up to {cfg['max_frequency']:.0f} Hz")
+        + f", phases predicted below {cfg.get('phase_max_frequency', 0):.0f} Hz, channels "
+        f"{cfg['channels']}, low-band waveform head ({cfg['lowband_per_hop']} sample(s) per "
+        "hop)",
+        f"- loss: multi-resolution STFT (sizes {cfg['stft_sizes']}) x {cfg['mstft_weight']}"
+        f" + seed log-spectrogram MSE x {cfg['log_mse_weight']} + low-band L1 x "
+        f"{cfg['lowband_weight']} + KL x {cfg['kl_weight']} (warm-up "
+        f"{cfg['kl_warmup_steps']} steps)",
+        f"- Adam, learning rate {cfg['learning_rate']} (halved on plateaus), "
+        f"gain augmentation {cfg['gain_augment_db']} dB",
+        "",
+    ]
     bank = Path(source["bank"]) if source.get("bank") else None
     if bank is not None and (bank / "manifest.csv").exists():
         kits, splits = bank_sources(bank)
         split_counts = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
-        lines += ["## Training data: kits and licences", "",
-                  f"{sum(kits.values())} sounds ({split_counts}):",
-                  "", "| kit | licence | sounds |", "|---|---|---|"]
+        lines += [
+            "## Training data: kits and licences",
+            "",
+            f"{sum(kits.values())} sounds ({split_counts}):",
+            "",
+            "| kit | licence | sounds |",
+            "|---|---|---|",
+        ]
         lines += [f"| {kit} | {lic} | {n} |" for (kit, lic), n in sorted(kits.items())]
         lines += [""]
-    lines += ["## Evaluation (`dkvae-eval`, test split)", "",
-              "| model | LSD (dB) | MR-STFT | generated labelled right: from N(0, 1) | "
-              "from the class latents |", "|---|---|---|---|---|"]
+    lines += [
+        "## Evaluation (`dkvae-eval`, test split)",
+        "",
+        "| model | LSD (dB) | MR-STFT | generated labelled right: from N(0, 1) | "
+        "from the class latents |",
+        "|---|---|---|---|---|",
+    ]
     for name, m in {"this model": metrics, **baselines}.items():
-        lines.append(f"| {name} | {_fmt(m.get('lsd_db'))} | {_fmt(m.get('mrstft'), '.3f')} | "
-                     f"{_fmt(m.get('classifier_accuracy_generated'), '.1%')} | "
-                     f"{_fmt(m.get('classifier_accuracy_generated_class_latents'), '.1%')} |")
+        lines.append(
+            f"| {name} | {_fmt(m.get('lsd_db'))} | {_fmt(m.get('mrstft'), '.3f')} | "
+            f"{_fmt(m.get('classifier_accuracy_generated'), '.1%')} | "
+            f"{_fmt(m.get('classifier_accuracy_generated_class_latents'), '.1%')} |"
+        )
     references = metrics.get("lsd_db_references", {})
     if references:
-        lines += ["", "LSD of reference points that need no model, on the same sounds: "
-                  + ", ".join(f"{k} {v:.2f} dB" for k, v in references.items()) + "."]
+        lines += [
+            "",
+            "LSD of reference points that need no model, on the same sounds: "
+            + ", ".join(f"{k} {v:.2f} dB" for k, v in references.items())
+            + ".",
+        ]
     if metrics.get("classifier_accuracy_real") is not None:
         real = metrics["classifier_accuracy_real"]
-        lines += ["", f"The class check labels {real:.1%} of the real test sounds (kits it never "
-                  "saw) correctly: the yardstick for the generated column."]
+        lines += [
+            "",
+            f"The class check labels {real:.1%} of the real test sounds (kits it never "
+            "saw) correctly: the yardstick for the generated column.",
+        ]
     per_class = metrics.get("per_class", {})
     if per_class:
         acc = metrics.get("classifier_accuracy_generated_per_class", {})
         from_classes = metrics.get("classifier_accuracy_generated_class_latents_per_class", {})
-        lines += ["", "| class | test sounds | LSD (dB) | MR-STFT | generated labelled right: "
-                  "N(0, 1) | class latents |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| class | test sounds | LSD (dB) | MR-STFT | generated labelled right: "
+            "N(0, 1) | class latents |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, m in per_class.items():
-            lines.append(f"| {name} | {m['sounds']} | {m['lsd_db']:.2f} | {m['mrstft']:.3f} | "
-                         f"{_fmt(acc.get(name), '.0%')} | {_fmt(from_classes.get(name), '.0%')} |")
+            lines.append(
+                f"| {name} | {m['sounds']} | {m['lsd_db']:.2f} | {m['mrstft']:.3f} | "
+                f"{_fmt(acc.get(name), '.0%')} | {_fmt(from_classes.get(name), '.0%')} |"
+            )
     lines += [""]
     if bench:
         d, e = bench["decoder"], bench.get("encoder")
-        lines += ["## Speed (`bench/bench_model.py`, onnxruntime, 1 thread)", "",
-                  f"- decoder, one 1 s hit: median {d['median_ms']:.2f} ms, p99 "
-                  f"{d['p99_ms']:.2f} ms over {bench['renders']} renders",
-                  f"- decoder, batch of 8: median {bench['decoder_batch8']['median_ms']:.2f} ms"]
+        lines += [
+            "## Speed (`bench/bench_model.py`, onnxruntime, 1 thread)",
+            "",
+            f"- decoder, one 1 s hit: median {d['median_ms']:.2f} ms, p99 "
+            f"{d['p99_ms']:.2f} ms over {bench['renders']} renders",
+            f"- decoder, batch of 8: median {bench['decoder_batch8']['median_ms']:.2f} ms",
+        ]
         if e:
             lines.append(f"- encoder, one 1 s sound: median {e['median_ms']:.2f} ms")
         lines += [""]
@@ -130,9 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.baseline:
         name, _, path = item.partition("=")
         baselines[name] = json.loads(Path(path).read_text())
-    card = render_card(args.run_dir, args.model_dir, json.loads(args.eval.read_text()),
-                       baselines, json.loads(args.bench.read_text()) if args.bench else None,
-                       args.command, args.notes.read_text() if args.notes else "")
+    card = render_card(
+        args.run_dir,
+        args.model_dir,
+        json.loads(args.eval.read_text()),
+        baselines,
+        json.loads(args.bench.read_text()) if args.bench else None,
+        args.command,
+        args.notes.read_text() if args.notes else "",
+    )
     (args.model_dir / "MODEL_CARD.md").write_text(card)
     print(f"wrote {args.model_dir / 'MODEL_CARD.md'}")
     return 0

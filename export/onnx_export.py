@@ -63,9 +63,14 @@ def contract_metadata(cfg: Any, role: str, output_kind: str | None, name: str) -
     return meta
 
 
-def convert(model: Any, input_specs: list[tuple[str, tuple[int | None, ...], str]],
-            output_names: list[str], metadata: dict[str, str], path: Path,
-            small: bool = False) -> None:
+def convert(
+    model: Any,
+    input_specs: list[tuple[str, tuple[int | None, ...], str]],
+    output_names: list[str],
+    metadata: dict[str, str],
+    path: Path,
+    small: bool = False,
+) -> None:
     """Convert a Keras model with tf2onnx; rename inputs/outputs to the contract's; add metadata.
 
     ``small``: :func:`compact` the graph (the caller rounds the weights to float16 first).
@@ -74,17 +79,21 @@ def convert(model: Any, input_specs: list[tuple[str, tuple[int | None, ...], str
     import tensorflow as tf
     import tf2onnx
 
-    signature = tuple(tf.TensorSpec(shape, getattr(tf, dtype), name=name)
-                      for name, shape, dtype in input_specs)
+    signature = tuple(
+        tf.TensorSpec(shape, getattr(tf, dtype), name=name) for name, shape, dtype in input_specs
+    )
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET,
-                                   output_path=str(raw))
+        tf2onnx.convert.from_keras(
+            model, input_signature=signature, opset=OPSET, output_path=str(raw)
+        )
         proto = onnx.load(str(raw))
     graph = proto.graph
     if len(graph.output) != len(output_names):
-        raise ExportError(f"expected {len(output_names)} outputs, tf2onnx produced "
-                          f"{[o.name for o in graph.output]}")
+        raise ExportError(
+            f"expected {len(output_names)} outputs, tf2onnx produced "
+            f"{[o.name for o in graph.output]}"
+        )
     renames = {o.name: new for o, new in zip(graph.output, output_names, strict=True)}
     for node in graph.node:
         for i, name in enumerate(node.output):
@@ -111,8 +120,9 @@ def convert(model: Any, input_specs: list[tuple[str, tuple[int | None, ...], str
     onnx.save(proto, str(path))
 
 
-def _stft_basis_nodes(name: str, n_fft: int, shape: tuple[int, ...], window: np.ndarray
-                      ) -> tuple[list[Any], list[Any]]:
+def _stft_basis_nodes(
+    name: str, n_fft: int, shape: tuple[int, ...], window: np.ndarray
+) -> tuple[list[Any], list[Any]]:
     """Nodes (and small initializers) that compute the windowed DFT basis of ``dsp.stft_basis``
     at load time, laid out as ``shape`` ``[2 * bins, ..., n_fft]``: kilobytes instead of MBs."""
     from onnx import helper, numpy_helper
@@ -173,8 +183,9 @@ def compact(proto: Any, min_size: int = 4096) -> Any:
         half = arr.astype(np.float16)
         if np.array_equal(half.astype(np.float32), arr):
             keep.append(numpy_helper.from_array(half, init.name + "_f16"))
-            new_nodes.append(helper.make_node("Cast", [init.name + "_f16"], [init.name],
-                                              to=TensorProto.FLOAT))
+            new_nodes.append(
+                helper.make_node("Cast", [init.name + "_f16"], [init.name], to=TensorProto.FLOAT)
+            )
             continue
         keep.append(init)
     del graph.initializer[:]
@@ -187,8 +198,12 @@ def compact(proto: Any, min_size: int = 4096) -> Any:
 
 def round_weights_to_float16(model: Any) -> None:
     """Round every float weight of a Keras model to the nearest float16 value (kept float32)."""
-    model.set_weights([w.astype(np.float16).astype(np.float32) if w.dtype == np.float32 else w
-                       for w in model.get_weights()])
+    model.set_weights(
+        [
+            w.astype(np.float16).astype(np.float32) if w.dtype == np.float32 else w
+            for w in model.get_weights()
+        ]
+    )
 
 
 def ort_session(path: Path, threads: int = 1) -> Any:
@@ -211,16 +226,26 @@ def check_renders(audio: np.ndarray, class_names: tuple[str, ...], kind: str) ->
                 raise ExportError(f"audio for class {name!r} is silent (peak {peak:.2e})")
             clipped = float(np.mean(np.abs(row) >= 1.0))
             if peak > CLIP_PEAK or clipped > CLIP_FRACTION:
-                raise ExportError(f"audio for class {name!r} is clipped (peak {peak:.2f}, "
-                                  f"{clipped:.1%} of samples at or over full scale)")
+                raise ExportError(
+                    f"audio for class {name!r} is clipped (peak {peak:.2f}, "
+                    f"{clipped:.1%} of samples at or over full scale)"
+                )
         else:  # log magnitude: silent if every bin sits at the log floor
             if float(np.max(row)) - float(np.min(row)) < 1e-3:
                 raise ExportError(f"{kind} for class {name!r} is constant (silent)")
 
 
-def export_decoder(decoder: Any, cfg: Any, path: Path, *, output_kind: str, name: str = "model",
-                   tolerance: float = DEFAULT_TOLERANCE, seed: int = 0,
-                   small: bool = False) -> float:
+def export_decoder(
+    decoder: Any,
+    cfg: Any,
+    path: Path,
+    *,
+    output_kind: str,
+    name: str = "model",
+    tolerance: float = DEFAULT_TOLERANCE,
+    seed: int = 0,
+    small: bool = False,
+) -> float:
     """Export, reload and check a decoder; returns the largest |onnxruntime - keras|.
 
     ``small``: round the weights to float16 (in ``decoder`` too, so the parity check compares
@@ -230,8 +255,14 @@ def export_decoder(decoder: Any, cfg: Any, path: Path, *, output_kind: str, name
     meta = contract_metadata(cfg, "decoder", output_kind, name)
     if small:
         round_weights_to_float16(decoder)
-    convert(decoder, [("z", (None, cfg.latent_size), "float32"), ("class_index", (None,), "int64")],
-            [output_name], meta, path, small=small)
+    convert(
+        decoder,
+        [("z", (None, cfg.latent_size), "float32"), ("class_index", (None,), "int64")],
+        [output_name],
+        meta,
+        path,
+        small=small,
+    )
     sess = ort_session(path)
     rng = np.random.default_rng(seed)
     n = max(4, cfg.num_classes)
@@ -241,22 +272,30 @@ def export_decoder(decoder: Any, cfg: Any, path: Path, *, output_kind: str, name
     got = sess.run([output_name], {"z": z, "class_index": classes})[0]
     one = sess.run([output_name], {"z": z[:1], "class_index": classes[:1]})[0]
     if got.shape != want.shape or one.shape[0] != 1:
-        raise ExportError(f"onnxruntime output shape {got.shape} (batch 1: {one.shape}) differs "
-                          f"from keras {want.shape}")
+        raise ExportError(
+            f"onnxruntime output shape {got.shape} (batch 1: {one.shape}) differs "
+            f"from keras {want.shape}"
+        )
     if not np.all(np.isfinite(got)):
         path.unlink(missing_ok=True)
         raise ExportError("decoder output contains NaN or inf")
     diff = float(np.max(np.abs(got - want)))
     if not np.isfinite(diff) or diff > tolerance:
         path.unlink(missing_ok=True)
-        raise ExportError(f"decoder parity failed: max |onnxruntime - keras| = {diff:.3g} > "
-                          f"tolerance {tolerance:g}")
+        raise ExportError(
+            f"decoder parity failed: max |onnxruntime - keras| = {diff:.3g} > "
+            f"tolerance {tolerance:g}"
+        )
     zeros = np.zeros((cfg.num_classes, cfg.latent_size), np.float32)
-    per_class = sess.run([output_name], {"z": zeros,
-                                         "class_index": np.arange(cfg.num_classes, dtype=np.int64)})
+    per_class = sess.run(
+        [output_name], {"z": zeros, "class_index": np.arange(cfg.num_classes, dtype=np.int64)}
+    )
     try:
-        check_renders(per_class[0], tuple(cfg.class_names),
-                      "audio" if output_kind == "waveform" else output_name)
+        check_renders(
+            per_class[0],
+            tuple(cfg.class_names),
+            "audio" if output_kind == "waveform" else output_name,
+        )
     except ExportError:
         path.unlink(missing_ok=True)
         raise
@@ -264,35 +303,58 @@ def export_decoder(decoder: Any, cfg: Any, path: Path, *, output_kind: str, name
     return diff
 
 
-def export_encoder(encoder: Any, cfg: Any, path: Path, *, name: str = "model",
-                   tolerance: float = DEFAULT_TOLERANCE, audio: np.ndarray | None = None,
-                   small: bool = False) -> float:
+def export_encoder(
+    encoder: Any,
+    cfg: Any,
+    path: Path,
+    *,
+    name: str = "model",
+    tolerance: float = DEFAULT_TOLERANCE,
+    audio: np.ndarray | None = None,
+    small: bool = False,
+) -> float:
     """Export, reload and check an encoder (``audio -> z_mean, z_log_var``)."""
     meta = contract_metadata(cfg, "encoder", None, name)
     if small:
         round_weights_to_float16(encoder)
-    convert(encoder, [("audio", (None, cfg.num_samples), "float32")], ["z_mean", "z_log_var"],
-            meta, path, small=small)
+    convert(
+        encoder,
+        [("audio", (None, cfg.num_samples), "float32")],
+        ["z_mean", "z_log_var"],
+        meta,
+        path,
+        small=small,
+    )
     sess = ort_session(path)
     if audio is None:
         rng = np.random.default_rng(1)
         t = np.arange(cfg.num_samples) / cfg.sample_rate
-        audio = (rng.standard_normal((3, cfg.num_samples)) * np.exp(-t * 20.0) * 0.3
-                 ).astype(np.float32)
+        audio = (rng.standard_normal((3, cfg.num_samples)) * np.exp(-t * 20.0) * 0.3).astype(
+            np.float32
+        )
     want = [np.asarray(v) for v in encoder(audio, training=False)]
     got = sess.run(["z_mean", "z_log_var"], {"audio": audio})
     diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want, strict=True))
     if not np.isfinite(diff) or diff > tolerance:
         path.unlink(missing_ok=True)
-        raise ExportError(f"encoder parity failed: max |onnxruntime - keras| = {diff:.3g} > "
-                          f"tolerance {tolerance:g}")
+        raise ExportError(
+            f"encoder parity failed: max |onnxruntime - keras| = {diff:.3g} > "
+            f"tolerance {tolerance:g}"
+        )
     logger.info("encoder %s: parity max abs diff %.3g", path, diff)
     return diff
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, *, name: str | None = None,
-               tolerance: float = DEFAULT_TOLERANCE, checkpoint: str = "best",
-               small: bool = False, bank: Path | None = None) -> ExportResult:
+def export_run(
+    run_dir: Path,
+    out_dir: Path | None = None,
+    *,
+    name: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    checkpoint: str = "best",
+    small: bool = False,
+    bank: Path | None = None,
+) -> ExportResult:
     """Export the model of a run folder (``best`` or ``last`` weights) into ``out_dir``.
 
     ``out_dir`` defaults to ``RUN/export``. Writes ``decoder.onnx`` and, for the VAEs,
@@ -307,14 +369,16 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, name: str | None =
     cfg, decoder, encoder, output_kind = build_for_export(run_dir, checkpoint)
     name = name or run_dir.name
     dec_path = out_dir / "decoder.onnx"
-    dec_diff = export_decoder(decoder, cfg, dec_path, output_kind=output_kind, name=name,
-                              tolerance=tolerance, small=small)
+    dec_diff = export_decoder(
+        decoder, cfg, dec_path, output_kind=output_kind, name=name, tolerance=tolerance, small=small
+    )
     enc_path: Path | None = None
     enc_diff: float | None = None
     if encoder is not None:
         enc_path = out_dir / "encoder.onnx"
-        enc_diff = export_encoder(encoder, cfg, enc_path, name=name, tolerance=tolerance,
-                                  small=small)
+        enc_diff = export_encoder(
+            encoder, cfg, enc_path, name=name, tolerance=tolerance, small=small
+        )
         source = _run_source(run_dir)
         bank = bank or (Path(source["bank"]) if source.get("bank") else None)
         if bank is None:

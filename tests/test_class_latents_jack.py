@@ -20,8 +20,9 @@ def test_randomize_draws_from_the_models_class_latents(
     jack: None, gm_kit: Path, tmp_path: Path
 ) -> None:
     where = {"kick": {"mean": KICK_MEAN, "scale": (0.02 * np.eye(8)).tolist(), "sounds": 9}}
-    model = sine_decoder(tmp_path / "decoder.onnx",
-                         metadata={"dkvae.class_latents": json.dumps(where)})
+    model = sine_decoder(
+        tmp_path / "decoder.onnx", metadata={"dkvae.class_latents": json.dumps(where)}
+    )
     daemon = Daemon(model, "--kit", str(gm_kit))
     try:
         daemon.wait_ready()

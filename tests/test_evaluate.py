@@ -26,8 +26,9 @@ from synth_models import CLASSES, expected_frequency, linear_encoder, sine_decod
 SR, N = 44100, 22050
 
 
-def test_distances_are_zero_for_the_sound_itself_and_grow_with_what_an_oracle_does_not_know(
-) -> None:
+def test_distances_are_zero_for_the_sound_itself_and_grow_with_what_an_oracle_does_not_know() -> (
+    None
+):
     audio, _ = synthetic_drums(2, sample_rate=SR, num_samples=N)
     same = reconstruction_metrics(audio, audio)
     assert np.all(same["lsd_db"] < 1e-3) and np.all(same["mrstft"] < 1e-3)
@@ -40,20 +41,29 @@ def test_distances_are_zero_for_the_sound_itself_and_grow_with_what_an_oracle_do
     assert quieter == pytest.approx(20 * np.log10(2), abs=0.01)  # 6 dB in every bin
 
 
-def test_evaluate_writes_metrics_sounds_and_generates_from_the_class_latents(tmp_path: Path
-                                                                             ) -> None:
+def test_evaluate_writes_metrics_sounds_and_generates_from_the_class_latents(
+    tmp_path: Path,
+) -> None:
     kick_mean = [2.0] + [0.0] * 7  # the sine model: two octaves above its kick at z = 0
     where = {"kick": {"mean": kick_mean, "scale": (0.01 * np.eye(8)).tolist(), "sounds": 4}}
     model = tmp_path / "model"
-    sine_decoder(model / "decoder.onnx", num_samples=N,
-                 metadata={"dkvae.class_latents": json.dumps(where)})
+    sine_decoder(
+        model / "decoder.onnx", num_samples=N, metadata={"dkvae.class_latents": json.dumps(where)}
+    )
     linear_encoder(model / "encoder.onnx", num_samples=N)
     fns = onnx_model_fns(model)
     assert fns.class_latents is not None and set(fns.class_latents) == {"kick"}
     audio, labels = synthetic_drums(3, sample_rate=SR, num_samples=N)
     train_audio, train_labels = synthetic_drums(4, sample_rate=SR, num_samples=N, seed=1)
-    metrics = evaluate(fns, audio, labels, tmp_path / "eval", train_audio=train_audio,
-                       train_labels=train_labels, per_class=3)
+    metrics = evaluate(
+        fns,
+        audio,
+        labels,
+        tmp_path / "eval",
+        train_audio=train_audio,
+        train_labels=train_labels,
+        per_class=3,
+    )
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["lsd_db"] == pytest.approx(metrics["lsd_db"]) and saved["lsd_db"] > 0
     assert set(saved["lsd_db_references"]) == {"smoothed_3x3", "smoothed_3x7", "random_phase"}

@@ -25,17 +25,25 @@ from dkvae_live.model import Decoder, Encoder, ModelError  # noqa: E402
 SR = 8000
 N = 4096
 TINY: dict[str, Any] = {
-    "sample_rate": SR, "num_samples": N, "batch_size": 4, "epochs": 1,
-    "channels": [32, 16, 16, 16], "enc_channels": [16, 16, 16, 16], "enc_n_fft": 256,
-    "enc_hop_length": 64, "stft_sizes": [512, 128], "snapshot_minutes": [],
+    "sample_rate": SR,
+    "num_samples": N,
+    "batch_size": 4,
+    "epochs": 1,
+    "channels": [32, 16, 16, 16],
+    "enc_channels": [16, 16, 16, 16],
+    "enc_n_fft": 256,
+    "enc_hop_length": 64,
+    "stft_sizes": [512, 128],
+    "snapshot_minutes": [],
 }
 
 
 def smoke_run(kind: str, root: Path) -> tuple[Path, Any]:
     cfg = make_config(kind, **TINY)
     audio, labels = synthetic_drums(2, sample_rate=SR, num_samples=N)
-    train(cfg, root / kind, Arrays(audio, labels, cfg.class_names), None, smoke_test=True,
-          verbose=0)
+    train(
+        cfg, root / kind, Arrays(audio, labels, cfg.class_names), None, smoke_test=True, verbose=0
+    )
     return root / kind, cfg
 
 
@@ -49,12 +57,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
     return out
 
 
-@pytest.mark.parametrize(("kind", "output_kind", "has_encoder"), [
-    ("vae", "waveform", True), ("seed_vae", "log_magnitude", True),
-    ("cgan", "log_magnitude", False)])
+@pytest.mark.parametrize(
+    ("kind", "output_kind", "has_encoder"),
+    [
+        ("vae", "waveform", True),
+        ("seed_vae", "log_magnitude", True),
+        ("cgan", "log_magnitude", False),
+    ],
+)
 def test_exported_model_loads_in_the_daemon_with_the_contract_metadata(
-        exported: dict[str, tuple[Path, Any, Any]], kind: str, output_kind: str,
-        has_encoder: bool) -> None:
+    exported: dict[str, tuple[Path, Any, Any]], kind: str, output_kind: str, has_encoder: bool
+) -> None:
     _, cfg, result = exported[kind]
     assert result.decoder_max_abs_diff < 1e-3
     dec = Decoder(result.decoder_path)
@@ -81,8 +94,7 @@ def test_exported_model_loads_in_the_daemon_with_the_contract_metadata(
         assert z.shape == (3, cfg.latent_size)
 
 
-def test_onnx_matches_keras_on_the_same_latents(
-        exported: dict[str, tuple[Path, Any, Any]]) -> None:
+def test_onnx_matches_keras_on_the_same_latents(exported: dict[str, tuple[Path, Any, Any]]) -> None:
     from dkvae_training.models import load_trained
 
     run, cfg, result = exported["vae"]
@@ -111,15 +123,21 @@ def rewrite_metadata(src: Path, dst: Path, **changes: str | None) -> Path:
     return dst
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"latent_size": "16"}, "metadata says 16"),
-    ({"role": "encoder"}, "role"),
-    ({"class_names": None}, "class_names"),
-    ({"output_kind": "midi"}, "output_kind"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"latent_size": "16"}, "metadata says 16"),
+        ({"role": "encoder"}, "role"),
+        ({"class_names": None}, "class_names"),
+        ({"output_kind": "midi"}, "output_kind"),
+    ],
+)
 def test_a_model_with_a_wrong_contract_is_refused_with_a_message(
-        exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path, changes: dict[str, str | None],
-        message: str) -> None:
+    exported: dict[str, tuple[Path, Any, Any]],
+    tmp_path: Path,
+    changes: dict[str, str | None],
+    message: str,
+) -> None:
     _, _, result = exported["vae"]
     bad = rewrite_metadata(result.decoder_path, tmp_path / "decoder.onnx", **changes)
     with pytest.raises(ModelError, match=message) as info:
@@ -127,8 +145,9 @@ def test_a_model_with_a_wrong_contract_is_refused_with_a_message(
     assert str(bad) in str(info.value)
 
 
-def test_encoder_of_another_model_is_refused(exported: dict[str, tuple[Path, Any, Any]],
-                                             tmp_path: Path) -> None:
+def test_encoder_of_another_model_is_refused(
+    exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path
+) -> None:
     _, _, result = exported["vae"]
     dec = Decoder(result.decoder_path)
     names = json.dumps(["a", "b", "c", "d", "e", "f"])
@@ -142,18 +161,22 @@ def _constant_decoder(cfg: Any, value: float) -> Any:
 
     z = keras.Input((cfg.latent_size,), name="z")
     c = keras.Input((), dtype="int64", name="class_index")
-    zero = keras.layers.Dense(cfg.num_samples, kernel_initializer="zeros",
-                              bias_initializer="zeros")(z)
-    c_float = keras.layers.Lambda(lambda t: keras.ops.cast(keras.ops.expand_dims(t, -1),
-                                                           "float32") * 0.0)(c)
+    zero = keras.layers.Dense(
+        cfg.num_samples, kernel_initializer="zeros", bias_initializer="zeros"
+    )(z)
+    c_float = keras.layers.Lambda(
+        lambda t: keras.ops.cast(keras.ops.expand_dims(t, -1), "float32") * 0.0
+    )(c)
     out = keras.layers.Lambda(lambda ts: ts[0] + ts[1] + value)([zero, c_float])
     return keras.Model([z, c], out, name="decoder")
 
 
-@pytest.mark.parametrize(("value", "message"), [(0.0, "silent"), (2.0, "clipped"),
-                                                (float("nan"), "NaN")])
-def test_export_refuses_silent_clipped_or_nan_output(tmp_path: Path, value: float,
-                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "message"), [(0.0, "silent"), (2.0, "clipped"), (float("nan"), "NaN")]
+)
+def test_export_refuses_silent_clipped_or_nan_output(
+    tmp_path: Path, value: float, message: str
+) -> None:
     cfg = make_config("vae", **TINY)
     path = tmp_path / "decoder.onnx"
     with pytest.raises(ExportError, match=message):
@@ -161,20 +184,23 @@ def test_export_refuses_silent_clipped_or_nan_output(tmp_path: Path, value: floa
     assert not path.exists()
 
 
-def test_export_fails_loudly_past_the_tolerance(exported: dict[str, tuple[Path, Any, Any]],
-                                                tmp_path: Path) -> None:
+def test_export_fails_loudly_past_the_tolerance(
+    exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path
+) -> None:
     from dkvae_training.models import load_trained
 
     run, cfg, _ = exported["vae"]
     _, model = load_trained(run)
     # float32 ONNX never matches Keras to within 0: the check must fire and name the numbers
     with pytest.raises(ExportError, match="parity failed"):
-        export_decoder(model.decoder, cfg, tmp_path / "d.onnx", output_kind="waveform",
-                       tolerance=0.0)
+        export_decoder(
+            model.decoder, cfg, tmp_path / "d.onnx", output_kind="waveform", tolerance=0.0
+        )
 
 
 def test_small_export_is_smaller_and_renders_the_same_sounds(
-        exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+    exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path
+) -> None:
     run, cfg, full = exported["vae"]
     small = export_run(run, tmp_path / "small", small=True)
     for a, b in ((small.decoder_path, full.decoder_path), (small.encoder_path, full.encoder_path)):
@@ -197,7 +223,8 @@ def test_small_export_is_smaller_and_renders_the_same_sounds(
 
 
 def test_export_with_a_bank_fits_class_latents_through_the_exported_encoder(
-        exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+    exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path
+) -> None:
     import soundfile as sf
     from dkvae_training.bank import load_split
 
@@ -223,9 +250,12 @@ def test_export_with_a_bank_fits_class_latents_through_the_exported_encoder(
             assert where.sounds == len(mine)
             np.testing.assert_allclose(where.mean, mine.mean(axis=0), atol=1e-4)
             cov = where.scale @ where.scale.T
-            np.testing.assert_allclose(np.diag(cov), mine.var(axis=0, ddof=1) + 1e-3, rtol=1e-3,
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                np.diag(cov), mine.var(axis=0, ddof=1) + 1e-3, rtol=1e-3, atol=1e-5
+            )
     # the metadata changes nothing the decoder renders
     zs = np.random.default_rng(2).standard_normal((4, cfg.latent_size)).astype(np.float32)
-    np.testing.assert_array_equal(Decoder(result.decoder_path).render(zs, np.arange(4)),
-                                  Decoder(full.decoder_path).render(zs, np.arange(4)))
+    np.testing.assert_array_equal(
+        Decoder(result.decoder_path).render(zs, np.arange(4)),
+        Decoder(full.decoder_path).render(zs, np.arange(4)),
+    )

@@ -175,8 +175,11 @@ def _class_latents_json(mean: list[float], scale: float = 0.01, **extra: object)
 
 def test_class_latents_in_the_metadata_are_read_and_sampled(tmp_path: Path) -> None:
     mean = [1.5, -0.5, 0, 0, 0, 0, 0, 0.25]
-    path = sine_decoder(tmp_path / "decoder.onnx", num_samples=1000,
-                        metadata={"dkvae.class_latents": _class_latents_json(mean)})
+    path = sine_decoder(
+        tmp_path / "decoder.onnx",
+        num_samples=1000,
+        metadata={"dkvae.class_latents": _class_latents_json(mean)},
+    )
     where = Decoder(path).info.class_latents
     assert set(where) == {"kick"}
     rng = np.random.default_rng(0)
@@ -187,8 +190,9 @@ def test_class_latents_in_the_metadata_are_read_and_sampled(tmp_path: Path) -> N
 
 
 def test_a_model_without_class_latents_has_none(tmp_path: Path) -> None:
-    assert Decoder(sine_decoder(tmp_path / "decoder.onnx", num_samples=1000)).info.class_latents \
-        == {}
+    assert (
+        Decoder(sine_decoder(tmp_path / "decoder.onnx", num_samples=1000)).info.class_latents == {}
+    )
 
 
 @pytest.mark.parametrize(
@@ -196,22 +200,29 @@ def test_a_model_without_class_latents_has_none(tmp_path: Path) -> None:
     [
         ("{not json", "is not JSON"),
         ("[1, 2]", "must be a JSON object"),
-        (json.dumps({"cowbell": {"mean": [0] * 8, "scale": np.eye(8).tolist()}}),
-         "names class 'cowbell'"),
+        (
+            json.dumps({"cowbell": {"mean": [0] * 8, "scale": np.eye(8).tolist()}}),
+            "names class 'cowbell'",
+        ),
         (json.dumps({"kick": {"mean": [0] * 8}}), "needs 'mean' and 'scale'"),
         (_class_latents_json([0.0] * 7), "'mean' must have 8 values"),
         (_class_latents_json([float("nan")] * 8), "must be finite"),
-        (json.dumps({"kick": {"mean": [0] * 8, "scale": np.ones((8, 8)).tolist()}}),
-         "lower-triangular"),
-        (json.dumps({"kick": {"mean": ["a"] * 8, "scale": np.eye(8).tolist()}}),
-         "lists of numbers"),
+        (
+            json.dumps({"kick": {"mean": [0] * 8, "scale": np.ones((8, 8)).tolist()}}),
+            "lower-triangular",
+        ),
+        (
+            json.dumps({"kick": {"mean": ["a"] * 8, "scale": np.eye(8).tolist()}}),
+            "lists of numbers",
+        ),
     ],
 )
 def test_broken_class_latents_are_refused_saying_what_is_wrong(
     tmp_path: Path, value: str, message: str
 ) -> None:
-    path = sine_decoder(tmp_path / "decoder.onnx", num_samples=1000,
-                        metadata={"dkvae.class_latents": value})
+    path = sine_decoder(
+        tmp_path / "decoder.onnx", num_samples=1000, metadata={"dkvae.class_latents": value}
+    )
     with pytest.raises(ModelError) as err:
         Decoder(path)
     assert "'dkvae.class_latents'" in str(err.value) and message in str(err.value)

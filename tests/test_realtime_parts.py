@@ -403,7 +403,10 @@ def test_large_buffers_go_back_to_the_system_when_freed() -> None:
         how: float(
             subprocess.run(
                 [sys.executable, "-c", FREE_A_LARGE_BUFFER_TWICE, how],
-                capture_output=True, text=True, check=True, env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
             ).stdout
         )
         for how in ("apart", "glibc's default")

@@ -21,10 +21,18 @@ from dkvae_training.train import Arrays, main, train  # noqa: E402
 SR = 8000
 N = 4096
 TINY: dict[str, Any] = {
-    "sample_rate": SR, "num_samples": N, "batch_size": 4, "epochs": 2,
-    "channels": [32, 16, 16, 16], "enc_channels": [16, 16, 16, 16], "enc_n_fft": 256,
-    "enc_hop_length": 64, "stft_sizes": [512, 128], "snapshot_minutes": [],
-    "kl_warmup_steps": 4, "gain_augment_db": 0.0,
+    "sample_rate": SR,
+    "num_samples": N,
+    "batch_size": 4,
+    "epochs": 2,
+    "channels": [32, 16, 16, 16],
+    "enc_channels": [16, 16, 16, 16],
+    "enc_n_fft": 256,
+    "enc_hop_length": 64,
+    "stft_sizes": [512, 128],
+    "snapshot_minutes": [],
+    "kl_warmup_steps": 4,
+    "gain_augment_db": 0.0,
 }
 
 
@@ -54,9 +62,15 @@ def test_each_config_trains_a_few_steps_into_a_run_folder(kind: str, tmp_path: P
     cfg = tiny_config(kind)
     result = train(cfg, tmp_path / "run", tiny_arrays(), tiny_arrays(1, seed=1), verbose=0)
     run = tmp_path / "run"
-    for name in ("config.json", "history.csv", "best.weights.h5", "summary.json",
-                 "checkpoints/last.weights.h5", "checkpoints/optimizer.npz",
-                 "checkpoints/state.json"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "best.weights.h5",
+        "summary.json",
+        "checkpoints/last.weights.h5",
+        "checkpoints/optimizer.npz",
+        "checkpoints/state.json",
+    ):
         assert (run / name).exists(), name
     assert any((run / "tensorboard").rglob("*tfevents*"))
     assert result.epochs_done == 2
@@ -124,8 +138,21 @@ def test_cli_smoke_test_from_a_bank_folder_and_resume(tmp_path: Path) -> None:
     bank = write_bank(tmp_path / "bank")
     run = tmp_path / "run"
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-    rc = main([str(run), "--config", "vae", "--bank", str(bank), "--cache-dir",
-               str(tmp_path / "cache"), "--smoke-test", "--verbose", "0", *sets])
+    rc = main(
+        [
+            str(run),
+            "--config",
+            "vae",
+            "--bank",
+            str(bank),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--smoke-test",
+            "--verbose",
+            "0",
+            *sets,
+        ]
+    )
     assert rc == 0
     source = json.loads((run / "run.json").read_text())
     assert source["bank"] == str(bank.resolve()) and source["train_sounds"] > 0
@@ -157,8 +184,12 @@ def test_resume_with_changed_settings_records_them_and_restarts_the_best(tmp_pat
     run = tmp_path / "run"
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     assert main([str(run), "--synthetic", "1", "--verbose", "0", *sets]) == 0
-    assert main([str(run), "--resume", "--epochs", "3", "--set", "log_mse_weight=0.7",
-                 "--verbose", "0"]) == 0
+    assert (
+        main(
+            [str(run), "--resume", "--epochs", "3", "--set", "log_mse_weight=0.7", "--verbose", "0"]
+        )
+        == 0
+    )
     cfg = load_config(run / "config.json")
     assert (cfg.epochs, cfg.log_mse_weight) == (3, 0.7)
     resumes = json.loads((run / "run.json").read_text())["resumes"]

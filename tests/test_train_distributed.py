@@ -15,10 +15,30 @@ import pytest
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.train
 
-TINY = ["--set", "sample_rate=8000", "--set", "num_samples=4096", "--set", "batch_size=4",
-        "--set", "channels=[32,16,16,16]", "--set", "enc_channels=[16,16,16,16]",
-        "--set", "enc_n_fft=256", "--set", "enc_hop_length=64", "--set", "stft_sizes=[512,128]",
-        "--set", "epochs=2", "--synthetic", "2", "--verbose", "2"]
+TINY = [
+    "--set",
+    "sample_rate=8000",
+    "--set",
+    "num_samples=4096",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "channels=[32,16,16,16]",
+    "--set",
+    "enc_channels=[16,16,16,16]",
+    "--set",
+    "enc_n_fft=256",
+    "--set",
+    "enc_hop_length=64",
+    "--set",
+    "stft_sizes=[512,128]",
+    "--set",
+    "epochs=2",
+    "--synthetic",
+    "2",
+    "--verbose",
+    "2",
+]
 
 
 def free_port() -> int:
@@ -41,10 +61,28 @@ def test_mirrored_strategy_trains_and_writes_a_run_folder(tmp_path: Path) -> Non
 def test_two_worker_processes_train_in_sync(tmp_path: Path) -> None:
     workers = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "dkvae_training.train", str(tmp_path / f"w{i}"), *TINY,
-         "--strategy", "multiworker", "--workers", workers, "--worker-index", str(i)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for i in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dkvae_training.train",
+                str(tmp_path / f"w{i}"),
+                *TINY,
+                "--strategy",
+                "multiworker",
+                "--workers",
+                workers,
+                "--worker-index",
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for i in (0, 1)
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     losses = []

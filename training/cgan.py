@@ -53,15 +53,17 @@ class ConditionalGAN(keras.Model):
         z, labels = inputs
         return self.decoder([z, labels], training=training)
 
-    def _gan_losses(self, audio: tf.Tensor, labels: tf.Tensor, training: bool
-                ) -> tuple[tf.Tensor, tf.Tensor]:
+    def _gan_losses(
+        self, audio: tf.Tensor, labels: tf.Tensor, training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         real = log_magnitude(self.cfg, audio)
         z = tf.random.normal((tf.shape(audio)[0], self.cfg.latent_size))
         fake = self.decoder([z, labels], training=training)
         real_logit = self.discriminator([real, labels], training=training)
         fake_logit = self.discriminator([fake, labels], training=training)
-        d_loss = (self.bce(tf.ones_like(real_logit), real_logit)
-                  + self.bce(tf.zeros_like(fake_logit), fake_logit))
+        d_loss = self.bce(tf.ones_like(real_logit), real_logit) + self.bce(
+            tf.zeros_like(fake_logit), fake_logit
+        )
         g_loss = self.bce(tf.ones_like(fake_logit), fake_logit)
         return d_loss, g_loss
 

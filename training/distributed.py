@@ -55,8 +55,9 @@ def make_strategy(name: str, workers: str | None = None, worker_index: int = 0) 
             hosts = [w.strip() for w in workers.split(",") if w.strip()]
             if not 0 <= worker_index < len(hosts):
                 raise ValueError(f"worker index must be in range 0..{len(hosts) - 1}")
-            os.environ["TF_CONFIG"] = json.dumps({
-                "cluster": {"worker": hosts}, "task": {"type": "worker", "index": worker_index}})
+            os.environ["TF_CONFIG"] = json.dumps(
+                {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": worker_index}}
+            )
         elif "TF_CONFIG" not in os.environ:
             raise ValueError("multiworker needs --workers host:port,... (or TF_CONFIG)")
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -92,8 +93,7 @@ def train_distributed(
     out_dir = Path(run_dir) if chief else Path(tempfile.mkdtemp(prefix="dkvae-worker-"))
     ckpt = out_dir / CHECKPOINT_DIR
     ckpt.mkdir(parents=True, exist_ok=True)
-    state = (json.loads((ckpt / "state.json").read_text()) if resume and chief
-             else initial_state())
+    state = json.loads((ckpt / "state.json").read_text()) if resume and chief else initial_state()
     if chief and not resume:
         save_config(cfg, out_dir / "config.json")
     keras.utils.set_random_seed(cfg.seed)
@@ -106,10 +106,17 @@ def train_distributed(
             load_optimizer_state(model, ckpt / "optimizer.npz")
     replicas = strat.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
-    logger.info("%s strategy: %d replicas in sync, global batch %d", strategy, replicas,
-                global_batch)
-    ds = make_dataset(train_arrays, global_batch, shuffle=True, seed=cfg.seed,
-                      gain_augment_db=cfg.gain_augment_db, drop_remainder=True)
+    logger.info(
+        "%s strategy: %d replicas in sync, global batch %d", strategy, replicas, global_batch
+    )
+    ds = make_dataset(
+        train_arrays,
+        global_batch,
+        shuffle=True,
+        seed=cfg.seed,
+        gain_augment_db=cfg.gain_augment_db,
+        drop_remainder=True,
+    )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
@@ -138,8 +145,11 @@ def train_distributed(
         per_replica = strat.run(lambda f: tf.identity(f), args=(flag,))
         return strat.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    val_ds = (make_dataset(val_arrays, cfg.batch_size, shuffle=False)
-              if val_arrays is not None and len(val_arrays.labels) else None)
+    val_ds = (
+        make_dataset(val_arrays, cfg.batch_size, shuffle=False)
+        if val_arrays is not None and len(val_arrays.labels)
+        else None
+    )
     if smoke_test and val_ds is not None:
         val_ds = val_ds.take(1)
     counter = getattr(model, "step_counter", None)
@@ -149,8 +159,9 @@ def train_distributed(
     stop_reason = "epochs"
     for epoch in range(int(state["epoch"]), cfg.epochs):
         total, steps = 0.0, 0
-        progress = keras.utils.Progbar(None, verbose=1 if chief and verbose == 1 else 0,
-                                       unit_name="step")
+        progress = keras.utils.Progbar(
+            None, verbose=1 if chief and verbose == 1 else 0, unit_name="step"
+        )
         for batch in dist_ds:
             loss = float(train_step(batch))
             if counter is not None:
@@ -161,8 +172,10 @@ def train_distributed(
         train_loss = total / max(steps, 1)
         val_loss = float("nan")
         if val_ds is not None:
-            vals = [float(tf.reduce_mean(model.compute_losses(a, b, training=False)["loss"]))
-                    for a, b in val_ds]
+            vals = [
+                float(tf.reduce_mean(model.compute_losses(a, b, training=False)["loss"]))
+                for a, b in val_ds
+            ]
             val_loss = float(np.mean(vals))
         history["loss"].append(train_loss)
         history["val_loss"].append(val_loss)
@@ -177,8 +190,15 @@ def train_distributed(
         model.save_weights(str(ckpt / "last.weights.h5"))
         save_optimizer_state(model, ckpt / "optimizer.npz")
         (ckpt / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-        logger.info("epoch %d: loss %.4f, val_loss %.4f, %d steps x %d replicas; %.1f min",
-                    epoch + 1, train_loss, val_loss, steps, replicas, elapsed / 60.0)
+        logger.info(
+            "epoch %d: loss %.4f, val_loss %.4f, %d steps x %d replicas; %.1f min",
+            epoch + 1,
+            train_loss,
+            val_loss,
+            steps,
+            replicas,
+            elapsed / 60.0,
+        )
         if chief:
             with (out_dir / "history.csv").open("a") as f:
                 f.write(f"{epoch},{train_loss},{val_loss}\n")
@@ -194,10 +214,27 @@ def train_distributed(
     if not (out_dir / "best.weights.h5").exists():
         model.save_weights(str(out_dir / "best.weights.h5"))
     if chief:
-        (out_dir / "summary.json").write_text(json.dumps({
-            "kind": cfg.kind, "epochs_done": state["epoch"], "best_val_loss": state["best"],
-            "train_minutes": state["train_seconds"] / 60.0, "stop_reason": stop_reason,
-            "strategy": strategy, "replicas": replicas, "config_hash": cfg.hash(),
-        }, indent=2) + "\n")
-    return RunResult(out_dir, int(state["epoch"]), float(state["best"]),
-                     float(state["train_seconds"]), stop_reason, history)
+        (out_dir / "summary.json").write_text(
+            json.dumps(
+                {
+                    "kind": cfg.kind,
+                    "epochs_done": state["epoch"],
+                    "best_val_loss": state["best"],
+                    "train_minutes": state["train_seconds"] / 60.0,
+                    "stop_reason": stop_reason,
+                    "strategy": strategy,
+                    "replicas": replicas,
+                    "config_hash": cfg.hash(),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    return RunResult(
+        out_dir,
+        int(state["epoch"]),
+        float(state["best"]),
+        float(state["train_seconds"]),
+        stop_reason,
+        history,
+    )

@@ -93,8 +93,9 @@ class ConvSTFT(keras.layers.Layer):
         pad = self.n_fft // 2
         x = ops.pad(audio, [[0, 0], [pad, pad]])
         x = ops.expand_dims(x, -1)
-        spec = ops.conv(x, ops.convert_to_tensor(self._basis), strides=self.hop_length,
-                        padding="valid")
+        spec = ops.conv(
+            x, ops.convert_to_tensor(self._basis), strides=self.hop_length, padding="valid"
+        )
         bins = self.n_fft // 2 + 1
         re, im = spec[..., :bins], spec[..., bins:]
         mag = ops.sqrt(re * re + im * im + 1e-12)
@@ -118,8 +119,14 @@ class ConvISTFT(keras.layers.Layer):
     cut off. (onnxruntime runs this several times faster than a ``ConvTranspose`` or ``DFT``.)
     """
 
-    def __init__(self, n_fft: int, hop_length: int, num_samples: int, bins: int | None = None,
-                 **kwargs: object) -> None:
+    def __init__(
+        self,
+        n_fft: int,
+        hop_length: int,
+        num_samples: int,
+        bins: int | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)
         if n_fft % hop_length:
             raise ValueError(f"n_fft ({n_fft}) must be a multiple of hop_length ({hop_length})")
@@ -130,7 +137,7 @@ class ConvISTFT(keras.layers.Layer):
         self.bins = full if bins is None else bins
         basis = istft_basis(n_fft, hop_length)[:, 0, :].T  # [2 * full, n_fft]
         # only the lowest `bins` bins are given (the rest are zero): keep their rows
-        self._basis = np.concatenate([basis[:self.bins], basis[full:full + self.bins]]).copy()
+        self._basis = np.concatenate([basis[: self.bins], basis[full : full + self.bins]]).copy()
 
     def call(self, spec):
         hop = self.hop_length
@@ -144,12 +151,16 @@ class ConvISTFT(keras.layers.Layer):
             total = shifted if total is None else total + shifted
         out = ops.reshape(total, (-1, (frames + overlap - 1) * hop))
         start = self.n_fft // 2
-        return out[:, start:start + self.num_samples]
+        return out[:, start : start + self.num_samples]
 
     def get_config(self) -> dict:
         cfg = super().get_config()
-        cfg.update(n_fft=self.n_fft, hop_length=self.hop_length, num_samples=self.num_samples,
-                   bins=self.bins)
+        cfg.update(
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            num_samples=self.num_samples,
+            bins=self.bins,
+        )
         return cfg
 
 
@@ -189,10 +200,11 @@ class Upsample(keras.layers.Layer):
     def call(self, x):
         taps = self._kernel.shape[0]
         n = x.shape[1]
-        padded = ops.pad(ops.expand_dims(x, -1), [[0, 0], [self._reach, taps - 1 - self._reach],
-                                                  [0, 0]])
+        padded = ops.pad(
+            ops.expand_dims(x, -1), [[0, 0], [self._reach, taps - 1 - self._reach], [0, 0]]
+        )
         y = ops.conv(padded, ops.convert_to_tensor(self._kernel), strides=1, padding="valid")
-        return ops.reshape(y, (-1, n * self.factor))[:, :self.num_samples]
+        return ops.reshape(y, (-1, n * self.factor))[:, : self.num_samples]
 
     def get_config(self) -> dict:
         cfg = super().get_config()
@@ -207,6 +219,10 @@ def decimate(audio, factor: int):
     length = kernel.shape[0]
     pad_left = (length - factor) // 2
     x = ops.pad(audio, [[0, 0], [pad_left, length - pad_left]])
-    y = ops.conv(ops.expand_dims(x, -1), ops.convert_to_tensor(kernel[::-1, None, None].copy()),
-                 strides=factor, padding="valid")
+    y = ops.conv(
+        ops.expand_dims(x, -1),
+        ops.convert_to_tensor(kernel[::-1, None, None].copy()),
+        strides=factor,
+        padding="valid",
+    )
     return y[..., 0]

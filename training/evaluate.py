@@ -66,7 +66,7 @@ def as_played(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     for row, raw in zip(out, audio, strict=True):
         sound = prepare_sound(raw, sample_rate, sample_rate)
         if sound is not None:
-            row[:sound.shape[0]] = sound[:row.shape[0]]
+            row[: sound.shape[0]] = sound[: row.shape[0]]
     return out
 
 
@@ -80,21 +80,31 @@ def keras_model_fns(run_dir: Path, checkpoint: str = "best") -> ModelFns:
     spectral = OUTPUT_KINDS[cfg.kind] == "log_magnitude"
 
     def decode(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        out = np.asarray(model.decoder([z.astype(np.float32), labels.astype(np.int64)],
-                                       training=False))
+        out = np.asarray(
+            model.decoder([z.astype(np.float32), labels.astype(np.int64)], training=False)
+        )
         if spectral:
             mag = np.maximum(np.exp(out) - cfg.log_offset, 0.0)
-            out = griffin_lim(mag, cfg.spec_n_fft, cfg.spec_hop_length, cfg.num_samples,
-                              cfg.griffin_lim_iters)
+            out = griffin_lim(
+                mag, cfg.spec_n_fft, cfg.spec_hop_length, cfg.num_samples, cfg.griffin_lim_iters
+            )
         return as_played(out, cfg.sample_rate)
 
     encode: Encode | None = None
     if getattr(model, "encoder", None) is not None:
+
         def encode(audio: np.ndarray) -> np.ndarray:
             return np.asarray(model.encoder(audio.astype(np.float32), training=False)[0])
 
-    return ModelFns(cfg.kind, cfg.sample_rate, cfg.num_samples, cfg.latent_size,
-                    tuple(cfg.class_names), decode, encode)
+    return ModelFns(
+        cfg.kind,
+        cfg.sample_rate,
+        cfg.num_samples,
+        cfg.latent_size,
+        tuple(cfg.class_names),
+        decode,
+        encode,
+    )
 
 
 def onnx_model_fns(model_dir: Path) -> ModelFns:
@@ -102,20 +112,31 @@ def onnx_model_fns(model_dir: Path) -> ModelFns:
     from dkvae_live.model import Decoder, Encoder
 
     dec = Decoder(model_dir / "decoder.onnx")
-    enc = Encoder(model_dir / "encoder.onnx", dec.info) if (model_dir / "encoder.onnx"
-                                                             ).exists() else None
+    enc = (
+        Encoder(model_dir / "encoder.onnx", dec.info)
+        if (model_dir / "encoder.onnx").exists()
+        else None
+    )
     info = dec.info
+
     def decode(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return as_played(dec.render(z, labels), info.sample_rate)
 
-    return ModelFns(info.model_kind, info.sample_rate, info.num_samples, info.latent_size,
-                    tuple(info.class_names), decode, enc.encode if enc else None,
-                    info.class_latents or None)
+    return ModelFns(
+        info.model_kind,
+        info.sample_rate,
+        info.num_samples,
+        info.latent_size,
+        tuple(info.class_names),
+        decode,
+        enc.encode if enc else None,
+        info.class_latents or None,
+    )
 
 
 def _batched(fn: Callable[..., np.ndarray], *arrays: np.ndarray, batch: int = 16) -> np.ndarray:
     n = arrays[0].shape[0]
-    return np.concatenate([fn(*(a[i:i + batch] for a in arrays)) for i in range(0, n, batch)])
+    return np.concatenate([fn(*(a[i : i + batch] for a in arrays)) for i in range(0, n, batch)])
 
 
 def reconstruction_metrics(target: np.ndarray, output: np.ndarray) -> dict[str, np.ndarray]:
@@ -126,8 +147,8 @@ def reconstruction_metrics(target: np.ndarray, output: np.ndarray) -> dict[str, 
 
     lsd, mr = [], []
     for i in range(0, len(target), 16):
-        t = tf.constant(target[i:i + 16], tf.float32)
-        o = tf.constant(output[i:i + 16], tf.float32)
+        t = tf.constant(target[i : i + 16], tf.float32)
+        o = tf.constant(output[i : i + 16], tf.float32)
         lsd.append(log_spectral_distance(t, o).numpy())
         mr.append(multi_resolution_stft_loss(t, o).numpy())
     return {"lsd_db": np.concatenate(lsd), "mrstft": np.concatenate(mr)}
@@ -151,15 +172,15 @@ def reference_distances(audio: np.ndarray, seed: int = 0) -> dict[str, float]:
     _, _, spec = stft(audio, nperseg=2048, noverlap=1536)
     spec = np.abs(spec) * np.exp(2j * np.pi * rng.random(spec.shape))
     _, resynth = istft(spec, nperseg=2048, noverlap=1536)
-    resynth = resynth[:, :audio.shape[1]].astype(np.float32)
-    out: dict[str, list[np.ndarray]] = {"smoothed_3x3": [], "smoothed_3x7": [],
-                                        "random_phase": []}
+    resynth = resynth[:, : audio.shape[1]].astype(np.float32)
+    out: dict[str, list[np.ndarray]] = {"smoothed_3x3": [], "smoothed_3x7": [], "random_phase": []}
     for i in range(0, len(audio), 16):
-        t = tf.constant(audio[i:i + 16], tf.float32)
+        t = tf.constant(audio[i : i + 16], tf.float32)
         out["smoothed_3x3"].append(smoothed_spectrum_lsd(t, 3, 3).numpy())
         out["smoothed_3x7"].append(smoothed_spectrum_lsd(t, 3, 7).numpy())
         out["random_phase"].append(
-            log_spectral_distance(t, tf.constant(resynth[i:i + 16])).numpy())
+            log_spectral_distance(t, tf.constant(resynth[i : i + 16])).numpy()
+        )
     return {k: float(np.mean(np.concatenate(v))) for k, v in out.items()}
 
 
@@ -184,8 +205,14 @@ def classifier_features(audio: np.ndarray, sample_rate: int) -> np.ndarray:
             f.append(10 * np.log10(np.array([p[b].sum() for b in bands]) + 1e-10))
         energy = power.sum(axis=1)
         env = 10 * np.log10(energy / (energy.max() + 1e-12) + 1e-10)
-        f.append(np.array([np.mean(t[env > -20]) if np.any(env > -20) else 0.0,
-                           np.mean(t[env > -40]) if np.any(env > -40) else 0.0]))
+        f.append(
+            np.array(
+                [
+                    np.mean(t[env > -20]) if np.any(env > -20) else 0.0,
+                    np.mean(t[env > -40]) if np.any(env > -40) else 0.0,
+                ]
+            )
+        )
         centroid = (power.sum(axis=0) * freqs).sum() / (power.sum() + 1e-12)
         f.append(np.array([np.log(centroid + 1.0)]))
         feats.append(np.concatenate(f))
@@ -196,8 +223,16 @@ class ClassCheck:
     """Multinomial logistic regression (L2) on :func:`classifier_features`, trained on the bank's
     training split by full-batch gradient descent (numpy; deterministic, a few seconds)."""
 
-    def __init__(self, audio: np.ndarray, labels: np.ndarray, num_classes: int,
-                 sample_rate: int, l2: float = 1e-2, steps: int = 2000, lr: float = 0.5) -> None:
+    def __init__(
+        self,
+        audio: np.ndarray,
+        labels: np.ndarray,
+        num_classes: int,
+        sample_rate: int,
+        l2: float = 1e-2,
+        steps: int = 2000,
+        lr: float = 0.5,
+    ) -> None:
         self.sample_rate = sample_rate
         x = classifier_features(audio, sample_rate).astype(np.float64)
         self.mean, self.std = x.mean(axis=0), x.std(axis=0) + 1e-6
@@ -223,8 +258,9 @@ class ClassCheck:
         return np.argmax(x @ self.w + self.b, axis=1)
 
 
-def latent_map_png(z: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
-                   path: Path) -> None:
+def latent_map_png(
+    z: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,8 +283,9 @@ def latent_map_png(z: np.ndarray, labels: np.ndarray, class_names: tuple[str, ..
     plt.close(fig)
 
 
-def spectrograms_png(rows: list[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]],
-                     sample_rate: int, path: Path) -> None:
+def spectrograms_png(
+    rows: list[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]], sample_rate: int, path: Path
+) -> None:
     """One row per class: real | reconstructed | generated (log magnitude, dB)."""
     import matplotlib
 
@@ -259,8 +296,9 @@ def spectrograms_png(rows: list[tuple[str, np.ndarray, np.ndarray | None, np.nda
     n_fft, hop = 1024, 256
     window = np.hanning(n_fft)
     for r, (name, real, recon, gen) in enumerate(rows):
-        for c, (title, x) in enumerate((("real", real), ("reconstructed", recon),
-                                        ("generated", gen))):
+        for c, (title, x) in enumerate(
+            (("real", real), ("reconstructed", recon), ("generated", gen))
+        ):
             ax = axes[r, c]
             if x is None:
                 ax.axis("off")
@@ -268,8 +306,15 @@ def spectrograms_png(rows: list[tuple[str, np.ndarray, np.ndarray | None, np.nda
             frames = 1 + (len(x) - n_fft) // hop
             idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
             db = 20 * np.log10(np.abs(np.fft.rfft(x[idx] * window, axis=1)) + 1e-5)
-            ax.imshow(db.T, origin="lower", aspect="auto", vmin=-80, vmax=20, cmap="magma",
-                      extent=(0, len(x) / sample_rate, 0, sample_rate / 2000))
+            ax.imshow(
+                db.T,
+                origin="lower",
+                aspect="auto",
+                vmin=-80,
+                vmax=20,
+                cmap="magma",
+                extent=(0, len(x) / sample_rate, 0, sample_rate / 2000),
+            )
             ax.set_title(f"{name}: {title}", fontsize=8)
             ax.tick_params(labelsize=6)
             if c == 0:
@@ -279,9 +324,17 @@ def spectrograms_png(rows: list[tuple[str, np.ndarray, np.ndarray | None, np.nda
     plt.close(fig)
 
 
-def evaluate(fns: ModelFns, audio: np.ndarray, labels: np.ndarray, out_dir: Path, *,
-             train_audio: np.ndarray | None = None, train_labels: np.ndarray | None = None,
-             per_class: int = 20, seed: int = 0) -> dict[str, Any]:
+def evaluate(
+    fns: ModelFns,
+    audio: np.ndarray,
+    labels: np.ndarray,
+    out_dir: Path,
+    *,
+    train_audio: np.ndarray | None = None,
+    train_labels: np.ndarray | None = None,
+    per_class: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Run every measurement, write the files, return the metrics."""
     import soundfile as sf
 
@@ -297,10 +350,14 @@ def evaluate(fns: ModelFns, audio: np.ndarray, labels: np.ndarray, out_dir: Path
         metrics["lsd_db"] = float(np.mean(m["lsd_db"]))
         metrics["mrstft"] = float(np.mean(m["mrstft"]))
         metrics["per_class"] = {
-            name: {"lsd_db": float(np.mean(m["lsd_db"][labels == i])),
-                   "mrstft": float(np.mean(m["mrstft"][labels == i])),
-                   "sounds": int(np.sum(labels == i))}
-            for i, name in enumerate(fns.class_names) if np.any(labels == i)}
+            name: {
+                "lsd_db": float(np.mean(m["lsd_db"][labels == i])),
+                "mrstft": float(np.mean(m["mrstft"][labels == i])),
+                "sounds": int(np.sum(labels == i)),
+            }
+            for i, name in enumerate(fns.class_names)
+            if np.any(labels == i)
+        }
         latent_map_png(z, labels, fns.class_names, out_dir / "latent_map.png")
         metrics["lsd_db_references"] = reference_distances(audio)
     n_classes = len(fns.class_names)
@@ -311,30 +368,47 @@ def evaluate(fns: ModelFns, audio: np.ndarray, labels: np.ndarray, out_dir: Path
         for i, (x, lab) in enumerate(zip(generated, gen_labels, strict=True)):
             (folder / fns.class_names[lab]).mkdir(parents=True, exist_ok=True)
             peak = float(np.max(np.abs(x)))
-            sf.write(folder / fns.class_names[lab] / f"{i % per_class:02d}.wav",
-                     x / max(peak, 1.0), fns.sample_rate, subtype="PCM_16")
+            sf.write(
+                folder / fns.class_names[lab] / f"{i % per_class:02d}.wav",
+                x / max(peak, 1.0),
+                fns.sample_rate,
+                subtype="PCM_16",
+            )
         return generated
 
     # from the prior N(0, 1), and from where each class's real sounds lie (dkvae.class_latents)
-    generated = generate(rng.standard_normal((len(gen_labels), fns.latent_size)),
-                         out_dir / "generated")
+    generated = generate(
+        rng.standard_normal((len(gen_labels), fns.latent_size)), out_dir / "generated"
+    )
     metrics["generated_peak_max"] = float(np.max(np.abs(generated)))
     metrics["generated_finite"] = bool(np.all(np.isfinite(generated)))
     places = fns.class_latents
-    if places is None and fns.encode is not None and train_audio is not None \
-            and train_labels is not None:
+    if (
+        places is None
+        and fns.encode is not None
+        and train_audio is not None
+        and train_labels is not None
+    ):
         places = fit(_batched(fns.encode, train_audio), train_labels, fns.class_names)
     from_classes = None
     if places:
-        from_classes = generate(np.stack([
-            places[fns.class_names[lab]].sample(rng) if fns.class_names[lab] in places
-            else rng.standard_normal(fns.latent_size) for lab in gen_labels]),
-            out_dir / "generated-class-latents")
+        from_classes = generate(
+            np.stack(
+                [
+                    places[fns.class_names[lab]].sample(rng)
+                    if fns.class_names[lab] in places
+                    else rng.standard_normal(fns.latent_size)
+                    for lab in gen_labels
+                ]
+            ),
+            out_dir / "generated-class-latents",
+        )
     if train_audio is not None and train_labels is not None:
         check = ClassCheck(train_audio, train_labels, n_classes, fns.sample_rate)
         real_pred = check.predict(audio) if len(labels) else np.array([])
-        metrics["classifier_accuracy_real"] = float(np.mean(real_pred == labels)) if len(
-            labels) else None
+        metrics["classifier_accuracy_real"] = (
+            float(np.mean(real_pred == labels)) if len(labels) else None
+        )
         for key, sounds in (("generated", generated), ("generated_class_latents", from_classes)):
             if sounds is None:
                 continue
@@ -342,14 +416,16 @@ def evaluate(fns: ModelFns, audio: np.ndarray, labels: np.ndarray, out_dir: Path
             metrics[f"classifier_accuracy_{key}"] = float(np.mean(pred == gen_labels))
             metrics[f"classifier_accuracy_{key}_per_class"] = {
                 name: float(np.mean(pred[gen_labels == i] == i))
-                for i, name in enumerate(fns.class_names)}
+                for i, name in enumerate(fns.class_names)
+            }
     rows: list[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]] = []
     for i, name in enumerate(fns.class_names):
         where = np.flatnonzero(labels == i)
         if len(where):
             j = int(where[0])
-            rows.append((name, audio[j], recon[j] if recon is not None else None,
-                         generated[i * per_class]))
+            rows.append(
+                (name, audio[j], recon[j] if recon is not None else None, generated[i * per_class])
+            )
     if rows:
         spectrograms_png(rows, fns.sample_rate, out_dir / "spectrograms.png")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -358,17 +434,23 @@ def evaluate(fns: ModelFns, audio: np.ndarray, labels: np.ndarray, out_dir: Path
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of the headline metrics of several evaluations."""
+
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.1%}"
 
-    lines = ["| model | LSD (dB) | MR-STFT | classifier on generated: from N(0, 1) | "
-             "from the class latents |", "|---|---|---|---|---|"]
+    lines = [
+        "| model | LSD (dB) | MR-STFT | classifier on generated: from N(0, 1) | "
+        "from the class latents |",
+        "|---|---|---|---|---|",
+    ]
     references: dict[str, float] = {}
     for name, m in results.items():
         lsd = f"{m['lsd_db']:.2f}" if "lsd_db" in m else "-"
         mr = f"{m['mrstft']:.3f}" if "mrstft" in m else "-"
-        lines.append(f"| {name} | {lsd} | {mr} | {pct(m.get('classifier_accuracy_generated'))} | "
-                     f"{pct(m.get('classifier_accuracy_generated_class_latents'))} |")
+        lines.append(
+            f"| {name} | {lsd} | {mr} | {pct(m.get('classifier_accuracy_generated'))} | "
+            f"{pct(m.get('classifier_accuracy_generated_class_latents'))} |"
+        )
         references = m.get("lsd_db_references", references)
     if references:  # the same for every model on one split
         lines += ["", "| reference, no model (the split's own sounds) | LSD (dB) |", "|---|---|"]
@@ -379,14 +461,18 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="dkvae-eval", description=__doc__.split("\n")[0])
     p.add_argument("run_dir", type=Path, help="run folder (or, with --onnx, an exported model)")
-    p.add_argument("--onnx", action="store_true",
-                   help="RUN_DIR is a folder with decoder.onnx [+ encoder.onnx]: evaluate it "
-                        "through the daemon's loader")
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="RUN_DIR is a folder with decoder.onnx [+ encoder.onnx]: evaluate it "
+        "through the daemon's loader",
+    )
     p.add_argument("--bank", type=Path, help="bank folder (default: the run's bank)")
     p.add_argument("--cache-dir", type=Path)
     p.add_argument("--split", default="test", choices=("train", "validation", "test", "all"))
-    p.add_argument("--checkpoint", default="best",
-                   help="best, last, or a weights file inside the run folder")
+    p.add_argument(
+        "--checkpoint", default="best", help="best, last, or a weights file inside the run folder"
+    )
     p.add_argument("--per-class", type=int, default=20, help="generated sounds per class")
     p.add_argument("--no-classifier", action="store_true", help="skip the class check")
     p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/eval-SPLIT)")
@@ -403,22 +489,44 @@ def main(argv: list[str] | None = None) -> int:
     if bank is None:
         logger.error("no bank: give --bank")
         return 2
-    fns = onnx_model_fns(args.run_dir) if args.onnx else keras_model_fns(args.run_dir,
-                                                                         args.checkpoint)
-    data = load_split(bank, args.split, sample_rate=fns.sample_rate,
-                      num_samples=fns.num_samples, cache_dir=cache_dir)
+    fns = (
+        onnx_model_fns(args.run_dir)
+        if args.onnx
+        else keras_model_fns(args.run_dir, args.checkpoint)
+    )
+    data = load_split(
+        bank,
+        args.split,
+        sample_rate=fns.sample_rate,
+        num_samples=fns.num_samples,
+        cache_dir=cache_dir,
+    )
     if tuple(data.class_names) != fns.class_names:
-        logger.error("the bank's classes %s differ from the model's %s", data.class_names,
-                     fns.class_names)
+        logger.error(
+            "the bank's classes %s differ from the model's %s", data.class_names, fns.class_names
+        )
         return 2
-    train = None if args.no_classifier else load_split(
-        bank, "train", sample_rate=fns.sample_rate, num_samples=fns.num_samples,
-        cache_dir=cache_dir)
+    train = (
+        None
+        if args.no_classifier
+        else load_split(
+            bank,
+            "train",
+            sample_rate=fns.sample_rate,
+            num_samples=fns.num_samples,
+            cache_dir=cache_dir,
+        )
+    )
     out = args.out or args.run_dir / f"eval-{args.split}"
-    metrics = evaluate(fns, data.audio, data.labels, out,
-                       train_audio=None if train is None else train.audio,
-                       train_labels=None if train is None else train.labels,
-                       per_class=args.per_class)
+    metrics = evaluate(
+        fns,
+        data.audio,
+        data.labels,
+        out,
+        train_audio=None if train is None else train.audio,
+        train_labels=None if train is None else train.labels,
+        per_class=args.per_class,
+    )
     print(format_table({f"{fns.kind} ({args.run_dir.name})": metrics}))
     print(f"written to {out}")
     return 0

@@ -35,7 +35,10 @@ def multi_resolution_stft_loss(
 
 
 def log_spectrogram_mse(
-    target: tf.Tensor, output: tf.Tensor, n_fft: int = 512, hop_length: int = 128,
+    target: tf.Tensor,
+    output: tf.Tensor,
+    n_fft: int = 512,
+    hop_length: int = 128,
     log_offset: float = 1e-6,
 ) -> tf.Tensor:
     """The seed's reconstruction term: MSE between ``log(|STFT| + offset)``; ``[batch]``."""
@@ -76,7 +79,10 @@ def _lsd(target_db: tf.Tensor, output_db: tf.Tensor) -> tf.Tensor:
 
 
 def log_spectral_distance(
-    target: tf.Tensor, output: tf.Tensor, n_fft: int = 2048, hop_length: int = 512,
+    target: tf.Tensor,
+    output: tf.Tensor,
+    n_fft: int = 2048,
+    hop_length: int = 512,
     floor_db: float = -80.0,
 ) -> tf.Tensor:
     """Log-spectral distance in dB per example ``[batch]``.
@@ -84,6 +90,7 @@ def log_spectral_distance(
     For each frame, the root mean square over frequency of the difference of the power spectra in
     dB (each floored at ``floor_db`` so digital silence does not dominate), averaged over frames.
     """
+
     def db(x: tf.Tensor) -> tf.Tensor:
         return _power_db(tf.square(stft_magnitude(x, n_fft, hop_length)), floor_db)
 
@@ -91,7 +98,11 @@ def log_spectral_distance(
 
 
 def smoothed_spectrum_lsd(
-    target: tf.Tensor, frames: int = 3, bins: int = 3, n_fft: int = 2048, hop_length: int = 512,
+    target: tf.Tensor,
+    frames: int = 3,
+    bins: int = 3,
+    n_fft: int = 2048,
+    hop_length: int = 512,
     floor_db: float = -80.0,
 ) -> tf.Tensor:
     """The log-spectral distance from each sound to its own power spectrum averaged over

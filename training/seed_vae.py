@@ -38,7 +38,8 @@ def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) ->
     class_index = keras.Input((), dtype="int64", name="class_index")
     if conditional:
         emb = layers.Embedding(cfg.num_classes, cfg.embedding_size, name="class_embedding")(
-            class_index)
+            class_index
+        )
         h = layers.Concatenate()([z, emb])
     else:
         h = z
@@ -50,7 +51,8 @@ def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) ->
         x = layers.LeakyReLU(0.2)(x)
     x = layers.Conv2D(1, 3, padding="same", name="to_log_magnitude")(x)
     out = _CropSpectrogram(frames, bins, float(cfg.log_offset), conditional, name="log_magnitude")(
-        [x, class_index])
+        [x, class_index]
+    )
     return keras.Model([z, class_index], out, name=name)
 
 
@@ -61,8 +63,9 @@ class _CropSpectrogram(layers.Layer):
     exported graph keeps the contract's input.
     """
 
-    def __init__(self, frames: int, bins: int, log_offset: float, conditional: bool,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, frames: int, bins: int, log_offset: float, conditional: bool, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)
         self.frames, self.bins = frames, bins
         self.log_offset = log_offset
@@ -73,7 +76,7 @@ class _CropSpectrogram(layers.Layer):
         # scaled to the range of log magnitudes (log_offset .. about +3) so that training starts
         # near the middle of it rather than at 0
         floor = math.log(self.log_offset)
-        out = x[:, :self.frames, :self.bins, 0] * (-floor / 3.0) + floor / 2.0
+        out = x[:, : self.frames, : self.bins, 0] * (-floor / 3.0) + floor / 2.0
         if not self.conditional:
             out = out + ops.reshape(ops.cast(class_index, "float32"), (-1, 1, 1)) * 0.0
         return out
@@ -83,8 +86,9 @@ def build_spectrogram_encoder(cfg: TrainConfig, name: str = "encoder") -> keras.
     """``audio -> (z_mean, z_log_var)`` with 2-D convs over the log-magnitude STFT."""
     frames, bins = spectrogram_shape(cfg)
     audio = keras.Input((cfg.num_samples,), name="audio")
-    x = ConvSTFT(cfg.spec_n_fft, cfg.spec_hop_length, log_offset=cfg.log_offset,
-                 name="log_stft")(audio)
+    x = ConvSTFT(cfg.spec_n_fft, cfg.spec_hop_length, log_offset=cfg.log_offset, name="log_stft")(
+        audio
+    )
     x = layers.Reshape((frames, bins, 1))(x)
     for i, width in enumerate((16, 32, 64, 64)):
         x = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{i}")(x)
@@ -93,15 +97,20 @@ def build_spectrogram_encoder(cfg: TrainConfig, name: str = "encoder") -> keras.
     x = layers.Dense(128, name="enc_dense")(x)
     x = layers.LeakyReLU(0.2)(x)
     z_mean = layers.Dense(cfg.latent_size, name="z_mean")(x)
-    z_log_var = layers.Dense(cfg.latent_size, name="z_log_var", kernel_initializer="zeros",
-                             bias_initializer=keras.initializers.Constant(-4.0))(x)
+    z_log_var = layers.Dense(
+        cfg.latent_size,
+        name="z_log_var",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(-4.0),
+    )(x)
     return keras.Model(audio, [z_mean, z_log_var], name=name)
 
 
 def log_magnitude(cfg: TrainConfig, audio: tf.Tensor) -> tf.Tensor:
     """The training target: ``log(|STFT| + log_offset)`` ``[batch, frames, bins]``."""
-    return tf.math.log(losses.stft_magnitude(audio, cfg.spec_n_fft, cfg.spec_hop_length)
-                       + cfg.log_offset)
+    return tf.math.log(
+        losses.stft_magnitude(audio, cfg.spec_n_fft, cfg.spec_hop_length) + cfg.log_offset
+    )
 
 
 class SeedVAE(keras.Model):
@@ -126,8 +135,9 @@ class SeedVAE(keras.Model):
             z = z_mean + tf.exp(0.5 * z_log_var) * tf.random.normal(tf.shape(z_mean))
         return self.decoder([z, labels], training=training), z_mean, z_log_var
 
-    def compute_losses(self, audio: tf.Tensor, labels: tf.Tensor, training: bool
-                       ) -> dict[str, tf.Tensor]:
+    def compute_losses(
+        self, audio: tf.Tensor, labels: tf.Tensor, training: bool
+    ) -> dict[str, tf.Tensor]:
         out, z_mean, z_log_var = self((audio, labels), training=training)
         mse = tf.reduce_mean(tf.square(out - log_magnitude(self.cfg, audio)), axis=[1, 2])
         kl = losses.kl_divergence(z_mean, z_log_var)

@@ -12,8 +12,7 @@ import numpy as np
 from .config import DEFAULT_CLASS_NAMES
 
 
-def _render(kind: str, rng: np.random.Generator, sample_rate: int, num_samples: int
-            ) -> np.ndarray:
+def _render(kind: str, rng: np.random.Generator, sample_rate: int, num_samples: int) -> np.ndarray:
     t = np.arange(num_samples) / sample_rate
     noise = rng.standard_normal(num_samples)
     if kind in ("kick", "tom"):

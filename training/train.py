@@ -55,13 +55,21 @@ class RunResult:
     history: dict[str, list[float]]
 
 
-def make_dataset(arrays: Arrays, batch_size: int, *, shuffle: bool, gain_augment_db: float = 0.0,
-                 seed: int = 0, drop_remainder: bool = False) -> Any:
+def make_dataset(
+    arrays: Arrays,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    gain_augment_db: float = 0.0,
+    seed: int = 0,
+    drop_remainder: bool = False,
+) -> Any:
     """A ``tf.data.Dataset`` of ``(audio, labels)`` batches (random gain when augmenting)."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((arrays.audio.astype(np.float32),
-                                             arrays.labels.astype(np.int64)))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (arrays.audio.astype(np.float32), arrays.labels.astype(np.int64))
+    )
     if shuffle:
         ds = ds.shuffle(len(arrays.labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -79,8 +87,10 @@ def make_dataset(arrays: Arrays, batch_size: int, *, shuffle: bool, gain_augment
 def _optimizers(model: Any) -> list[tuple[Any, list[Any]]]:
     """Every optimizer of a model with the variables it updates."""
     if getattr(model, "discriminator", None) is not None:
-        return [(model.optimizer, model.decoder.trainable_variables),
-                (model.d_optimizer, model.discriminator.trainable_variables)]
+        return [
+            (model.optimizer, model.decoder.trainable_variables),
+            (model.d_optimizer, model.discriminator.trainable_variables),
+        ]
     return [(model.optimizer, model.trainable_variables)]
 
 
@@ -109,8 +119,9 @@ def _callback_class() -> Any:
     import keras
 
     class _RunFolder(keras.callbacks.Callback):
-        def __init__(self, run_dir: Path, cfg: TrainConfig, state: dict[str, Any],
-                     monitor: str) -> None:
+        def __init__(
+            self, run_dir: Path, cfg: TrainConfig, state: dict[str, Any], monitor: str
+        ) -> None:
             super().__init__()
             self.run_dir = run_dir
             self.cfg = cfg
@@ -139,18 +150,27 @@ def _callback_class() -> Any:
                 self.stop_reason = "loss is not finite"
                 self.model.stop_training = True
             elapsed = self.elapsed()
-            self.state.update(epoch=epoch + 1, train_seconds=elapsed,
-                              learning_rate=float(np.asarray(self.model.optimizer.learning_rate)))
+            self.state.update(
+                epoch=epoch + 1,
+                train_seconds=elapsed,
+                learning_rate=float(np.asarray(self.model.optimizer.learning_rate)),
+            )
             self.model.save_weights(str(ckpt / "last.weights.h5"))
             save_optimizer_state(self.model, ckpt / "optimizer.npz")
             (ckpt / "state.json").write_text(json.dumps(self.state, indent=2) + "\n")
-            logger.info("epoch %d: %s; best %s %.5f (epoch %d); %.1f min", epoch + 1,
-                        ", ".join(f"{k} {v:.4g}" for k, v in sorted(logs.items())),
-                        self.monitor, self.state["best"], self.state["best_epoch"],
-                        elapsed / 60.0)
+            logger.info(
+                "epoch %d: %s; best %s %.5f (epoch %d); %.1f min",
+                epoch + 1,
+                ", ".join(f"{k} {v:.4g}" for k, v in sorted(logs.items())),
+                self.monitor,
+                self.state["best"],
+                self.state["best_epoch"],
+                elapsed / 60.0,
+            )
             if self.state["wait"] >= self.cfg.patience:
-                self.stop_reason = f"early stopping ({self.cfg.patience} epochs without a better " \
-                                   f"{self.monitor})"
+                self.stop_reason = (
+                    f"early stopping ({self.cfg.patience} epochs without a better {self.monitor})"
+                )
                 self.model.stop_training = True
             for minutes in self.cfg.snapshot_minutes:
                 snap = self.run_dir / "snapshots" / f"best_at_{minutes:g}min.weights.h5"
@@ -206,14 +226,27 @@ def train(
         model.load_weights(str(ckpt / "last.weights.h5"))
         load_optimizer_state(model, ckpt / "optimizer.npz")
         model.optimizer.learning_rate.assign(lr)
-        logger.info("resuming %s at epoch %d (%.1f min trained)", run_dir, state["epoch"],
-                    state["train_seconds"] / 60.0)
-    logger.info("model %s: %d parameters (decoder %d)", cfg.kind, model.count_params(),
-                model.decoder.count_params())
+        logger.info(
+            "resuming %s at epoch %d (%.1f min trained)",
+            run_dir,
+            state["epoch"],
+            state["train_seconds"] / 60.0,
+        )
+    logger.info(
+        "model %s: %d parameters (decoder %d)",
+        cfg.kind,
+        model.count_params(),
+        model.decoder.count_params(),
+    )
 
-    train_ds = make_dataset(train_arrays, cfg.batch_size, shuffle=True,
-                            gain_augment_db=cfg.gain_augment_db, seed=cfg.seed,
-                            drop_remainder=len(train_arrays.labels) >= cfg.batch_size)
+    train_ds = make_dataset(
+        train_arrays,
+        cfg.batch_size,
+        shuffle=True,
+        gain_augment_db=cfg.gain_augment_db,
+        seed=cfg.seed,
+        drop_remainder=len(train_arrays.labels) >= cfg.batch_size,
+    )
     val_ds = None
     if val_arrays is not None and len(val_arrays.labels) > 0:
         val_ds = make_dataset(val_arrays, cfg.batch_size, shuffle=False)
@@ -231,28 +264,62 @@ def train(
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
     ]
     if cfg.kind != "cgan":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=0.5, patience=max(3, cfg.patience // 4),
-            min_lr=cfg.min_learning_rate, verbose=0))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor,
+                factor=0.5,
+                patience=max(3, cfg.patience // 4),
+                min_lr=cfg.min_learning_rate,
+                verbose=0,
+            )
+        )
     history: dict[str, list[float]] = {}
     if int(state["epoch"]) < cfg.epochs:
         tf.config.run_functions_eagerly(False)
-        hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
-                         initial_epoch=int(state["epoch"]), callbacks=callbacks, verbose=verbose)
+        hist = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            initial_epoch=int(state["epoch"]),
+            callbacks=callbacks,
+            verbose=verbose,
+        )
         history = {k: [float(x) for x in v] for k, v in hist.history.items()}
     else:
         run_folder.stop_reason = f"already trained {state['epoch']} of {cfg.epochs} epochs"
     if not (run_dir / "best.weights.h5").exists():
         model.save_weights(str(run_dir / "best.weights.h5"))
-    result = RunResult(run_dir, int(state["epoch"]), float(state["best"]),
-                       float(state["train_seconds"]), run_folder.stop_reason, history)
-    (run_dir / "summary.json").write_text(json.dumps({
-        "kind": cfg.kind, "epochs_done": result.epochs_done, "best_val_loss": result.best_val_loss,
-        "best_epoch": state["best_epoch"], "train_minutes": result.train_seconds / 60.0,
-        "stop_reason": result.stop_reason, "config_hash": cfg.hash(),
-    }, indent=2) + "\n")
-    logger.info("stopped after %d epochs (%s); %.1f min; best %s %.5f", result.epochs_done,
-                result.stop_reason, result.train_seconds / 60.0, monitor, result.best_val_loss)
+    result = RunResult(
+        run_dir,
+        int(state["epoch"]),
+        float(state["best"]),
+        float(state["train_seconds"]),
+        run_folder.stop_reason,
+        history,
+    )
+    (run_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "kind": cfg.kind,
+                "epochs_done": result.epochs_done,
+                "best_val_loss": result.best_val_loss,
+                "best_epoch": state["best_epoch"],
+                "train_minutes": result.train_seconds / 60.0,
+                "stop_reason": result.stop_reason,
+                "config_hash": cfg.hash(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    logger.info(
+        "stopped after %d epochs (%s); %.1f min; best %s %.5f",
+        result.epochs_done,
+        result.stop_reason,
+        result.train_seconds / 60.0,
+        monitor,
+        result.best_val_loss,
+    )
     return result
 
 
@@ -273,17 +340,22 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def load_arrays(bank: Path, split: str, cfg: TrainConfig, cache_dir: Path | None) -> Arrays:
     from .bank import load_split
 
-    arrays = load_split(bank, split, sample_rate=cfg.sample_rate, num_samples=cfg.num_samples,
-                        cache_dir=cache_dir)
+    arrays = load_split(
+        bank, split, sample_rate=cfg.sample_rate, num_samples=cfg.num_samples, cache_dir=cache_dir
+    )
     return Arrays(arrays.audio, arrays.labels, tuple(arrays.class_names))
 
 
 def synthetic_arrays(per_class: int, cfg: TrainConfig, seed: int) -> Arrays:
     from .synthetic import synthetic_drums
 
-    audio, labels = synthetic_drums(per_class, sample_rate=cfg.sample_rate,
-                                    num_samples=cfg.num_samples, class_names=cfg.class_names,
-                                    seed=seed)
+    audio, labels = synthetic_drums(
+        per_class,
+        sample_rate=cfg.sample_rate,
+        num_samples=cfg.num_samples,
+        class_names=cfg.class_names,
+        seed=seed,
+    )
     return Arrays(audio, labels, cfg.class_names)
 
 
@@ -293,20 +365,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", choices=MODEL_KINDS, default="vae", help="model kind (default vae)")
     p.add_argument("--bank", type=Path, help="bank folder (see dkvae-bank)")
     p.add_argument("--cache-dir", type=Path, help="where the bank loader caches cleaned audio")
-    p.add_argument("--synthetic", type=int, metavar="N",
-                   help="train on N generated sounds per class instead of a bank (development)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config setting (repeatable), e.g. --set latent_size=16")
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N",
+        help="train on N generated sounds per class instead of a bank (development)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config setting (repeatable), e.g. --set latent_size=16",
+    )
     p.add_argument("--epochs", type=int, help="shorthand for --set epochs=N")
     p.add_argument("--max-minutes", type=float, help="shorthand for --set max_minutes=M")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.add_argument("--smoke-test", action="store_true", help="train 2 epochs of 2 steps")
-    p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
-                   help="tf.distribute strategy (custom training loop; vae and seed_vae)")
+    p.add_argument(
+        "--strategy",
+        choices=("none", "mirrored", "multiworker"),
+        default="none",
+        help="tf.distribute strategy (custom training loop; vae and seed_vae)",
+    )
     p.add_argument("--workers", help="multiworker: comma-separated host:port of every worker")
     p.add_argument("--worker-index", type=int, default=0, help="multiworker: this worker's index")
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
-                   help="Keras progress display: 1 bar, 2 one line per epoch (for log files)")
+    p.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=(0, 1, 2),
+        help="Keras progress display: 1 bar, 2 one line per epoch (for log files)",
+    )
     return p
 
 
@@ -314,11 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[logging.StreamHandler(),
-                                  logging.FileHandler(run_dir / "train.log")],
-                        force=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(run_dir / "train.log")],
+        force=True,
+    )
     try:
         overrides = parse_overrides(args.set)
         if args.epochs is not None:
@@ -337,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                 state_path = run_dir / CHECKPOINT_DIR / "state.json"
                 state = json.loads(state_path.read_text())
                 source.setdefault("resumes", []).append(
-                    {"at_epoch": state["epoch"], "overrides": overrides, "command": sys.argv})
+                    {"at_epoch": state["epoch"], "overrides": overrides, "command": sys.argv}
+                )
                 if set(overrides) - {"epochs", "max_minutes", "patience", "snapshot_minutes"}:
                     # the objective changed: earlier validation losses are not comparable
                     state.update(best=float("inf"), wait=0)
@@ -361,26 +453,53 @@ def main(argv: list[str] | None = None) -> int:
             train_arrays = synthetic_arrays(int(synthetic), cfg, seed=cfg.seed)
             val_arrays = synthetic_arrays(max(1, int(synthetic) // 4), cfg, seed=cfg.seed + 1)
         if not args.resume:
-            (run_dir / "run.json").write_text(json.dumps({
-                "bank": str(bank.resolve()) if bank else None, "synthetic": synthetic,
-                "cache_dir": str(cache_dir.resolve()) if cache_dir else None,
-                "train_sounds": len(train_arrays.labels),
-                "validation_sounds": len(val_arrays.labels) if val_arrays else 0,
-                "command": sys.argv, "strategy": args.strategy,
-            }, indent=2) + "\n")
-        logger.info("%s: %d training / %d validation sounds, classes %s", cfg.kind,
-                    len(train_arrays.labels), len(val_arrays.labels) if val_arrays else 0,
-                    list(cfg.class_names))
+            (run_dir / "run.json").write_text(
+                json.dumps(
+                    {
+                        "bank": str(bank.resolve()) if bank else None,
+                        "synthetic": synthetic,
+                        "cache_dir": str(cache_dir.resolve()) if cache_dir else None,
+                        "train_sounds": len(train_arrays.labels),
+                        "validation_sounds": len(val_arrays.labels) if val_arrays else 0,
+                        "command": sys.argv,
+                        "strategy": args.strategy,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+        logger.info(
+            "%s: %d training / %d validation sounds, classes %s",
+            cfg.kind,
+            len(train_arrays.labels),
+            len(val_arrays.labels) if val_arrays else 0,
+            list(cfg.class_names),
+        )
         if args.strategy != "none":
             from .distributed import train_distributed
 
-            train_distributed(cfg, run_dir, train_arrays, val_arrays, strategy=args.strategy,
-                              workers=args.workers, worker_index=args.worker_index,
-                              resume=args.resume, smoke_test=args.smoke_test,
-                              verbose=args.verbose)
+            train_distributed(
+                cfg,
+                run_dir,
+                train_arrays,
+                val_arrays,
+                strategy=args.strategy,
+                workers=args.workers,
+                worker_index=args.worker_index,
+                resume=args.resume,
+                smoke_test=args.smoke_test,
+                verbose=args.verbose,
+            )
         else:
-            train(cfg, run_dir, train_arrays, val_arrays, resume=args.resume,
-                  smoke_test=args.smoke_test, verbose=args.verbose)
+            train(
+                cfg,
+                run_dir,
+                train_arrays,
+                val_arrays,
+                resume=args.resume,
+                smoke_test=args.smoke_test,
+                verbose=args.verbose,
+            )
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         logger.error("%s", exc)
         return 2

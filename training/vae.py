@@ -94,9 +94,13 @@ def build_decoder(cfg: TrainConfig) -> keras.Model:
     n_heads = bins + phase_bins(cfg) + cfg.lowband_per_hop
     head_bias = np.zeros(n_heads, np.float32)
     head_bias[:bins] = -6.0
-    heads = layers.Conv1D(n_heads, 1, name="heads",
-                          kernel_initializer=keras.initializers.VarianceScaling(0.1),
-                          bias_initializer=keras.initializers.Constant(head_bias))(x)
+    heads = layers.Conv1D(
+        n_heads,
+        1,
+        name="heads",
+        kernel_initializer=keras.initializers.VarianceScaling(0.1),
+        bias_initializer=keras.initializers.Constant(head_bias),
+    )(x)
     audio = _Synthesis(cfg, frames, name="synthesis")(heads)
     return keras.Model([z, class_index], audio, name="decoder")
 
@@ -136,8 +140,8 @@ class _Synthesis(layers.Layer):
 
     def call(self, heads):
         bins, pb = self.bins, self.phase_bins
-        log_mag, phase = heads[..., :bins], heads[..., bins:bins + pb]
-        lowband = heads[..., bins + pb:]
+        log_mag, phase = heads[..., :bins], heads[..., bins : bins + pb]
+        lowband = heads[..., bins + pb :]
         mag = ops.exp(ops.minimum(log_mag, self.max_log_magnitude))
         low_mag, high_mag = mag[..., :pb], mag[..., pb:]
         cos, sin = ops.cos(phase), ops.sin(phase)
@@ -145,10 +149,12 @@ class _Synthesis(layers.Layer):
             ac = ops.convert_to_tensor(self._advance_cos)
             asin = ops.convert_to_tensor(self._advance_sin)
             cos, sin = cos * ac - sin * asin, sin * ac + cos * asin
-        re = ops.concatenate([low_mag * cos,
-                              high_mag * ops.convert_to_tensor(self._fixed_cos)], axis=-1)
-        im = ops.concatenate([low_mag * sin,
-                              high_mag * ops.convert_to_tensor(self._fixed_sin)], axis=-1)
+        re = ops.concatenate(
+            [low_mag * cos, high_mag * ops.convert_to_tensor(self._fixed_cos)], axis=-1
+        )
+        im = ops.concatenate(
+            [low_mag * sin, high_mag * ops.convert_to_tensor(self._fixed_sin)], axis=-1
+        )
         audio = self.istft(ops.concatenate([re, im], axis=-1))
         low = ops.reshape(lowband, (-1, self.frames * self.lowband_per_hop))
         out = audio + self.upsample(low)
@@ -173,8 +179,12 @@ def build_encoder(cfg: TrainConfig) -> keras.Model:
     x = layers.Dense(256, name="enc_dense")(x)
     x = layers.LeakyReLU(0.2)(x)
     z_mean = layers.Dense(cfg.latent_size, name="z_mean")(x)
-    z_log_var = layers.Dense(cfg.latent_size, name="z_log_var", kernel_initializer="zeros",
-                             bias_initializer=keras.initializers.Constant(-4.0))(x)
+    z_log_var = layers.Dense(
+        cfg.latent_size,
+        name="z_log_var",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(-4.0),
+    )(x)
     return keras.Model(audio, [z_mean, z_log_var], name="encoder")
 
 
@@ -186,8 +196,9 @@ class ConditionalVAE(keras.Model):
         self.cfg = cfg
         self.encoder = build_encoder(cfg)
         self.decoder = build_decoder(cfg)
-        self.step_counter = self.add_weight(shape=(), initializer="zeros", trainable=False,
-                                            name="step_counter", dtype="float32")
+        self.step_counter = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="step_counter", dtype="float32"
+        )
         names = ("loss", "mstft", "log_mse", "lowband", "kl", "beta")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
@@ -211,22 +222,34 @@ class ConditionalVAE(keras.Model):
         ramp = tf.minimum(1.0, self.step_counter / float(self.cfg.kl_warmup_steps))
         return self.cfg.kl_weight * ramp
 
-    def compute_losses(self, audio: tf.Tensor, labels: tf.Tensor, training: bool
-                       ) -> dict[str, tf.Tensor]:
+    def compute_losses(
+        self, audio: tf.Tensor, labels: tf.Tensor, training: bool
+    ) -> dict[str, tf.Tensor]:
         """Per-example losses ``[batch]`` and the weighted total under ``"loss"``."""
         cfg = self.cfg
         output, z_mean, z_log_var = self((audio, labels), training=training)
         mstft = losses.multi_resolution_stft_loss(audio, output, cfg.stft_sizes)
-        log_mse = losses.log_spectrogram_mse(audio, output, cfg.spec_n_fft, cfg.spec_hop_length,
-                                             cfg.log_offset)
+        log_mse = losses.log_spectrogram_mse(
+            audio, output, cfg.spec_n_fft, cfg.spec_hop_length, cfg.log_offset
+        )
         low = losses.lowband_l1(audio, output, cfg.lowband_factor)
         kl = losses.kl_divergence(z_mean, z_log_var, cfg.free_bits)
         # validation always weighs KL fully, so val_loss is comparable across the warm-up
         beta = self.beta() if training else tf.constant(cfg.kl_weight)
-        total = (cfg.mstft_weight * mstft + cfg.log_mse_weight * log_mse
-                 + cfg.lowband_weight * low + beta * kl)
-        return {"loss": total, "mstft": mstft, "log_mse": log_mse, "lowband": low, "kl": kl,
-                "beta": tf.fill(tf.shape(total), beta)}
+        total = (
+            cfg.mstft_weight * mstft
+            + cfg.log_mse_weight * log_mse
+            + cfg.lowband_weight * low
+            + beta * kl
+        )
+        return {
+            "loss": total,
+            "mstft": mstft,
+            "log_mse": log_mse,
+            "lowband": low,
+            "kl": kl,
+            "beta": tf.fill(tf.shape(total), beta),
+        }
 
     def _update(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         for name, value in values.items():
