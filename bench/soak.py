@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from common import PERIOD, ProcessMeter, compare_xruns, two_model_folders
-from live_harness import Daemon, LateClients, OscPeer, jack_server
+from live_harness import Daemon, LateClients, OscPeer, jack_server, running_jackd
 from raw_midi import RawMidiSender
 from synth_models import CLASSES
 
@@ -161,6 +161,7 @@ def main() -> int:
                 rss_windows.append(round(meter.memory_mib()["rss_mib"], 1))
                 minute += 1
             notes_written, _ = midi.report()
+            server = running_jackd()
             midi.close()
             osc.drain()
             status = osc.status()
@@ -179,6 +180,7 @@ def main() -> int:
         "latent_moves_sent": live.moves,
         "model": args.model,
         "period": args.period,
+        "jackd": " ".join(server[1]) if server else None,  # -S: synchronous mode
         "kit_reloads_and_model_swaps": len(after_swaps),
         "rss_after_warmup_mib": rss_warm,
         "rss_end_mib": rss_end,

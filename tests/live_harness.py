@@ -52,24 +52,33 @@ def jackd_log_path(name: str | None = None) -> Path:
     return Path(os.environ.get("TMPDIR", "/tmp")) / f"dkvae-jackd{'-' + name if name else ''}.log"
 
 
-def running_jackd_log() -> Path | None:
-    """The file that the running jackd this process talks to (the default server, or the
-    one JACK_DEFAULT_SERVER names) writes its output to, if it is a regular file."""
+def running_jackd() -> tuple[Path, list[str]] | None:
+    """The /proc folder and command line of the running jackd this process talks to (the
+    default server, or the one JACK_DEFAULT_SERVER names)."""
     wanted = os.environ.get("JACK_DEFAULT_SERVER", "default")
     for proc in Path("/proc").iterdir():
         try:
             if not proc.name.isdigit() or (proc / "comm").read_text().strip() != "jackd":
                 continue
-            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            name = args[args.index("-n") + 1] if "-n" in args[:-1] else "default"
-            if name != wanted:
-                continue
-            target = Path(os.readlink(proc / "fd" / "2"))
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
         except OSError:
             continue
-        if target.is_file():
-            return target
+        name = args[args.index("-n") + 1] if "-n" in args[:-1] else "default"
+        if name == wanted:
+            return proc, args
     return None
+
+
+def running_jackd_log() -> Path | None:
+    """The file that the running jackd writes its output to, if it is a regular file."""
+    found = running_jackd()
+    if found is None:
+        return None
+    try:
+        target = Path(os.readlink(found[0] / "fd" / "2"))
+    except OSError:
+        return None
+    return target if target.is_file() else None
 
 
 # The period of the tests' JACK servers (scripts/test.sh passes it on to scripts/jack-dummy.sh).
