@@ -160,7 +160,7 @@ class XrunWatch:
     """Whether JACK reported an xrun since this was made: the capture counted one, or the
     server's log named a late client (the daemon, the capture or another)."""
 
-    def __init__(self, capture: Capture, daemon_client: str) -> None:
+    def __init__(self, capture: Capture | MidiCapture, daemon_client: str) -> None:
         self._capture = capture
         self._daemon_client = daemon_client
         self._late = LateClients()
@@ -434,8 +434,10 @@ class MidiCapture:
         )
         self.rate = self.client.samplerate
         self.events: list[tuple[int, bytes]] = []  # (frame, message bytes)
+        self.xruns = 0  # xruns the JACK server reported while this capture ran
         self._inport = self.client.midi_inports.register("in")
         self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
         self.client.activate()
         if source is not None:
             self.connect(source)
@@ -455,6 +457,9 @@ class MidiCapture:
         start = self.client.last_frame_time
         for offset, data in self._inport.incoming_midi_events():
             self.events.append((start + offset, bytes(data)))
+
+    def _xrun(self, delay: float) -> None:
+        self.xruns += 1
 
     def now(self) -> int:
         return int(self.client.frame_time)
