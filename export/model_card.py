@@ -14,16 +14,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dkvae_training.bank import kits_markdown
 
-def bank_sources(bank: Path) -> tuple[Counter[tuple[str, str]], Counter[str]]:
-    """(sounds per (kit, licence), sounds per split) from a bank's ``manifest.csv``."""
-    kits: Counter[tuple[str, str]] = Counter()
-    splits: Counter[str] = Counter()
+
+def split_counts(bank: Path) -> Counter[str]:
+    """Sounds per split from a bank's ``manifest.csv``."""
     with (bank / "manifest.csv").open(newline="") as f:
-        for row in csv.DictReader(f):
-            kits[(row.get("kit", "?"), row.get("licence", "?"))] += 1
-            splits[row.get("split", "?")] += 1
-    return kits, splits
+        return Counter(row.get("split", "?") for row in csv.DictReader(f))
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:
@@ -82,17 +79,16 @@ def render_card(
     ]
     bank = Path(source["bank"]) if source.get("bank") else None
     if bank is not None and (bank / "manifest.csv").exists():
-        kits, splits = bank_sources(bank)
-        split_counts = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+        splits = split_counts(bank)
         lines += [
             "## Training data: kits and licences",
             "",
-            f"{sum(kits.values())} sounds ({split_counts}):",
+            f"{sum(splits.values())} sounds ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+            + "), from `dkvae-bank kits`:",
             "",
-            "| kit | licence | sounds |",
-            "|---|---|---|",
+            kits_markdown(bank),
         ]
-        lines += [f"| {kit} | {lic} | {n} |" for (kit, lic), n in sorted(kits.items())]
         lines += [""]
     lines += [
         "## Evaluation (`dkvae-eval`, test split)",

@@ -3,12 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
-# Two small real drum kits from Debian (31 MB) for the bank and importer tests; the tests unpack them.
+# Small real drum kits from Debian (48 MB) for the bank and importer tests; the tests unpack them.
+# Not the large SoundFonts of the default bank (fluid-soundfont-gm, musescore-general-...).
 export DKVAE_TEST_KITS="${DKVAE_TEST_KITS:-$PWD/.cache/kits}"
-if [ ! -e "$DKVAE_TEST_KITS/.fetched" ] && command -v apt-get >/dev/null; then
+test_kits=(hydrogen-data avldrums.lv2-soundfont lmms-common timgm6mb-soundfont csound-soundfont)
+if command -v apt-get >/dev/null; then
   mkdir -p "$DKVAE_TEST_KITS"
-  (cd "$DKVAE_TEST_KITS" && apt-get download hydrogen-data avldrums.lv2-soundfont >/dev/null) \
-    && touch "$DKVAE_TEST_KITS/.fetched" || echo "test: could not fetch the test kits; their tests skip"
+  for p in "${test_kits[@]}"; do
+    compgen -G "$DKVAE_TEST_KITS/${p}_*.deb" >/dev/null && continue
+    (cd "$DKVAE_TEST_KITS" && apt-get download "$p" >/dev/null 2>&1) \
+      || echo "test: could not fetch $p; the tests that need it skip"
+  done
 fi
 # Period 256, not 64: see TEST_PERIOD in tests/live_harness.py.
 export JACK_PERIOD="${JACK_PERIOD:-256}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from dkvae_training.bank import (
     SoundSource,
     assign_splits,
     clean,
+    cross_split_duplicates,
     import_sources,
     kit_family,
+    kits_markdown,
     load_bank,
     load_split,
     read_manifest,
@@ -310,17 +313,137 @@ def test_import_labels_dedups_and_reports(tmp_path: Path) -> None:
     assert len(read_manifest(bank)) == 4
 
 
-def test_near_duplicate_joins_the_split_group_of_its_original(tmp_path: Path) -> None:
+def test_near_copies_are_merged_into_the_sound_they_copy(tmp_path: Path) -> None:
     bank = tmp_path / "bank"
     clap = drum(7)
     rng = np.random.default_rng(0)
     edited = (clap + 0.002 * rng.normal(size=clap.size)).astype(np.float32)
+    quieter = (0.3 * clap + 0.001 * rng.normal(size=clap.size)).astype(np.float32)
+    other = drum(8)
     report = import_sources(
-        bank, [source("Gimme", "Hand Clap", 0, clap), source("Pearl", "Hand Clap", 0, edited)]
+        bank,
+        [
+            source("Gimme", "Hand Clap", 0, clap),
+            source("Pearl", "Hand Clap", 0, edited),  # edited: a near-copy
+            source("GM", "Hand Clap", 0, quieter),  # another gain: a near-copy
+            source("GM", "Hand Clap", 1, other),  # another clap
+        ],
     )
-    assert report.near_duplicates == 1 and sum(report.added.values()) == 2
-    a, b = read_manifest(bank)
-    assert b.split_group == a.split_group and b.split == a.split
+    assert report.near_duplicates == 2 and report.added == {"perc": 2}
+    assert [r.kit for r in read_manifest(bank)] == ["Gimme", "GM"]
+    assert "merged 2 near-copies" in "\n".join(report.lines())
+
+
+def test_two_alike_hits_of_one_kit_stay_two_sounds(tmp_path: Path) -> None:
+    hit = drum(9)
+    # Another hit of the same drum: 97 % alike (cosine), not the first at another gain.
+    other = drum(10)
+    other -= hit * float(other @ hit) / float(hit @ hit)
+    alike = 0.97 * hit / np.linalg.norm(hit) + 0.243 * other / np.linalg.norm(other)
+    bank = tmp_path / "bank"
+    report = import_sources(
+        bank, [source("KitA", "Snare", 0, hit), source("KitA", "Snare", 1, 0.5 * alike)]
+    )
+    assert report.added == {"snare": 2} and report.near_duplicates == 0
+    # The same pair across two kits is one recording, edited: merged.
+    report = import_sources(
+        tmp_path / "b2", [source("KitA", "Snare", 0, hit), source("KitB", "Snare", 0, alike)]
+    )
+    assert report.added == {"snare": 1} and report.near_duplicates == 1
+
+
+def test_import_records_style_and_named_percussion(tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    sources = [
+        source("TR808EmulationKit", "Hand Clap", 0, drum(1)),
+        source("The Black Pearl 1.0", "Cowbell", 0, drum(2)),
+        source("FluidR3_GM Standard", "Kick", 0, drum(3)),
+        source("My Kit", "Perc 7", 0, drum(4), gm_notes=(56,)),  # GM's cowbell note
+        source(
+            "My Kit", "Odd", 0, drum(5), file_name="odd.wav", style="electronic", gm_notes=(36,)
+        ),
+    ]
+    import_sources(bank, sources)
+    rows = {r.kit + "/" + r.instrument: r for r in read_manifest(bank)}
+    assert rows["TR808EmulationKit/Hand Clap"].style == "electronic"
+    assert rows["TR808EmulationKit/Hand Clap"].instrument_type == "clap"
+    assert rows["The Black Pearl 1.0/Cowbell"].style == "acoustic"
+    assert rows["The Black Pearl 1.0/Cowbell"].instrument_type == "cowbell"
+    assert rows["FluidR3_GM Standard/Kick"].instrument_type == ""
+    assert rows["My Kit/Perc 7"].instrument_type == "cowbell"
+    assert rows["My Kit/Odd"].style == "electronic"  # the importer's word wins
+    text = summarize(bank)
+    perc = [line for line in text.splitlines() if line.startswith("perc ")][-1]  # by style
+    assert perc.split()[1:] == ["2", "1", "33.3"]  # acoustic, electronic, electronic %
+
+
+def _kit_rows(kits: dict[str, tuple[str, int]]) -> list[ManifestRow]:
+    """Rows for kits named to their (style, n): n kicks, 2n snares, n // 2 + 1 hihats."""
+    rows = []
+    for kit, (style, size) in kits.items():
+        for label, n in (("kick", size), ("snare", 2 * size), ("hihat", size // 2 + 1)):
+            rows += [
+                ManifestRow(
+                    id=f"{kit}-{label}-{i}",
+                    path=f"{label}/{kit}-{i}.wav",
+                    label=label,
+                    kit=kit,
+                    split_group=kit_family(kit),
+                    style=style,
+                )
+                for i in range(n)
+            ]
+    return rows
+
+
+def test_splits_keep_whole_kits_and_give_the_test_split_kits_of_both_styles() -> None:
+    kits = {f"Acoustic{chr(65 + i)}": ("acoustic", 4 + i) for i in range(10)}
+    kits |= {f"Machine{chr(65 + i)}": ("electronic", 3 + 2 * i) for i in range(10)}
+    rows = assign_splits(_kit_rows(kits))
+    sides: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        sides[row.kit].add(row.split)
+    assert all(len(s) == 1 for s in sides.values()), "a kit was cut across splits"
+    for style in ("acoustic", "electronic"):
+        for split in ("test", "validation"):
+            assert any(sides[k] == {split} for k, (st_, _) in kits.items() if st_ == style)
+    # Every class keeps roughly its share in every split.
+    for label in ("kick", "snare", "hihat"):
+        n = sum(1 for r in rows if r.label == label)
+        test = sum(1 for r in rows if r.label == label and r.split == "test")
+        assert 0.05 * n <= test <= 0.2 * n
+
+
+def test_cross_split_duplicates_finds_copies_on_two_sides(tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    import_sources(bank, [source("A", "Kick", 0, drum(1)), source("B", "Snare", 0, drum(2))])
+    rows = read_manifest(bank)
+    assert cross_split_duplicates(bank) == (0, 0)
+    # A near-copy of A's kick and an exact copy of B's snare planted in the other splits.
+    rng = np.random.default_rng(1)
+    near = (drum(1) + 0.002 * rng.normal(size=drum(1).size)).astype(np.float32)
+    write(bank / "kick" / "near.wav", near, rate=44100)
+    sf.write(str(bank / "snare" / "copy.flac"), drum(2), 44100, subtype="PCM_24")
+    other = {"train": "test", "validation": "test", "test": "train"}
+    rows += [
+        replace(rows[0], id="near", path="kick/near.wav", split=other[rows[0].split]),
+        replace(rows[1], id="copy", path="snare/copy.flac", split=other[rows[1].split]),
+    ]
+    write_manifest(bank, rows)
+    assert cross_split_duplicates(bank) == (1, 2)  # the exact copy is near as well
+
+
+def test_kits_markdown_lists_every_kit(tmp_path: Path) -> None:
+    rows = assign_splits(_kit_rows({"Kit A": ("acoustic", 2), "TR-8 B": ("electronic", 1)}))
+    rows = [replace(r, package="pkg", licence="MIT") for r in rows]
+    write_manifest(tmp_path, rows)
+    lines = kits_markdown(tmp_path).splitlines()
+    assert lines[0] == "| kit | package | licence | style | split | sounds | kick | snare | hihat |"
+    assert lines[2].startswith("| Kit A | pkg | MIT | acoustic | ") and lines[2].endswith(
+        " | 8 | 2 | 4 | 2 |"
+    )
+    assert lines[3].startswith("| TR-8 B | pkg | MIT | electronic | ")
+    assert len(lines) == 4
 
 
 def test_manifest_round_trip_and_summary(tmp_path: Path) -> None:

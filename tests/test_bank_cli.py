@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from dkvae_training.bank import SPLITS, load_split, read_manifest
-from dkvae_training.bank_cli import DEFAULT_PACKAGES, fetch_package, main
+from dkvae_training.bank_cli import DEFAULT_PACKAGES, DOC_BEGIN, DOC_END, fetch_package, main
 
 
 def loose_kit(root: Path) -> Path:
@@ -78,9 +78,29 @@ def test_fetch_package_unpacks_a_local_deb_once(tmp_path: Path) -> None:
     assert fetch_package("dkvae-fake", debs) == root  # unpacked before: no apt-get, no dpkg
 
 
+def test_kits_table_is_written_into_a_markdown_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bank = tmp_path / "bank"
+    assert main(["import", str(bank), str(loose_kit(tmp_path / "kit")), "--licence", "CC0"]) == 0
+    doc = tmp_path / "banks.md"
+    doc.write_text(f"# Banks\n\n{DOC_BEGIN}\nold table\n{DOC_END}\n\nmore text\n")
+    capsys.readouterr()
+    assert main(["kits", str(bank), "--write-doc", str(doc)]) == 0
+    assert capsys.readouterr().out.startswith("wrote the kit table of ")
+    text = doc.read_text()
+    assert "old table" not in text and text.endswith(f"{DOC_END}\n\nmore text\n")
+    assert "| kit | - | CC0 | acoustic | train | 3 | 2 | 1 |" in text
+    assert main(["kits", str(bank)]) == 0  # without --write-doc: printed
+    assert capsys.readouterr().out == text.split(DOC_BEGIN + "\n")[1].split(DOC_END)[0]
+    doc.write_text("# no markers\n")
+    assert main(["kits", str(bank), "--write-doc", str(doc)]) == 2
+    assert "no <!-- dkvae-bank kits: begin --> ... " in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_build_default_bank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The whole default bank from the four Debian packages (about 300 MB of .debs)."""
+    """The whole default bank from its eight Debian packages (about 640 MB of .debs)."""
     kits = os.environ.get("DKVAE_TEST_KITS")
     names = [spec.package for spec in DEFAULT_PACKAGES]
     have = kits and all(
@@ -92,15 +112,22 @@ def test_build_default_bank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     bank = tmp_path / "bank"
     assert main(["build-default", str(bank), "--debs", str(kits), "--no-installed"]) == 0
     out = capsys.readouterr().out
+    assert "duplicates across splits: 0 by content hash, 0 near-copies" in out
     rows = read_manifest(bank)
-    assert len(rows) >= 900
-    assert {r.label for r in rows} == {"kick", "snare", "hihat", "tom", "cymbal", "perc"}
+    assert len(rows) >= 1700
+    assert sum(r.style == "electronic" for r in rows) >= 0.3 * len(rows)
+    labels = Counter(r.label for r in rows)
+    assert set(labels) == {"kick", "snare", "hihat", "tom", "cymbal", "perc"}
+    assert min(labels.values()) >= 150
     assert len({r.content_hash for r in rows}) == len(rows)
     sides = defaultdict(set)
+    kit_sides = defaultdict(set)
     for r in rows:
-        sides[(r.label, r.split_group)].add(r.split)
+        sides[r.split_group].add(r.split)
+        kit_sides[(r.kit, r.style)].add(r.split)
     assert all(len(s) == 1 for s in sides.values())
-    assert f"{len(rows)} sounds, 19 kits" in out
+    only_test = Counter(style for (_, style), s in kit_sides.items() if s == {"test"})
+    assert only_test["acoustic"] >= 2 and only_test["electronic"] >= 2
     parts = [load_split(bank, s) for s in SPLITS]  # 1 s at 44.1 kHz: no new duplicates
     assert sum(len(p) for p in parts) == len(rows)
     assert all(len(set(p.labels.tolist())) == 6 for p in parts)

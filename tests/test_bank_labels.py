@@ -11,6 +11,8 @@ from dkvae_training.labels import (
     LabelRulesError,
     Rule,
     gm_note_class,
+    instrument_type,
+    kit_style,
     load_rules,
 )
 
@@ -142,3 +144,72 @@ def test_bad_rules_are_refused_with_a_reason(tmp_path: Path, text: str, message:
 def test_a_rule_label_must_be_a_class() -> None:
     with pytest.raises(LabelRulesError, match="not one of"):
         LabelRules((Rule("x", "gong"),), CLASS_NAMES_DEFAULT)
+
+
+# Preset names of LMMS's DrumSynth folders (kit "LMMS DrumSynth <folder>") and what they are.
+DRUMSYNTH_NAMES = [
+    ("tr808", "Kick", "kick"),
+    ("tr808", "Snr_snap", "snare"),
+    ("tr808", "Hat_o", "hihat"),
+    ("tr909", "Hat-c2", "hihat"),
+    ("electro", "K_8bit", "kick"),
+    ("electro", "S_Linn", "snare"),
+    ("electro", "H_closed", "hihat"),
+    ("electro", "Syntom_1", "tom"),
+    ("electro", "Hi-q", None),
+    ("linn", "linn_kik", "kick"),
+    ("linn", "linn_cga2", "perc"),
+    ("linn", "linn_tom3", "tom"),
+    ("r_n_b", "k_muffle", "kick"),
+    ("misc_hats", "sleepy_1", "hihat"),
+    ("misc_hats", "sandy_ride", "cymbal"),
+    ("misc_claps", "u_don't_kno", "perc"),
+    ("misc_perc", "super_tom", "tom"),
+    ("misc_perc", "door_knock", "perc"),
+    ("misc_bass", "jarre_bass_drum", "kick"),
+    ("misc_bass", "warm_bass", None),
+    ("misc_fx", "elekperc1", None),
+    ("instrument", "Temple_Bell", None),
+    ("misc", "bouncy809bd", "kick"),
+    ("misc", "neo808", "kick"),
+    ("misc", "909_hard_snare", "snare"),
+    ("misc_electro", "electro_perc_short", "perc"),
+    ("jorgensohn", "ramacymlong", "cymbal"),
+]
+
+
+@pytest.mark.parametrize(("folder", "name", "expected"), DRUMSYNTH_NAMES)
+def test_drumsynth_presets_are_labelled_by_folder_and_name(
+    folder: str, name: str, expected: str | None
+) -> None:
+    assert LabelRules().classify(name, kit=f"LMMS DrumSynth {folder}") == expected
+    assert kit_style(f"LMMS DrumSynth {folder}", name) == "electronic"
+
+
+@pytest.mark.parametrize(
+    ("kit", "instrument", "style"),
+    [
+        ("TR808EmulationKit", "Kick", "electronic"),
+        ("HardElectro1", "Snare", "electronic"),
+        ("FluidR3_GM TR-808", "Bass Drum", "electronic"),
+        ("TimGM6mb Electronic", "Snare", "electronic"),
+        ("FluidR3_GM Standard 3", "Snare", "acoustic"),
+        ("The Black Pearl 1.0", "Pearl Kick", "acoustic"),
+        ("sf_GMbank CM-64/32 Set", "Kick", "acoustic"),
+        ("LMMS samples", "snare_electro01", "electronic"),
+        ("LMMS samples", "bassdrum_acoustic01", "acoustic"),
+    ],
+)
+def test_kit_style(kit: str, instrument: str, style: str) -> None:
+    assert kit_style(kit, instrument) == style
+
+
+def test_named_percussion_keeps_its_name() -> None:
+    assert instrument_type("Handclap") == "clap"
+    assert instrument_type("linn_cow") == "cowbell"
+    assert instrument_type("Snare Rimshot") == "rimshot"
+    assert instrument_type("light_tamb_1") == "tambourine"
+    assert instrument_type("Hi Conga") == "conga"
+    assert instrument_type("Closed Hat") == ""
+    assert instrument_type("Perc 7", gm_notes=(75,)) == "clave"  # GM claves
+    assert instrument_type("Perc 7", gm_notes=(75, 56)) == ""  # two names: none

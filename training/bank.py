@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .labels import CLASS_NAMES_DEFAULT, LabelRules
+from .labels import CLASS_NAMES_DEFAULT, STYLES, LabelRules, instrument_type, kit_style
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -54,8 +54,10 @@ __all__ = [
     "assign_splits",
     "clean",
     "content_hash",
+    "cross_split_duplicates",
     "import_sources",
     "kit_family",
+    "kits_markdown",
     "load_split",
     "read_audio",
     "read_manifest",
@@ -66,7 +68,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.csv"
-AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
 # Bumped whenever the cleaning code changes what it produces, so old caches are not reused.
@@ -204,6 +206,8 @@ class ManifestRow:
     duration_s: float = 0.0
     gain: float = 0.0
     content_hash: str = ""
+    style: str = ""  # "acoustic" or "electronic" (labels.kit_style)
+    instrument_type: str = ""  # named percussion: "clap", "cowbell"... (labels.instrument_type)
 
 
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ManifestRow))
@@ -300,6 +304,8 @@ _FAMILY_NOISE = re.compile(r"\b(v?\d+(\.\d+)*|lv2|the|kit|drumkit|drums?|h2|gm)\
 # Kits that are the same recordings under another name (see shared/notes/data-sources.md).
 KIT_FAMILY_ALIASES: dict[str, str] = {"gmrockkit": "blackpearl", "gmrock": "blackpearl"}
 _FAMILY_PREFIXES = ("millo",)
+# MuseScore General grew out of FluidR3 (the same author and samples): one family per preset.
+_FAMILY_PREFIX_ALIASES = {"musescoregeneralfull": "fluidr"}
 
 
 def kit_family(kit: str) -> str:
@@ -311,6 +317,9 @@ def kit_family(kit: str) -> str:
     for prefix in _FAMILY_PREFIXES:
         if text.startswith(prefix):
             return prefix
+    for prefix, alias in _FAMILY_PREFIX_ALIASES.items():
+        if text.startswith(prefix):
+            text = alias + text[len(prefix) :]
     return text or "unknown"
 
 
@@ -321,30 +330,72 @@ def _stable_hash(text: str) -> str:
 def assign_splits(
     rows: Sequence[ManifestRow], fractions: dict[str, float] | None = None
 ) -> list[ManifestRow]:
-    """Give every row a split, keeping each (label, split group) whole on one side.
+    """Give every row a split, keeping each split group (by default a kit family) whole on one
+    side, so the test split holds kits no other split has.
 
-    Deterministic: within each class the groups are taken largest first (ties broken by a hash
-    of the group name) and each goes to the split furthest below its target share. Rows with no
-    split group are grouped by their content hash (a hash of the processed audio).
+    Deterministic and independent of row order: within each style (acoustic, electronic) the
+    groups are taken largest first (ties broken by a hash of the group name) and each goes to
+    the split that most needs its classes: the sum over its sounds of their class's shortfall
+    from the split's target share. Rows with no split group are grouped by their content hash.
     """
     fractions = dict(fractions or SPLIT_FRACTIONS)
     if set(fractions) != set(SPLITS) or any(v < 0 for v in fractions.values()):
         raise ValueError(f"fractions must give {list(SPLITS)} non-negative shares")
-    units: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
-        group = row.split_group or f"hash:{row.content_hash or row.id}"
-        units[row.label][group].append(i)
+        groups[row.split_group or f"hash:{row.content_hash or row.id}"].append(i)
+    strata: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)
+    for name, members in groups.items():
+        style = Counter(rows[i].style for i in members).most_common(1)[0][0]
+        strata[style].append((name, members))
     split_of: dict[int, str] = {}
-    for label in sorted(units):
-        groups = sorted(units[label].items(), key=lambda kv: (-len(kv[1]), _stable_hash(kv[0])))
-        total = sum(len(members) for _, members in groups)
-        counts = dict.fromkeys(SPLITS, 0)
-        for _, members in groups:
-            split = max(SPLITS, key=lambda s: (fractions[s] * total - counts[s], -SPLITS.index(s)))
-            counts[split] += len(members)
+    for style in sorted(strata):
+        ordered = sorted(strata[style], key=lambda kv: (-len(kv[1]), _stable_hash(kv[0])))
+        totals = Counter(rows[i].label for _, members in ordered for i in members)
+        counts = {s: Counter[str]() for s in SPLITS}
+        for _, members in ordered:
+            need = Counter(rows[i].label for i in members)
+            shortfall = {
+                s: sum(
+                    n * (fractions[s] * totals[c] - counts[s][c]) / totals[c]
+                    for c, n in need.items()
+                )
+                for s in SPLITS
+            }
+            split = max(SPLITS, key=lambda s: (shortfall[s], -SPLITS.index(s)))
+            counts[split].update(need)
             for i in members:
                 split_of[i] = split
     return [replace(row, split=split_of[i]) for i, row in enumerate(rows)]
+
+
+def cross_split_duplicates(bank_dir: str | Path) -> tuple[int, int]:
+    """(exact, near) copies across splits, read from the bank's audio (not its manifest): sounds
+    of one processed content hash on more sides than one, and pairs on two sides with a
+    fingerprint similarity of :data:`NEAR_DUPLICATE_SIMILARITY` or more. Both should be 0."""
+    bank = Path(bank_dir)
+    rows = read_manifest(bank)
+    settings = CleanSettings(sample_rate=IMPORT_SAMPLE_RATE, num_samples=IMPORT_NUM_SAMPLES)
+    prints = np.zeros((len(rows), FINGERPRINT_SAMPLES), dtype=np.float32)
+    by_hash: dict[str, set[str]] = defaultdict(set)
+    for i, r in enumerate(rows):
+        try:
+            audio, rate = read_audio(bank / r.path)
+            cleaned = clean(audio, rate, settings).audio
+        except (SkipSound, OSError, RuntimeError, ValueError, EOFError):
+            continue
+        prints[i] = _fingerprint(cleaned)
+        by_hash[content_hash(cleaned)].add(r.split)
+    exact = sum(len(sides) - 1 for sides in by_hash.values())
+    splits = np.array([r.split for r in rows])
+    near = 0
+    for start in range(0, len(rows), 256):
+        sims = np.abs(prints[start : start + 256] @ prints.T)
+        close = sims >= NEAR_DUPLICATE_SIMILARITY
+        for a, b in zip(*np.nonzero(close), strict=True):
+            if start + a < b and splits[start + a] != splits[b]:
+                near += 1
+    return exact, near
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,7 +614,7 @@ class SoundSource:
     is set the file is copied into the bank byte for byte; otherwise the loaded audio is written
     as FLAC. ``gm_notes`` (SoundFont importers: the General MIDI drum notes that play the sound)
     label it by note before any name rule: the class most of its notes give wins, a tie falls
-    back to the name rules. ``split_group`` defaults to ``<kit family>|<class>``.
+    back to the name rules. ``split_group`` defaults to the kit family (:func:`kit_family`).
     """
 
     kit: str
@@ -577,6 +628,7 @@ class SoundSource:
     copy_from: Path | None = None
     gm_notes: tuple[int, ...] = ()
     split_group: str = ""
+    style: str = ""  # default: labels.kit_style(kit, instrument)
 
 
 @dataclass
@@ -586,7 +638,7 @@ class ImportReport:
     added: Counter[str] = field(default_factory=Counter)  # per class
     skipped: Counter[str] = field(default_factory=Counter)  # per reason
     duplicates: int = 0
-    near_duplicates: int = 0  # kept, but put in the split group of the sound they resemble
+    near_duplicates: int = 0  # near-copies of a sound already in the bank, merged into it
     excluded: list[str] = field(default_factory=list)  # a rule said "leave out"
     unlabeled: list[str] = field(default_factory=list)  # no rule matched
 
@@ -595,7 +647,7 @@ class ImportReport:
             f"added {sum(self.added.values())} sounds: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.added.items())),
             f"dropped {self.duplicates} exact duplicates (same processed audio); "
-            f"{self.near_duplicates} near duplicates kept in their original's split group",
+            f"merged {self.near_duplicates} near-copies into the sound they copy",
             f"left out {len(self.excluded)} by an exclusion rule, "
             f"{len(self.unlabeled)} that no rule labels",
         ]
@@ -681,13 +733,13 @@ def import_sources(
             report.duplicates += 1
             log.info("skip %s: duplicate of %s", what, seen[digest])
             continue
-        split_group = src.split_group or f"{kit_family(src.kit)}|{label}"
         near, similarity = prints.nearest(cleaned.audio)
-        if near is not None and similarity >= NEAR_DUPLICATE_SIMILARITY:
-            # The same recording, edited or re-encoded, in another kit: same side of the split.
-            split_group = rows[near].split_group
+        if near is not None and similarity >= _near_copy_threshold(rows[near].kit, src.kit):
+            # The same sample at another gain, the same recording edited or re-encoded in
+            # another kit, or the same preset in another SoundFont: one sound.
             report.near_duplicates += 1
-            log.info("%s is nearly %s (%.3f): same split group", what, rows[near].id, similarity)
+            log.info("merge %s into %s: a near-copy (%.3f)", what, rows[near].id, similarity)
+            continue
         sound_id = _unique_id(f"{_slug(src.kit)}__{_slug(src.instrument)}__{src.layer}", ids)
         suffix = src.copy_from.suffix.lower() if src.copy_from is not None else ".flac"
         rel = f"{label}/{sound_id}{suffix}"
@@ -715,13 +767,15 @@ def import_sources(
                 source=src.source,
                 package=src.package,
                 licence=src.licence,
-                split_group=split_group,
+                split_group=src.split_group or kit_family(src.kit),
                 source_sample_rate=rate,
                 channels=channels,
                 source_duration_s=len(audio) / rate,
                 duration_s=cleaned.duration_s,
                 gain=cleaned.gain,
                 content_hash=digest,
+                style=src.style or kit_style(src.kit, src.instrument),
+                instrument_type=instrument_type(src.instrument or src.file_name, src.gm_notes),
             )
         )
         prints.add(len(rows) - 1, cleaned.audio)
@@ -731,9 +785,17 @@ def import_sources(
 
 
 # Two sounds whose first FINGERPRINT_SAMPLES (after trimming, at 44.1 kHz) have a cosine
-# similarity above this are taken for the same recording.
+# similarity above this are taken for the same recording, edited, in two kits. Within one kit
+# the bar is higher: two velocity layers of one drum are two hits, alike but not copies, unless
+# one is the other at another gain.
 NEAR_DUPLICATE_SIMILARITY = 0.95
+SAME_KIT_COPY_SIMILARITY = 0.99
 FINGERPRINT_SAMPLES = 8192
+
+
+def _near_copy_threshold(kit_a: str, kit_b: str) -> float:
+    same = kit_family(kit_a) == kit_family(kit_b)
+    return SAME_KIT_COPY_SIMILARITY if same else NEAR_DUPLICATE_SIMILARITY
 
 
 class _Fingerprints:
@@ -789,6 +851,31 @@ def _label(src: SoundSource, rules: LabelRules) -> str | None:
     return gm_label
 
 
+def kits_markdown(bank_dir: str | Path) -> str:
+    """A Markdown table of a bank's kits: package, licence, style, sounds per split and class.
+    docs/banks.md and a model card's licence section are written from it."""
+    rows = _bank_rows(Path(bank_dir))
+    by_kit: dict[str, list[ManifestRow]] = defaultdict(list)
+    for r in rows:
+        by_kit[r.kit or "-"].append(r)
+    names = _resolve_class_names((r.label for r in rows), None)
+    names = tuple(n for n in names if any(r.label == n for r in rows))
+    header = ["kit", "package", "licence", "style", "split", "sounds", *names]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for kit in sorted(by_kit, key=str.lower):
+        members = by_kit[kit]
+        labels = Counter(r.label for r in members)
+
+        def common(column: str, members: list[ManifestRow] = members) -> str:
+            values = Counter(getattr(r, column) or "-" for r in members)
+            return ", ".join(v for v, _ in values.most_common())
+
+        cells = [kit, common("package"), common("licence"), common("style"), common("split")]
+        cells += [str(len(members)), *(str(labels[n]) for n in names)]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _unique_id(base: str, taken: set[str]) -> str:
     if base not in taken:
         return base
@@ -830,6 +917,32 @@ def summarize(bank_dir: str | Path) -> str:
         + " ".join(f"{totals[s]:>10}" for s in split_names)
         + f" {len(rows):>7}"
     )
+    styles = [*STYLES, *sorted({r.style or "?" for r in rows} - set(STYLES))]
+    by_style = Counter((r.label, r.style or "?") for r in rows)
+    lines.append("")
+    lines.append(f"{'class':<{width}} " + " ".join(f"{s:>10}" for s in styles) + "  electronic %")
+    for name in [*labels, "all"]:
+        per_style = [
+            sum(by_style[(x, s)] for x in labels) if name == "all" else by_style[(name, s)]
+            for s in styles
+        ]
+        share = 100.0 * per_style[styles.index("electronic")] / max(1, sum(per_style))
+        lines.append(
+            f"{name:<{width}} " + " ".join(f"{c:>10}" for c in per_style) + f"  {share:11.1f}"
+        )
+    kit_splits: dict[str, set[str]] = defaultdict(set)
+    kit_styles: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in rows:
+        kit_splits[r.kit or "-"].add(r.split or "?")
+        kit_styles[r.kit or "-"][r.style or "?"] += 1
+    for split in SPLITS:
+        only = sorted(k for k, sides in kit_splits.items() if sides == {split})
+        kits_by_style = Counter(kit_styles[k].most_common(1)[0][0] for k in only)
+        lines.append(
+            f"kits only in {split}: {len(only)} ("
+            + ", ".join(f"{n} {st}" for st, n in sorted(kits_by_style.items()))
+            + ")"
+        )
     licences = Counter(r.licence or "unknown" for r in rows)
     lines.append("licences: " + ", ".join(f"{k} ({v})" for k, v in licences.most_common()))
     kits = Counter(r.kit or "-" for r in rows)

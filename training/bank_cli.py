@@ -1,7 +1,8 @@
 """``dkvae-bank``: import drum kits into a bank, summarise a bank, build the default bank.
 
-dkvae-bank import BANK SOURCE [SOURCE ...]   # Hydrogen kit folders, .sf2 files, loose folders
+dkvae-bank import BANK SOURCE [SOURCE ...]   # Hydrogen kits, .sf2 files, DrumSynth presets, folders
 dkvae-bank summary BANK
+dkvae-bank kits BANK [--write-doc docs/banks.md]   # the kit table (Markdown)
 dkvae-bank build-default BANK [--debs DIR]   # from Debian's drum kit packages
 """
 
@@ -15,16 +16,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .bank import BankError, ImportReport, SoundSource, import_sources, summarize
+from .bank import (
+    BankError,
+    ImportReport,
+    SoundSource,
+    cross_split_duplicates,
+    import_sources,
+    kits_markdown,
+    summarize,
+)
 from .labels import LabelRules, LabelRulesError, load_rules
 
 log = logging.getLogger("dkvae_training.bank_cli")
 
 DRUMKITS = "usr/share/hydrogen/data/drumkits"
 SF2_DIR = "usr/share/sounds/sf2"
+LMMS_SAMPLES = "usr/share/lmms/samples"
+# `dkvae-bank kits --write-doc` replaces what lies between these lines (docs/banks.md).
+DOC_BEGIN = "<!-- dkvae-bank kits: begin -->"
+DOC_END = "<!-- dkvae-bank kits: end -->"
 
 # Licences of the Hydrogen kits in Debian's hydrogen-drumkits, from its debian/copyright (the
 # kits' own drumkit.xml often just says "GPL" or nothing).
@@ -48,7 +61,7 @@ class DebianSource:
     """A Debian package holding drum kits, and how to import what it unpacks to."""
 
     package: str
-    kind: str  # "hydrogen" or "sf2"
+    kind: str  # "hydrogen", "sf2" or "lmms" (its drum one-shots and DrumSynth presets)
     path: str  # inside the unpacked package
     default_licence: str
     licences: dict[str, str] | None = None  # per kit folder name
@@ -59,6 +72,10 @@ DEFAULT_PACKAGES: tuple[DebianSource, ...] = (
     DebianSource("hydrogen-data", "hydrogen", DRUMKITS, "GPL-2+"),
     DebianSource("avldrums.lv2-soundfont", "sf2", SF2_DIR, "CC-BY-SA-3.0"),
     DebianSource("fluid-soundfont-gm", "sf2", SF2_DIR, "MIT"),
+    DebianSource("lmms-common", "lmms", LMMS_SAMPLES, "GPL-2+"),
+    DebianSource("musescore-general-soundfont-lossless", "sf2", SF2_DIR, "MIT"),
+    DebianSource("timgm6mb-soundfont", "sf2", SF2_DIR, "GPL-2"),
+    DebianSource("csound-soundfont", "sf2", SF2_DIR, "LGPL-2.1+"),
 )
 
 
@@ -74,7 +91,8 @@ def sources_for(
     path: Path, kind: str, *, kit: str | None, licence: str | None, package: str = ""
 ) -> Iterator[SoundSource]:
     """The sounds of one import argument: a Hydrogen kit (or a folder of kits), an SF2 file
-    (or a folder of them), or a folder of loose files. ``kind`` "auto" guesses which."""
+    (or a folder of them), a folder of DrumSynth presets (``.ds``, in sub-folders or not), or a
+    folder of loose files. ``kind`` "auto" guesses which."""
     from .importers import folder, hydrogen, sf2
 
     if not path.exists():
@@ -86,6 +104,8 @@ def sources_for(
             kind = "hydrogen"
         elif path.is_dir() and any(path.glob("*.sf2")):
             kind = "sf2"
+        elif path.is_dir() and any(path.rglob("*.ds")):
+            kind = "drumsynth"
         elif path.is_dir():
             kind = "folder"
         else:
@@ -103,6 +123,9 @@ def sources_for(
                 yield from sf2.iter_sf2(file, kit=kit, licence=licence or "", package=package)
             except (OSError, sf2.Sf2Error) as exc:
                 log.warning("skip soundfont %s: %s", file, exc)
+    elif kind == "drumsynth":
+        for src in _drumsynth_kits(path, licence or "", package):
+            yield replace(src, kit=kit or src.kit)
     elif kind == "folder":
         yield from folder.iter_folder(path, kit=kit, licence=licence or "", package=package)
     else:
@@ -114,7 +137,14 @@ def debian_sources(spec: DebianSource, root: Path) -> Iterator[SoundSource]:
     from .importers import hydrogen, sf2
 
     base = root / spec.path
-    if spec.kind == "hydrogen":
+    if spec.kind == "lmms":
+        from .importers import folder
+
+        # The one-shots are one kit; each DrumSynth folder (tr808, linn, misc_hats...) another.
+        for src in folder.iter_folder(base / "drums", kit="LMMS samples", package=spec.package):
+            yield replace(src, licence=spec.default_licence, split_group="")
+        yield from _drumsynth_kits(base / "drumsynth", spec.default_licence, spec.package)
+    elif spec.kind == "hydrogen":
         for kit_dir in hydrogen.find_kits(base):
             licences = spec.licences or {}
             licence = licences.get(kit_dir.name, spec.default_licence)
@@ -129,6 +159,15 @@ def debian_sources(spec: DebianSource, root: Path) -> Iterator[SoundSource]:
                 yield from sf2.iter_sf2(file, licence=spec.default_licence, package=spec.package)
             except (OSError, sf2.Sf2Error) as exc:
                 log.warning("skip soundfont %s: %s", file, exc)
+
+
+def _drumsynth_kits(root: Path, licence: str, package: str) -> Iterator[SoundSource]:
+    """DrumSynth presets, each folder its own kit and split group (:func:`kit_family` would
+    merge tr808, tr909 and tr606 into one family)."""
+    from .importers import drumsynth
+
+    for src in drumsynth.iter_drumsynth(root, licence=licence, package=package):
+        yield replace(src, split_group=src.split_group or src.kit.lower())
 
 
 def fetch_package(package: str, debs: Path) -> Path:
@@ -242,7 +281,24 @@ def cmd_build_default(args: argparse.Namespace) -> int:
     done = time.monotonic()
     _report(args.bank, report, done - start)
     print(f"fetch/unpack {fetched - start:.1f} s, import {done - fetched:.1f} s")
+    exact, near = cross_split_duplicates(args.bank)
+    print(f"duplicates across splits: {exact} by content hash, {near} near-copies")
     print(summarize(args.bank))
+    return 0 if exact == near == 0 else 1
+
+
+def cmd_kits(args: argparse.Namespace) -> int:
+    table = kits_markdown(args.bank)
+    if args.write_doc is None:
+        print(table, end="")
+        return 0
+    text = args.write_doc.read_text(encoding="utf-8")
+    if DOC_BEGIN not in text or DOC_END not in text:
+        raise CliError(f"{args.write_doc}: no {DOC_BEGIN} ... {DOC_END} section to replace")
+    head, rest = text.split(DOC_BEGIN, 1)
+    tail = rest.split(DOC_END, 1)[1]
+    args.write_doc.write_text(f"{head}{DOC_BEGIN}\n{table}{DOC_END}{tail}", encoding="utf-8")
+    print(f"wrote the kit table of {args.bank} into {args.write_doc}")
     return 0
 
 
@@ -255,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="import kits, SoundFonts or sample folders into a bank")
     p.add_argument("bank", type=Path, help="bank folder (created if missing)")
     p.add_argument("sources", nargs="+", help="Hydrogen kit folder, .sf2 file or sample folder")
-    p.add_argument("--kind", choices=("auto", "hydrogen", "sf2", "folder"), default="auto")
+    p.add_argument(
+        "--kind", choices=("auto", "hydrogen", "sf2", "drumsynth", "folder"), default="auto"
+    )
     p.add_argument("--kit", help="kit name (default: from the kit, file or folder)")
     p.add_argument("--licence", help="licence to record for these sounds")
     p.set_defaults(func=cmd_import)
@@ -264,12 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bank", type=Path)
     p.set_defaults(func=cmd_summary)
 
+    p = sub.add_parser("kits", help="every kit: package, licence, style, split and counts")
+    p.add_argument("bank", type=Path)
+    p.add_argument(
+        "--write-doc",
+        type=Path,
+        metavar="MD",
+        help=f"replace the table between {DOC_BEGIN} and {DOC_END} in this Markdown file",
+    )
+    p.set_defaults(func=cmd_kits)
+
     p = sub.add_parser(
         "build-default",
         help="build the default training bank from Debian's drum kit packages",
-        description="Imports hydrogen-drumkits, hydrogen-data, avldrums.lv2-soundfont and "
-        "fluid-soundfont-gm: from this machine if installed, else apt-get download + "
-        "dpkg-deb -x into --debs (kept for the next run).",
+        description="Imports "
+        + ", ".join(spec.package for spec in DEFAULT_PACKAGES)
+        + ": from this machine if installed, else apt-get download + dpkg-deb -x into --debs "
+        "(kept for the next run). Exits with 1 if a duplicate crosses a split.",
     )
     p.add_argument("bank", type=Path, help="bank folder (created if missing)")
     p.add_argument(

@@ -53,26 +53,69 @@ class Rule:
         return self._regex.search(name) is not None
 
 
+# LMMS's DrumSynth presets (kits "LMMS DrumSynth <folder>"): whole folders of synths, basses and
+# sound effects are left out; elsewhere the names decide, with each folder's own shorthand.
+_DS = r"^lmms drumsynth "
+DRUMSYNTH_RULES: tuple[Rule, ...] = (
+    Rule(r".", None, kit=_DS + r"(instrument|misc_synth|misc_fx|effects|magnetboy)$"),
+    Rule(r"bass ?drum|\bbd\b", "kick", kit=_DS + r"misc_bass$"),
+    Rule(r".", None, kit=_DS + r"misc_bass$"),
+    Rule(r"\btom|tommy", "tom", kit=_DS + r"misc_perc$"),
+    Rule(r".", "perc", kit=_DS + r"misc_perc$"),
+    Rule(r"ride|cymbal|\bcym\b", "cymbal", kit=_DS + r"misc_hats$"),
+    Rule(r".", "hihat", kit=_DS + r"misc_hats$"),
+    Rule(r".", "perc", kit=_DS + r"misc_claps$"),
+    Rule(r"hi-?q|\bstk\b|\bcui\d|vibra|zurrr|gamelan|thumb ?pno|taiko|snare ?& ?hat", None, _DS),
+    Rule(r"^boom$|^k\b|kik\b", "kick", kit=_DS),
+    Rule(r"^s\b", "snare", kit=_DS),
+    Rule(r"^h\b|\bhat|\bhh|\boh\b|hi ?hat|high hat", "hihat", kit=_DS),
+    Rule(r"syntom", "tom", kit=_DS),
+    Rule(r"\bcga|\bcab\b|\bcow\b|\bclp\b|\bwood\d*\b|knock|\bclav", "perc", kit=_DS),
+    Rule(r"ramacym", "cymbal", kit=_DS),
+    Rule(r"^simple-k$|\dbd$", "kick", kit=_DS),
+    # "808" and no other drum's name: the 808 bass drum
+    Rule(r"^(?!.*(snare|\bsn\b|hat|hh|clap|tom|cym|ride|rim|cow)).*808\b", "kick", kit=_DS),
+    Rule(r"\bperc|percussion", "perc", kit=_DS),
+    Rule(r"rimmy", "snare", kit=_DS),
+    Rule(r"^simple-s$", "snare", kit=_DS),
+    Rule(r"^simple-h$", "hihat", kit=_DS),
+    Rule(r"^simple-[cr]$", "cymbal", kit=_DS),
+)
+
+# The marching and orchestral sets of the GM SoundFonts name their drums in their own way.
+MARCHING_RULES: tuple[Rule, ...] = (
+    Rule(r"roll", None, kit=r"marching"),
+    Rule(r".", "cymbal", kit=r"marching cymbals"),
+    Rule(r"^mbass|\bbass\b", "kick", kit=r"marching ?bass"),
+    Rule(r"^mtnr|tenor|\btnr", "tom", kit=r"marching ?tenor"),
+    Rule(r"timpani|\btimp\b", "tom", kit=r"orchestra"),
+)
+
 # Kit-specific fixes for labels known to be wrong (see shared/notes/data-sources.md), then the
 # exclusions, then the classes in an order where the more specific names come first
 # ("cowbell" before the cymbal's "bell", "hi-hat" before anything else, "floor tom" is a tom).
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(r"^kick$", "tom", kit=r"^audiophob"),  # a tom sample under the name "Kick"
     Rule(r"^pedal hh$", "perc", kit=r"^audiophob"),  # a shaker under the name "Pedal HH"
+    *DRUMSYNTH_RULES,
+    *MARCHING_RULES,
     Rule(r"empty ?sample", None),
     Rule(r"\b(fx|zap|whistle|metronome|scratch|roll)\b", None),
     Rule(r"\b(high q|square click|seq click|vibra ?slap)\b", None),
     Rule(r"cow ?bell", "perc"),
     Rule(r"hi[- ]?hat|\bhh\b|\bhh\d|hihat|\bhats?\b|^hh_|\bchh\b|\bohh\b", "hihat"),
     Rule(r"kick|bass ?drum|bassdrum|\bbd\b|^bd_?\d|\bbd\d", "kick"),
-    Rule(r"snare|\bsnr\b|\bsn\d*\b|^sn_|\bsd\b|rim ?shot|side ?stick|rim ?click|\brim\b", "snare"),
+    Rule(
+        r"snare|\bsnr\b|\bsn\d*\b|^sn_|\bsd\b|rim ?shot|side ?stick|rim ?click|\brim\b|\brim\d",
+        "snare",
+    ),
     Rule(r"\btom|^tom|\btm\d*\b|floor ?tom", "tom"),
     Rule(
         r"crash|\bcrsh\b|ride|splash|china|cymbal|\bcym\b|\bbell\b|^cb\d*_|^rd\d*_|^bl_", "cymbal"
     ),
     Rule(
         r"clap|snap|clave|wood ?block|tambourine|\btamb|maraca|shaker|cabasa|conga|bongo|"
-        r"timbale|agogo|guiro|cajon|triangle|cuica|castanet|waterglass|\bstick\b|djembe|"
+        r"timbale|agogo|guiro|cajon|triangle|cuica|castanet|waterglass|\bstick\b|djembe|wood\d|"
         r"shekere|bell ?tree|jingle|dunun|dununba|sangban|kenkeni|cuica|quica",
         "perc",
     ),
@@ -93,6 +136,64 @@ _GM_GROUPS: dict[str | None, Iterable[int]] = {
 GM_DRUM_CLASSES: dict[int, str | None] = {
     note: label for label, notes in _GM_GROUPS.items() for note in notes
 }
+
+
+# Percussion that players call by name, kept in the manifest's ``instrument_type`` whatever class
+# it trains as (the GM names of notes 37, 39, 54, 56, 60-87 where one of these words is in them).
+INSTRUMENT_TYPES: tuple[tuple[str, str], ...] = (
+    ("clap", r"clap"),
+    ("rimshot", r"rim ?shot|\brim\b|rim ?click|side ?stick|\bstk\b"),
+    ("cowbell", r"cow ?bell|\bcow\b"),
+    ("shaker", r"shaker|shake\b|shaaka|\bcabasa|\bcab\b"),
+    ("tambourine", r"tambourine|\btamb"),
+    ("conga", r"conga|\bcga"),
+    ("bongo", r"bongo"),
+    ("clave", r"clave|\bclav\b"),
+    ("maracas", r"maraca"),
+    ("woodblock", r"wood ?block|\bwood\d*\b"),
+    ("timbale", r"timbale"),
+    ("agogo", r"agogo"),
+    ("triangle", r"triangle"),
+    ("guiro", r"guiro"),
+)
+_INSTRUMENT_TYPE_REGEX = tuple((name, re.compile(p, re.IGNORECASE)) for name, p in INSTRUMENT_TYPES)
+_GM_TYPES: dict[int, str] = {
+    37: "rimshot", 39: "clap", 54: "tambourine", 56: "cowbell", 60: "bongo", 61: "bongo",
+    62: "conga", 63: "conga", 64: "conga", 65: "timbale", 66: "timbale", 67: "agogo", 68: "agogo",
+    69: "shaker", 70: "maracas", 73: "guiro", 74: "guiro", 75: "clave", 76: "woodblock",
+    77: "woodblock", 80: "triangle", 81: "triangle", 82: "shaker",
+}  # fmt: skip
+
+
+def instrument_type(name: str, gm_notes: Iterable[int] = ()) -> str:
+    """The percussion a player would name (``clap``, ``cowbell``...), or "" for none: from the
+    instrument name, else from the General MIDI notes that play the sound."""
+    cleaned = _clean_name(name)
+    for type_name, regex in _INSTRUMENT_TYPE_REGEX:
+        if regex.search(cleaned):
+            return type_name
+    named = {_GM_TYPES[n] for n in gm_notes if n in _GM_TYPES}
+    return named.pop() if len(named) == 1 else ""
+
+
+STYLES = ("acoustic", "electronic")
+# A kit (or one sound of it) is electronic when its name or the sound's says drum machine,
+# synthesis or heavy processing; everything else is a recorded acoustic kit.
+_ELECTRONIC = re.compile(
+    r"\b(tr|cr|rx|dr)[- ]?\d{2,4}|808|909|606|linn|electr|analog|synth|drum ?machine|techno|"
+    r"\bdance|\bhouse|hip ?hop|8 ?bit|lo-?fi|breaks|\blmms\b",
+    re.IGNORECASE,
+)
+_ACOUSTIC = re.compile(r"acoustic", re.IGNORECASE)
+
+
+def kit_style(kit: str, instrument: str = "") -> str:
+    """``electronic`` or ``acoustic``, decided by the kit's name and the sound's (a SoundFont
+    kit is named after its preset: ``FluidR3_GM TR-808``)."""
+    if _ACOUSTIC.search(instrument):
+        return "acoustic"
+    text = f"{_clean_name(kit)} {_clean_name(instrument)}"
+    return "electronic" if _ELECTRONIC.search(text) else "acoustic"
 
 
 def gm_note_class(note: int) -> str | None:

@@ -3,8 +3,12 @@
 The samples are read straight from the SF2's RIFF chunks (``sdta/smpl`` and ``sm24`` for the
 audio, ``pdta`` for presets, instruments and sample headers); no synthesizer is involved. Only
 drum presets (MIDI bank 128) are used, or every preset when the file has none (some drum-only
-SoundFonts put their kits in bank 0). Each sample is imported once, however many presets and
-notes use it; the notes it is played on label it (see ``gm_notes`` in :class:`SoundSource`).
+SoundFonts put their kits in bank 0); sound-effect and metronome sets are left out. Each sample
+is imported once per pitch it is played at, however many presets and notes use it: a tom sample
+that a preset spreads over three keys is three toms, each rendered at its pitch. The notes it is
+played on label it (see ``gm_notes`` in :class:`SoundSource`). A file with several drum presets
+is several kits, ``<file> <preset>``; a sound belongs to the first preset (by bank and program)
+that plays it, so a TR-808 set's own samples make the kit ``... TR-808``.
 Stereo samples stored as linked left/right mono samples are joined into one stereo sound.
 Loop points are ignored: they are for sustained playback, not one-shots.
 """
@@ -20,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soxr
 
-from ..bank import SoundSource
+from ..bank import SoundSource, kit_family
 
 __all__ = ["Sf2Error", "Sf2Sample", "SoundFont", "iter_sf2", "read_sf2"]
 
@@ -32,6 +37,14 @@ _GEN_KEY_RANGE = 43
 _GEN_VEL_RANGE = 44
 _GEN_INSTRUMENT = 41
 _GEN_SAMPLE_ID = 53
+_GEN_COARSE_TUNE = 51
+_GEN_FINE_TUNE = 52
+_GEN_SCALE_TUNING = 56
+_GEN_ROOT_KEY = 58
+# A drum played more than two octaves from its recorded pitch is a sound effect, not a drum.
+MAX_PITCH_CENTS = 2400
+# Presets that are not drum kits although they sit in the drum bank.
+_NOT_A_KIT = re.compile(r"\bsfx\b|effect|metronome", re.IGNORECASE)
 _TYPE_RIGHT = 2
 _TYPE_LEFT = 4
 _TYPE_ROM = 0x8000
@@ -52,8 +65,13 @@ class Sf2Sample:
     sample_rate: int
     link: int
     kind: int
+    root_key: int = 60
+    correction_cents: int = 0
     notes: set[int] = field(default_factory=set)
     velocity_low: int = 127  # lowest velocity a drum preset plays it at
+    # pitch (cents from the recorded pitch) -> the notes that play it so, and the first preset
+    pitches: dict[int, set[int]] = field(default_factory=dict)
+    preset_of: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,15 +172,19 @@ def read_sf2(path: str | Path) -> SoundFont:
     igen = _records(sub[b"igen"], "<HH")
     shdr = _records(sub[b"shdr"], "<20sIIIIIBbHH")
     samples = [
-        Sf2Sample(i, _name(r[0]), r[1], r[2], r[5], r[8], r[9]) for i, r in enumerate(shdr[:-1])
+        Sf2Sample(i, _name(r[0]), r[1], r[2], r[5], r[8], r[9], r[6], r[7])
+        for i, r in enumerate(shdr[:-1])
     ]
     presets = phdr[:-1]  # the last record is the terminal "EOP"
     drum = [i for i, p in enumerate(presets) if p[2] == DRUM_BANK]
     if not drum:
         drum = list(range(len(presets)))
+    drum = [p for p in drum if not _NOT_A_KIT.search(_name(presets[p][0]))]
+    drum.sort(key=lambda p: (presets[p][2], presets[p][1], p))  # bank, program
     names = []
     for p in drum:
-        names.append(_name(presets[p][0]))
+        preset = _name(presets[p][0])
+        names.append(preset)
         for bag in range(phdr[p][3], phdr[p + 1][3]):
             gens = _generators(pgen, pbag, bag)
             if _GEN_INSTRUMENT not in gens:
@@ -171,16 +193,29 @@ def read_sf2(path: str | Path) -> SoundFont:
             i = gens[_GEN_INSTRUMENT]
             if i + 1 >= len(inst):
                 continue
+            defaults: dict[int, int] = {}
             for ibag_i in range(inst[i][1], inst[i + 1][1]):
                 igens = _generators(igen, ibag, ibag_i)
                 s = igens.get(_GEN_SAMPLE_ID)
-                if s is None or s >= len(samples):
+                if s is None:
+                    if ibag_i == inst[i][1]:
+                        defaults = igens  # the instrument's global zone
                     continue
+                if s >= len(samples):
+                    continue
+                igens = {**defaults, **igens}
                 lo, hi = _range(igens.get(_GEN_KEY_RANGE))
                 keys = range(max(lo, pkeys[0]), min(hi, pkeys[1]) + 1)
-                samples[s].notes.update(keys)
+                sample = samples[s]
+                sample.notes.update(keys)
                 vlo = _range(igens.get(_GEN_VEL_RANGE))[0]
-                samples[s].velocity_low = min(samples[s].velocity_low, vlo)
+                sample.velocity_low = min(sample.velocity_low, vlo)
+                for key in keys:
+                    cents = _pitch_cents(sample, key, gens, igens)
+                    if abs(cents) > MAX_PITCH_CENTS:
+                        continue
+                    sample.pitches.setdefault(cents, set()).add(key)
+                    sample.preset_of.setdefault(cents, preset)
     return SoundFont(
         path=path,
         name=_name(info.get(b"INAM", b"")) or path.stem,
@@ -196,6 +231,31 @@ def _generators(gens: list[tuple], bags: list[tuple], bag: int) -> dict[int, int
     if bag + 1 >= len(bags):
         return {}
     return {op: amount for op, amount in gens[bags[bag][0] : bags[bag + 1][0]]}
+
+
+def _signed(amount: int | None, default: int = 0) -> int:
+    if amount is None:
+        return default
+    return amount - 0x10000 if amount >= 0x8000 else amount
+
+
+def _pitch_cents(
+    sample: Sf2Sample, key: int, preset_gens: dict[int, int], inst_gens: dict[int, int]
+) -> int:
+    """How far from its recorded pitch a key plays a sample, in cents (SF2 2.04, 8.1.2): the
+    key's distance from the root key, scaled by the scale tuning, plus coarse and fine tuning
+    (instrument and preset zone add up) and the sample's own correction. Rounded to a
+    semitone: closer than that is the same sound (and presets tune drums in semitones)."""
+    root = _signed(inst_gens.get(_GEN_ROOT_KEY), -1)
+    if not 0 <= root <= 127:
+        root = sample.root_key if 0 <= sample.root_key <= 127 else 60
+    scale = _signed(inst_gens.get(_GEN_SCALE_TUNING), 100) + _signed(
+        preset_gens.get(_GEN_SCALE_TUNING)
+    )
+    coarse = _signed(inst_gens.get(_GEN_COARSE_TUNE)) + _signed(preset_gens.get(_GEN_COARSE_TUNE))
+    fine = _signed(inst_gens.get(_GEN_FINE_TUNE)) + _signed(preset_gens.get(_GEN_FINE_TUNE))
+    cents = (key - root) * scale + 100 * coarse + fine + sample.correction_cents
+    return round(cents / 100.0) * 100
 
 
 def _range(amount: int | None) -> tuple[int, int]:
@@ -222,12 +282,15 @@ def iter_sf2(
     licence: str = "",
     package: str = "",
 ) -> Iterator[SoundSource]:
-    """One :class:`SoundSource` per sample (or left/right pair) that a drum preset plays.
+    """One :class:`SoundSource` per sample (or left/right pair) and pitch that a drum preset
+    plays it at.
 
-    ``kit`` defaults to the file's stem; ``licence`` to the SoundFont's copyright field.
+    ``kit`` defaults to the file's stem, followed by the preset's name when the file holds
+    several kits; ``licence`` to the SoundFont's copyright field.
     """
     sfont = read_sf2(path)
     kit_name = kit or Path(path).stem
+    several = len(sfont.drum_presets) > 1
     licence = licence or sfont.copyright
     used = [s for s in sfont.samples if s.notes and not s.kind & _TYPE_ROM]
     partners = _stereo_partners(sfont.samples, used)
@@ -246,19 +309,36 @@ def iter_sf2(
     for instrument, members in sorted(groups.items()):
         members.sort(key=lambda m: (m[0].velocity_low, m[0].name))
         for layer, (first, second) in enumerate(members):
-            notes = tuple(sorted(first.notes | (second.notes if second else set())))
+            pitches = {c: set(n) for c, n in first.pitches.items()}
+            for cents, notes in (second.pitches if second else {}).items():
+                pitches.setdefault(cents, set()).update(notes)
             source = f"{Path(path).name}#{first.name}" + (f"+{second.name}" if second else "")
-            yield SoundSource(
-                kit=kit_name,
-                instrument=instrument,
-                layer=layer,
-                source=source,
-                load=_Loader(sfont, first, second),
-                file_name=first.name,
-                licence=licence,
-                package=package,
-                gm_notes=notes,
-            )
+            if not pitches:
+                continue  # only played too far from its recorded pitch
+            kits = {
+                cents: f"{kit_name} {preset}" if several else kit_name
+                for cents in pitches
+                for preset in [
+                    first.preset_of.get(cents)
+                    or (second.preset_of.get(cents, "") if second else "")
+                ]
+            }
+            # All pitches of one sample on one side of the split: the kit that plays it closest
+            # to its recorded pitch decides.
+            split_group = kit_family(kits[min(pitches, key=abs)])
+            for cents in sorted(pitches, key=abs):
+                yield SoundSource(
+                    kit=kits[cents],
+                    instrument=instrument,
+                    layer=layer,
+                    source=source + (f"@{cents:+d}c" if cents else ""),
+                    load=_Loader(sfont, first, second, cents),
+                    file_name=first.name,
+                    licence=licence,
+                    package=package,
+                    gm_notes=tuple(sorted(pitches[cents])),
+                    split_group=split_group,
+                )
 
 
 def _stereo_partners(samples: list[Sf2Sample], used: list[Sf2Sample]) -> dict[int, Sf2Sample]:
@@ -293,14 +373,21 @@ class _Loader:
     sfont: SoundFont
     left: Sf2Sample
     right: Sf2Sample | None
+    cents: int = 0  # played this far from its recorded pitch: read at a rate scaled so
 
     def __call__(self) -> tuple[np.ndarray, int]:
         a = self.sfont.audio(self.left)
         if self.right is None:
-            return a[:, None], self.left.sample_rate
-        b = self.sfont.audio(self.right)
-        n = max(a.size, b.size)
-        out = np.zeros((n, 2), dtype=np.float32)
-        out[: a.size, 0] = a
-        out[: b.size, 1] = b
-        return out, self.left.sample_rate
+            out = a[:, None]
+        else:
+            b = self.sfont.audio(self.right)
+            out = np.zeros((max(a.size, b.size), 2), dtype=np.float32)
+            out[: a.size, 0] = a
+            out[: b.size, 1] = b
+        rate = self.left.sample_rate
+        if self.cents:
+            # Played at another pitch: the samples go by faster or slower; resampled back to the
+            # sample's own rate so that the bank's file has a rate any reader takes.
+            played = rate * 2.0 ** (self.cents / 1200.0)
+            out = np.asarray(soxr.resample(out, played, rate), dtype=np.float32)
+        return out, rate
