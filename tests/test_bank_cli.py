@@ -114,7 +114,7 @@ def test_build_default_bank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "duplicates across splits: 0 by content hash, 0 near-copies" in out
     rows = read_manifest(bank)
-    assert len(rows) >= 1700
+    assert len(rows) >= 1600
     assert sum(r.style == "electronic" for r in rows) >= 0.3 * len(rows)
     labels = Counter(r.label for r in rows)
     assert set(labels) == {"kick", "snare", "hihat", "tom", "cymbal", "perc"}

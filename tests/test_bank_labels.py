@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
+from dkvae_training.bank import SoundSource, import_sources, read_manifest
 from dkvae_training.labels import (
     CLASS_NAMES_DEFAULT,
     LabelRules,
@@ -213,3 +216,27 @@ def test_named_percussion_keeps_its_name() -> None:
     assert instrument_type("Closed Hat") == ""
     assert instrument_type("Perc 7", gm_notes=(75,)) == "clave"  # GM claves
     assert instrument_type("Perc 7", gm_notes=(75, 56)) == ""  # two names: none
+
+
+def test_kit_rules_win_over_general_midi_notes(tmp_path: Path) -> None:
+    t = np.arange(8000) / 44100.0
+    hit = (np.sin(2 * np.pi * 180 * t) * np.exp(-t / 0.05)).astype(np.float32)
+
+    def source(kit: str, name: str, note: int, seed: int) -> SoundSource:
+        audio = hit + 0.3 * np.random.default_rng(seed).normal(size=hit.size).astype(np.float32)
+        load = partial(lambda a: (a[:, None], 44100), audio)
+        return SoundSource(kit, name, 0, "gen", load, gm_notes=(note,))
+
+    import_sources(
+        tmp_path,
+        [
+            source("GM Marching Snare", "MSnr-hit", 49, 1),  # on GM's crash note
+            source("GM Marching Snare", "MSnr-roll", 38, 2),  # a roll: left out
+            source("GM Standard", "Odd", 49, 3),  # no kit rule: the note decides
+            source("rumpf_kit_z01_gm", "d4 - high tom", 50, 4),  # names that lie: left out
+        ],
+    )
+    assert {r.instrument: r.label for r in read_manifest(tmp_path)} == {
+        "MSnr-hit": "snare",
+        "Odd": "cymbal",
+    }

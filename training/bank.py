@@ -829,7 +829,15 @@ def _fingerprint(audio: np.ndarray) -> np.ndarray:
 
 
 def _label(src: SoundSource, rules: LabelRules) -> str | None:
-    """The class, "" when a rule or the GM map excludes it, None when nothing labels it."""
+    """The class, "" when a rule or the GM map excludes it, None when nothing labels it.
+
+    Rules limited to a kit (fixes for known kits) decide first, then the General MIDI notes,
+    then the other name rules."""
+    for name in (src.instrument, src.file_name):
+        if name:
+            matched, label = rules.match_kit_rule(name, src.kit)
+            if matched:
+                return label or ""
     votes: Counter[str] = Counter()
     for note in src.gm_notes:
         known, label = rules.classify_note(note)

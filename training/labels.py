@@ -82,12 +82,16 @@ DRUMSYNTH_RULES: tuple[Rule, ...] = (
     Rule(r"^simple-[cr]$", "cymbal", kit=_DS),
 )
 
-# The marching and orchestral sets of the GM SoundFonts name their drums in their own way.
+# The marching and orchestral sets of the GM SoundFonts name their drums in their own way, and
+# their General MIDI notes say nothing (a marching snare on GM's cymbal notes): these kit rules
+# come before the notes, as every kit rule does.
 MARCHING_RULES: tuple[Rule, ...] = (
-    Rule(r"roll", None, kit=r"marching"),
+    Rule(r"roll|mallet click|stick|shell|\brim\b|backstick", None, kit=r"marching"),
+    Rule(r"hihat", "hihat", kit=r"marching cymbals"),
     Rule(r".", "cymbal", kit=r"marching cymbals"),
-    Rule(r"^mbass|\bbass\b", "kick", kit=r"marching ?bass"),
-    Rule(r"^mtnr|tenor|\btnr", "tom", kit=r"marching ?tenor"),
+    Rule(r".", "kick", kit=r"marching ?bass"),
+    Rule(r".", "tom", kit=r"marching ?tenor"),
+    Rule(r".", "snare", kit=r"marching snare"),
     Rule(r"timpani|\btimp\b", "tom", kit=r"orchestra"),
 )
 
@@ -96,6 +100,7 @@ MARCHING_RULES: tuple[Rule, ...] = (
 # ("cowbell" before the cymbal's "bell", "hi-hat" before anything else, "floor tom" is a tom).
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(r"^kick$", "tom", kit=r"^audiophob"),  # a tom sample under the name "Kick"
+    Rule(r".", None, kit=r"^rumpf"),  # its names are not its sounds: a "high tom" at 57 Hz
     Rule(r"^pedal hh$", "perc", kit=r"^audiophob"),  # a shaker under the name "Pedal HH"
     *DRUMSYNTH_RULES,
     *MARCHING_RULES,
@@ -223,6 +228,15 @@ class LabelRules:
         cleaned = _clean_name(name)
         for rule in self.rules:
             if rule.matches(cleaned, kit):
+                return True, rule.label
+        return False, None
+
+    def match_kit_rule(self, name: str, kit: str) -> tuple[bool, str | None]:
+        """Like :meth:`match` with only the rules restricted to kits: fixes for known kits,
+        which win over everything else, General MIDI notes included."""
+        cleaned = _clean_name(name)
+        for rule in self.rules:
+            if rule.kit is not None and rule.matches(cleaned, kit):
                 return True, rule.label
         return False, None
 
