@@ -1,4 +1,5 @@
-"""dkvae-eval: its distances, its reference points, and generation from a model's class latents."""
+"""dkvae-eval: its distances, its reference points, generation as randomize draws it, and its
+targets (the measures themselves are tested in test_yardstick.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,19 @@ pytestmark = pytest.mark.train
 import soundfile as sf  # noqa: E402
 from dkvae_training.evaluate import (  # noqa: E402
     evaluate,
+    format_report,
     format_table,
     onnx_model_fns,
+    randomize_latents,
     reconstruction_metrics,
     reference_distances,
+    targets,
 )
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
 from live_harness import dominant_frequency  # noqa: E402
 from synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder  # noqa: E402
+
+from dkvae_live.class_latents import ClassLatent  # noqa: E402
 
 SR, N = 44100, 22050
 
@@ -66,9 +72,20 @@ def test_evaluate_writes_metrics_sounds_and_generates_from_the_class_latents(
     )
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["lsd_db"] == pytest.approx(metrics["lsd_db"]) and saved["lsd_db"] > 0
+    assert saved["mel_distance_db"] == pytest.approx(metrics["mel_distance_db"])
+    assert saved["mel_distance_db"] > 0
     assert set(saved["lsd_db_references"]) == {"smoothed_3x3", "smoothed_3x7", "random_phase"}
-    for key in ("classifier_accuracy_generated", "classifier_accuracy_generated_class_latents"):
-        assert 0.0 <= saved[key] <= 1.0
+    assert set(saved["mel_distance_references"]) == {
+        "random_phase_256_128",
+        "random_phase_1024_512",
+    }
+    for key in ("yardstick", "generated_prior", "generated_class_latents"):
+        assert 0.0 <= saved[key]["accuracy"] <= 1.0
+        assert len(saved[key]["confusion"]) == len(CLASSES)
+    # every generated sound is counted once in the confusion
+    assert sum(map(sum, saved["generated_class_latents"]["confusion"])) == 3 * len(CLASSES)
+    assert saved["realism"]["frechet_generated_test"] >= 0
+    assert set(saved["targets"]) == set(targets({}))
     for name in CLASSES:
         assert len(list((tmp_path / "eval" / "generated" / name).glob("*.wav"))) == 3
     kicks = sorted((tmp_path / "eval" / "generated-class-latents" / "kick").glob("*.wav"))
@@ -78,4 +95,44 @@ def test_evaluate_writes_metrics_sounds_and_generates_from_the_class_latents(
         want = expected_frequency(2.0, 0)
         assert dominant_frequency(sound[:4096], rate) == pytest.approx(want, rel=0.03)
     table = format_table({"sine": metrics})
-    assert "| sine |" in table and "smoothed_3x3" in table
+    assert "| sine |" in table and ("PASS" in table or "MISS" in table)
+    report = format_report(metrics, CLASSES)
+    assert "shuffled-label control" in report and "| kick |" in report
+
+
+def test_randomize_latents_draws_as_the_daemons_randomize_does() -> None:
+    """Same generator, same draws: the class's Gaussian (dkvae_live.engine._osc_randomize), N(0,
+    amount) for a class without one, clipped and rounded as a pad stores its latent."""
+    mean = np.array([1.0, -2.0, 0.5])
+    scale = np.diag([0.1, 0.2, 20.0])
+    places = {"kick": ClassLatent(mean, scale, 10)}
+    got = randomize_latents(
+        places, ("kick", "snare"), np.array([0, 1]), 3, np.random.default_rng(5), amount=0.5
+    )
+    rng = np.random.default_rng(5)
+    kick = np.clip(places["kick"].sample(rng, 0.5), -9.9, 9.9).round(4)
+    snare = np.clip(rng.normal(0.0, 0.5, 3), -9.9, 9.9).round(4)
+    np.testing.assert_allclose(got, np.stack([kick, snare]), atol=1e-4)
+
+
+def test_targets_pass_and_miss_at_issue_18s_bounds() -> None:
+    def met(**m: object) -> dict[str, bool | None]:
+        return {k: v["met"] for k, v in targets(m).items()}
+
+    assert all(v is None for v in met().values())  # nothing measured, nothing claimed
+    assert met(mel_distance_db=3.99)["1 mel distance (dB)"] is True
+    assert met(mel_distance_db=4.01)["1 mel distance (dB)"] is False
+    real = {"accuracy": 0.85}
+    gen = {"accuracy": 0.81, "per_class": {"kick": 0.9, "perc": 0.69}}
+    got = met(yardstick=real, generated_class_latents=gen)
+    assert got["2 yardstick on real sounds"] is True
+    assert got["3 generated recognised"] is True  # 81 >= 85 - 5
+    assert got["3 every class recognised"] is False  # perc 69 < 70
+    assert (
+        met(yardstick=real, generated_class_latents={**gen, "accuracy": 0.79})[
+            "3 generated recognised"
+        ]
+        is False
+    )
+    got = met(realism={"frechet_ratio": 2.1, "spread_ratio": 0.6})
+    assert got["4 Frechet ratio"] is False and got["4 within-class spread"] is True
