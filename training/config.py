@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-MODEL_KINDS = ("vae", "seed_vae", "cgan")
+MODEL_KINDS = ("vae", "seed_vae", "cgan", "ddsp")
 DEFAULT_CLASS_NAMES = ("kick", "snare", "hihat", "tom", "cymbal", "perc")
 
 
@@ -65,12 +65,30 @@ class TrainConfig:
     kl_warmup_steps: int = 2000
     free_bits: float = 0.0
 
+    # percussive DDSP decoder ("ddsp", training/ddsp.py); its trunk uses channels, kernel_sizes,
+    # coarse_channels and embedding_size above, its encoder and losses the vae's settings
+    ddsp_hop_length: int = 256  # output samples per envelope frame
+    ddsp_sines: int = 16
+    ddsp_sine_min_hz: float = 30.0  # partials' centres, log-spaced
+    ddsp_sine_max_hz: float = 4000.0
+    ddsp_sine_downsample: int = 4  # partials are rendered at sample_rate / this
+    ddsp_glide_octaves: float = 2.0  # deepest downward pitch glide of a partial
+    ddsp_noise_bands: int = 16
+    ddsp_transient_atoms: int = 64
+    ddsp_transient_ms: float = 40.0
+    # log-mel L1 term (ddsp): weight, STFT sizes (hop a quarter), mel bands
+    mel_weight: float = 0.0
+    mel_sizes: tuple[int, ...] = (2048, 512)
+    mel_bands: int = 96
+
     # seed spectrogram VAE / cGAN: the seed's log-magnitude STFT
     spec_n_fft: int = 512
     spec_hop_length: int = 128
     log_offset: float = 1e-6
     griffin_lim_iters: int = 32
     gan_noise_size: int = 8
+    # seed_vae with its decoder conditioned on the class (the bake-off's design b)
+    spec_conditional: bool = False
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -88,6 +106,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "vae": {"phase_advance": True, "log_mse_weight": 0.5, "remove_dc": True},
     "seed_vae": {"learning_rate": 1e-3, "kl_weight": 1e-3, "kl_warmup_steps": 0},
     "cgan": {"learning_rate": 2e-4, "patience": 1000},
+    "ddsp": {"learning_rate": 1e-3, "log_mse_weight": 0.0, "mel_weight": 1.0},
 }
 
 

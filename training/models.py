@@ -9,7 +9,12 @@ import numpy as np
 
 from .config import TrainConfig, load_config
 
-OUTPUT_KINDS = {"vae": "waveform", "seed_vae": "log_magnitude", "cgan": "log_magnitude"}
+OUTPUT_KINDS = {
+    "vae": "waveform",
+    "seed_vae": "log_magnitude",
+    "cgan": "log_magnitude",
+    "ddsp": "waveform",
+}
 BEST_WEIGHTS = "best.weights.h5"
 LAST_WEIGHTS = "checkpoints/last.weights.h5"
 
@@ -24,6 +29,10 @@ def build_model(cfg: TrainConfig) -> Any:
         from .seed_vae import SeedVAE
 
         model = SeedVAE(cfg, name="seed_vae")
+    elif cfg.kind == "ddsp":
+        from .ddsp import DDSPVAE
+
+        model = DDSPVAE(cfg, name="ddsp")
     elif cfg.kind == "cgan":
         from .cgan import ConditionalGAN
 

@@ -3,7 +3,8 @@
 As in the seed: a convolutional VAE on the log-magnitude STFT (n_fft 512, hop 128 here at
 44.1 kHz), an 8-dimensional latent, MSE on the log spectrogram plus KL, no class conditioning, and
 Griffin-Lim to get audio back. The decoder still takes ``class_index`` (the model contract asks
-every decoder for it) and ignores it.
+every decoder for it) and ignores it, unless ``spec_conditional`` is set: then it embeds the class
+as the cGAN's decoder does (the bake-off's design b).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class SeedVAE(keras.Model):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.encoder = build_spectrogram_encoder(cfg)
-        self.decoder = build_spectrogram_decoder(cfg, "decoder", conditional=False)
+        self.decoder = build_spectrogram_decoder(cfg, "decoder", conditional=cfg.spec_conditional)
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "log_mse", "kl")}
 
     @property
