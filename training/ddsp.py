@@ -38,13 +38,12 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers, ops
 
 from . import losses
 from .config import TrainConfig
 from .dsp import Upsample
-from .vae import ConditionalVAE, build_encoder
+from .vae import ConditionalVAE
 
 NUM_UPSAMPLES = 3
 #: Log-amplitude (partials) and log-gain (noise bands) are capped here before ``exp``: the
@@ -65,15 +64,6 @@ TOP_CENTRE_FRACTION = 0.8
 #: The transient's last part fades out (half Hann), so cutting the dictionary never clicks.
 TRANSIENT_FADE_FRACTION = 0.3
 NOISE_SEED = 20230
-MEL_MIN_HZ = 20.0
-
-
-def _mel(hz: np.ndarray | float) -> np.ndarray:
-    return 2595.0 * np.log10(1.0 + np.asarray(hz, np.float64) / 700.0)
-
-
-def _mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
-    return 700.0 * (10.0 ** (np.asarray(mel, np.float64) / 2595.0) - 1.0)
 
 
 def frame_count(cfg: TrainConfig) -> int:
@@ -102,8 +92,10 @@ def noise_band_filters(num_bands: int, n_fft_bins: int, sample_rate: int) -> np.
     """Triangular mel-scale band responses ``[num_bands, n_fft_bins]`` that sum to one at every
     bin (a partition of unity from 0 Hz to Nyquist: all gains equal give a flat spectrum)."""
     hz = np.linspace(0.0, sample_rate / 2.0, n_fft_bins)
-    mel = _mel(hz)
-    edges = np.linspace(_mel(MEL_MIN_HZ), _mel(sample_rate / 2.0), num_bands)
+    mel = losses.hz_to_mel(hz)
+    edges = np.linspace(
+        losses.hz_to_mel(losses.MEL_MIN_HZ), losses.hz_to_mel(sample_rate / 2.0), num_bands
+    )
     resp = np.zeros((num_bands, n_fft_bins))
     for b in range(num_bands):
         left = edges[b - 1] if b > 0 else -np.inf
@@ -373,94 +365,8 @@ def build_decoder(cfg: TrainConfig) -> keras.Model:
     return keras.Model([z, class_index], audio, name="decoder")
 
 
-def mel_filterbank(n_fft: int, sample_rate: int, bands: int) -> np.ndarray:
-    """Triangular mel filters ``[n_fft/2+1, bands]`` from ``MEL_MIN_HZ`` to Nyquist (a band
-    narrower than a bin is widened to its nearest bins, so none is empty)."""
-    bins = n_fft // 2 + 1
-    hz = np.linspace(0.0, sample_rate / 2.0, bins)
-    points = _mel_to_hz(np.linspace(_mel(MEL_MIN_HZ), _mel(sample_rate / 2.0), bands + 2))
-    width = sample_rate / n_fft
-    out = np.zeros((bins, bands), np.float32)
-    for b in range(bands):
-        lo, mid, hi = points[b], points[b + 1], points[b + 2]
-        lo, hi = min(lo, mid - width), max(hi, mid + width)
-        rise = (hz - lo) / (mid - lo)
-        fall = (hi - hz) / (hi - mid)
-        out[:, b] = np.clip(np.minimum(rise, fall), 0.0, None)
-    return out
-
-
-def log_mel_l1(
-    target: tf.Tensor,
-    output: tf.Tensor,
-    sizes: tuple[int, ...],
-    sample_rate: int,
-    bands: int,
-) -> tf.Tensor:
-    """Mean over ``sizes`` of the L1 between log mel magnitudes (hop a quarter of each size);
-    ``[batch]``. The mel power is floored a little (1e-10) so silence does not dominate."""
-    total = tf.zeros(tf.shape(target)[:1], dtype=tf.float32)
-    for n_fft in sizes:
-        fb = tf.constant(mel_filterbank(n_fft, sample_rate, min(bands, n_fft // 4)))
-        t = tf.square(losses.stft_magnitude(target, n_fft, n_fft // 4))
-        o = tf.square(losses.stft_magnitude(output, n_fft, n_fft // 4))
-        lt = tf.math.log(tf.matmul(t, fb) + 1e-10)
-        lo = tf.math.log(tf.matmul(o, fb) + 1e-10)
-        total += 0.5 * tf.reduce_mean(tf.abs(lt - lo), axis=[1, 2])  # 0.5: magnitude, not power
-    return total / float(max(1, len(sizes)))
-
-
 class DDSPVAE(ConditionalVAE):
-    """The ``vae`` kind's encoder, KL and training loop with the DDSP decoder and a mel term."""
+    """The ``vae`` kind's encoder, losses and training loop with the DDSP decoder."""
 
     def __init__(self, cfg: TrainConfig, **kwargs: object) -> None:
-        # ConditionalVAE.__init__ would build the iSTFT decoder too: set the same attributes here
-        keras.Model.__init__(self, **kwargs)
-        self.cfg = cfg
-        self.encoder = build_encoder(cfg)
-        self.decoder = build_decoder(cfg)
-        self.step_counter = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="step_counter", dtype="float32"
-        )
-        names = ("loss", "mstft", "mel", "log_mse", "lowband", "kl", "beta")
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
-
-    def compute_losses(
-        self, audio: tf.Tensor, labels: tf.Tensor, training: bool
-    ) -> dict[str, tf.Tensor]:
-        """Per-example losses ``[batch]`` and the weighted total under ``"loss"``."""
-        cfg = self.cfg
-        output, z_mean, z_log_var = self((audio, labels), training=training)
-        zero = tf.zeros(tf.shape(audio)[:1], tf.float32)
-        mstft = losses.multi_resolution_stft_loss(audio, output, cfg.stft_sizes)
-        mel = (
-            log_mel_l1(audio, output, cfg.mel_sizes, cfg.sample_rate, cfg.mel_bands)
-            if cfg.mel_weight > 0
-            else zero
-        )
-        log_mse = (
-            losses.log_spectrogram_mse(
-                audio, output, cfg.spec_n_fft, cfg.spec_hop_length, cfg.log_offset
-            )
-            if cfg.log_mse_weight > 0
-            else zero
-        )
-        low = losses.lowband_l1(audio, output, cfg.lowband_factor)
-        kl = losses.kl_divergence(z_mean, z_log_var, cfg.free_bits)
-        beta = self.beta() if training else tf.constant(cfg.kl_weight)
-        total = (
-            cfg.mstft_weight * mstft
-            + cfg.mel_weight * mel
-            + cfg.log_mse_weight * log_mse
-            + cfg.lowband_weight * low
-            + beta * kl
-        )
-        return {
-            "loss": total,
-            "mstft": mstft,
-            "mel": mel,
-            "log_mse": log_mse,
-            "lowband": low,
-            "kl": kl,
-            "beta": tf.fill(tf.shape(total), beta),
-        }
+        super().__init__(cfg, decoder=build_decoder(cfg), **kwargs)

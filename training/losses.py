@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from .dsp import decimate
@@ -115,3 +116,52 @@ def smoothed_spectrum_lsd(
     power = tf.square(stft_magnitude(target, n_fft, hop_length))
     smooth = tf.nn.avg_pool2d(power[..., None], (frames, bins), 1, "SAME")[..., 0]
     return _lsd(_power_db(power, floor_db), _power_db(smooth, floor_db))
+
+
+MEL_MIN_HZ = 20.0
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """Mel (the O'Shaughnessy scale) of a frequency in Hz."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_fft: int, sample_rate: int, bands: int) -> np.ndarray:
+    """Triangular mel filters ``[n_fft/2+1, bands]`` from ``MEL_MIN_HZ`` to Nyquist (a band
+    narrower than a bin is widened to its nearest bins, so none is empty)."""
+    bins = n_fft // 2 + 1
+    hz = np.linspace(0.0, sample_rate / 2.0, bins)
+    points = mel_to_hz(np.linspace(hz_to_mel(MEL_MIN_HZ), hz_to_mel(sample_rate / 2.0), bands + 2))
+    width = sample_rate / n_fft
+    out = np.zeros((bins, bands), np.float32)
+    for b in range(bands):
+        lo, mid, hi = points[b], points[b + 1], points[b + 2]
+        lo, hi = min(lo, mid - width), max(hi, mid + width)
+        rise = (hz - lo) / (mid - lo)
+        fall = (hi - hz) / (hi - mid)
+        out[:, b] = np.clip(np.minimum(rise, fall), 0.0, None)
+    return out
+
+
+def log_mel_l1(
+    target: tf.Tensor,
+    output: tf.Tensor,
+    sizes: tuple[int, ...],
+    sample_rate: int,
+    bands: int,
+) -> tf.Tensor:
+    """Mean over ``sizes`` of the L1 between log mel magnitudes (hop a quarter of each size);
+    ``[batch]``. The mel power is floored a little (1e-10) so silence does not dominate."""
+    total = tf.zeros(tf.shape(target)[:1], dtype=tf.float32)
+    for n_fft in sizes:
+        fb = tf.constant(mel_filterbank(n_fft, sample_rate, min(bands, n_fft // 4)))
+        t = tf.square(stft_magnitude(target, n_fft, n_fft // 4))
+        o = tf.square(stft_magnitude(output, n_fft, n_fft // 4))
+        lt = tf.math.log(tf.matmul(t, fb) + 1e-10)
+        lo = tf.math.log(tf.matmul(o, fb) + 1e-10)
+        total += 0.5 * tf.reduce_mean(tf.abs(lt - lo), axis=[1, 2])  # 0.5: magnitude, not power
+    return total / float(max(1, len(sizes)))

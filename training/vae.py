@@ -191,15 +191,20 @@ def build_encoder(cfg: TrainConfig) -> keras.Model:
 class ConditionalVAE(keras.Model):
     """Encoder + decoder with the training objective; ``fit`` takes ``(audio, labels)`` batches."""
 
-    def __init__(self, cfg: TrainConfig, **kwargs: object) -> None:
+    def __init__(
+        self, cfg: TrainConfig, decoder: keras.Model | None = None, **kwargs: object
+    ) -> None:
+        """``decoder``: another decoder of the same interface (``ddsp``); default the
+        STFT decoder of this module."""
         super().__init__(**kwargs)
         self.cfg = cfg
         self.encoder = build_encoder(cfg)
-        self.decoder = build_decoder(cfg)
+        self.decoder = decoder if decoder is not None else build_decoder(cfg)
         self.step_counter = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="step_counter", dtype="float32"
         )
-        names = ("loss", "mstft", "log_mse", "lowband", "kl", "beta")
+        mel = ("mel",) if cfg.mel_weight > 0 else ()
+        names = ("loss", "mstft", *mel, "log_mse", "lowband", "kl", "beta")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     @property
@@ -228,9 +233,19 @@ class ConditionalVAE(keras.Model):
         """Per-example losses ``[batch]`` and the weighted total under ``"loss"``."""
         cfg = self.cfg
         output, z_mean, z_log_var = self((audio, labels), training=training)
+        zero = tf.zeros(tf.shape(audio)[:1], tf.float32)
         mstft = losses.multi_resolution_stft_loss(audio, output, cfg.stft_sizes)
-        log_mse = losses.log_spectrogram_mse(
-            audio, output, cfg.spec_n_fft, cfg.spec_hop_length, cfg.log_offset
+        mel = (
+            losses.log_mel_l1(audio, output, cfg.mel_sizes, cfg.sample_rate, cfg.mel_bands)
+            if cfg.mel_weight > 0
+            else zero
+        )
+        log_mse = (
+            losses.log_spectrogram_mse(
+                audio, output, cfg.spec_n_fft, cfg.spec_hop_length, cfg.log_offset
+            )
+            if cfg.log_mse_weight > 0
+            else zero
         )
         low = losses.lowband_l1(audio, output, cfg.lowband_factor)
         kl = losses.kl_divergence(z_mean, z_log_var, cfg.free_bits)
@@ -238,11 +253,12 @@ class ConditionalVAE(keras.Model):
         beta = self.beta() if training else tf.constant(cfg.kl_weight)
         total = (
             cfg.mstft_weight * mstft
+            + cfg.mel_weight * mel
             + cfg.log_mse_weight * log_mse
             + cfg.lowband_weight * low
             + beta * kl
         )
-        return {
+        out = {
             "loss": total,
             "mstft": mstft,
             "log_mse": log_mse,
@@ -250,6 +266,9 @@ class ConditionalVAE(keras.Model):
             "kl": kl,
             "beta": tf.fill(tf.shape(total), beta),
         }
+        if cfg.mel_weight > 0:
+            out["mel"] = mel
+        return out
 
     def _update(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         for name, value in values.items():
