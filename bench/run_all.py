@@ -72,6 +72,10 @@ def plan(quick: bool, model: Path | None = None) -> list[tuple[str, list[str], P
     if quick:
         footprint += ["--starts", "2", "--idle", "5", "--play", "5", "--stress", "10"]
     steps.append(("footprint", footprint, RESULTS / "footprint.json"))
+    rest = ["rest.py", "--period", "64", "--breakdown", *(["--model", str(model)] if model else [])]
+    if quick:
+        rest += ["--starts", "2", "--idle", "10", "--floor", "5"]
+    steps.append(("rest", rest, RESULTS / "rest.json"))
     return steps
 
 

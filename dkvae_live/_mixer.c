@@ -8,16 +8,39 @@
  *     JACK as the process callback itself, so on JACK the audio thread never enters Python.
  *     There it also reads the daemon's JACK MIDI input: a note-on plays in the very cycle it
  *     arrives, and every MIDI event goes on to Python (counting, controllers, learn) through
- *     a second ring.
+ *     a second ring, whose reader sleeps until the callback wakes it.
  * The audio side takes no lock, allocates nothing and never blocks. A sound record is reused
- * only after its note has moved on, one audio cycle has passed and no voice plays it.
+ * only after its note has moved on, one audio cycle has passed and no voice plays it; the
+ * buffers of a replaced sound are Python's, freed by a Python thread (Mixer.sweep), never here.
  *
  * Each block: play the pending events, mix the voices in chunks of DK_CHUNK frames, apply the
  * master gain and the limiter (per chunk, so live and offline renders limit alike), clip.
+ *
+ * Audit of the callback's path (dk_jack_process and all it calls; dk_mix is the same minus
+ * the JACK calls), 2026-12-06:
+ *   - allocation, free: none. Every buffer of ours is allocated and its pages touched in
+ *     dk_new; sound buffers are allocated and freed by Python threads only (checked by
+ *     tests/test_callback_jack.py, which counts malloc/free/munmap/locks on this thread).
+ *   - locks: none. Shared state is C11 atomics, lock-free on every target we build for
+ *     (the static_asserts below); rings are single-producer, single-consumer.
+ *   - system calls: one, sem_post (a futex wake) in read_midi, at most once a cycle and only
+ *     when MIDI arrived while the MIDI thread sleeps; it wakes, it never waits.
+ *   - libjack: jack_port_get_buffer, jack_midi_get_event_count, jack_midi_event_get, which
+ *     read the port buffers of this cycle and take no lock.
+ *   - libm: powf, once per note-on. Nothing else leaves this file.
+ *   - page faults: none expected: our state is touched in dk_new, sound buffers were written
+ *     by the render worker before they were published.
+ * dk_jack_thread_init names each thread libjack makes for us DK_JACK_THREAD, once, before the
+ * thread's loop; Python then names the process thread itself (audio.py, AUDIO_THREAD).
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <assert.h>
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +54,10 @@
 #define DK_MIDI_EVENTS 8192 /* a power of two */
 #define DK_MIDI_BYTES 8     /* bytes kept of each MIDI event (SysEx is only counted) */
 #define DK_ALL_CHANNELS -1
+#define DK_JACK_THREAD "dkvae-jack" /* the name of libjack's threads for us (ps -L, top -H) */
+
+static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic int must be lock-free");
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "atomic long long must be lock-free");
 
 enum { DK_NOTE_ON = 1, DK_STOP_ALL = 2 };
 
@@ -84,6 +111,7 @@ typedef struct {
     uint64_t clock;
     atomic_ullong cycles, notes_played, notes_without_sound, voices_stolen, limited_blocks;
     atomic_int active;
+    int in_use; /* slots with a voice, sounding or fading; the audio side's own */
     float mix[2][DK_CHUNK];
     dk_get_buffer get_buffer;
     void *ports[2];
@@ -94,9 +122,13 @@ typedef struct {
     dk_midi midi[DK_MIDI_EVENTS];
     atomic_uint midi_head, midi_tail;
     atomic_ullong midi_overflow;
+    sem_t midi_ready;       /* posted when MIDI arrived for a reader that sleeps */
+    atomic_int midi_asleep; /* 1: the reader sleeps, or is about to, on midi_ready */
 } dk_mixer;
 
 /* -- set-up, from Python ------------------------------------------------------------------ */
+
+static void free_memory(dk_mixer *m);
 
 /* Write to every page now, so that the audio thread never takes a page fault on first use. */
 static void touch(void *memory, size_t size) {
@@ -116,10 +148,7 @@ dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_
     m->sound_voices = calloc((size_t)n_sounds, sizeof(atomic_int));
     m->voices = calloc((size_t)m->slots, sizeof(dk_voice));
     if (m->sounds == NULL || m->sound_voices == NULL || m->voices == NULL) {
-        free(m->sounds);
-        free(m->sound_voices);
-        free(m->voices);
-        free(m);
+        free_memory(m);
         return NULL;
     }
     touch(m, sizeof(dk_mixer));
@@ -132,11 +161,21 @@ dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_
     atomic_init(&m->midi_channel, DK_ALL_CHANNELS);
     m->limiter_gain = 1.0f;
     m->release_per_sample = 1.0f / (release_seconds * (float)samplerate);
+    if (sem_init(&m->midi_ready, 0, 0) != 0) {
+        free_memory(m);
+        return NULL;
+    }
     return m;
 }
 
 void dk_free(dk_mixer *m) {
     if (m == NULL) return;
+    sem_destroy(&m->midi_ready);
+    free_memory(m);
+}
+
+/* The arrays and the mixer itself. */
+static void free_memory(dk_mixer *m) {
     free(m->sounds);
     free(m->sound_voices);
     free(m->voices);
@@ -219,8 +258,10 @@ static void fade(dk_voice *v) {
 }
 
 static void release(dk_mixer *m, dk_voice *v) {
-    if (v->sound >= 0) atomic_fetch_sub_explicit(&m->sound_voices[v->sound], 1,
-                                                 memory_order_relaxed);
+    if (v->sound >= 0) {
+        atomic_fetch_sub_explicit(&m->sound_voices[v->sound], 1, memory_order_relaxed);
+        m->in_use--;
+    }
     v->sound = -1;
     v->a = v->b = NULL;
 }
@@ -296,6 +337,7 @@ static void note_on(dk_mixer *m, int note, int velocity) {
     v->choke_group = sound->choke_group;
     v->age = ++m->clock;
     v->sound = id;
+    m->in_use++;
     atomic_fetch_add_explicit(&m->sound_voices[id], 1, memory_order_relaxed);
     atomic_store(&m->hits[note], hit + 1);
     atomic_fetch_add(&m->notes_played, 1);
@@ -383,6 +425,14 @@ typedef void (*dk_writer)(dk_mixer *m, void *out, int offset, int frames, int ch
 
 static void run(dk_mixer *m, void *out, int frames, int channels, dk_writer write) {
     play_events(m);
+    if (m->in_use == 0 && m->limiter_gain == 1.0f) { /* at rest: silence, the same as mixed */
+        memset(m->mix, 0, sizeof(m->mix));
+        for (int done = 0; done < frames; done += DK_CHUNK)
+            write(m, out, done, frames - done < DK_CHUNK ? frames - done : DK_CHUNK, channels);
+        atomic_store_explicit(&m->active, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->cycles, 1, memory_order_release);
+        return;
+    }
     for (int done = 0; done < frames; done += DK_CHUNK) {
         int n = frames - done < DK_CHUNK ? frames - done : DK_CHUNK;
         mix_voices(m, n);
@@ -441,6 +491,26 @@ int dk_midi_read(dk_mixer *m, uint8_t *data, uint32_t *sizes, int max) {
     return n;
 }
 
+static int midi_waiting(dk_mixer *m) {
+    return atomic_load(&m->midi_head) != atomic_load(&m->midi_tail);
+}
+
+/* Sleep until the callback has MIDI for Python, or dk_midi_wake; returns at once if it has
+ * some already. Python calls it without the GIL. The flag and the ring's head are read and
+ * written in opposite orders by the two sides (sequentially consistent), so an event pushed
+ * while the reader goes to sleep is never missed: one side or the other sees it. */
+void dk_midi_wait(dk_mixer *m) {
+    if (midi_waiting(m)) return;
+    atomic_store(&m->midi_asleep, 1);
+    if (midi_waiting(m) && atomic_exchange(&m->midi_asleep, 0) == 1) return;
+    /* else the callback took the flag and posts (or posted): this wait ends at once */
+    while (sem_wait(&m->midi_ready) != 0 && errno == EINTR) {
+    }
+}
+
+/* End a dk_midi_wait now (the reader is stopping); a later wait may then end at once. */
+void dk_midi_wake(dk_mixer *m) { sem_post(&m->midi_ready); }
+
 /* A well-formed note-on on the channel played here: the same test as MidiInput.handle. */
 static int plays_note(const uint8_t *b, size_t size, int channel) {
     return size == 3 && (b[0] & 0xF0) == 0x90 && b[1] < 128 &&
@@ -468,13 +538,22 @@ static void read_midi(dk_mixer *m, uint32_t frames) {
         e->size = (uint32_t)event.size;
         head++;
     }
-    atomic_store_explicit(&m->midi_head, head, memory_order_release);
+    if (count == 0) return;
+    atomic_store(&m->midi_head, head);
+    if (atomic_exchange(&m->midi_asleep, 0) == 1) sem_post(&m->midi_ready);
 }
 
 static void write_ports(dk_mixer *m, void *out, int offset, int frames, int channels) {
     float **ports = out;
     for (int c = 0; c < channels; c++)
         memcpy(ports[c] + offset, m->mix[c], (size_t)frames * sizeof(float));
+}
+
+/* libjack calls this once in each thread it makes for the client, before the thread's loop
+ * (the process thread's first cycle too): it cannot tell them apart, so name them all. */
+void dk_jack_thread_init(void *arg) {
+    (void)arg;
+    pthread_setname_np(pthread_self(), DK_JACK_THREAD);
 }
 
 int dk_jack_process(uint32_t frames, void *arg) {

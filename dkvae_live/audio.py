@@ -11,18 +11,21 @@ PortAudio.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
-import time
 from typing import Any, Protocol
 
 import numpy as np
 
 from .mixer import Mixer
+from .rt import name_current_thread, name_thread
 
 log = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 0.25
+WATCH_THREAD = "dkvae-jackwatch"
+AUDIO_THREAD = "dkvae-audio"  # the audio callback's thread, JACK's or PortAudio's
 
 
 class AudioOutput(Protocol):
@@ -106,6 +109,7 @@ class PortAudioOutput:
         info = sd.query_devices(index)
         self.samplerate = int(samplerate or info["default_samplerate"])
         self._mixer = mixer
+        self._named = False  # the callback's thread, on its first call
         mixer.configure(self.samplerate)
         try:
             self._stream = sd.OutputStream(
@@ -126,6 +130,9 @@ class PortAudioOutput:
         self.restarts = 0
 
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        if not self._named:
+            self._named = True
+            name_current_thread(AUDIO_THREAD)
         if status.output_underflow:
             self._mixer.xruns += 1
         self._mixer.process(outdata)
@@ -174,6 +181,17 @@ def _address(ffi: Any, pointer: Any) -> int:
     return int(ffi.cast("uintptr_t", pointer))
 
 
+def _libjack(jack: Any) -> ctypes.CDLL:
+    """The libjack that the JACK-Client package loaded, through ctypes, for the two functions
+    its bindings leave out."""
+    libjack = ctypes.CDLL(jack._libname)
+    libjack.jack_set_thread_init_callback.restype = ctypes.c_int
+    libjack.jack_set_thread_init_callback.argtypes = [ctypes.c_void_p] * 3
+    libjack.jack_client_thread_id.restype = ctypes.c_ulong  # pthread_t
+    libjack.jack_client_thread_id.argtypes = [ctypes.c_void_p]
+    return libjack
+
+
 class JackOutput:
     """A JACK client with two output ports, connected to the physical outputs (or to the ports
     matching `device`). Reconnects by itself when the server goes away and comes back."""
@@ -188,12 +206,14 @@ class JackOutput:
         import jack
 
         self._jack = jack
+        self._libjack = _libjack(jack)
         self._mixer = mixer
         self._name = client_name
         self._device = device
         self.host_api = "JACK"
         self._lost = threading.Event()
         self._closing = threading.Event()
+        self._watch = threading.Event()  # the server went away, or we are closing
         self._dead_clients: list[Any] = []  # never closed: closing a client of a dead server
         self._shutdown_reason = ""
         self._midi_source: str | None = None  # the MIDI output port we connect from, if any
@@ -221,9 +241,7 @@ class JackOutput:
             )
         self.device_name = self._client.name
         self.latency = self._client.blocksize / self.samplerate
-        self._supervisor = threading.Thread(
-            target=self._supervise, name="dkvae-jack-watch", daemon=True
-        )
+        self._supervisor = threading.Thread(target=self._supervise, name=WATCH_THREAD, daemon=True)
 
     def _open(self) -> Any:
         ffi, lib = self._jack._ffi, self._jack._lib
@@ -238,9 +256,13 @@ class JackOutput:
         error = lib.jack_set_process_callback(
             client._ptr, ffi.cast("JackProcessCallback", callback), ffi.cast("void *", state)
         )
+        if not error:
+            error = self._libjack.jack_set_thread_init_callback(
+                _address(ffi, client._ptr), self._mixer.jack_thread_init_callback(), None
+            )
         if error:
             client.close()
-            raise self._jack.JackError(f"cannot set the process callback (error {error})")
+            raise self._jack.JackError(f"cannot set the process callbacks (error {error})")
         client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
         if self._midi_port is not None:  # the server came back: the MIDI input comes back too
@@ -279,6 +301,7 @@ class JackOutput:
     def _shutdown(self, status: Any, reason: str) -> None:
         self._shutdown_reason = reason
         self._lost.set()
+        self._watch.set()
 
     def _connect_outputs(self) -> None:
         client = self._client
@@ -293,30 +316,38 @@ class JackOutput:
             except self._jack.JackError as exc:  # it went away meanwhile
                 log.error("cannot connect MIDI from %s: %s", self._midi_source, exc)
 
-    def start(self) -> None:
+    def _activate(self) -> None:
         self._client.activate()
+        thread = self._libjack.jack_client_thread_id(_address(self._jack._ffi, self._client._ptr))
+        name_thread(thread, AUDIO_THREAD)
         self._connect_outputs()
+
+    def start(self) -> None:
+        self._activate()
         self._supervisor.start()
 
     def close(self) -> None:
         self._closing.set()
+        self._watch.set()
         if not self._lost.is_set():
             self._client.deactivate()
             self._client.close()
 
     def _supervise(self) -> None:
+        name_current_thread(WATCH_THREAD)
         while not self._closing.is_set():
-            if not self._lost.wait(0.2):
-                continue
+            self._watch.wait()  # asleep until the server goes away or we close
+            self._watch.clear()
             if self._closing.is_set():
                 return
+            if not self._lost.is_set():
+                continue
             log.warning(
                 "the JACK server went away (%s); waiting for it to come back",
                 self._shutdown_reason or "no reason given",
             )
             self._dead_clients.append(self._client)
-            while not self._closing.is_set():
-                time.sleep(RECONNECT_SECONDS)
+            while not self._closing.wait(RECONNECT_SECONDS):
                 try:
                     self._client = self._open()
                 except self._jack.JackError:
@@ -325,10 +356,10 @@ class JackOutput:
             else:
                 return
             try:
-                self._client.activate()
-                self._connect_outputs()
+                self._activate()
             except self._jack.JackError as exc:
                 log.error("the JACK server is back but our client failed: %s", exc)
+                self._watch.set()  # try again
                 continue
             rate = int(self._client.samplerate)
             if rate != self.samplerate:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import ipaddress
 import logging
 import os
 import queue
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import NoReturn
+
+# numpy does small work here, on the render thread: its BLAS needs no pool of threads that
+# would sit idle all day. Set before numpy loads (the imports below load it).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .audio import AudioDeviceError
 from .engine import Engine, Settings
@@ -18,9 +25,46 @@ from .kit import DEFAULT_KIT, KitError, load_kit
 from .midi_in import MidiError, available_apis, list_input_ports
 from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
 from .osc_in import OscError
-from .rt import map_large_buffers_apart
+from .rt import current_thread_name, map_large_buffers_apart, name_current_thread, rename_threads
 
 log = logging.getLogger("dkvae_live")
+
+MAIN_THREAD = "dkvae-live"  # also what ps and top show as the process's name
+LIBRARY_THREAD = "dkvae-lib"  # a thread a library made as it loaded (onnxruntime has one)
+# A stop signal ends the process within a second, whatever hangs: the parts stop in turn
+# (most in milliseconds), and what is not done after this long is left to the kernel. Closing
+# a JACK client waits on the server, which may be stopping at the same moment (a systemd stop
+# or Ctrl-C in a terminal signals both).
+STOP_SECONDS = 0.6
+LAST_RESORT_SECONDS = 0.9  # even a thread that holds the GIL cannot keep us past this
+_deadline_set = False
+
+
+def _leave(code: int) -> NoReturn:
+    """End the process now, without finalizing: logs flushed, nothing else."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _stop_deadline() -> None:
+    """Past STOP_SECONDS after the stop began, leave as stopped; past LAST_RESORT_SECONDS
+    (a thread holds the GIL, so not even this timer's thread can run) faulthandler dumps every
+    thread's stack to the log and ends the process with status 1."""
+
+    def overdue() -> None:
+        log.warning("not stopped after %.1f s: leaving the rest to the system", STOP_SECONDS)
+        _leave(0)
+
+    global _deadline_set
+    if _deadline_set:
+        return
+    _deadline_set = True
+    timer = threading.Timer(STOP_SECONDS, overdue)
+    timer.daemon = True
+    timer.start()
+    faulthandler.dump_traceback_later(LAST_RESORT_SECONDS, exit=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         return render_main(argv[1:])
     args = build_parser().parse_args(argv)
     map_large_buffers_apart()
+    rename_threads(current_thread_name(), LIBRARY_THREAD)
+    name_current_thread(MAIN_THREAD)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -260,13 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def on_signal(signum: int, frame: object) -> None:
-        actions.put(signal_actions[signal.Signals(signum)])
+        action = signal_actions[signal.Signals(signum)]
+        if action == "stop":
+            _stop_deadline()  # from now: also when the signal came during the start-up
+        actions.put(action)
 
     for sig in signal_actions:
         signal.signal(sig, on_signal)
     engine: Engine | None = None
     try:
-        engine = Engine(settings)
+        engine = Engine(settings, on_ready=lambda: actions.put("ready"))
         info = engine.decoder.info
         log.info(
             "model %s (%s, %s, %d Hz, latent %d, classes %s) from %s",
@@ -302,19 +351,15 @@ def main(argv: list[str] | None = None) -> int:
         *engine.osc.address,
         ", ".join(str(d) for d in engine.allowed_dirs),
     )
-    log.info(
-        "ready: %d pads on notes %s",
-        len(engine.pads.notes()),
-        ",".join(map(str, engine.pads.notes())),
-    )
+    log.info("serving; rendering %d pads, each plays once rendered", len(engine.pads.notes()))
     while True:
-        try:
-            action = actions.get(timeout=0.2)
-        except queue.Empty:
-            continue
+        action = actions.get()  # asleep until a signal handler or the engine puts an action
         if action == "stop":
             break
-        if action == "reload kit":
+        if action == "ready":
+            notes = engine.pads.notes()
+            log.info("ready: %d pads on notes %s", len(notes), ",".join(map(str, notes)))
+        elif action == "reload kit":
             engine.reload_kit()
         elif action == "reload model":
             try:
@@ -323,14 +368,11 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("model not reloaded, the old one keeps playing: %s", exc)
     log.info("stopping")
     engine.stop()
-    if engine.audio is not None and engine.audio.restarts:
-        # Clients of the JACK server that died cannot be finalized safely (libjack crashes in
-        # their destructors): everything is stopped and flushed, so leave without finalizing.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
+    log.info("stopped")
+    # Leave without finalizing: everything is stopped and flushed, and finalizing would only
+    # free memory and finalize the clients of a JACK server that may have died meanwhile,
+    # which crashes libjack in their destructors.
+    _leave(0)
 
 
 if __name__ == "__main__":

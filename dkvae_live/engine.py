@@ -18,6 +18,8 @@ import logging
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,17 @@ from typing import Any
 import numpy as np
 
 from .audio import AudioOutput, JackOutput, open_output
-from .kit import DEFAULT_KIT, CcMapping, Kit, KitError, check_cc, load_kit, save_kit
+from .kit import (
+    DEFAULT_KIT,
+    KIT_SUFFIX,
+    CcMapping,
+    Kit,
+    KitError,
+    check_cc,
+    load_kit,
+    remove_stale_temporaries,
+    save_kit,
+)
 from .midi_in import MidiInput
 from .mixer import Mixer
 from .model import Decoder, Encoder, ModelError, read_sound
@@ -34,14 +46,16 @@ from .osc_in import OscServer, Sender
 from .pads import PadBank, default_pads
 from .paths import confine
 from .renderer import RenderWorker
-from .rt import release_free_memory, settle_heap
+from .rt import name_current_thread, release_free_memory, settle_heap, thread_names
 from .stats import Dropped
 
 log = logging.getLogger(__name__)
 
-KIT_WATCH_SECONDS = 0.5
-TRIM_EVERY = 60  # kit checks between two returns of free memory to the system (30 s)
+KIT_WATCH_SECONDS = 1.0  # a slow poll: one stat() a second costs nothing at rest
+TRIM_EVERY = 30  # kit checks between two returns of free memory while sounds are freed (30 s)
 MAX_PENDING_JOBS = 8  # kit, model and encode requests waiting their turn
+KIT_THREAD = "dkvae-kit"
+JOBS_THREAD = "dkvae-jobs"
 
 
 def user_kit_dir() -> Path:
@@ -74,10 +88,13 @@ class Settings:
 
 
 class Engine:
-    """The running instrument: `start()` it, play it, `stop()` it."""
+    """The running instrument: `start()` it, play it, `stop()` it. The inputs are served from
+    the start; `on_ready` is called (from the render worker) once every pad was rendered."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_ready: Callable[[], None] = lambda: None) -> None:
+        self._created = time.time()  # saves of kits older than this are no longer under way
         self.settings = settings
+        self._on_ready = on_ready
         self.dropped = Dropped(log)
         self.decoder = Decoder(settings.model)
         self.encoder = self._encoder_beside(self.decoder)
@@ -103,8 +120,13 @@ class Engine:
         self._osc_triggers = 0
         self._pending_jobs = 0
         self._stopping = threading.Event()
-        self._jobs = ThreadPoolExecutor(1, thread_name_prefix="dkvae-jobs")
-        self._watcher = threading.Thread(target=self._watch_kit, name="dkvae-kit", daemon=True)
+        self._jobs = ThreadPoolExecutor(
+            1,
+            thread_name_prefix=JOBS_THREAD,
+            initializer=name_current_thread,
+            initargs=(JOBS_THREAD,),
+        )
+        self._watcher = threading.Thread(target=self._watch_kit, name=KIT_THREAD, daemon=True)
 
     def _initial_kit(self) -> Kit:
         """The kit given, else the shipped default kit if it fits the model, else the GM map."""
@@ -138,6 +160,7 @@ class Engine:
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
+        self._remove_stale_temporaries()
         # A thread that wants the GIL (MIDI in, a PortAudio callback) waits 0.5 ms, not 5.
         sys.setswitchinterval(0.0005)
         self.osc = OscServer(s.osc_host, s.osc_port, self.dropped.count, s.osc_allow)
@@ -157,13 +180,11 @@ class Engine:
             self.samplerate,
             self.mixer.publish,
             unpublish=self.mixer.unpublish,
-            on_rejected=lambda note: self.dropped.count("render.not_finite", f"pad {note}"),
+            on_rejected=lambda note, reason: self.dropped.count(reason, f"pad {note}"),
             hits=self.mixer.hits,
+            on_first_pass=self._on_ready,
         )
-        self.renderer.render_now(self.pads.notes())
-        settle_heap()
         self.pads.on_change = self.renderer.request
-        self.renderer.start()
         if s.midi:
             self._open_midi()
         self._register_osc(self.osc)
@@ -172,6 +193,14 @@ class Engine:
             self.midi.start()
         self.osc.start()
         self._watcher.start()
+        self.renderer.start(render_all=True)  # last: the inputs are served meanwhile
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of kit saves that a killed daemon left (ours only, see kit.py)."""
+        folders = {self.kit_dir} | ({self.kit_path.parent} if self.kit_path else set())
+        for folder in sorted(folders):
+            for path in remove_stale_temporaries(folder, self._created):
+                log.info("removed %s, left by a save that was cut short", path)
 
     def _open_midi(self) -> None:
         """On JACK a MIDI port of our audio client, read by its C callback; else rtmidi."""
@@ -182,7 +211,9 @@ class Engine:
                 self._note_played_by_callback, self._control, self.dropped.count, s.midi_channel
             )
             port = self.audio.open_midi(s.midi_port, s.midi_channel)
-            self.midi_port = self.midi.attach(self.mixer.midi_events, port)
+            self.midi_port = self.midi.attach(
+                self.mixer.midi_events, self.mixer.wait_midi, self.mixer.wake_midi, port
+            )
             return
         self.midi = MidiInput(self.note_on, self._control, self.dropped.count, s.midi_channel)
         self.midi_port = self.midi.open(api, s.client_name, s.midi_port, "midi_in")
@@ -213,10 +244,13 @@ class Engine:
             return
         if not self.mixer.note_on(note, velocity):  # the mixer clamps it to 1..127
             self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
+        if self.renderer is not None:
+            self.renderer.hit()
 
     def _note_played_by_callback(self, note: int, velocity: int) -> None:
         """A JACK MIDI note-on: the audio callback played it already; count what it missed."""
-        self._has_pad(note)
+        if self._has_pad(note) and self.renderer is not None:
+            self.renderer.hit()
 
     def _has_pad(self, note: int) -> bool:
         """Whether a pad plays `note`; a note without one is counted as dropped."""
@@ -307,19 +341,22 @@ class Engine:
     def _watch_kit(self) -> None:
         """Reload the kit when its file changes on disk; free the sounds no voice plays any
         more; return free memory to the system once no more sounds are being freed (a pad
-        moved, a kit or model loaded), and now and then while they are."""
-        checks = freed = 0
-        trim_due = False
+        moved, a kit or model loaded, or the start-up), and now and then while they are. At
+        rest that is one stat() a second and nothing else."""
+        name_current_thread(KIT_THREAD)
+        freed = since_trim = 0
+        trim_due = True  # what the start-up freed
         while not self._stopping.wait(KIT_WATCH_SECONDS):
-            checks += 1
+            since_trim += 1
             self.mixer.sweep()
             count = self.mixer.sounds_freed  # read once: the render worker also frees
             quiet = count == freed
             freed = count
             trim_due = trim_due or not quiet
-            if (quiet and trim_due) or checks % TRIM_EVERY == 0:
+            if trim_due and (quiet or since_trim >= TRIM_EVERY):
                 release_free_memory()
                 trim_due = False
+                since_trim = 0
             stamp = self._stamp(self.kit_path)
             if stamp is not None and stamp != self._kit_stamp:
                 self._kit_stamp = stamp
@@ -366,6 +403,7 @@ class Engine:
     def status(self) -> dict[str, Any]:
         assert self.audio is not None and self.renderer is not None
         info = self.decoder.info
+        notes = self.pads.notes()
         dropped = self.dropped.snapshot()
         if self.mixer.midi_overflow:  # events the JACK callback read and we took too late
             dropped["midi.overflow"] = self.mixer.midi_overflow
@@ -388,6 +426,11 @@ class Engine:
             "voices_active": self.mixer.voices_active,
             "voices_stolen": self.mixer.voices_stolen,
             "renders": self.renderer.renders,
+            "sounds_freed": self.mixer.sounds_freed,
+            "sounds_mib": round(self.mixer.sound_bytes / 2**20, 2),
+            "pads": len(notes),
+            "pads_ready": sum(self.mixer.playable(n) for n in notes),
+            "threads": " ".join(thread_names()),
             "midi_port": self.midi_port,
             "midi_received": self.midi.messages if self.midi else 0,
             "osc_received": self.osc.received if self.osc else 0,
@@ -538,11 +581,11 @@ class Engine:
         assert self.osc is not None
         osc = self.osc
         if args:
-            path = confine(args[0], self.kit_dir, self.allowed_dirs, ".toml")
+            path = confine(args[0], self.kit_dir, self.allowed_dirs, KIT_SUFFIX)
         elif self.kit_path is not None and self.kit_path.is_relative_to(self.kit_dir):
             path = self.kit_path
         else:
-            path = self.kit_dir / f"{self.kit_name}.toml"
+            path = self.kit_dir / f"{self.kit_name}{KIT_SUFFIX}"
 
         def work() -> None:
             self.save_kit_file(path)
@@ -553,7 +596,7 @@ class Engine:
     def _osc_kit_load(self, args: list[Any], sender: Sender) -> None:
         assert self.osc is not None
         osc = self.osc
-        path = confine(args[0], self.kit_dir, self.allowed_dirs, ".toml")
+        path = confine(args[0], self.kit_dir, self.allowed_dirs, KIT_SUFFIX)
 
         def work() -> None:
             kit = self.load_kit_file(path)

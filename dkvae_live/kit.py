@@ -3,13 +3,15 @@
 A kit is TOML. Loading checks every value and names the file, the pad and the field that is
 wrong; a kit that does not load changes nothing. Saving is atomic: the new kit is written to a
 temporary file beside the old one, flushed to disk, then renamed over it, so a crash or a full
-disk at any moment leaves the old kit or the new one, never a broken file.
+disk at any moment leaves the old kit or the new one, never a broken file. A process killed
+mid-save leaves its temporary file; the daemon removes such files when it starts.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import tomllib
 from dataclasses import dataclass, fields
@@ -19,6 +21,12 @@ from typing import Any
 from .pads import Pad, check_pad
 
 DEFAULT_KIT = Path(__file__).parent / "kits" / "default.toml"
+KIT_SUFFIX = ".toml"
+TEMP_SUFFIX = ".tmp"
+# save_kit's temporary files: ".NAME.toml.XXXXXXXX.tmp", the middle part mkstemp's own.
+_TEMPORARY = re.compile(
+    rf"^\..+{re.escape(KIT_SUFFIX)}\.[A-Za-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}$"
+)
 PAD_KEYS = {
     "note": "note",
     "class": "class_name",
@@ -208,7 +216,7 @@ def save_kit(kit: Kit, path: Path) -> None:
     """Write `kit` to `path` atomically (temporary file, fsync, rename, fsync the folder)."""
     path = Path(path)
     text = kit_to_toml(kit).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(text)
@@ -223,3 +231,26 @@ def save_kit(kit: Kit, path: Path) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def remove_stale_temporaries(folder: Path, older_than: float) -> list[Path]:
+    """Remove the temporary files that saves of kits (save_kit) left in `folder` when the
+    process saving was killed: only files named as save_kit names them, only those last
+    changed before `older_than` (a time.time(), this process's start: a save under way in
+    another process is younger). Returns what was removed; a folder that cannot be read is
+    left alone."""
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not _TEMPORARY.match(entry.name):
+            continue
+        try:
+            if entry.is_file() and entry.stat().st_mtime < older_than:
+                entry.unlink()
+                removed.append(entry)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed

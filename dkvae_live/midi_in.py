@@ -2,32 +2,35 @@
 
 On JACK the MIDI input is a port of the daemon's own JACK client, read by the C audio
 callback: a note-on plays in the cycle it arrives, one period sooner than through a client of
-its own, and every event (malformed ones too) comes on here to be counted and acted on. Other
-MIDI systems (ALSA on a desktop) go through python-rtmidi, polled: measured on JACK, a Python
-callback on the MIDI driver's thread loses notes in bursts, while polling `get_message()` with
-a deep queue received 2000 back-to-back notes exactly. Bytes are checked here, at the
+its own, and every event (malformed ones too) comes on here to be counted and acted on; this
+thread sleeps until the callback wakes it, so it costs nothing while no MIDI comes. Other
+MIDI systems go through python-rtmidi. On ALSA (a desktop) rtmidi's own input thread hands
+each message to a queue that this thread sleeps on. Through rtmidi's JACK API it is polled:
+measured on JACK, a Python callback on the MIDI driver's thread (there, the JACK process
+thread) loses notes in bursts, while polling `get_message()` with a deep queue received 2000
+back-to-back notes exactly. Bytes are checked here, at the
 boundary: what is not a well-formed message the daemon uses is counted and dropped.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .rt import promote_current_thread
+from .rt import name_current_thread, promote_current_thread
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 4096
-# Seconds asleep when nothing came. Through rtmidi a note plays only once read here; on JACK
-# the callback has played it already and what comes here (counts, controllers, learn) can
-# wait a little: 5000 wake-ups a second of a real-time thread cost an idle daemon 10 % of a
-# core, and under a MIDI flood they made JACK cycles late.
+READ_AT_ONCE = 256  # messages handled between two looks at whether to stop
+# Seconds asleep when nothing came, through rtmidi's JACK API, where a note plays only once
+# read here.
 POLL_INTERVAL = 0.0002
-POLL_INTERVAL_JACK = 0.002
+THREAD_NAME = "dkvae-midi"
 
 
 class MidiError(Exception):
@@ -97,8 +100,12 @@ class MidiInput:
         self.port_name = ""
         self._midi_in: Any = None
         self._read: Callable[[], list[list[int]]] = list
+        self._wait: Callable[[], None] = lambda: time.sleep(POLL_INTERVAL)
+        self._wake: Callable[[], None] = lambda: None
+        self._arrived: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()  # ALSA
+        self._taken: list[list[int]] = []  # what _wait_for_arrival took off that queue
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="dkvae-midi", daemon=True)
+        self._thread = threading.Thread(target=self._poll, name=THREAD_NAME, daemon=True)
 
     def open(self, api: str, client_name: str, port: str | None, virtual_name: str) -> str:
         """Connect to the existing port matching `port`, or open a virtual port of our own."""
@@ -124,45 +131,78 @@ class MidiInput:
             midi_in.open_virtual_port(virtual_name)
             self.port_name = f"{client_name}:{virtual_name}"
         self._midi_in = midi_in
-        self._read = self._read_rtmidi
+        if api == "alsa":
+            midi_in.set_callback(self._received)
+            self._read, self._wait = self._read_arrived, self._wait_for_arrival
+            self._wake = lambda: self._arrived.put(None)
+        else:
+            self._read = self._read_rtmidi
         return self.port_name
 
-    def attach(self, read: Callable[[], list[list[int]]], port_name: str) -> str:
-        """Take messages from `read` (the JACK callback's, `Mixer.midi_events`) instead."""
-        self._read = read
+    def attach(
+        self,
+        read: Callable[[], list[list[int]]],
+        wait: Callable[[], None],
+        wake: Callable[[], None],
+        port_name: str,
+    ) -> str:
+        """Take messages from `read` (the JACK callback's, `Mixer.midi_events`) instead;
+        `wait` sleeps until there are some (`Mixer.wait_midi`), `wake` ends that sleep."""
+        self._read, self._wait, self._wake = read, wait, wake
         self.port_name = port_name
         return port_name
 
     def _read_rtmidi(self) -> list[list[int]]:
         messages: list[list[int]] = []
-        while len(messages) < 256 and (message := self._midi_in.get_message()) is not None:
+        while len(messages) < READ_AT_ONCE and (message := self._midi_in.get_message()):
             messages.append(message[0])
         return messages
+
+    def _received(self, event: tuple[list[int], float], data: object = None) -> None:
+        """rtmidi's callback, on its ALSA input thread: hand the bytes over, nothing more."""
+        self._arrived.put(event[0])
+
+    def _read_arrived(self) -> list[list[int]]:
+        messages, self._taken = self._taken, []
+        try:
+            while len(messages) < READ_AT_ONCE:
+                message = self._arrived.get_nowait()
+                if message is not None:
+                    messages.append(message)
+        except queue.Empty:
+            pass
+        return messages
+
+    def _wait_for_arrival(self) -> None:
+        message = self._arrived.get()  # asleep until rtmidi hands over a message, or stop
+        if message is not None:
+            self._taken.append(message)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake()
         if self._thread.is_alive():
             self._thread.join(timeout=1.0)
         if self._midi_in is not None:
+            self._midi_in.cancel_callback()
             self._midi_in.close_port()
             self._midi_in.delete()
             self._midi_in = None
 
     def _poll(self) -> None:
-        notes_play_here = self._midi_in is not None  # rtmidi; on JACK the callback plays them
-        if notes_play_here:
+        name_current_thread(THREAD_NAME)
+        if self._midi_in is not None:  # rtmidi: notes play once read here
             # Below the JACK clients' own threads (5 under a default jackd -P 10): a FIFO
             # thread of equal priority that is running keeps them off its core.
             promote_current_thread(4)
-        read = self._read
-        interval = POLL_INTERVAL if notes_play_here else POLL_INTERVAL_JACK
+        read, wait = self._read, self._wait
         while not self._stopping.is_set():
             messages = read()
             if not messages:
-                time.sleep(interval)
+                wait()
                 continue
             for message in messages:
                 try:

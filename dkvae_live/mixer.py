@@ -36,9 +36,10 @@ MIDI_READ = 256  # events taken from the MIDI ring at once
 ALL_CHANNELS = -1  # DK_ALL_CHANNELS
 
 
-def _load_library() -> ctypes.PyDLL:
-    """The compiled `_mixer` extension, loaded with ctypes. Calls keep the GIL: they are short,
-    and holding it makes the Python threads that queue events take turns."""
+def _load_library() -> tuple[ctypes.PyDLL, ctypes.CDLL]:
+    """The compiled `_mixer` extension, loaded with ctypes twice: calls through the first keep
+    the GIL (they are short, and holding it makes the Python threads that queue events take
+    turns); the second is for the one call that sleeps, which lets the GIL go."""
     spec = importlib.util.find_spec("dkvae_live._mixer")
     if spec is None or spec.origin is None:
         raise ImportError(
@@ -46,6 +47,8 @@ def _load_library() -> ctypes.PyDLL:
             "which needs a C compiler"
         )
     lib = ctypes.PyDLL(spec.origin)
+    sleeper = ctypes.CDLL(spec.origin)
+    sleeper.dk_midi_wait.restype, sleeper.dk_midi_wait.argtypes = None, [ctypes.c_void_p]
     p, i, f, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_uint64
     for name, restype, argtypes in [
         ("dk_new", p, [i, i, i, f, i]),
@@ -65,13 +68,14 @@ def _load_library() -> ctypes.PyDLL:
         ("dk_set_jack_midi", None, [p, p, p, p]),
         ("dk_set_midi_channel", None, [p, i]),
         ("dk_midi_read", i, [p, p, p, i]),
+        ("dk_midi_wake", None, [p]),
     ]:
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
-    return lib
+    return lib, sleeper
 
 
-_lib = _load_library()
+_lib, _sleeper = _load_library()
 
 
 class _Hits(Sequence[int]):
@@ -196,6 +200,18 @@ class Mixer:
         if old >= 0:
             self._retired.append((old, int(_lib.dk_cycles(state))))
 
+    @property
+    def sound_bytes(self) -> int:
+        """Bytes of the rendered sounds held for the audio side: playing, retired and not yet
+        freed, or waiting for a record."""
+        with self._lock:
+            held = [*self._held.values(), *self._waiting.values()]
+        return sum(v.nbytes for sound in held for v in sound.variants)
+
+    def playable(self, note: int) -> bool:
+        """Whether a hit on `note` plays a sound now (one was published and not withdrawn)."""
+        return self._record_of[note] >= 0
+
     def unpublish(self, note: int) -> None:
         """The note plays nothing from the next block on (its pad was removed)."""
         state = self._audio_state()
@@ -257,6 +273,14 @@ class Mixer:
         assert callback is not None
         return callback, state
 
+    @staticmethod
+    def jack_thread_init_callback() -> int:
+        """Address of the C function for `jack_set_thread_init_callback`: it names the threads
+        libjack makes for the client."""
+        address = ctypes.cast(_lib.dk_jack_thread_init, ctypes.c_void_p).value
+        assert address is not None
+        return address
+
     def read_jack_midi(
         self, port: int, count_events: int, get_event: int, channel: int | None
     ) -> None:
@@ -280,6 +304,17 @@ class Mixer:
             list(data[i * MIDI_BYTES : i * MIDI_BYTES + min(self._midi_sizes[i], MIDI_BYTES)])
             for i in range(n)
         ]
+
+    def wait_midi(self) -> None:
+        """Sleep, without the GIL, until the JACK callback has MIDI events for `midi_events` or
+        `wake_midi` is called; return at once if it has some already."""
+        if self._state is not None:
+            _sleeper.dk_midi_wait(self._state)
+
+    def wake_midi(self) -> None:
+        """End a `wait_midi` in another thread now."""
+        if self._state is not None:
+            _lib.dk_midi_wake(self._state)
 
     # -- counters ---------------------------------------------------------------------------
     def _counter(self, which: int) -> int:

@@ -13,6 +13,7 @@ docs/osc.md lists every address with its signature; a test checks the two agree.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import socket
@@ -25,12 +26,15 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
+from .rt import name_current_thread
+
 log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 MAX_DATAGRAM = 65536
 MAX_REPLIES_PER_SECOND = 200
 MAX_REPLY_TARGETS = 64
+THREAD_NAME = "dkvae-osc"
 
 Sender = tuple[str, int]
 Handler = Callable[[list[Any], Sender], None]
@@ -146,9 +150,8 @@ class OscServer:
             self._socket.close()
             hint = " (is another dkvae-live running?)" if exc.errno == 98 else ""
             raise OscError(f"cannot listen for OSC on {host}:{port}: {exc.strerror}{hint}") from exc
-        self._socket.settimeout(0.2)
         self.address = self._socket.getsockname()
-        self._thread = threading.Thread(target=self._serve, name="dkvae-osc", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=THREAD_NAME, daemon=True)
 
     def add(self, address: str, signature: str, handler: Handler) -> None:
         self._routes[address] = (parse_signature(signature), handler)
@@ -159,6 +162,11 @@ class OscServer:
 
     def stop(self) -> None:
         self._stopping = True
+        # The thread sleeps in recvfrom (no timeout: it wakes for datagrams only). Linux ends
+        # that wait when the socket is shut down, though an unconnected UDP socket reports
+        # ENOTCONN for it.
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
         if self._thread.is_alive():
             self._thread.join(timeout=1.0)
         self._socket.close()
@@ -194,15 +202,16 @@ class OscServer:
 
     def _serve(self) -> None:
         # Not real-time: a flood of datagrams must not let this thread starve the machine.
+        name_current_thread(THREAD_NAME)
         while not self._stopping:
             try:
                 data, sender = self._socket.recvfrom(MAX_DATAGRAM)
-            except TimeoutError:
-                continue
             except OSError:
                 if self._stopping:
                     return
                 continue
+            if self._stopping:
+                return
             try:
                 self.handle_datagram(data, sender)
             except Exception as exc:  # never let one datagram end the thread

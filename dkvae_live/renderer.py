@@ -12,7 +12,8 @@ In full, a pad is the velocity layers (when velocity moves timbre) of one or mor
 the pad varies per hit), all in one batched decoder call. The worker resamples each sound to the
 device rate, checks it, trims its silent tail and publishes a `PadSound` by replacing one
 reference, which the audio callback reads. The callback never waits for this thread. Variants
-that hits have used up are rendered afresh in the background.
+that hits have used up are rendered afresh in the background. At rest (no pad changing, no hit
+in the last HIT_WATCH_SECONDS) the thread sleeps until it is asked for something.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .dcblock import dc_block
 from .events import PadSound
 from .model import RUN_BATCH, Decoder
 from .pads import Pad, PadBank
-from .rt import promote_current_thread
+from .rt import name_current_thread, promote_current_thread, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,43 @@ SILENCE = 10 ** (-80 / 20)  # tail below -80 dBFS is not played
 TAIL_FADE_SECONDS = 0.005
 VELOCITY_LAYERS = 5  # rendered when velocity moves timbre; neighbours are crossfaded
 VARIANTS = 8  # rendered when a pad varies per hit
-REFRESH_SECONDS = 0.05  # how often used-up variants are looked for
+REFRESH_SECONDS = 0.05  # how often used-up variants are looked for, while hits come
+HIT_WATCH_SECONDS = 1.0  # ... for this long after a hit (the callback counts hits, not us)
+THREAD_NAME = "dkvae-render"
 BREATH_SECONDS = 0.0005  # rest after each render pass: a flood of latent moves cannot make this
 # real-time thread take a whole core; the moves that arrive meanwhile coalesce into one render
 REST_FRACTION = 0.25  # rest after each decoder run, as a part of its time (RenderWorker._rest)
 SETTLE_SECONDS = 0.15  # renders of a pad closer than this are quick; the third in a row a draft
+# A render whose content above ULTRASONIC_HZ is louder than ULTRASONIC_LIMIT_DBFS (RMS) is
+# refused: it is no sound anyone hears, and a tweeter or an ear can be hurt by it (a CGAN drew
+# a hi-hat as a loud 21.4 kHz tone). The shipped model's cymbals reach -45 dBFS up there.
+ULTRASONIC_HZ = 20_000.0
+ULTRASONIC_LIMIT_DBFS = -30.0
+REJECTED_NOT_FINITE = "render.not_finite"
+REJECTED_ULTRASONIC = "render.ultrasonic"
+
+
+def ultrasonic_rms(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Per row of `audio` [rows, samples] at `rate`: the RMS of its content above
+    ULTRASONIC_HZ, where it may matter; 0 where it cannot (no such content at this rate, or
+    under the limit) and for a row that is not finite (prepare_sound refuses those).
+
+    A third difference has a gain of at least `floor` everywhere above ULTRASONIC_HZ, so its
+    power over `floor` bounds the power up there (Parseval), for a third of an FFT's cost
+    (0.3 against 0.7 ms for a second at 44.1 kHz, measured on the shipped model). Only the
+    rows that the bound does not clear below the limit get an FFT."""
+    out = np.zeros(audio.shape[0])
+    if rate <= 2 * ULTRASONIC_HZ or audio.shape[1] < 4:
+        return out
+    floor = (2.0 * np.sin(np.pi * ULTRASONIC_HZ / rate)) ** 6  # |1 - 1/z|^6 at ULTRASONIC_HZ
+    third = np.diff(audio, n=3, axis=1)
+    bound = np.sqrt(np.einsum("ij,ij->i", third, third, dtype=np.float64) / third.shape[1] / floor)
+    limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
+    above = np.fft.rfftfreq(audio.shape[1], 1.0 / rate) >= ULTRASONIC_HZ
+    for row in np.flatnonzero(bound > limit):
+        spectrum = np.fft.rfft(audio[row])[above]
+        out[row] = np.sqrt(2.0 * np.sum(np.abs(spectrum) ** 2)) / audio.shape[1]
+    return out
 
 
 def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
@@ -99,9 +132,10 @@ class RenderWorker:
         pads: PadBank,
         device_rate: int,
         publish: Callable[[PadSound], None],
-        on_rejected: Callable[[int], None] = lambda note: None,
+        on_rejected: Callable[[int, str], None] = lambda note, reason: None,
         hits: Sequence[int] = (0,) * 128,
         unpublish: Callable[[int], None] = lambda note: None,
+        on_first_pass: Callable[[], None] = lambda: None,
     ) -> None:
         self.decoder = decoder
         self.pads = pads
@@ -109,12 +143,16 @@ class RenderWorker:
         self._publish = publish
         self._unpublish = unpublish  # a pad was removed: its note plays nothing
         self._on_rejected = on_rejected
+        self._on_first_pass = on_first_pass  # every pad was rendered once (or failed)
         self._hits = hits
         self._dirty: set[int] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="dkvae-render", daemon=True)
+        self._hit_at = -HIT_WATCH_SECONDS  # monotonic time of the last hit we were told of
+        self._asleep = False  # asleep with no timeout: a hit must wake us
+        self._render_all = False
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         # Per note: the sound key and variants last rendered, and the hit count at publication.
         self._rendered: dict[int, tuple[tuple[object, ...], tuple[np.ndarray, ...]]] = {}
         self._hits_at_render: dict[int, int] = {}
@@ -131,6 +169,26 @@ class RenderWorker:
         with self._lock:
             self._dirty.add(note)
         self._wake.set()
+
+    def hit(self) -> None:
+        """A note was played (any thread): look for used-up variants for a while."""
+        self._hit_at = time.monotonic()
+        if self._asleep:
+            self._wake.set()
+
+    def _wait_timeout(self) -> float | None:
+        """How long to sleep before looking again for drafts that have settled and variants
+        used up; None: until asked."""
+        now = time.monotonic()
+        if self._drafts:  # the first to settle is rendered in full then
+            settles = min(self._rendered_at.get(n, now) for n in self._drafts) + SETTLE_SECONDS
+            return max(REFRESH_SECONDS, settles - now)
+        self._asleep = True  # before reading _hit_at: a hit after this read wakes us
+        varying = any(len(variants) > 1 for _, variants in self._rendered.values())
+        if varying and now - self._hit_at < HIT_WATCH_SECONDS:
+            self._asleep = False
+            return REFRESH_SECONDS
+        return None
 
     def swap_decoder(self, decoder: Decoder, *retired: object) -> None:
         """Render every pad with `decoder` and publish; the old sounds play until then.
@@ -153,7 +211,10 @@ class RenderWorker:
         if used_up:
             self._render(sorted(used_up))
 
-    def start(self) -> None:
+    def start(self, render_all: bool = False) -> None:
+        """Start the thread; `render_all`: it renders every pad first, then calls
+        `on_first_pass` (a daemon's start: the inputs are served meanwhile)."""
+        self._render_all = render_all
         self._thread.start()
 
     def stop(self) -> None:
@@ -162,9 +223,22 @@ class RenderWorker:
         self._thread.join(timeout=2.0)
 
     def _run(self) -> None:
+        name_current_thread(THREAD_NAME)
+        if self._render_all:
+            # Each pad plays as soon as its group is published, while the inputs are served
+            # already. Then the objects made so far stay out of garbage collections. This
+            # pass runs before the thread is real-time, so it needs no rests (see _rest): the
+            # kernel shares the cores with it fairly, and the daemon is ready sooner.
+            try:
+                self._render(self.pads.notes())
+            except Exception:
+                log.exception("the first render of the pads failed")
+            settle_heap()
+            self._on_first_pass()
         promote_current_thread(1)
         while not self._stopping:
-            self._wake.wait(REFRESH_SECONDS)
+            self._wake.wait(self._wait_timeout())
+            self._asleep = False
             if self._stopping:
                 return
             self._wake.clear()
@@ -276,6 +350,8 @@ class RenderWorker:
             groups[-1].append((pad, latents, draft))
             size += len(latents)
         for group in (g for g in groups if g):
+            if self._stopping:  # a stop during a long pass (start-up, model swap) is prompt
+                return
             started = time.monotonic()
             self._render_group(group)
             rest(started)
@@ -287,16 +363,21 @@ class RenderWorker:
         classes = [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls]
         audio = self.decoder.render(np.array(latents, np.float32), np.array(classes, np.int64))
         self.renders += len(latents)
+        ultrasonic = ultrasonic_rms(audio, info.sample_rate)
+        limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
         start = 0
         for pad, pad_latents, draft in group:
             count = len(pad_latents)
-            prepared = [
-                prepare_sound(raw, info.sample_rate, self.device_rate)
-                for raw in audio[start : start + count]
-            ]
+            rows = slice(start, start + count)
             start += count
+            if np.any(ultrasonic[rows] > limit):  # the pad keeps the sound it had
+                self._on_rejected(pad.note, REJECTED_ULTRASONIC)
+                continue
+            prepared = [
+                prepare_sound(raw, info.sample_rate, self.device_rate) for raw in audio[rows]
+            ]
             if any(p is None for p in prepared):
-                self._on_rejected(pad.note)
+                self._on_rejected(pad.note, REJECTED_NOT_FINITE)
                 continue
             sounds = [p for p in prepared if p is not None]
             layers = len(sounds) // (1 if draft else _variant_count(pad))

@@ -1,4 +1,5 @@
-"""Real-time scheduling for the daemon's own threads, where the system allows it.
+"""Real-time scheduling for the daemon's own threads, where the system allows it; their names
+as the system shows them (ps -L, top -H); keeping the garbage collector short; malloc.
 
 On JACK the audio callback is C and never needs Python's GIL. Under PortAudio it is a Python
 callback: if a thread of ours holds the GIL and is preempted by some other busy process, the
@@ -21,6 +22,8 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import threading
+from pathlib import Path
 
 
 def promote_current_thread(priority: int) -> bool:
@@ -51,6 +54,8 @@ def _libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _libc()
+PR_SET_NAME = 15  # prctl's option, from linux/prctl.h
+THREAD_NAME_BYTES = 15  # Linux keeps 15 bytes of a thread's name (16 with the NUL)
 M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h
 LARGE_BUFFER_BYTES = 4 << 20
 
@@ -70,6 +75,51 @@ def map_large_buffers_apart() -> None:
     MALLOC_MMAP_THRESHOLD_ in the environment, where set, wins."""
     if _LIBC is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         _LIBC.mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES)
+
+
+def name_current_thread(name: str) -> None:
+    """Give the calling thread `name` where the system shows it (`top -H`, `ps -L`,
+    /proc/PID/task/TID/comm); Python's own thread names stay inside Python. Longer names are
+    cut to THREAD_NAME_BYTES."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_NAME, name.encode()[:THREAD_NAME_BYTES], 0, 0, 0)
+
+
+def name_thread(thread: int, name: str) -> None:
+    """Give the thread with this `pthread_t` `name` (see name_current_thread); 0 (no such
+    thread) is left alone, as glibc would follow it."""
+    if _LIBC is not None and thread:
+        _LIBC.pthread_setname_np(ctypes.c_ulong(thread), name.encode()[:THREAD_NAME_BYTES])
+
+
+def rename_threads(old: str, new: str) -> None:
+    """Name `new` every other thread of this process still named `old`: the threads libraries
+    made while they loaded, which took the process's name then."""
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if int(task.name) != threading.get_native_id() and _comm(task) == old:
+                (task / "comm").write_text(new[:THREAD_NAME_BYTES])
+        except OSError:  # the thread ended meanwhile
+            continue
+
+
+def current_thread_name() -> str:
+    return _comm(Path(f"/proc/self/task/{threading.get_native_id()}"))
+
+
+def _comm(task: Path) -> str:
+    return (task / "comm").read_text().strip()
+
+
+def thread_names() -> list[str]:
+    """The names of this process's threads as the system shows them, sorted (Linux)."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append(_comm(task))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return sorted(names)
 
 
 def release_free_memory() -> None:

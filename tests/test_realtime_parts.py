@@ -23,11 +23,14 @@ from dkvae_live.model import RUN_BATCH, Decoder
 from dkvae_live.osc_in import OscServer, check_arguments, parse_signature
 from dkvae_live.pads import PadBank, default_pads
 from dkvae_live.renderer import (
+    REJECTED_ULTRASONIC,
     SETTLE_SECONDS,
+    ULTRASONIC_LIMIT_DBFS,
     VARIANTS,
     VELOCITY_LAYERS,
     RenderWorker,
     prepare_sound,
+    ultrasonic_rms,
 )
 from dkvae_live.rt import release_free_memory, settle_heap
 
@@ -171,6 +174,109 @@ def test_prepare_sound_rejects_nan_and_limits_peaks_and_trims_tails() -> None:
     trimmed = prepare_sound(tail, 44100, 48000)
     assert trimmed is not None and 500 < trimmed.shape[0] < 700
     assert abs(trimmed[-1]) < 0.01  # the cut end fades, no click
+
+
+def tone(hz: float, rms_dbfs: float, rate: int = 44100, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sqrt(2) * 10 ** (rms_dbfs / 20) * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_ultrasonic_rms_measures_only_what_lies_above_20_khz() -> None:
+    audible = tone(15000, -6) + tone(500, -6)
+    sounds = np.stack([tone(21400, -20), audible, audible + tone(20500, -25), tone(21400, -60)])
+    levels = 20 * np.log10(ultrasonic_rms(sounds, 44100) + 1e-12)
+    assert levels[0] == pytest.approx(-20, abs=0.5)
+    assert levels[1] < -100  # loud, and all of it audible
+    assert levels[2] == pytest.approx(-25, abs=0.5)
+    assert levels[3] < -100  # far under the limit: not looked at closely
+    assert not ultrasonic_rms(np.stack([tone(15000, 0, rate=32000)]), 32000).any()
+
+
+def test_a_render_with_loud_ultrasound_is_refused_and_the_pad_keeps_its_sound(
+    tmp_path: Path,
+) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx"))  # 44.1 kHz
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: list[PadSound] = []
+    rejected: list[tuple[int, str]] = []
+    worker = RenderWorker(
+        decoder, pads, 48000, published.append, lambda n, r: rejected.append((n, r))
+    )
+    worker.render_now([36, 38])
+    assert [s.note for s in published] == [36, 38] and not rejected
+    # The sine's pitch is 200 Hz * 2**z0 * (class + 1): 21.4 kHz for the kick at z0 = log2(107).
+    pads.update(36, latent=(float(np.log2(107.0)), 2.0) + (0.0,) * 6, class_name="kick")
+    pads.update(38, latent=(2.0, 2.0) + (0.0,) * 6)  # 800 Hz: a sound
+    worker.render_now([36, 38])
+    assert rejected == [(36, REJECTED_ULTRASONIC)]
+    assert [s.note for s in published] == [36, 38, 38]
+    assert ULTRASONIC_LIMIT_DBFS <= -20  # the sine above is at about -3 dBFS RMS
+
+
+def test_a_spectrogram_model_is_checked_at_load_without_iterating_its_phase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading runs the graph once per class (a broken one fails at load), but the
+    Griffin-Lim iterations are the sound's quality: they wait for the renders, so the daemon
+    answers from the start."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from synth_models import contract_model
+
+    import dkvae_live.model as model
+
+    frames, bins = 33, 257
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["class_index"], ["n"]),
+            helper.make_node("Concat", ["n", "tail"], ["shape"], axis=0),
+            helper.make_node("Expand", ["spec", "shape"], ["log_magnitude"]),
+            helper.make_node("ReduceSum", ["z"], ["unused"], keepdims=0),
+        ],
+        "spectrogram_decoder",
+        [
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("class_index", TensorProto.INT64, ["batch"]),
+        ],
+        [
+            helper.make_tensor_value_info(
+                "log_magnitude", TensorProto.FLOAT, ["batch", frames, bins]
+            )
+        ],
+        [
+            numpy_helper.from_array(np.full((frames, bins), -3.0, np.float32), "spec"),
+            numpy_helper.from_array(np.array([frames, bins], np.int64), "tail"),
+        ],
+    )
+    meta: dict[str, str | None] = {
+        "dkvae.contract_version": "1",
+        "dkvae.role": "decoder",
+        "dkvae.model_kind": "test",
+        "dkvae.output_kind": "log_magnitude",
+        "dkvae.sample_rate": "16000",
+        "dkvae.num_samples": "4096",
+        "dkvae.latent_size": "8",
+        "dkvae.class_names": '["kick", "snare"]',
+        "dkvae.n_fft": "512",
+        "dkvae.hop_length": "128",
+    }
+    path = tmp_path / "decoder.onnx"
+    onnx.save(contract_model(graph, meta), str(path))
+    iterations: list[int] = []
+    real = model.griffin_lim
+
+    def counting(
+        magnitude: np.ndarray, n_fft: int, hop: int, length: int, count: int = 32
+    ) -> np.ndarray:
+        iterations.append(count)
+        return real(magnitude, n_fft, hop, length, count)
+
+    monkeypatch.setattr(model, "griffin_lim", counting)
+    decoder = Decoder(path)
+    assert iterations == [model.CHECK_ITERATIONS] == [0]
+    audio = decoder.render(np.zeros((1, 8), np.float32), np.array([1]))
+    assert iterations[-1] == 32 and audio.shape == (1, 4096)
 
 
 def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Path) -> None:
@@ -515,6 +621,73 @@ def test_midi_bytes_are_checked_at_the_boundary() -> None:
         "midi.malformed",
         "midi.malformed",
     ]
+
+
+class FakeAlsaMidiIn:
+    """What MidiInput uses of an rtmidi.MidiIn on ALSA (no ALSA sequencer here)."""
+
+    def __init__(self) -> None:
+        self.callback = None
+        self.polled = 0
+
+    def ignore_types(self, **kinds: bool) -> None:
+        pass
+
+    def open_virtual_port(self, name: str) -> None:
+        pass
+
+    def set_callback(self, callback) -> None:
+        self.callback = callback
+
+    def cancel_callback(self) -> None:
+        self.callback = None
+
+    def get_message(self) -> None:
+        self.polled += 1
+
+    def close_port(self) -> None:
+        pass
+
+    def delete(self) -> None:
+        pass
+
+
+def voluntary_switches(native_id: int) -> int:
+    status = Path(f"/proc/self/task/{native_id}/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("voluntary_"))
+
+
+def test_alsa_midi_is_handed_over_by_rtmidis_thread_and_the_midi_thread_sleeps_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dkvae_live.midi_in as midi_in
+
+    fake = FakeAlsaMidiIn()
+    monkeypatch.setattr(midi_in, "_open_client", lambda api, name: fake)
+    monkeypatch.setattr(midi_in, "input_ports_of_others", lambda api: [])
+    notes: list[tuple[int, int]] = []
+    midi = MidiInput(lambda n, v: notes.append((n, v)), lambda *c: None, lambda r, d: None)
+    midi.open("alsa", "dkvae", None, "midi_in")
+    midi.start()
+    try:
+        assert fake.callback is not None
+        for velocity in range(1, 101):
+            fake.callback(([0x99, 36, velocity], 0.0), None)
+        deadline = time.monotonic() + 2
+        while len(notes) < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert notes == [(36, v) for v in range(1, 101)]
+        native_id = midi._thread.native_id
+        assert native_id is not None
+        before = voluntary_switches(native_id)
+        time.sleep(1.0)
+        assert voluntary_switches(native_id) - before <= 2  # asleep, not polling
+        assert fake.polled == 0
+    finally:
+        stopped = time.monotonic()
+        midi.stop()
+    assert time.monotonic() - stopped < 0.5 and not midi._thread.is_alive()
+    assert fake.callback is None
 
 
 def test_pad_bank_refuses_bad_values_and_keeps_the_pad() -> None:
