@@ -45,6 +45,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define DK_NOTES 128
 #define DK_MAX_VARIANTS 64
@@ -561,6 +563,30 @@ int dk_jack_process(uint32_t frames, void *arg) {
     float *ports[2] = {m->get_buffer(m->ports[0], frames), m->get_buffer(m->ports[1], frames)};
     if (m->midi_port != NULL) read_midi(m, frames);
     run(m, ports, (int)frames, 2, write_ports);
+    return 0;
+}
+
+/* -- leaving on time: not the mixer's job, but C is where no held GIL can stop it --------- */
+
+static struct timespec exit_delay;
+static int exit_code;
+
+static void *exit_later(void *unused) {
+    (void)unused;
+    while (nanosleep(&exit_delay, &exit_delay) != 0 && errno == EINTR) {
+    }
+    _exit(exit_code);
+    return NULL;
+}
+
+/* End the process with `code` after `seconds`, from a thread of its own that needs no GIL. */
+int dk_exit_after(double seconds, int code) {
+    pthread_t thread;
+    exit_delay.tv_sec = (time_t)seconds;
+    exit_delay.tv_nsec = (long)((seconds - (double)exit_delay.tv_sec) * 1e9);
+    exit_code = code;
+    if (pthread_create(&thread, NULL, exit_later, NULL) != 0) return -1;
+    pthread_detach(thread);
     return 0;
 }
 

@@ -23,6 +23,7 @@ from .audio import AudioDeviceError
 from .engine import Engine, Settings
 from .kit import DEFAULT_KIT, KitError, load_kit
 from .midi_in import MidiError, available_apis, list_input_ports
+from .mixer import exit_after
 from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
 from .osc_in import OscError
 from .rt import current_thread_name, map_large_buffers_apart, name_current_thread, rename_threads
@@ -49,9 +50,10 @@ def _leave(code: int) -> NoReturn:
 
 
 def _stop_deadline() -> None:
-    """Past STOP_SECONDS after the stop began, leave as stopped; past LAST_RESORT_SECONDS
-    (a thread holds the GIL, so not even this timer's thread can run) faulthandler dumps every
-    thread's stack to the log and ends the process with status 1."""
+    """Past STOP_SECONDS after the stop began, leave as stopped, logs flushed; should that
+    timer's thread not run in time (a thread holds the GIL, or a busy machine runs it late),
+    faulthandler dumps every thread's stack to the log and a C thread ends the process at
+    LAST_RESORT_SECONDS, still as stopped."""
 
     def overdue() -> None:
         log.warning("not stopped after %.1f s: leaving the rest to the system", STOP_SECONDS)
@@ -64,7 +66,8 @@ def _stop_deadline() -> None:
     timer = threading.Timer(STOP_SECONDS, overdue)
     timer.daemon = True
     timer.start()
-    faulthandler.dump_traceback_later(LAST_RESORT_SECONDS, exit=True)
+    faulthandler.dump_traceback_later(LAST_RESORT_SECONDS - 0.1, exit=False)
+    exit_after(LAST_RESORT_SECONDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,6 +69,7 @@ def _load_library() -> tuple[ctypes.PyDLL, ctypes.CDLL]:
         ("dk_set_midi_channel", None, [p, i]),
         ("dk_midi_read", i, [p, p, p, i]),
         ("dk_midi_wake", None, [p]),
+        ("dk_exit_after", i, [ctypes.c_double, i]),
     ]:
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
@@ -76,6 +77,13 @@ def _load_library() -> tuple[ctypes.PyDLL, ctypes.CDLL]:
 
 
 _lib, _sleeper = _load_library()
+
+
+def exit_after(seconds: float, code: int = 0) -> None:
+    """End the process with ``code`` after ``seconds``, from a C thread: a thread that holds
+    the GIL, or a Python timer the machine runs late, cannot keep the process alive."""
+    if _lib.dk_exit_after(seconds, code) != 0:
+        raise OSError("cannot start the exit thread")
 
 
 class _Hits(Sequence[int]):

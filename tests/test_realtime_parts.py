@@ -779,3 +779,15 @@ def test_bundles_with_lying_sizes_or_deep_nesting_are_dropped_not_parsed_forever
     server.handle_datagram(deep, ("127.0.0.1", 1))
     server.stop()
     assert dropped == ["osc.malformed"] * 6
+
+
+def test_exit_after_ends_the_process_with_its_code_whatever_python_does() -> None:
+    import subprocess
+    import sys
+    import time
+
+    code = "import dkvae_live.mixer as m\nm.exit_after(0.2, 3)\nwhile True:\n    pass\n"
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], timeout=10)
+    assert result.returncode == 3
+    assert 0.2 <= time.monotonic() - start < 5.0
