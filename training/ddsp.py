@@ -43,7 +43,7 @@ from keras import layers, ops
 from . import losses
 from .config import TrainConfig
 from .dsp import Upsample
-from .vae import ConditionalVAE
+from .vae import ConditionalVAE, conditioned_trunk
 
 NUM_UPSAMPLES = 3
 #: Log-amplitude (partials) and log-gain (noise bands) are capped here before ``exp``: the
@@ -328,15 +328,7 @@ def build_decoder(cfg: TrainConfig) -> keras.Model:
     mix = layers.Dense(cfg.ddsp_transient_atoms, name="transient_mix")(cond)
 
     # per-frame heads: partials' amplitudes and noise bands' gains (log)
-    x = layers.Dense(coarse * cfg.coarse_channels, name="to_grid")(cond)
-    x = layers.Reshape((coarse, cfg.coarse_channels))(x)
-    for stage, width in enumerate(cfg.channels):
-        if stage > 0:
-            x = layers.UpSampling1D(2, name=f"up{stage}")(x)
-        x = layers.Conv1D(width, cfg.kernel_sizes[stage], padding="same", name=f"conv{stage}")(x)
-        bias = layers.Dense(width, name=f"cond_bias{stage}")(cond)
-        x = layers.Add(name=f"condition{stage}")([x, layers.Reshape((1, width))(bias)])
-        x = layers.LeakyReLU(0.2)(x)
+    x = conditioned_trunk(cfg, cond, coarse)
     head_bias = np.concatenate(
         [np.full(k, INIT_SINE_LOG_AMP), np.full(bands, INIT_NOISE_LOG_GAIN)]
     ).astype(np.float32)

@@ -57,6 +57,22 @@ def synthesis_bins(cfg: TrainConfig) -> int:
     return min(full, math.ceil(cfg.max_frequency * cfg.n_fft / cfg.sample_rate) + 1)
 
 
+def conditioned_trunk(cfg: TrainConfig, cond: keras.KerasTensor, coarse: int) -> keras.KerasTensor:
+    """``cond`` (latent and class) onto a grid of ``coarse`` frames, then one (upsample x2,
+    Conv1D) stage per ``cfg.channels`` with the condition added at every stage: the decoders'
+    common trunk (this module's and ``ddsp``'s)."""
+    x = layers.Dense(coarse * cfg.coarse_channels, name="to_grid")(cond)
+    x = layers.Reshape((coarse, cfg.coarse_channels))(x)
+    for stage, width in enumerate(cfg.channels):
+        if stage > 0:
+            x = layers.UpSampling1D(2, name=f"up{stage}")(x)
+        x = layers.Conv1D(width, cfg.kernel_sizes[stage], padding="same", name=f"conv{stage}")(x)
+        bias = layers.Dense(width, name=f"cond_bias{stage}")(cond)
+        x = layers.Add(name=f"condition{stage}")([x, layers.Reshape((1, width))(bias)])
+        x = layers.LeakyReLU(0.2)(x)
+    return x
+
+
 def build_decoder(cfg: TrainConfig) -> keras.Model:
     """The conditional waveform decoder ``(z, class_index) -> audio``."""
     if len(cfg.channels) != NUM_UPSAMPLES + 1:
@@ -75,15 +91,7 @@ def build_decoder(cfg: TrainConfig) -> keras.Model:
     cond = layers.Dense(256, name="cond_dense2")(cond)
     cond = layers.LeakyReLU(0.2)(cond)
 
-    x = layers.Dense(coarse * cfg.coarse_channels, name="to_grid")(cond)
-    x = layers.Reshape((coarse, cfg.coarse_channels))(x)
-    for stage, width in enumerate(cfg.channels):
-        if stage > 0:
-            x = layers.UpSampling1D(2, name=f"up{stage}")(x)
-        x = layers.Conv1D(width, cfg.kernel_sizes[stage], padding="same", name=f"conv{stage}")(x)
-        bias = layers.Dense(width, name=f"cond_bias{stage}")(cond)
-        x = layers.Add(name=f"condition{stage}")([x, layers.Reshape((1, width))(bias)])
-        x = layers.LeakyReLU(0.2)(x)
+    x = conditioned_trunk(cfg, cond, coarse)
     if cfg.residual:
         width = cfg.channels[-1]
         res = layers.Conv1D(width, 3, padding="same", name="res_conv")(x)
