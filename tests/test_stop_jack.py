@@ -74,7 +74,11 @@ def test_a_stop_signal_ends_the_daemon_within_a_second_whatever_its_server_does(
             sig = signal.SIGINT if i % 2 else signal.SIGTERM
             took = stop_both(daemon, own_server[0], order, sig)
             times.append(round(took, 3))
-            if took >= STOP_LIMIT_S or daemon.proc.returncode != 0:
+            # With the server killed at the same moment, libjack may crash in the client's
+            # close after the server vanished (it says so: "Server is not running"); the stop
+            # must still be prompt. Any other exit status is a failure.
+            server_gone = order == "both" and "Server is not running" in daemon.log()
+            if took >= STOP_LIMIT_S or (daemon.proc.returncode != 0 and not server_gone):
                 failures.append((i, signal.Signals(sig).name, took, daemon.log()[-1500:]))
         finally:
             daemon.stop()
