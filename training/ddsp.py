@@ -43,7 +43,7 @@ from keras import layers, ops
 from . import losses
 from .config import TrainConfig
 from .dsp import Upsample
-from .vae import ConditionalVAE, conditioned_trunk
+from .vae import ConditionalVAE, conditioned_trunk, decoder_inputs
 
 NUM_UPSAMPLES = 3
 #: Log-amplitude (partials) and log-gain (noise bands) are capped here before ``exp``: the
@@ -304,14 +304,7 @@ def build_decoder(cfg: TrainConfig) -> keras.Model:
     k, bands = cfg.ddsp_sines, cfg.ddsp_noise_bands
     transient_len = round(cfg.ddsp_transient_ms * cfg.sample_rate / 1000.0)
 
-    z = keras.Input((cfg.latent_size,), name="z")
-    class_index = keras.Input((), dtype="int64", name="class_index")
-    emb = layers.Embedding(cfg.num_classes, cfg.embedding_size, name="class_embedding")(class_index)
-    cond = layers.Concatenate(name="cond_in")([z, emb])
-    cond = layers.Dense(256, name="cond_dense1")(cond)
-    cond = layers.LeakyReLU(0.2)(cond)
-    cond = layers.Dense(256, name="cond_dense2")(cond)
-    cond = layers.LeakyReLU(0.2)(cond)
+    z, class_index, cond = decoder_inputs(cfg)
 
     # per-hit heads: partials' frequencies, glides, phases; the transient's mix
     n_raw = 3 + len(GLIDE_RATES)

@@ -57,6 +57,23 @@ def synthesis_bins(cfg: TrainConfig) -> int:
     return min(full, math.ceil(cfg.max_frequency * cfg.n_fft / cfg.sample_rate) + 1)
 
 
+def decoder_inputs(
+    cfg: TrainConfig,
+) -> tuple[keras.KerasTensor, keras.KerasTensor, keras.KerasTensor]:
+    """The contract's decoder inputs ``z`` and ``class_index``, and the condition both
+    decoders (this module's and ``ddsp``'s) are built on: latent and class embedding through
+    two dense layers."""
+    z = keras.Input((cfg.latent_size,), name="z")
+    class_index = keras.Input((), dtype="int64", name="class_index")
+    emb = layers.Embedding(cfg.num_classes, cfg.embedding_size, name="class_embedding")(class_index)
+    cond = layers.Concatenate(name="cond_in")([z, emb])
+    cond = layers.Dense(256, name="cond_dense1")(cond)
+    cond = layers.LeakyReLU(0.2)(cond)
+    cond = layers.Dense(256, name="cond_dense2")(cond)
+    cond = layers.LeakyReLU(0.2)(cond)
+    return z, class_index, cond
+
+
 def conditioned_trunk(cfg: TrainConfig, cond: keras.KerasTensor, coarse: int) -> keras.KerasTensor:
     """``cond`` (latent and class) onto a grid of ``coarse`` frames, then one (upsample x2,
     Conv1D) stage per ``cfg.channels`` with the condition added at every stage: the decoders'
@@ -82,14 +99,7 @@ def build_decoder(cfg: TrainConfig) -> keras.Model:
     coarse, frames = _frames(cfg)
     bins = synthesis_bins(cfg)
 
-    z = keras.Input((cfg.latent_size,), name="z")
-    class_index = keras.Input((), dtype="int64", name="class_index")
-    emb = layers.Embedding(cfg.num_classes, cfg.embedding_size, name="class_embedding")(class_index)
-    cond = layers.Concatenate(name="cond_in")([z, emb])
-    cond = layers.Dense(256, name="cond_dense1")(cond)
-    cond = layers.LeakyReLU(0.2)(cond)
-    cond = layers.Dense(256, name="cond_dense2")(cond)
-    cond = layers.LeakyReLU(0.2)(cond)
+    z, class_index, cond = decoder_inputs(cfg)
 
     x = conditioned_trunk(cfg, cond, coarse)
     if cfg.residual:
