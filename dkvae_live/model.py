@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from .class_latents import METADATA_KEY as CLASS_LATENTS_KEY
 from .class_latents import ClassLatent, from_json
+from .phase import invert
 
 CONTRACT_VERSION = "1"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
@@ -24,7 +25,10 @@ OUTPUT_KINDS = ("waveform", "log_magnitude")
 # latents (every pad of a kit after a model swap) grew the process by 190 MiB, and freeing that
 # when the session was dropped held the GIL for 10 ms, seven audio periods.
 RUN_BATCH = 8
-CHECK_ITERATIONS = 0  # Griffin-Lim iterations of the load-time check (Decoder._check_renders)
+# Fast Griffin-Lim iterations after the gradient phase of a log-magnitude decoder's sound
+# (dkvae_live.phase): a draft has none; a sound kept has as many as bench/phase.py finds worth
+# their time. The load-time check (Decoder._check_renders) renders drafts.
+PHASE_ITERATIONS = 8
 
 
 class ModelError(Exception):
@@ -180,7 +184,9 @@ def resolve_model_path(path: str | Path | None, filename: str = "decoder.onnx") 
 class Decoder:
     """An ONNX decoder that follows the contract. `render` returns mono float32 audio."""
 
-    def __init__(self, path: str | Path | None = None, griffin_lim_iterations: int = 32) -> None:
+    def __init__(
+        self, path: str | Path | None = None, phase_iterations: int = PHASE_ITERATIONS
+    ) -> None:
         self.path = resolve_model_path(path)
         self._session = _session(self.path)
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
@@ -226,17 +232,16 @@ class Decoder:
             log_offset=log_offset,
             class_latents=_class_latents(meta, self.path, class_names, latent_size),
         )
-        self._griffin_lim_iterations = griffin_lim_iterations
+        self._phase_iterations = phase_iterations
         self._check_renders()
 
     def _check_renders(self) -> None:
-        """Run the model once per class so a broken graph fails at load, not on stage. A
-        spectrogram's phase is not iterated here (CHECK_ITERATIONS): that is the sound's
-        quality, not whether the model runs, and at 32 iterations the check alone took 1.8 s
-        for 6 classes on a busy 2-core VM, before the daemon could answer anyone."""
+        """Run the model once per class so a broken graph fails at load, not on stage. As
+        drafts: a spectrogram's phase iterations are the sound's quality, not whether the model
+        runs, and they would keep the daemon from answering anyone meanwhile."""
         z = np.zeros((len(self.info.class_names), self.info.latent_size), np.float32)
         try:
-            audio = self._render(z, np.arange(len(self.info.class_names)), CHECK_ITERATIONS)
+            audio = self.render(z, np.arange(len(self.info.class_names)), draft=True)
         except Exception as exc:
             raise ModelError(f"{self.path}: the model fails to run: {exc}") from exc
         if audio.shape != (len(self.info.class_names), self.info.num_samples):
@@ -245,11 +250,10 @@ class Decoder:
                 f"[batch, {self.info.num_samples}]"
             )
 
-    def render(self, z: np.ndarray, class_index: np.ndarray) -> np.ndarray:
-        """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples]."""
-        return self._render(z, class_index, self._griffin_lim_iterations)
-
-    def _render(self, z: np.ndarray, class_index: np.ndarray, iterations: int) -> np.ndarray:
+    def render(self, z: np.ndarray, class_index: np.ndarray, draft: bool = False) -> np.ndarray:
+        """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples].
+        A draft of a log-magnitude model keeps the phase its gradients give, unrefined: a few
+        milliseconds instead of tens (the same sound for a waveform model)."""
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
         runs = []
@@ -259,12 +263,12 @@ class Decoder:
         output = runs[0] if len(runs) == 1 else np.concatenate(runs)
         if self.info.output_kind == "log_magnitude":
             magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
-            output = griffin_lim(
+            output = invert(
                 magnitude,
                 self.info.n_fft,
                 self.info.hop_length,
                 self.info.num_samples,
-                iterations,
+                0 if draft else self._phase_iterations,
             )
         return np.asarray(output, dtype=np.float32)
 
@@ -305,49 +309,6 @@ class Encoder:
         batch = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1, self.num_samples)
         z_mean, _ = self._session.run(["z_mean", "z_log_var"], {"audio": batch})
         return np.asarray(z_mean, dtype=np.float32)
-
-
-def _stft_window(n_fft: int) -> np.ndarray:
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-
-
-def _istft(spec: np.ndarray, n_fft: int, hop: int, length: int, window: np.ndarray) -> np.ndarray:
-    frames = np.fft.irfft(spec, n=n_fft, axis=-1) * window
-    batch, n_frames, _ = frames.shape
-    total = n_fft + hop * (n_frames - 1)
-    out = np.zeros((batch, total), np.float32)
-    norm = np.zeros(total, np.float32)
-    for i in range(n_frames):
-        out[:, i * hop : i * hop + n_fft] += frames[:, i]
-        norm[i * hop : i * hop + n_fft] += window**2
-    out /= np.maximum(norm, 1e-8)
-    start = n_fft // 2
-    result = out[:, start : start + length]
-    if result.shape[1] < length:
-        result = np.pad(result, ((0, 0), (0, length - result.shape[1])))
-    return result
-
-
-def _stft(audio: np.ndarray, n_fft: int, hop: int, n_frames: int, window: np.ndarray) -> np.ndarray:
-    padded = np.pad(audio, ((0, 0), (n_fft // 2, n_fft + hop * n_frames)))
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    return np.fft.rfft(padded[:, idx] * window, axis=-1)
-
-
-def griffin_lim(
-    magnitude: np.ndarray, n_fft: int, hop: int, length: int, iterations: int = 32
-) -> np.ndarray:
-    """Phase from magnitude [batch, frames, n_fft/2+1] by Griffin-Lim (centred frames, Hann)."""
-    window = _stft_window(n_fft)
-    n_frames = magnitude.shape[1]
-    rng = np.random.default_rng(0)
-    phase = np.exp(2j * np.pi * rng.random(magnitude.shape))
-    audio = _istft(magnitude * phase, n_fft, hop, length, window)
-    for _ in range(iterations):
-        spec = _stft(audio, n_fft, hop, n_frames, window)
-        phase = spec / np.maximum(np.abs(spec), 1e-8)
-        audio = _istft(magnitude * phase, n_fft, hop, length, window)
-    return audio.astype(np.float32)
 
 
 def read_sound(path: Path, sample_rate: int, num_samples: int) -> np.ndarray:

@@ -85,10 +85,12 @@ class TrainConfig:
     spec_n_fft: int = 512
     spec_hop_length: int = 128
     log_offset: float = 1e-6
-    griffin_lim_iters: int = 32
     gan_noise_size: int = 8
     # seed_vae with its decoder conditioned on the class (the bake-off's design b)
     spec_conditional: bool = False
+    # "conv2d": the seed's 2-D transposed convs; "conv1d": convs over time with the frequency
+    # bins as channels, each bin its own weights, at a third of the 2-D design's arithmetic
+    spec_decoder: str = "conv2d"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

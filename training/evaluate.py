@@ -82,8 +82,10 @@ def as_played(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def keras_model_fns(run_dir: Path, checkpoint: str = "best") -> ModelFns:
-    """Evaluation functions for a run folder's Keras model (Griffin-Lim for spectrogram models)."""
-    from dkvae_live.model import griffin_lim
+    """Evaluation functions for a run folder's Keras model (a spectrogram model's phase made as
+    the daemon makes it)."""
+    from dkvae_live.model import PHASE_ITERATIONS
+    from dkvae_live.phase import invert
 
     from .models import OUTPUT_KINDS, load_trained
 
@@ -96,8 +98,8 @@ def keras_model_fns(run_dir: Path, checkpoint: str = "best") -> ModelFns:
         )
         if spectral:
             mag = np.maximum(np.exp(out) - cfg.log_offset, 0.0)
-            out = griffin_lim(
-                mag, cfg.spec_n_fft, cfg.spec_hop_length, cfg.num_samples, cfg.griffin_lim_iters
+            out = invert(
+                mag, cfg.spec_n_fft, cfg.spec_hop_length, cfg.num_samples, PHASE_ITERATIONS
             )
         return as_played(out, cfg.sample_rate)
 

@@ -1,0 +1,120 @@
+"""Audio from STFT magnitudes: a phase that is quick to make and good to hear.
+
+A log-magnitude decoder gives no phase. `phase_from_gradients` estimates one without iterating,
+from how the log magnitude changes across time and frequency (the phase-gradient relations of a
+Gaussian window, after Prusa, Balazs and Sondergaard 2017, integrated along time and, where a
+sound starts, across frequency): the draft the renderer plays while a latent moves. `invert`
+refines it with a few fast Griffin-Lim iterations (Perraudin, Balazs and Sondergaard 2013) for
+the sound kept once the latent rests. Centred frames and a periodic Hann window throughout, as
+the training's STFT has them. Numpy only.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+# gamma of a Gaussian window that matches a Hann window of length L is 0.25645 L^2 (Prusa et al.)
+_HANN_GAMMA = 0.25645
+_TINY = 1e-10
+# a frame starts a sound where its energy is this much (dB) above the frame before
+_ONSET_DB = 6.0
+# fast Griffin-Lim's momentum (Perraudin et al. find 0.99 best)
+_MOMENTUM = 0.99
+
+
+def hann(n_fft: int) -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+def stft(audio: np.ndarray, n_fft: int, hop: int, n_frames: int) -> np.ndarray:
+    """[batch, samples] -> complex [batch, n_frames, n_fft/2+1], frame i centred on i * hop."""
+    audio = np.asarray(audio, np.float32)
+    padded = np.zeros((audio.shape[0], n_fft + hop * n_frames), np.float32)
+    kept = audio[:, : padded.shape[1] - n_fft // 2]
+    padded[:, n_fft // 2 : n_fft // 2 + kept.shape[1]] = kept
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop][:, :n_frames]
+    return np.fft.rfft(frames * hann(n_fft), axis=-1)
+
+
+def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
+    """The inverse of `stft` (least squares, window-square normalised): float32 [batch, length]."""
+    window = hann(n_fft)
+    frames = (np.fft.irfft(spec, n=n_fft, axis=-1) * window).astype(np.float32)
+    batch, n_frames, _ = frames.shape
+    total = n_fft + hop * (n_frames - 1)
+    out = np.zeros((batch, total + n_fft), np.float32)
+    norm = np.zeros(total + n_fft, np.float32)
+    # overlap-add in n_fft/hop strided passes, not one per frame
+    for start in range(0, n_fft, hop):
+        piece = frames[:, :, start : start + hop]
+        width = piece.shape[2]
+        span = out[:, start : start + n_frames * hop].reshape(batch, n_frames, hop)
+        span[:, :, :width] += piece
+        norm_span = norm[start : start + n_frames * hop].reshape(n_frames, hop)
+        norm_span[:, :width] += window[start : start + width] ** 2
+    out /= np.maximum(norm, 1e-8)
+    result = out[:, n_fft // 2 : n_fft // 2 + length]
+    if result.shape[1] < length:
+        result = np.pad(result, ((0, 0), (0, length - result.shape[1])))
+    return np.ascontiguousarray(result)
+
+
+def phase_from_gradients(magnitude: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """A phase for `magnitude` [batch, frames, bins] without iterating: unit complex, same shape.
+
+    The time derivative of the phase of each bin is its centre frequency plus a term from the
+    log magnitude's slope across frequency; its frequency derivative comes from the log
+    magnitude's slope across time. Each bin's phase is integrated along time; at the first frame
+    and wherever a sound starts (an onset) a frame's phase is integrated across frequency
+    instead, from its loudest bin, so the partials of a hit line up as an impulse's do.
+    """
+    log_mag = np.log(np.maximum(magnitude, _TINY), dtype=np.float32)
+    batch, n_frames, n_bins = log_mag.shape
+    gamma = _HANN_GAMMA * n_fft * n_fft
+    bins = np.arange(n_bins, dtype=np.float32)
+    # radians per hop, and per bin, of a window centred on its frame; float32 throughout, where
+    # numpy's sin and cos are vectorised (thirty times faster than in float64)
+    t_grad = 2 * np.pi * hop / n_fft * bins + np.float32(hop * n_fft / gamma) * _slope(log_mag, -1)
+    step = np.mod((t_grad[:, 1:] + t_grad[:, :-1]) / 2, np.float32(2 * np.pi))
+    walked = np.zeros_like(log_mag)
+    np.cumsum(step, axis=1, out=walked[:, 1:])
+    f_grad = np.float32(-gamma / (hop * n_fft)) * _slope(log_mag, -2)
+    power = np.square(magnitude, dtype=np.float32).sum(axis=-1)
+    rise = 10 * np.log10(np.maximum(power[:, 1:], _TINY) / np.maximum(power[:, :-1], _TINY))
+    phase = np.empty_like(log_mag)
+    for row in range(batch):
+        starts = [0, *(np.flatnonzero(rise[row] > _ONSET_DB) + 1).tolist(), n_frames]
+        for start, end in itertools.pairwise(starts):
+            # the onset frame's phase across frequency, zero at its loudest bin (trapezoid rule)
+            across = np.zeros(n_bins, np.float32)
+            np.cumsum((f_grad[row, start, 1:] + f_grad[row, start, :-1]) / 2, out=across[1:])
+            across -= across[np.argmax(log_mag[row, start])] + walked[row, start]
+            phase[row, start:end] = walked[row, start:end] + across
+    # our frames are read from their first sample, half a window before the centre: (-1)^bin
+    phase[..., 1::2] += np.float32(np.pi)
+    out = np.empty(phase.shape, np.complex64)
+    out.real, out.imag = np.cos(phase), np.sin(phase)
+    return out
+
+
+def _slope(x: np.ndarray, axis: int) -> np.ndarray:
+    """Centred differences along `axis` (one-sided at the ends); zero along a single frame."""
+    return np.gradient(x, axis=axis) if x.shape[axis] > 1 else np.zeros_like(x)
+
+
+def invert(
+    magnitude: np.ndarray, n_fft: int, hop: int, length: int, iterations: int = 0
+) -> np.ndarray:
+    """Audio float32 [batch, length] from `magnitude` [batch, frames, bins]: the gradient phase,
+    then `iterations` of fast Griffin-Lim."""
+    n_frames = magnitude.shape[1]
+    spec = magnitude * phase_from_gradients(magnitude, n_fft, hop)
+    previous = spec
+    for _ in range(iterations):
+        projected = stft(istft(spec, n_fft, hop, length), n_fft, hop, n_frames)
+        accelerated = projected + _MOMENTUM * (projected - previous)
+        previous = projected
+        spec = magnitude * accelerated / np.maximum(np.abs(accelerated), _TINY)
+    return istft(spec, n_fft, hop, length)

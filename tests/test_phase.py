@@ -1,0 +1,67 @@
+"""The phase a log-magnitude decoder's sounds are played with (dkvae_live.phase), judged on real
+drum one-shots (lmms-common's, from $DKVAE_TEST_KITS) by the bake-off's mel distance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dkvae_training import yardstick as ys
+from test_importers import debian_package
+
+from dkvae_live import phase
+from dkvae_live.model import read_sound
+
+RATE = 44100
+N_FFT, HOP = 512, 128  # the bake-off's spectrogram design (b)
+FRAMES = 1 + RATE // HOP
+SOUNDS = ("kick01", "bassdrum_acoustic01", "snare01", "clap01", "hihat_closed01", "tom_low01")
+
+
+@pytest.fixture(scope="module")
+def drums() -> np.ndarray:
+    folder = debian_package("lmms-common") / "usr/share/lmms/samples/drums"
+    return np.stack([read_sound(folder / f"{name}.ogg", RATE, RATE) for name in SOUNDS])
+
+
+def _magnitude(audio: np.ndarray) -> np.ndarray:
+    return np.abs(phase.stft(audio, N_FFT, HOP, FRAMES))
+
+
+@pytest.mark.parametrize(("n_fft", "hop"), [(512, 128), (256, 128), (1024, 256), (600, 150)])
+def test_istft_undoes_stft(n_fft: int, hop: int) -> None:
+    audio = np.random.default_rng(0).standard_normal((2, 5000)).astype(np.float32)
+    spec = phase.stft(audio, n_fft, hop, 1 + 5000 // hop)
+    np.testing.assert_allclose(phase.istft(spec, n_fft, hop, 5000), audio, atol=1e-4)
+
+
+def test_the_gradient_phase_is_heard_close_to_the_true_one_and_iterations_bring_it_closer(
+    drums: np.ndarray,
+) -> None:
+    mag = _magnitude(drums)
+    rng = np.random.default_rng(0)
+    random = phase.istft(mag * np.exp(2j * np.pi * rng.random(mag.shape)), N_FFT, HOP, RATE)
+    draft = phase.invert(mag, N_FFT, HOP, RATE, iterations=0)
+    full = phase.invert(mag, N_FFT, HOP, RATE, iterations=8)
+    d_random, d_draft, d_full = (ys.mel_distance(drums, x, RATE) for x in (random, draft, full))
+    # on 87 test sounds of the default bank: random 4.5 dB, draft 2.2, 8 iterations 1.0
+    assert np.all(d_draft < d_random), (d_draft, d_random)
+    assert np.mean(d_draft) < 0.6 * np.mean(d_random)
+    assert np.mean(d_full) < 0.7 * np.mean(d_draft)
+
+
+def test_a_hit_starts_where_its_spectrogram_says(drums: np.ndarray) -> None:
+    """A random phase smears a hit's attack; the gradient phase lines the partials up."""
+    onset = 4410
+    late = np.zeros_like(drums)
+    late[:, onset:] = drums[:, : RATE - onset]
+    draft = phase.invert(_magnitude(late), N_FFT, HOP, RATE, iterations=0)
+    for name, sound in zip(SOUNDS, draft, strict=True):
+        start = int(np.argmax(np.abs(sound) > 0.1 * np.max(np.abs(sound))))
+        assert abs(start - onset) < 0.003 * RATE, name
+
+
+def test_silence_and_a_single_frame_are_no_trouble() -> None:
+    silent = phase.invert(np.zeros((1, FRAMES, N_FFT // 2 + 1)), N_FFT, HOP, RATE, iterations=2)
+    assert silent.shape == (1, RATE) and not np.any(silent)
+    one = phase.invert(np.ones((1, 1, N_FFT // 2 + 1)), N_FFT, HOP, 200, iterations=2)
+    assert one.shape == (1, 200) and np.all(np.isfinite(one))
