@@ -6,7 +6,10 @@ controller: a third change in a row, each within SETTLE_SECONDS of the last rend
 rendered as a draft, its own latent alone: one velocity layer, no variants, a fifth to a
 fortieth of the work, so the sweep is heard sooner and costs the CPU (and JACK's threads
 beside it) less; once it has been still for SETTLE_SECONDS it is rendered in full. A few
-settings sent together (a patch setting a pad's timbre) are not a sweep.
+settings sent together (a patch setting a pad's timbre) are not a sweep. Any other change is
+drawn as a draft first too, published, and then rendered in full at once: the next hit plays the
+new latent after one decoder run, not after every layer and variant (and, for a log-magnitude
+model, before its phase is refined).
 
 In full, a pad is the velocity layers (when velocity moves timbre) of one or more variants (when
 the pad varies per hit), all in one batched decoder call. The worker resamples each sound to the
@@ -251,6 +254,14 @@ class RenderWorker:
                 self.decoder = decoder
                 self._rendered.clear()
             moving, settled = self._moving_and_settled(dirty)
+            first = {n for n in dirty - moving if self._draft_is_cheaper(n)}
+            if first:  # what the next hit needs first: each changed pad's draft
+                try:
+                    self._render(sorted(first), rest=self._rest, drafts=first, first_sound=True)
+                except Exception:
+                    log.exception("render failed for notes %s", sorted(first))
+                with self._lock:  # changed again meanwhile: drafted first next time round
+                    dirty -= self._dirty
             notes = dirty | settled | self._used_up()
             if notes:
                 try:
@@ -282,6 +293,14 @@ class RenderWorker:
         recent = {n for n, at in self._rendered_at.items() if now - at < SETTLE_SECONDS}
         moving = dirty & recent & self._quick
         return moving, self._drafts - recent - dirty
+
+    def _draft_is_cheaper(self, note: int) -> bool:
+        """Whether a draft of this pad costs less than its full render: it has more than one
+        latent, or the model's full render refines a phase the draft leaves as it comes."""
+        pad = self.pads.get(note)
+        return pad is not None and (
+            _full_render_size(pad) > 1 or self.decoder.info.output_kind == "log_magnitude"
+        )
 
     def _used_up(self) -> set[int]:
         """Pads that vary per hit and have played half their variants since they were rendered."""
@@ -317,17 +336,18 @@ class RenderWorker:
         notes: list[int],
         rest: Callable[[float], None] = lambda since: None,
         drafts: Collection[int] = (),
+        first_sound: bool = False,
     ) -> None:
         """Render these pads and publish each; a pad whose sound is cached is published as is,
-        a pad in `drafts` is drawn as a draft.
+        a pad in `drafts` is drawn as a draft. `first_sound`: these drafts come just before
+        their full renders, so they do not count as renders for telling a sweep.
 
         Pads go to the decoder a few at a time (about RUN_BATCH latents), with `rest` called
         after each run: after a model swap every pad is rendered, and this real-time thread
         would otherwise keep a core for a quarter of a second, where a thread of ours that
         holds the GIL may wait."""
         used_up = self._used_up()
-        groups: list[list[tuple[Pad, list[tuple[float, ...]], bool]]] = [[]]
-        size = 0
+        todo: list[tuple[Pad, list[tuple[float, ...]], bool]] = []
         for note in notes:
             pad = self.pads.get(note)
             if pad is None:
@@ -342,26 +362,36 @@ class RenderWorker:
                 self._drafts.discard(note)
                 self._publish_pad(pad, cached[1])
                 continue
-            if size >= RUN_BATCH:
+            draft = note in drafts and self._draft_is_cheaper(note)
+            todo.append((pad, self._latents(pad, draft), draft))
+        # drafts first, and never in one decoder call with full renders: a call is one or other
+        todo.sort(key=lambda item: not item[2])
+        groups: list[list[tuple[Pad, list[tuple[float, ...]], bool]]] = []
+        size = 0
+        for item in todo:
+            if not groups or size >= RUN_BATCH or groups[-1][0][2] != item[2]:
                 groups.append([])
                 size = 0
-            draft = note in drafts and _full_render_size(pad) > 1
-            latents = self._latents(pad, draft)
-            groups[-1].append((pad, latents, draft))
-            size += len(latents)
-        for group in (g for g in groups if g):
+            groups[-1].append(item)
+            size += len(item[1])
+        for group in groups:
             if self._stopping:  # a stop during a long pass (start-up, model swap) is prompt
                 return
             started = time.monotonic()
-            self._render_group(group)
+            self._render_group(group, first_sound)
             rest(started)
 
-    def _render_group(self, group: list[tuple[Pad, list[tuple[float, ...]], bool]]) -> None:
-        """Render a few pads in one decoder call: (pad, its latents, whether a draft) each."""
+    def _render_group(
+        self, group: list[tuple[Pad, list[tuple[float, ...]], bool]], first_sound: bool = False
+    ) -> None:
+        """Render a few pads in one decoder call: (pad, its latents, whether a draft) each,
+        all drafts or none."""
         info = self.decoder.info
         latents = [latent for _, pad_latents, _ in group for latent in pad_latents]
         classes = [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls]
-        audio = self.decoder.render(np.array(latents, np.float32), np.array(classes, np.int64))
+        audio = self.decoder.render(
+            np.array(latents, np.float32), np.array(classes, np.int64), draft=group[0][2]
+        )
         self.renders += len(latents)
         ultrasonic = ultrasonic_rms(audio, info.sample_rate)
         limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
@@ -384,6 +414,9 @@ class RenderWorker:
             variants = tuple(
                 stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)
             )
+            if first_sound:  # its full render follows at once
+                self._publish_pad(pad, variants)
+                continue
             now, last = time.monotonic(), self._rendered_at.get(pad.note)
             if last is not None and now - last < SETTLE_SECONDS:
                 self._quick.add(pad.note)

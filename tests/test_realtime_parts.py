@@ -218,7 +218,7 @@ def test_a_spectrogram_model_is_checked_at_load_without_iterating_its_phase(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Loading runs the graph once per class (a broken one fails at load), but the
-    Griffin-Lim iterations are the sound's quality: they wait for the renders, so the daemon
+    phase iterations are the sound's quality: they wait for the renders, so the daemon
     answers from the start."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -264,19 +264,21 @@ def test_a_spectrogram_model_is_checked_at_load_without_iterating_its_phase(
     path = tmp_path / "decoder.onnx"
     onnx.save(contract_model(graph, meta), str(path))
     iterations: list[int] = []
-    real = model.griffin_lim
+    real = model.invert
 
     def counting(
-        magnitude: np.ndarray, n_fft: int, hop: int, length: int, count: int = 32
+        magnitude: np.ndarray, n_fft: int, hop: int, length: int, count: int
     ) -> np.ndarray:
         iterations.append(count)
         return real(magnitude, n_fft, hop, length, count)
 
-    monkeypatch.setattr(model, "griffin_lim", counting)
+    monkeypatch.setattr(model, "invert", counting)
     decoder = Decoder(path)
-    assert iterations == [model.CHECK_ITERATIONS] == [0]
+    assert iterations == [0]  # the load-time check renders drafts
     audio = decoder.render(np.zeros((1, 8), np.float32), np.array([1]))
-    assert iterations[-1] == 32 and audio.shape == (1, 4096)
+    assert iterations[-1] == model.PHASE_ITERATIONS > 0 and audio.shape == (1, 4096)
+    decoder.render(np.zeros((1, 8), np.float32), np.array([1]), draft=True)
+    assert iterations[-1] == 0
 
 
 def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Path) -> None:
@@ -313,10 +315,10 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
     runs: list[tuple[float, float]] = []
     real_render = decoder.render
 
-    def slow_render(z: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
         start = time.monotonic()
         time.sleep(0.05)
-        audio = real_render(z, classes)
+        audio = real_render(z, classes, draft)
         runs.append((start, time.monotonic()))
         return audio
 
@@ -390,12 +392,59 @@ def test_two_settings_sent_together_are_not_a_sweep(tmp_path: Path) -> None:
         while len(published) < 2 and time.monotonic() < deadline:
             time.sleep(0.001)
         pads.update(36, timbre_amount=0.5)  # rendered once more, right after the first
+        while len(published) < 4 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(SETTLE_SECONDS + 0.1)
+    finally:
+        worker.stop()
+    layers = [[v.shape[0] for v in s.variants] for s in published]
+    # at start, the direction (no layers yet), the amount: its first sound, then in full, once
+    assert layers == [[1], [1], [1], [VELOCITY_LAYERS]]
+
+
+def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded(
+    tmp_path: Path,
+) -> None:
+    """A hit right after a change must not wait for every velocity layer (issue 21): the pad's
+    own latent is decoded and published first, then the rest of the pad."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    real_render = decoder.render
+    calls: list[tuple[int, bool, float]] = []
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        time.sleep(0.03)  # a big model's decoder call
+        calls.append((len(z), draft, time.monotonic()))
+        return real_render(z, classes, draft)
+
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    published: list[tuple[float, PadSound]] = []
+    worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
+    worker.render_now([36])
+    decoder.render = slow_render  # type: ignore[method-assign]
+    time.sleep(SETTLE_SECONDS)
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        changed = time.monotonic()
+        pads.set_dim(36, 0, 2.0)
+        deadline = changed + 2
         while len(published) < 3 and time.monotonic() < deadline:
             time.sleep(0.001)
     finally:
         worker.stop()
-    assert len(published) == 3
-    assert [v.shape[0] for v in published[-1].variants] == [VELOCITY_LAYERS]
+    assert [(n, draft) for n, draft, _ in calls] == [(1, True), (VELOCITY_LAYERS, False)]
+    (first_at, first), (_, full) = published[1:]
+    assert first_at < calls[1][2] and first_at - changed < 0.1  # before the layers were decoded
+    own = prepare_sound(
+        real_render(np.array([pads.get(36).latent], np.float32), np.array([0]))[0],
+        info.sample_rate,
+        48000,
+    )  # type: ignore[union-attr]
+    assert own is not None and [v.shape[0] for v in first.variants] == [1]
+    assert np.allclose(first.variants[0][0], own)  # the new latent, not the old sound
+    assert [v.shape[0] for v in full.variants] == [VELOCITY_LAYERS]
 
 
 def test_a_batch_longer_than_one_run_renders_as_each_latent_alone(tmp_path: Path) -> None:
