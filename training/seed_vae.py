@@ -44,13 +44,25 @@ def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) ->
         h = layers.Concatenate()([z, emb])
     else:
         h = z
-    x = layers.Dense((pf // _DOWN) * (pb // _DOWN) * 64, name="to_grid")(h)
-    x = layers.LeakyReLU(0.2)(x)
-    x = layers.Reshape((pf // _DOWN, pb // _DOWN, 64))(x)
-    for i, width in enumerate((64, 32, 16, 8)):
-        x = layers.Conv2DTranspose(width, 3, strides=2, padding="same", name=f"deconv{i}")(x)
+    if cfg.spec_decoder == "conv1d":
+        x = layers.Dense((pf // _DOWN) * 256, name="to_grid")(h)
         x = layers.LeakyReLU(0.2)(x)
-    x = layers.Conv2D(1, 3, padding="same", name="to_log_magnitude")(x)
+        x = layers.Reshape((pf // _DOWN, 256))(x)
+        for i, width in enumerate((256, 256, 192, 128)):
+            x = layers.Conv1DTranspose(width, 5, strides=2, padding="same", name=f"deconv{i}")(x)
+            x = layers.LeakyReLU(0.2)(x)
+        x = layers.Conv1D(bins, 3, padding="same", name="to_log_magnitude")(x)
+        x = layers.Reshape((pf, bins, 1))(x)
+    elif cfg.spec_decoder == "conv2d":
+        x = layers.Dense((pf // _DOWN) * (pb // _DOWN) * 64, name="to_grid")(h)
+        x = layers.LeakyReLU(0.2)(x)
+        x = layers.Reshape((pf // _DOWN, pb // _DOWN, 64))(x)
+        for i, width in enumerate((64, 32, 16, 8)):
+            x = layers.Conv2DTranspose(width, 3, strides=2, padding="same", name=f"deconv{i}")(x)
+            x = layers.LeakyReLU(0.2)(x)
+        x = layers.Conv2D(1, 3, padding="same", name="to_log_magnitude")(x)
+    else:
+        raise ValueError(f"spec_decoder must be 'conv1d' or 'conv2d', not {cfg.spec_decoder!r}")
     out = _CropSpectrogram(frames, bins, float(cfg.log_offset), conditional, name="log_magnitude")(
         [x, class_index]
     )
