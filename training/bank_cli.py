@@ -1,6 +1,6 @@
 """``dkvae-bank``: import drum kits into a bank, summarise a bank, build the default bank.
 
-dkvae-bank import BANK SOURCE [SOURCE ...]   # Hydrogen kits, .sf2 files, DrumSynth presets, folders
+dkvae-bank import BANK SOURCE [SOURCE ...]   # Hydrogen kits, .sf2, DrumSynth, GUS patches, folders
 dkvae-bank summary BANK
 dkvae-bank kits BANK [--write-doc docs/banks.md]   # the kit table (Markdown)
 dkvae-bank build-default BANK [--debs DIR]   # from Debian's drum kit packages
@@ -37,6 +37,7 @@ DRUMKITS = "usr/share/hydrogen/data/drumkits"
 SF2_DIR = "usr/share/sounds/sf2"
 LMMS_SAMPLES = "usr/share/lmms/samples"
 SONIC_PI_SAMPLES = "usr/share/sonic-pi/samples"
+FREEPATS_DRUMS = "usr/share/midi/freepats/Drum_000"
 # `dkvae-bank kits --write-doc` replaces what lies between these lines (docs/banks.md).
 DOC_BEGIN = "<!-- dkvae-bank kits: begin -->"
 DOC_END = "<!-- dkvae-bank kits: end -->"
@@ -79,7 +80,8 @@ class DebianSource:
     """A Debian package holding drum kits, and how to import what it unpacks to."""
 
     package: str
-    # "hydrogen", "sf2", "lmms" (its drum one-shots and DrumSynth presets) or "sonic-pi"
+    # "hydrogen", "sf2", "lmms" (its drum one-shots and DrumSynth presets), "sonic-pi" or
+    # "gus" (a folder of GUS patches, FreePats' drum set)
     kind: str
     path: str  # inside the unpacked package
     default_licence: str
@@ -99,6 +101,8 @@ DEFAULT_PACKAGES: tuple[DebianSource, ...] = (
     DebianSource("opl3-soundfont", "sf2", SF2_DIR, "CC-BY-SA-4.0"),
     # Per-file licences (mostly CC0, a few MIT) come from the package's debian/copyright.
     DebianSource("sonic-pi-samples", "sonic-pi", SONIC_PI_SAMPLES, "CC0"),
+    # A recorded GM drum set as GUS patches; a few recordings are GFDL (see importers/gus.py).
+    DebianSource("freepats", "gus", FREEPATS_DRUMS, "GPL-2+ with composition exception"),
 )
 
 
@@ -129,6 +133,8 @@ def sources_for(
             kind = "sf2"
         elif path.is_dir() and any(path.rglob("*.ds")):
             kind = "drumsynth"
+        elif path.is_dir() and any(path.glob("*.pat")):
+            kind = "gus"
         elif path.is_dir():
             kind = "folder"
         else:
@@ -151,6 +157,12 @@ def sources_for(
             yield replace(src, kit=kit or src.kit)
     elif kind == "folder":
         yield from folder.iter_folder(path, kit=kit, licence=licence or "", package=package)
+    elif kind == "gus":
+        from .importers import gus
+
+        yield from gus.iter_gus_folder(
+            path, kit=kit or path.resolve().name, licence=licence or "", package=package
+        )
     else:
         raise CliError(f"unknown kind {kind!r}")
 
@@ -170,6 +182,12 @@ def debian_sources(spec: DebianSource, root: Path) -> Iterator[SoundSource]:
     elif spec.kind == "sonic-pi":
         by_file = copyright_licences(root / "usr/share/doc" / spec.package / "copyright")
         yield from _sonic_pi_kits(base, spec, by_file)
+    elif spec.kind == "gus":
+        from .importers import gus
+
+        yield from gus.iter_gus_folder(
+            base, kit="FreePats drums", licence=spec.default_licence, package=spec.package
+        )
     elif spec.kind == "hydrogen":
         for kit_dir in hydrogen.find_kits(base):
             licences = spec.licences or {}
@@ -390,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bank", type=Path, help="bank folder (created if missing)")
     p.add_argument("sources", nargs="+", help="Hydrogen kit folder, .sf2 file or sample folder")
     p.add_argument(
-        "--kind", choices=("auto", "hydrogen", "sf2", "drumsynth", "folder"), default="auto"
+        "--kind", choices=("auto", "hydrogen", "sf2", "drumsynth", "folder", "gus"), default="auto"
     )
     p.add_argument("--kit", help="kit name (default: from the kit, file or folder)")
     p.add_argument("--licence", help="licence to record for these sounds")
