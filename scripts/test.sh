@@ -3,10 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
-# Small real drum kits from Debian (48 MB) for the bank and importer tests; the tests unpack them.
-# Not the large SoundFonts of the default bank (fluid-soundfont-gm, musescore-general-...).
+# Small real drum kits from Debian (92 MB) for the bank and importer tests; the tests unpack them.
+# Not the large SoundFonts of the default bank (fluid-soundfont-gm, musescore-general-...,
+# opl3-soundfont).
 export DKVAE_TEST_KITS="${DKVAE_TEST_KITS:-$PWD/.cache/kits}"
-test_kits=(hydrogen-data avldrums.lv2-soundfont lmms-common timgm6mb-soundfont csound-soundfont)
+test_kits=(hydrogen-data avldrums.lv2-soundfont lmms-common timgm6mb-soundfont csound-soundfont
+  sonic-pi-samples freepats)
 if command -v apt-get >/dev/null; then
   mkdir -p "$DKVAE_TEST_KITS"
   for p in "${test_kits[@]}"; do

@@ -201,10 +201,41 @@ def test_drumsynth_presets_are_labelled_by_folder_and_name(
         ("sf_GMbank CM-64/32 Set", "Kick", "acoustic"),
         ("LMMS samples", "snare_electro01", "electronic"),
         ("LMMS samples", "bassdrum_acoustic01", "acoustic"),
+        ("OPL-3_FM_128M", "128", "electronic"),  # FM synthesis
+        ("FluidR3_GM Room 3", "Floor Tom", "acoustic"),
     ],
 )
 def test_kit_style(kit: str, instrument: str, style: str) -> None:
     assert kit_style(kit, instrument) == style
+
+
+# Sonic Pi's file names (kit "Sonic Pi <family>") and what they are.
+SONIC_PI_NAMES = [
+    ("drum kit", "drum_cymbal_closed", "hihat"),
+    ("drum kit", "drum_cymbal_open", "hihat"),
+    ("drum kit", "drum_cymbal_soft", "cymbal"),
+    ("drum kit", "drum_bass_soft", "kick"),
+    ("drum kit", "drum_heavy_kick", "kick"),
+    ("drum kit", "drum_cowbell", "perc"),
+    ("drum kit", "drum_roll", None),
+    ("kicks", "bd_tek", "kick"),
+    ("snares", "sn_generic", "snare"),
+    ("electronic", "elec_fuzz_tom", "tom"),
+    ("electronic", "elec_blip2", "perc"),
+    ("electronic", "elec_bell", "perc"),
+    ("electronic", "elec_twang", None),
+    ("percussion", "perc_bell2", "perc"),
+    ("percussion", "perc_snap", "perc"),
+    ("percussion", "perc_swoosh", None),
+    ("tabla", "tabla_ghe3", "perc"),
+]
+
+
+@pytest.mark.parametrize(("family", "name", "expected"), SONIC_PI_NAMES)
+def test_sonic_pi_samples_are_labelled_by_file_name(
+    family: str, name: str, expected: str | None
+) -> None:
+    assert LabelRules().classify(name, kit=f"Sonic Pi {family}") == expected
 
 
 def test_named_percussion_keeps_its_name() -> None:

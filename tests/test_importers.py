@@ -2,9 +2,9 @@
 
 Real kits come from ``$DKVAE_TEST_KITS``: a folder holding Debian packages as downloaded by
 ``apt-get download hydrogen-data avldrums.lv2-soundfont lmms-common timgm6mb-soundfont
-csound-soundfont`` (scripts/test.sh does; the .deb files, unpacked here on first
-use with ``dpkg-deb -x``) or already unpacked by ``dkvae-bank build-default --debs``. Tests
-that need a package skip, saying which, when it is not there.
+csound-soundfont sonic-pi-samples freepats`` (scripts/test.sh does; the .deb files, unpacked
+here on first use with ``dpkg-deb -x``) or already unpacked by ``dkvae-bank build-default
+--debs``. Tests that need a package skip, saying which, when it is not there.
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ from dkvae_training.bank_cli import (
     DEFAULT_PACKAGES,
     DRUMKITS,
     SF2_DIR,
+    copyright_licences,
     debian_sources,
     fetch_package,
+    licence_of,
 )
 from dkvae_training.importers.folder import iter_folder, layer_stem
+from dkvae_training.importers.gus import GusError, iter_gus_folder, read_patch
 from dkvae_training.importers.hydrogen import HydrogenError, find_kits, iter_kit, read_kit
 from dkvae_training.importers.sf2 import Sf2Error, iter_sf2, read_sf2
 
@@ -465,6 +468,111 @@ def test_lmms_one_shots_and_drumsynth_presets(lmms_common: Path, tmp_path: Path)
     assert samples["kick01"].label == "kick" and samples["kick01"].path.endswith(".ogg")
     assert samples["bassdrum_acoustic01"].style == "acoustic"
     assert samples["snare_electro01"].style == "electronic"
+
+
+def test_sonic_pi_drum_one_shots(tmp_path: Path) -> None:
+    root = debian_package("sonic-pi-samples")
+    spec = next(s for s in DEFAULT_PACKAGES if s.package == "sonic-pi-samples")
+    sources = list(debian_sources(spec, root))
+    by_name = {s.instrument: s for s in sources}
+    # Drum families only: no loops, ambient pads, guitars or vinyl noises.
+    assert not any(n.startswith(("loop_", "ambi_", "guit_", "vinyl_")) for n in by_name)
+    assert len(sources) >= 90 and len({s.kit for s in sources}) == 6
+    # Licences per file from debian/copyright: CC0, and MIT where only its "Files: *" covers it.
+    assert by_name["bd_808"].licence == "CC0" and by_name["bd_mehackit"].licence == "MIT"
+    report = import_sources(tmp_path / "bank", sources)
+    rows = {r.instrument: r for r in read_manifest(tmp_path / "bank")}
+    assert rows["bd_haus"].label == rows["drum_bass_hard"].label == "kick"
+    assert rows["drum_cymbal_closed"].label == rows["drum_cymbal_pedal"].label == "hihat"
+    assert rows["drum_cymbal_hard"].label == "cymbal" and rows["drum_tom_lo_hard"].label == "tom"
+    assert rows["elec_hi_snare"].label == rows["sn_dub"].label == "snare"
+    assert rows["elec_bell"].label == rows["perc_bell"].label == rows["tabla_na"].label == "perc"
+    assert rows["bd_haus"].style == rows["elec_blip"].style == "electronic"
+    assert rows["drum_snare_hard"].style == rows["tabla_na"].style == "acoustic"
+    assert "perc_till" not in rows and "drum_roll" not in rows  # a cash register, a roll
+    assert any(e.startswith("Sonic Pi percussion: perc_till") for e in report.excluded)
+    kits: dict[str, set[str]] = defaultdict(set)
+    for r in rows.values():
+        kits[r.kit].add(r.split)
+    assert all(len(s) == 1 for s in kits.values())  # each family on one side of the split
+
+
+def test_debian_copyright_licences_last_matching_paragraph_wins(tmp_path: Path) -> None:
+    path = tmp_path / "copyright"
+    path.write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: someone\nLicense: MIT\n\n"
+        "Files: etc/samples/a.flac\n etc/samples/b*.flac\nLicense: CC0\n text\n .\n more\n\n"
+        "License: CC0\n The licence's text, in a paragraph of its own.\n"
+    )
+    licences = copyright_licences(path)
+    assert licences == [(["*"], "MIT"), (["etc/samples/a.flac", "etc/samples/b*.flac"], "CC0")]
+    assert licence_of("etc/samples/bd_1.flac", licences) == "CC0"
+    assert licence_of("etc/samples/c.flac", licences) == "MIT"
+    assert licence_of("x", copyright_licences(tmp_path / "missing")) == ""
+
+
+# ------------------------------------------------------------------------------ GUS patches
+
+
+def gus_patch(samples: list[tuple[bytes, int, int]]) -> bytes:
+    """A GUS patch holding (data, rate, mode) samples; mode bit 0: 16-bit, bit 1: unsigned."""
+    head = bytearray(239)
+    head[:22] = b"GF1PATCH110\0ID#000002\0"
+    head[198] = len(samples)
+    out = bytes(head)
+    for data, rate, mode in samples:
+        sample = bytearray(96)
+        struct.pack_into("<I", sample, 8, len(data))
+        struct.pack_into("<H", sample, 20, rate)
+        sample[55] = mode
+        out += bytes(sample) + data
+    return out
+
+
+def test_gus_patch_reader_decodes_8_and_16_bit_samples(tmp_path: Path) -> None:
+    signed16 = np.array([0, 16384, -32768], dtype="<i2").tobytes()
+    unsigned8 = np.array([128, 192, 0], dtype=np.uint8).tobytes()
+    path = tmp_path / "035_Kick_1.pat"
+    path.write_bytes(gus_patch([(signed16, 22050, 0x01), (unsigned8, 8000, 0x02)]))
+    (a, rate_a), (b, rate_b) = read_patch(path)
+    assert rate_a == 22050 and np.allclose(a, [0.0, 0.5, -1.0])
+    assert rate_b == 8000 and np.allclose(b, [0.0, 0.5, -1.0])
+    (tmp_path / "035_Kick_1.txt").write_text("under the GNU Free\nDocumentation License")
+    sources = list(iter_gus_folder(tmp_path, kit="Pats", licence="GPL-2+"))
+    assert [(s.instrument, s.gm_notes, s.layer) for s in sources] == [
+        ("Kick_1", (35,), 0),
+        ("Kick_1", (35,), 1),
+    ]
+    assert {s.licence for s in sources} == {"GFDL-1.2+"}
+    audio, rate = sources[1].load()
+    assert audio.shape == (3, 1) and rate == 8000
+    bad = tmp_path / "bad.pat"
+    bad.write_bytes(gus_patch([(signed16, 22050, 0x01)])[:-2])  # data cut short
+    with pytest.raises(GusError, match="do not fit"):
+        read_patch(bad)
+    with pytest.raises(GusError, match="not a GUS patch"):
+        read_patch(tmp_path / "035_Kick_1.txt")
+
+
+def test_freepats_drum_set(tmp_path: Path) -> None:
+    root = debian_package("freepats")
+    spec = next(s for s in DEFAULT_PACKAGES if s.package == "freepats")
+    sources = list(debian_sources(spec, root))
+    assert len(sources) >= 50 and {s.kit for s in sources} == {"FreePats drums"}
+    report = import_sources(tmp_path / "bank", sources)
+    rows = {r.instrument: r for r in read_manifest(tmp_path / "bank")}
+    assert sum(report.added.values()) >= 45
+    assert rows["Kick_2"].label == "kick" and rows["Hi-Hat_Open"].label == "hihat"
+    assert rows["Tom_Low_1"].label == "tom" and rows["Cymbal_Ride_1"].label == "cymbal"
+    # The GM note labels it, not the name: "Tombourine" is a tambourine, not a tom.
+    assert rows["Tombourine"].label == "perc" and rows["Tombourine"].instrument_type == (
+        "tambourine"
+    )
+    assert "Metronome_Click" not in rows and "Whistle_1_High_Short" not in rows
+    assert rows["Kick_1"].licence == "GFDL-1.2+"
+    assert rows["Kick_2"].licence == "GPL-2+ with composition exception"
+    assert {r.style for r in rows.values()} == {"acoustic"}
 
 
 # ------------------------------------------------------------------------------ folders

@@ -1,6 +1,6 @@
 """``dkvae-bank``: import drum kits into a bank, summarise a bank, build the default bank.
 
-dkvae-bank import BANK SOURCE [SOURCE ...]   # Hydrogen kits, .sf2 files, DrumSynth presets, folders
+dkvae-bank import BANK SOURCE [SOURCE ...]   # Hydrogen kits, .sf2, DrumSynth, GUS patches, folders
 dkvae-bank summary BANK
 dkvae-bank kits BANK [--write-doc docs/banks.md]   # the kit table (Markdown)
 dkvae-bank build-default BANK [--debs DIR]   # from Debian's drum kit packages
@@ -9,6 +9,7 @@ dkvae-bank build-default BANK [--debs DIR]   # from Debian's drum kit packages
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import logging
 import os
 import shutil
@@ -35,6 +36,8 @@ log = logging.getLogger("dkvae_training.bank_cli")
 DRUMKITS = "usr/share/hydrogen/data/drumkits"
 SF2_DIR = "usr/share/sounds/sf2"
 LMMS_SAMPLES = "usr/share/lmms/samples"
+SONIC_PI_SAMPLES = "usr/share/sonic-pi/samples"
+FREEPATS_DRUMS = "usr/share/midi/freepats/Drum_000"
 # `dkvae-bank kits --write-doc` replaces what lies between these lines (docs/banks.md).
 DOC_BEGIN = "<!-- dkvae-bank kits: begin -->"
 DOC_END = "<!-- dkvae-bank kits: end -->"
@@ -56,12 +59,30 @@ HYDROGEN_DRUMKITS_LICENCES: dict[str, str] = {
 }
 
 
+# Sonic Pi's drum one-shots by file-name prefix: the kit each family makes and its style. Its
+# other samples (loops, ambient, bass, guitar, vinyl, glitch, misc) are not drum one-shots.
+# bd_ are dance-music kicks and sn_ their snares (several freesound authors); drum_ is one
+# recorded kit (menegass); elec_ one set of electronic drums and blips (looppool).
+SONIC_PI_KITS: dict[str, tuple[str, str]] = {
+    "bd": ("Sonic Pi kicks", "electronic"),
+    "sn": ("Sonic Pi snares", "electronic"),
+    "elec": ("Sonic Pi electronic", "electronic"),
+    "drum": ("Sonic Pi drum kit", "acoustic"),
+    "tabla": ("Sonic Pi tabla", "acoustic"),
+    "perc": ("Sonic Pi percussion", "acoustic"),
+}
+# Where the package's debian/copyright finds the samples (upstream's tree, not the installed one).
+SONIC_PI_UPSTREAM = "etc/samples"
+
+
 @dataclass(frozen=True)
 class DebianSource:
     """A Debian package holding drum kits, and how to import what it unpacks to."""
 
     package: str
-    kind: str  # "hydrogen", "sf2" or "lmms" (its drum one-shots and DrumSynth presets)
+    # "hydrogen", "sf2", "lmms" (its drum one-shots and DrumSynth presets), "sonic-pi" or
+    # "gus" (a folder of GUS patches, FreePats' drum set)
+    kind: str
     path: str  # inside the unpacked package
     default_licence: str
     licences: dict[str, str] | None = None  # per kit folder name
@@ -76,6 +97,12 @@ DEFAULT_PACKAGES: tuple[DebianSource, ...] = (
     DebianSource("musescore-general-soundfont-lossless", "sf2", SF2_DIR, "MIT"),
     DebianSource("timgm6mb-soundfont", "sf2", SF2_DIR, "GPL-2"),
     DebianSource("csound-soundfont", "sf2", SF2_DIR, "LGPL-2.1+"),
+    # One FM-synthesised GM drum kit (an OPL-3 chip's sounds); debian/copyright: CC-BY-SA-4.0.
+    DebianSource("opl3-soundfont", "sf2", SF2_DIR, "CC-BY-SA-4.0"),
+    # Per-file licences (mostly CC0, a few MIT) come from the package's debian/copyright.
+    DebianSource("sonic-pi-samples", "sonic-pi", SONIC_PI_SAMPLES, "CC0"),
+    # A recorded GM drum set as GUS patches; a few recordings are GFDL (see importers/gus.py).
+    DebianSource("freepats", "gus", FREEPATS_DRUMS, "GPL-2+ with composition exception"),
 )
 
 
@@ -106,6 +133,8 @@ def sources_for(
             kind = "sf2"
         elif path.is_dir() and any(path.rglob("*.ds")):
             kind = "drumsynth"
+        elif path.is_dir() and any(path.glob("*.pat")):
+            kind = "gus"
         elif path.is_dir():
             kind = "folder"
         else:
@@ -128,6 +157,12 @@ def sources_for(
             yield replace(src, kit=kit or src.kit)
     elif kind == "folder":
         yield from folder.iter_folder(path, kit=kit, licence=licence or "", package=package)
+    elif kind == "gus":
+        from .importers import gus
+
+        yield from gus.iter_gus_folder(
+            path, kit=kit or path.resolve().name, licence=licence or "", package=package
+        )
     else:
         raise CliError(f"unknown kind {kind!r}")
 
@@ -144,6 +179,15 @@ def debian_sources(spec: DebianSource, root: Path) -> Iterator[SoundSource]:
         for src in folder.iter_folder(base / "drums", kit="LMMS samples", package=spec.package):
             yield replace(src, licence=spec.default_licence, split_group="")
         yield from _drumsynth_kits(base / "drumsynth", spec.default_licence, spec.package)
+    elif spec.kind == "sonic-pi":
+        by_file = copyright_licences(root / "usr/share/doc" / spec.package / "copyright")
+        yield from _sonic_pi_kits(base, spec, by_file)
+    elif spec.kind == "gus":
+        from .importers import gus
+
+        yield from gus.iter_gus_folder(
+            base, kit="FreePats drums", licence=spec.default_licence, package=spec.package
+        )
     elif spec.kind == "hydrogen":
         for kit_dir in hydrogen.find_kits(base):
             licences = spec.licences or {}
@@ -168,6 +212,58 @@ def _drumsynth_kits(root: Path, licence: str, package: str) -> Iterator[SoundSou
 
     for src in drumsynth.iter_drumsynth(root, licence=licence, package=package):
         yield replace(src, split_group=src.split_group or src.kit.lower())
+
+
+def _sonic_pi_kits(
+    base: Path, spec: DebianSource, licences: list[tuple[list[str], str]]
+) -> Iterator[SoundSource]:
+    """Sonic Pi's drum one-shots (:data:`SONIC_PI_KITS`), one kit and split group per family."""
+    from .importers import folder
+
+    for src in folder.iter_folder(base, package=spec.package):
+        family = src.file_name.split("_", 1)[0]
+        if family not in SONIC_PI_KITS or Path(src.source).parent != base:
+            continue
+        kit, style = SONIC_PI_KITS[family]
+        licence = licence_of(f"{SONIC_PI_UPSTREAM}/{src.file_name}", licences)
+        yield replace(
+            src,
+            kit=kit,
+            style=style,
+            licence=licence or spec.default_licence,
+            split_group=kit.lower(),
+        )
+
+
+def copyright_licences(path: Path) -> list[tuple[list[str], str]]:
+    """The ``Files:`` patterns of a machine-readable debian/copyright and each paragraph's
+    licence, in file order; [] when there is no such file."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    out: list[tuple[list[str], str]] = []
+    for paragraph in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        key = ""
+        for line in paragraph.splitlines():
+            if line[:1].isspace() and key:
+                fields[key] += " " + line.strip()
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        if "Files" in fields and fields.get("License"):
+            out.append((fields["Files"].split(), fields["License"].split()[0]))
+    return out
+
+
+def licence_of(upstream_path: str, licences: list[tuple[list[str], str]]) -> str:
+    """The licence debian/copyright gives a file: its last paragraph whose pattern matches."""
+    found = ""
+    for patterns, licence in licences:
+        if any(fnmatch.fnmatchcase(upstream_path, p) for p in patterns):
+            found = licence
+    return found
 
 
 def fetch_package(package: str, debs: Path) -> Path:
@@ -312,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bank", type=Path, help="bank folder (created if missing)")
     p.add_argument("sources", nargs="+", help="Hydrogen kit folder, .sf2 file or sample folder")
     p.add_argument(
-        "--kind", choices=("auto", "hydrogen", "sf2", "drumsynth", "folder"), default="auto"
+        "--kind", choices=("auto", "hydrogen", "sf2", "drumsynth", "folder", "gus"), default="auto"
     )
     p.add_argument("--kit", help="kit name (default: from the kit, file or folder)")
     p.add_argument("--licence", help="licence to record for these sounds")

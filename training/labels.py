@@ -82,6 +82,21 @@ DRUMSYNTH_RULES: tuple[Rule, ...] = (
     Rule(r"^simple-[cr]$", "cymbal", kit=_DS),
 )
 
+# Sonic Pi's samples (kits "Sonic Pi <family>", instrument = file name): its hi-hats are named
+# "drum_cymbal_closed/open/pedal", its kicks "drum_bass_*", its electronic percussion are blips
+# and pings, and a few of its "perc_" and "elec_" files are sound effects, not drums.
+_SP = r"^sonic pi "
+SONIC_PI_RULES: tuple[Rule, ...] = (
+    Rule(r"^drum cymbal (closed|open|pedal)\b", "hihat", kit=_SP),
+    Rule(r"^drum bass\b", "kick", kit=_SP),
+    Rule(r"^elec twang$|^perc (door|impact\d*|swash|swoosh|till)$", None, kit=_SP),
+    Rule(
+        r"^elec (beep|bell|blip\d*|blup|bong|chime|flip|ping|plip|pop|tick|twip|wood)$", "perc", _SP
+    ),
+    Rule(r"^perc bell\d*$", "perc", kit=_SP),
+    Rule(r"^tabla ", "perc", kit=_SP),
+)
+
 # The marching and orchestral sets of the GM SoundFonts name their drums in their own way, and
 # their General MIDI notes say nothing (a marching snare on GM's cymbal notes): these kit rules
 # come before the notes, as every kit rule does.
@@ -103,6 +118,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(r".", None, kit=r"^rumpf"),  # its names are not its sounds: a "high tom" at 57 Hz
     Rule(r"^pedal hh$", "perc", kit=r"^audiophob"),  # a shaker under the name "Pedal HH"
     *DRUMSYNTH_RULES,
+    *SONIC_PI_RULES,
     *MARCHING_RULES,
     Rule(r"empty ?sample", None),
     Rule(r"\b(fx|zap|whistle|metronome|scratch|roll)\b", None),
@@ -186,7 +202,7 @@ STYLES = ("acoustic", "electronic")
 # synthesis or heavy processing; everything else is a recorded acoustic kit.
 _ELECTRONIC = re.compile(
     r"\b(tr|cr|rx|dr)[- ]?\d{2,4}|808|909|606|linn|electr|analog|synth|drum ?machine|techno|"
-    r"\bdance|\bhouse|hip ?hop|8 ?bit|lo-?fi|breaks|\blmms\b",
+    r"\bdance|\bhouse|hip ?hop|8 ?bit|lo-?fi|breaks|\blmms\b|\bopl-?\d|\bfm\b",
     re.IGNORECASE,
 )
 _ACOUSTIC = re.compile(r"acoustic", re.IGNORECASE)
