@@ -6,9 +6,10 @@ Method: the process is pinned to one CPU. Two measurements per model:
   thread, as the daemon's render worker runs it): batch 1 and 8 as that script times them, and
   here also a batch of one kit's pads (the shipped default kit's pad count) and of one
   velocity-layer set (dkvae_live.renderer.VELOCITY_LAYERS latents);
-- the daemon's whole render path for the same batches: `Decoder.render` (Griffin-Lim included
-  for spectrogram models) and `prepare_sound` for each sound (resample to 48 kHz, check, trim),
-  what the render worker does before a sound can be played.
+- the daemon's whole render path for the same batches: `Decoder.render` (a spectrogram model's
+  phase included) and `prepare_sound` for each sound (resample to 48 kHz, check, trim), what the
+  render worker does before a sound can be played; in full and as a draft (the first sound of
+  a changed pad: a spectrogram model's phase unrefined, the same as in full otherwise).
 The models are every folder in dkvae_live/models/ with a decoder.onnx; with none shipped yet,
 the sine test model stands in (and the output says so).
 
@@ -68,16 +69,18 @@ def time_batches(model_dir: Path, renders: int, batches: dict[str, int]) -> dict
             lambda z=z, c=classes: session.run([out_name], {"z": z, "class_index": c}), n, 5
         )
 
-        def full(z: np.ndarray = z, c: np.ndarray = classes) -> None:
-            for raw in decoder.render(z, c):
+        def full(z: np.ndarray = z, c: np.ndarray = classes, draft: bool = False) -> None:
+            for raw in decoder.render(z, c, draft=draft):
                 prepare_sound(raw, info.sample_rate, DEVICE_RATE)
 
         full_ms = bench_model.time_runs(full, max(10, n // 2), 3)
+        draft_ms = bench_model.time_runs(lambda: full(draft=True), max(10, n // 2), 3)
         audio_s = batch * hit_seconds
         result[label] = {
             "batch": batch,
             "decoder": bench_model.summary(onnx_ms),
             "daemon_path": bench_model.summary(full_ms),
+            "daemon_path_draft": bench_model.summary(draft_ms),
             "rtf_decoder": audio_s / (np.median(onnx_ms) / 1000),
             "rtf_daemon_path": audio_s / (np.median(full_ms) / 1000),
         }
@@ -132,7 +135,7 @@ def print_result(out: dict[str, Any]) -> None:
     rows = []
     for label, m in out["models"].items():
         for batch_label, b in m["batches"].items():
-            d, p = b["decoder"], b["daemon_path"]
+            d, p, q = b["decoder"], b["daemon_path"], b["daemon_path_draft"]
             rows.append(
                 [
                     f"{label}: {batch_label}",
@@ -143,11 +146,24 @@ def print_result(out: dict[str, Any]) -> None:
                     f"{p['median_ms']:.2f}",
                     f"{p['p99_ms']:.2f}",
                     f"{b['rtf_daemon_path']:.0f}x",
+                    f"{q['median_ms']:.2f}",
+                    f"{q['p99_ms']:.2f}",
                 ]
             )
     print(
         table(
-            ["", "decoder median ms", "p99", "max", "RTF", "daemon path median ms", "p99", "RTF"],
+            [
+                "",
+                "decoder median ms",
+                "p99",
+                "max",
+                "RTF",
+                "daemon path median ms",
+                "p99",
+                "RTF",
+                "draft median ms",
+                "p99",
+            ],
             rows,
         )
     )
