@@ -13,13 +13,14 @@ import pytest
 import soundfile as sf
 from dkvae_training.bank import SPLITS, load_split, read_manifest
 from dkvae_training.bank_cli import DEFAULT_PACKAGES, DOC_BEGIN, DOC_END, fetch_package, main
+from dkvae_training.licences import allowed, compatible_with_weights, parse_licences
 
 
-def loose_kit(root: Path) -> Path:
+def loose_kit(root: Path, seed: int = 0) -> Path:
     for i, name in enumerate(["Kicks/k1.wav", "Kicks/k2.wav", "Snares/s1.wav", "misc/ding.wav"]):
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        noise = np.random.default_rng(i).normal(size=4000) * np.exp(-np.arange(4000) / 400)
+        noise = np.random.default_rng(seed + i).normal(size=4000) * np.exp(-np.arange(4000) / 400)
         sf.write(str(path), (0.3 * noise).astype(np.float32), 44100)
     return root
 
@@ -35,6 +36,35 @@ def test_import_then_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "3 sounds, 1 kits" in out and "CC0 (3)" in out
     assert {r.licence for r in read_manifest(bank)} == {"CC0"}
+
+
+def test_licences_filter_leaves_out_kits_under_other_licences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bank = tmp_path / "bank"
+    kit, other = str(loose_kit(tmp_path / "kit")), str(loose_kit(tmp_path / "other", seed=10))
+    gpl = ["import", str(bank), other, "--kit", "gpl", "--licence", "GPL-2+ with exception"]
+    assert main([*gpl, "--licences", "compatible"]) == 0
+    out = capsys.readouterr().out
+    assert "left out by --licences: 4 sounds (GPL-2+ with exception 4)" in out
+    assert not (bank / "manifest.csv").exists() or not read_manifest(bank)
+    ported = ["import", str(bank), kit, "--kit", "sa", "--licence", "CC-BY-SA-3.0-us"]
+    assert main([*ported, "--licences", "CC0, CC-BY-SA-3.0"]) == 0
+    assert "added 3 sounds" in capsys.readouterr().out
+    assert main([*gpl, "--licences", "GPL-2+"]) == 0  # a licence with an exception is the licence
+    assert {r.kit for r in read_manifest(bank)} == {"sa", "gpl"}
+    assert main([*gpl, "--licences", " , "]) == 2
+    assert "no licence in" in capsys.readouterr().err
+
+
+def test_licence_names_and_groups() -> None:
+    assert parse_licences("permissive") < parse_licences("compatible")
+    assert allowed("mit", parse_licences("MIT"))
+    assert not allowed("CC-BY-SA-3.0", parse_licences("CC-BY-3.0"))  # no prefix matching
+    assert not allowed("GPL-2+", parse_licences("GPL-2"))
+    assert not allowed("", parse_licences("compatible"))
+    assert compatible_with_weights("CC-BY-SA-3.0-us") and compatible_with_weights("CC0")
+    assert not any(map(compatible_with_weights, ["GPL-2", "GPL-2+", "LGPL-2.1+", "GFDL-1.2+"]))
 
 
 def test_import_with_custom_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,8 @@ dkvae-bank import BANK SOURCE [SOURCE ...]   # Hydrogen kits, .sf2, DrumSynth, G
 dkvae-bank summary BANK
 dkvae-bank kits BANK [--write-doc docs/banks.md]   # the kit table (Markdown)
 dkvae-bank build-default BANK [--debs DIR]   # from Debian's drum kit packages
+import and build-default take --licences CC0,MIT,... (or a group: permissive, compatible) to
+import only sounds under those licences.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +33,7 @@ from .bank import (
     summarize,
 )
 from .labels import LabelRules, LabelRulesError, load_rules
+from .licences import GROUPS, WEIGHTS_LICENCE, allowed, parse_licences
 
 log = logging.getLogger("dkvae_training.bank_cli")
 
@@ -325,6 +329,33 @@ def _rules(args: argparse.Namespace) -> LabelRules:
         raise CliError(str(exc)) from exc
 
 
+def keep_licences(
+    sources: Sequence[SoundSource], names: frozenset[str] | None
+) -> list[SoundSource]:
+    """The sources whose licence is one of ``names`` (all of them when None); prints what it
+    leaves out, per licence."""
+    if names is None:
+        return list(sources)
+    kept = [s for s in sources if allowed(s.licence, names)]
+    dropped = Counter(s.licence or "unknown" for s in sources if not allowed(s.licence, names))
+    if dropped:
+        print(
+            f"left out by --licences: {sum(dropped.values())} sounds ("
+            + ", ".join(f"{k} {v}" for k, v in dropped.most_common())
+            + ")"
+        )
+    return kept
+
+
+def _licences(args: argparse.Namespace) -> frozenset[str] | None:
+    if args.licences is None:
+        return None
+    try:
+        return parse_licences(args.licences)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _run_import(bank: Path, sources: Sequence[SoundSource], rules: LabelRules) -> ImportReport:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -345,9 +376,11 @@ def _report(bank: Path, report: ImportReport, seconds: float) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     rules = _rules(args)
+    licences = _licences(args)
     sources: list[SoundSource] = []
     for path in args.sources:
         sources.extend(sources_for(Path(path), args.kind, kit=args.kit, licence=args.licence))
+    sources = keep_licences(sources, licences)
     start = time.monotonic()
     report = _run_import(args.bank, sources, rules)
     _report(args.bank, report, time.monotonic() - start)
@@ -362,6 +395,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_build_default(args: argparse.Namespace) -> int:
     rules = _rules(args)
+    licences = _licences(args)
     start = time.monotonic()
     sources: list[SoundSource] = []
     for spec in DEFAULT_PACKAGES:
@@ -372,6 +406,7 @@ def cmd_build_default(args: argparse.Namespace) -> int:
         log.info("%s: %d sounds in %s", spec.package, len(found), root / spec.path)
         print(f"{spec.package}: {len(found)} candidate sounds")
         sources.extend(found)
+    sources = keep_licences(sources, licences)
     fetched = time.monotonic()
     report = _run_import(args.bank, sources, rules)
     done = time.monotonic()
@@ -412,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--kit", help="kit name (default: from the kit, file or folder)")
     p.add_argument("--licence", help="licence to record for these sounds")
+    _add_licences_option(p)
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("summary", help="counts per class and split, durations, licences")
@@ -446,8 +482,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-installed", action="store_true", help="download even if a package is installed"
     )
+    _add_licences_option(p)
     p.set_defaults(func=cmd_build_default)
     return parser
+
+
+def _add_licences_option(p: argparse.ArgumentParser) -> None:
+    groups = "; ".join(f"{k}: {','.join(v)}" for k, v in GROUPS.items())
+    p.add_argument(
+        "--licences",
+        metavar="LIST",
+        help="import only sounds under these licences, comma-separated (a port such as "
+        "CC-BY-SA-3.0-us counts as CC-BY-SA-3.0; a licence 'with' an exception as the licence; "
+        f"unknown never), or a group ({groups}). 'compatible': what a model's weights "
+        f"({WEIGHTS_LICENCE}) can carry",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
