@@ -10,11 +10,17 @@ import argparse
 import csv
 import json
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dkvae_training.bank import kits_markdown
+from dkvae_training.bank import kits_markdown, read_manifest
+from dkvae_training.licences import (
+    COMPATIBLE_WITH_WEIGHTS,
+    WEIGHTS_LICENCE,
+    compatible_with_weights,
+)
 
 
 def split_counts(bank: Path) -> Counter[str]:
@@ -88,6 +94,48 @@ def evaluation_section(metrics: dict[str, Any], baselines: dict[str, dict[str, A
     return lines
 
 
+def licence_section(kit_licences: Iterable[tuple[str, str]] | None) -> list[str]:
+    """The weights' licence (the project's decision, ``dkvae_training.licences``), and which of
+    the training kits' licences (``(kit, licence)`` pairs; a kit may hold several) it cannot
+    carry; None when the bank is not at hand."""
+    lines = [
+        "## Licence",
+        "",
+        f"The weights: {WEIGHTS_LICENCE}, with the attribution of the kits they were trained on "
+        "(the kit table above). The code that plays them: MIT (LICENSE).",
+        "",
+        f"Training-sound licences {WEIGHTS_LICENCE} can carry: "
+        + ", ".join(COMPATIBLE_WITH_WEIGHTS)
+        + " (a Creative Commons port, such as CC-BY-SA-3.0-us, as its licence). "
+        "`dkvae-bank build-default BANK --licences compatible` builds a bank of those only.",
+    ]
+    if kit_licences is None:
+        return [
+            *lines,
+            "",
+            "The training bank was not at hand: its kits' licences are not checked.",
+        ]
+    others: dict[str, set[str]] = defaultdict(set)
+    for kit, licence in kit_licences:
+        if not compatible_with_weights(licence):
+            others[licence or "unknown"].add(kit)
+    if not others:
+        return [*lines, "", "Every training kit's licence is one of them."]
+    return [
+        *lines,
+        "",
+        f"This model was also trained on kits under licences {WEIGHTS_LICENCE} cannot carry: "
+        + "; ".join(
+            f"{lic} ({', '.join(sorted(kits, key=str.lower))})"
+            for lic, kits in sorted(others.items())
+        )
+        + ". Whether trained weights are a derivative work of their data is not settled; if "
+        "they are, those kits' terms apply too and conflict with "
+        f"{WEIGHTS_LICENCE}. For a model that is {WEIGHTS_LICENCE} beyond that question, train "
+        "on a bank built with `--licences compatible`.",
+    ]
+
+
 def render_card(
     run_dir: Path,
     model_dir: Path,
@@ -151,6 +199,10 @@ def render_card(
             kits_markdown(bank),
         ]
         lines += [""]
+    kit_licences = None
+    if bank is not None and (bank / "manifest.csv").exists():
+        kit_licences = {(r.kit or "-", r.licence) for r in read_manifest(bank)}
+    lines += [*licence_section(kit_licences), ""]
     lines += evaluation_section(metrics, baselines)
     lines += [""]
     if bench:
