@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METADATA_KEY = "dkvae.class_latents"
 MIN_SOUNDS = 2  # a class needs at least this many encoded sounds to be fitted
 RIDGE = 1e-3  # added to each covariance's diagonal: a class of few sounds still has a spread
 

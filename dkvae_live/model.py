@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .class_latents import METADATA_KEY as CLASS_LATENTS_KEY
+from . import contract
 from .class_latents import ClassLatent, from_json
 from .phase import invert
 
-CONTRACT_VERSION = "1"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
-OUTPUT_KINDS = ("waveform", "log_magnitude")
 # Latents per decoder run. A bigger batch is no faster per latent (measured on the shipped model:
 # 1.2-1.4 ms each at any size), but the memory it needs stays with the session: one run of 120
 # latents (every pad of a kit after a model swap) grew the process by 190 MiB, and freeing that
@@ -101,24 +99,27 @@ def _metadata_int(meta: dict[str, str], key: str, path: Path) -> int:
 
 
 def _check_common(meta: dict[str, str], path: Path, role: str) -> tuple[str, ...]:
-    version = meta.get("dkvae.contract_version")
+    version = meta.get(contract.VERSION)
     if version is None:
         raise ModelError(
-            f"{path}: no 'dkvae.contract_version' in the model metadata; "
+            f"{path}: no {contract.VERSION!r} in the model metadata; "
             "this is not a DK·VAE Live model (see docs/model-contract.md)"
         )
-    if version != CONTRACT_VERSION:
+    if version != contract.CONTRACT_VERSION:
         raise ModelError(
-            f"{path}: contract version {version!r}, this daemon reads version {CONTRACT_VERSION}"
+            f"{path}: contract version {version!r}, "
+            f"this daemon reads version {contract.CONTRACT_VERSION}"
         )
-    if meta.get("dkvae.role") != role:
-        raise ModelError(f"{path}: 'dkvae.role' is {meta.get('dkvae.role')!r}, expected {role!r}")
+    if meta.get(contract.ROLE) != role:
+        raise ModelError(
+            f"{path}: {contract.ROLE!r} is {meta.get(contract.ROLE)!r}, expected {role!r}"
+        )
     try:
-        names = json.loads(meta["dkvae.class_names"])
+        names = json.loads(meta[contract.CLASS_NAMES])
     except KeyError:
-        raise ModelError(f"{path}: metadata key 'dkvae.class_names' is missing") from None
+        raise ModelError(f"{path}: metadata key {contract.CLASS_NAMES!r} is missing") from None
     except json.JSONDecodeError:
-        raise ModelError(f"{path}: 'dkvae.class_names' is not a JSON list") from None
+        raise ModelError(f"{path}: {contract.CLASS_NAMES!r} is not a JSON list") from None
     if (
         not isinstance(names, list)
         or not names
@@ -126,7 +127,7 @@ def _check_common(meta: dict[str, str], path: Path, role: str) -> tuple[str, ...
         or len(set(names)) != len(names)
     ):
         raise ModelError(
-            f"{path}: 'dkvae.class_names' must be a non-empty JSON list of distinct names"
+            f"{path}: {contract.CLASS_NAMES!r} must be a non-empty JSON list of distinct names"
         )
     return tuple(names)
 
@@ -162,16 +163,16 @@ def _check_io(
 def _class_latents(
     meta: dict[str, str], path: Path, class_names: tuple[str, ...], latent_size: int
 ) -> dict[str, ClassLatent]:
-    text = meta.get(CLASS_LATENTS_KEY)
+    text = meta.get(contract.CLASS_LATENTS)
     if text is None:
         return {}
     try:
         return from_json(text, class_names, latent_size)
     except ValueError as exc:
-        raise ModelError(f"{path}: {CLASS_LATENTS_KEY!r} {exc}") from None
+        raise ModelError(f"{path}: {contract.CLASS_LATENTS!r} {exc}") from None
 
 
-def resolve_model_path(path: str | Path | None, filename: str = "decoder.onnx") -> Path:
+def resolve_model_path(path: str | Path | None, filename: str = contract.DECODER_FILE) -> Path:
     """A model folder or an .onnx file; None means the shipped default."""
     target = DEFAULT_MODEL_DIR if path is None else Path(path).expanduser()
     if target.is_dir():
@@ -190,41 +191,44 @@ class Decoder:
         self.path = resolve_model_path(path)
         self._session = _session(self.path)
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
-        class_names = _check_common(meta, self.path, "decoder")
-        output_kind = meta.get("dkvae.output_kind", "")
-        if output_kind not in OUTPUT_KINDS:
+        class_names = _check_common(meta, self.path, contract.DECODER)
+        output_kind = meta.get(contract.OUTPUT_KIND, "")
+        if output_kind not in contract.OUTPUT_KINDS:
             raise ModelError(
-                f"{self.path}: 'dkvae.output_kind' is {output_kind!r}, "
-                f"expected one of {', '.join(OUTPUT_KINDS)}"
+                f"{self.path}: {contract.OUTPUT_KIND!r} is {output_kind!r}, "
+                f"expected one of {', '.join(contract.OUTPUT_KINDS)}"
             )
-        latent_size = _metadata_int(meta, "dkvae.latent_size", self.path)
+        latent_size = _metadata_int(meta, contract.LATENT_SIZE, self.path)
         n_fft = hop = 0
         log_offset = 0.0
-        if output_kind == "log_magnitude":
-            n_fft = _metadata_int(meta, "dkvae.n_fft", self.path)
-            hop = _metadata_int(meta, "dkvae.hop_length", self.path)
+        if output_kind == contract.LOG_MAGNITUDE:
+            n_fft = _metadata_int(meta, contract.N_FFT, self.path)
+            hop = _metadata_int(meta, contract.HOP_LENGTH, self.path)
             try:
-                log_offset = float(meta.get("dkvae.log_offset", "0"))
+                log_offset = float(meta.get(contract.LOG_OFFSET, "0"))
             except ValueError:
-                raise ModelError(f"{self.path}: 'dkvae.log_offset' is not a number") from None
+                raise ModelError(f"{self.path}: {contract.LOG_OFFSET!r} is not a number") from None
             output: dict[str, tuple[str, int | None]] = {
-                "log_magnitude": ("tensor(float)", n_fft // 2 + 1)
+                contract.LOG_MAGNITUDE_OUTPUT: ("tensor(float)", n_fft // 2 + 1)
             }
         else:
-            output = {"audio": ("tensor(float)", None)}
+            output = {contract.AUDIO: ("tensor(float)", None)}
         _check_io(
             self._session,
             self.path,
-            {"z": ("tensor(float)", latent_size), "class_index": ("tensor(int64)", None)},
+            {
+                contract.Z: ("tensor(float)", latent_size),
+                contract.CLASS_INDEX: ("tensor(int64)", None),
+            },
             output,
         )
         self.info = ModelInfo(
             path=self.path,
-            name=meta.get("dkvae.name") or self.path.parent.name,
-            model_kind=meta.get("dkvae.model_kind", "unknown"),
+            name=meta.get(contract.NAME) or self.path.parent.name,
+            model_kind=meta.get(contract.MODEL_KIND, "unknown"),
             output_kind=output_kind,
-            sample_rate=_metadata_int(meta, "dkvae.sample_rate", self.path),
-            num_samples=_metadata_int(meta, "dkvae.num_samples", self.path),
+            sample_rate=_metadata_int(meta, contract.SAMPLE_RATE, self.path),
+            num_samples=_metadata_int(meta, contract.NUM_SAMPLES, self.path),
             latent_size=latent_size,
             class_names=class_names,
             n_fft=n_fft,
@@ -258,10 +262,13 @@ class Decoder:
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
         runs = []
         for i in range(0, max(1, z.shape[0]), RUN_BATCH):
-            feed = {"z": z[i : i + RUN_BATCH], "class_index": classes[i : i + RUN_BATCH]}
+            feed = {
+                contract.Z: z[i : i + RUN_BATCH],
+                contract.CLASS_INDEX: classes[i : i + RUN_BATCH],
+            }
             runs.append(self._session.run(None, feed)[0])
         output = runs[0] if len(runs) == 1 else np.concatenate(runs)
-        if self.info.output_kind == "log_magnitude":
+        if self.info.output_kind == contract.LOG_MAGNITUDE:
             magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
             output = invert(
                 magnitude,
@@ -283,11 +290,11 @@ class Encoder:
         # 0.2-1 ms instead of 1.5-4 ms (audio periods are 1.3 ms), and encodes in 17 ms, not 6.
         self._session = _session(self.path, optimize=False)
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
-        class_names = _check_common(meta, self.path, "encoder")
+        class_names = _check_common(meta, self.path, contract.ENCODER)
         for key, expected in (
-            ("dkvae.sample_rate", decoder.sample_rate),
-            ("dkvae.num_samples", decoder.num_samples),
-            ("dkvae.latent_size", decoder.latent_size),
+            (contract.SAMPLE_RATE, decoder.sample_rate),
+            (contract.NUM_SAMPLES, decoder.num_samples),
+            (contract.LATENT_SIZE, decoder.latent_size),
         ):
             if _metadata_int(meta, key, self.path) != expected:
                 raise ModelError(f"{self.path}: {key!r} does not match the decoder's {expected}")
@@ -296,10 +303,10 @@ class Encoder:
         _check_io(
             self._session,
             self.path,
-            {"audio": ("tensor(float)", None)},
+            {contract.AUDIO: ("tensor(float)", None)},
             {
-                "z_mean": ("tensor(float)", decoder.latent_size),
-                "z_log_var": ("tensor(float)", decoder.latent_size),
+                contract.Z_MEAN: ("tensor(float)", decoder.latent_size),
+                contract.Z_LOG_VAR: ("tensor(float)", decoder.latent_size),
             },
         )
         self.num_samples = decoder.num_samples
@@ -307,7 +314,9 @@ class Encoder:
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """audio [batch, num_samples] at the model's rate -> z_mean [batch, latent_size]."""
         batch = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1, self.num_samples)
-        z_mean, _ = self._session.run(["z_mean", "z_log_var"], {"audio": batch})
+        z_mean, _ = self._session.run(
+            [contract.Z_MEAN, contract.Z_LOG_VAR], {contract.AUDIO: batch}
+        )
         return np.asarray(z_mean, dtype=np.float32)
 
 

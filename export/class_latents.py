@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dkvae_live import class_latents
+from dkvae_live import class_latents, contract
 from dkvae_live.model import Decoder, Encoder, ModelError
 
 logger = logging.getLogger(__name__)
@@ -38,13 +38,13 @@ def add_class_latents(
 ) -> dict[str, class_latents.ClassLatent]:
     """Encode ``audio`` (the training split) with the model's encoder, fit each class, write the
     result into ``decoder.onnx`` and check that the daemon loads it."""
-    decoder_path = Path(model_dir) / "decoder.onnx"
+    decoder_path = Path(model_dir) / contract.DECODER_FILE
     info = Decoder(decoder_path).info
-    encoder = Encoder(Path(model_dir) / "encoder.onnx", info)
+    encoder = Encoder(Path(model_dir) / contract.ENCODER_FILE, info)
     z = np.concatenate([encoder.encode(audio[i : i + batch]) for i in range(0, len(audio), batch)])
     fitted = class_latents.fit(z, labels, info.class_names)
     tmp = decoder_path.with_name(decoder_path.name + ".tmp")
-    with_metadata(decoder_path, class_latents.METADATA_KEY, class_latents.to_json(fitted), tmp)
+    with_metadata(decoder_path, contract.CLASS_LATENTS, class_latents.to_json(fitted), tmp)
     try:
         Decoder(tmp)  # never leave a decoder that the daemon refuses
     except ModelError:
@@ -66,7 +66,7 @@ def add_class_latents_from_bank(
     """:func:`add_class_latents` on the training split of ``bank``, read at the model's rate."""
     from dkvae_training.bank import load_split
 
-    info = Decoder(Path(model_dir) / "decoder.onnx").info
+    info = Decoder(Path(model_dir) / contract.DECODER_FILE).info
     train = load_split(
         bank,
         "train",

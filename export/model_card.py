@@ -22,6 +22,8 @@ from dkvae_training.licences import (
     compatible_with_weights,
 )
 
+from dkvae_live.contract import MODEL_CARD_FILE
+
 
 def split_counts(bank: Path) -> Counter[str]:
     """Sounds per split from a bank's ``manifest.csv``."""
@@ -245,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         args.command,
         args.notes.read_text() if args.notes else "",
     )
-    (args.model_dir / "MODEL_CARD.md").write_text(card)
-    print(f"wrote {args.model_dir / 'MODEL_CARD.md'}")
+    (args.model_dir / MODEL_CARD_FILE).write_text(card)
+    print(f"wrote {args.model_dir / MODEL_CARD_FILE}")
     return 0
 
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from dkvae_live import contract
+
 logger = logging.getLogger(__name__)
 
-CONTRACT_VERSION = "1"
 OPSET = 17
 #: Largest allowed |onnxruntime - keras| (absolute, on outputs of order 1) in the parity check.
 DEFAULT_TOLERANCE = 1e-3
@@ -44,22 +45,22 @@ class ExportResult:
 def contract_metadata(cfg: Any, role: str, output_kind: str | None, name: str) -> dict[str, str]:
     """The ``metadata_props`` the contract asks for, as strings."""
     meta = {
-        "dkvae.contract_version": CONTRACT_VERSION,
-        "dkvae.role": role,
-        "dkvae.model_kind": cfg.kind,
-        "dkvae.sample_rate": str(cfg.sample_rate),
-        "dkvae.num_samples": str(cfg.num_samples),
-        "dkvae.latent_size": str(cfg.latent_size),
-        "dkvae.class_names": json.dumps(list(cfg.class_names)),
-        "dkvae.config_hash": cfg.hash(),
-        "dkvae.name": name,
+        contract.VERSION: contract.CONTRACT_VERSION,
+        contract.ROLE: role,
+        contract.MODEL_KIND: cfg.kind,
+        contract.SAMPLE_RATE: str(cfg.sample_rate),
+        contract.NUM_SAMPLES: str(cfg.num_samples),
+        contract.LATENT_SIZE: str(cfg.latent_size),
+        contract.CLASS_NAMES: json.dumps(list(cfg.class_names)),
+        contract.CONFIG_HASH: cfg.hash(),
+        contract.NAME: name,
     }
     if output_kind is not None:
-        meta["dkvae.output_kind"] = output_kind
-    if output_kind == "log_magnitude":
-        meta["dkvae.n_fft"] = str(cfg.spec_n_fft)
-        meta["dkvae.hop_length"] = str(cfg.spec_hop_length)
-        meta["dkvae.log_offset"] = repr(float(cfg.log_offset))
+        meta[contract.OUTPUT_KIND] = output_kind
+    if output_kind == contract.LOG_MAGNITUDE:
+        meta[contract.N_FFT] = str(cfg.spec_n_fft)
+        meta[contract.HOP_LENGTH] = str(cfg.spec_hop_length)
+        meta[contract.LOG_OFFSET] = repr(float(cfg.log_offset))
     return meta
 
 
@@ -220,7 +221,7 @@ def check_renders(audio: np.ndarray, class_names: tuple[str, ...], kind: str) ->
     for row, name in zip(audio, class_names, strict=True):
         if not np.all(np.isfinite(row)):
             raise ExportError(f"{kind} for class {name!r} contains NaN or inf")
-        if kind == "audio":
+        if kind == contract.AUDIO:
             peak = float(np.max(np.abs(row)))
             if peak < SILENT_PEAK:
                 raise ExportError(f"audio for class {name!r} is silent (peak {peak:.2e})")
@@ -251,13 +252,16 @@ def export_decoder(
     ``small``: round the weights to float16 (in ``decoder`` too, so the parity check compares
     like with like) and store them so; see :func:`compact`.
     """
-    output_name = "audio" if output_kind == "waveform" else "log_magnitude"
-    meta = contract_metadata(cfg, "decoder", output_kind, name)
+    output_name = contract.DECODER_OUTPUT[output_kind]
+    meta = contract_metadata(cfg, contract.DECODER, output_kind, name)
     if small:
         round_weights_to_float16(decoder)
     convert(
         decoder,
-        [("z", (None, cfg.latent_size), "float32"), ("class_index", (None,), "int64")],
+        [
+            (contract.Z, (None, cfg.latent_size), "float32"),
+            (contract.CLASS_INDEX, (None,), "int64"),
+        ],
         [output_name],
         meta,
         path,
@@ -269,8 +273,8 @@ def export_decoder(
     z = rng.standard_normal((n, cfg.latent_size)).astype(np.float32)
     classes = (np.arange(n) % cfg.num_classes).astype(np.int64)
     want = np.asarray(decoder([z, classes], training=False))
-    got = sess.run([output_name], {"z": z, "class_index": classes})[0]
-    one = sess.run([output_name], {"z": z[:1], "class_index": classes[:1]})[0]
+    got = sess.run([output_name], {contract.Z: z, contract.CLASS_INDEX: classes})[0]
+    one = sess.run([output_name], {contract.Z: z[:1], contract.CLASS_INDEX: classes[:1]})[0]
     if got.shape != want.shape or one.shape[0] != 1:
         raise ExportError(
             f"onnxruntime output shape {got.shape} (batch 1: {one.shape}) differs "
@@ -288,14 +292,11 @@ def export_decoder(
         )
     zeros = np.zeros((cfg.num_classes, cfg.latent_size), np.float32)
     per_class = sess.run(
-        [output_name], {"z": zeros, "class_index": np.arange(cfg.num_classes, dtype=np.int64)}
+        [output_name],
+        {contract.Z: zeros, contract.CLASS_INDEX: np.arange(cfg.num_classes, dtype=np.int64)},
     )
     try:
-        check_renders(
-            per_class[0],
-            tuple(cfg.class_names),
-            "audio" if output_kind == "waveform" else output_name,
-        )
+        check_renders(per_class[0], tuple(cfg.class_names), output_name)
     except ExportError:
         path.unlink(missing_ok=True)
         raise
@@ -314,13 +315,13 @@ def export_encoder(
     small: bool = False,
 ) -> float:
     """Export, reload and check an encoder (``audio -> z_mean, z_log_var``)."""
-    meta = contract_metadata(cfg, "encoder", None, name)
+    meta = contract_metadata(cfg, contract.ENCODER, None, name)
     if small:
         round_weights_to_float16(encoder)
     convert(
         encoder,
-        [("audio", (None, cfg.num_samples), "float32")],
-        ["z_mean", "z_log_var"],
+        [(contract.AUDIO, (None, cfg.num_samples), "float32")],
+        [contract.Z_MEAN, contract.Z_LOG_VAR],
         meta,
         path,
         small=small,
@@ -333,7 +334,7 @@ def export_encoder(
             np.float32
         )
     want = [np.asarray(v) for v in encoder(audio, training=False)]
-    got = sess.run(["z_mean", "z_log_var"], {"audio": audio})
+    got = sess.run([contract.Z_MEAN, contract.Z_LOG_VAR], {contract.AUDIO: audio})
     diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want, strict=True))
     if not np.isfinite(diff) or diff > tolerance:
         path.unlink(missing_ok=True)
@@ -368,14 +369,14 @@ def export_run(
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "export"
     cfg, decoder, encoder, output_kind = build_for_export(run_dir, checkpoint)
     name = name or run_dir.name
-    dec_path = out_dir / "decoder.onnx"
+    dec_path = out_dir / contract.DECODER_FILE
     dec_diff = export_decoder(
         decoder, cfg, dec_path, output_kind=output_kind, name=name, tolerance=tolerance, small=small
     )
     enc_path: Path | None = None
     enc_diff: float | None = None
     if encoder is not None:
-        enc_path = out_dir / "encoder.onnx"
+        enc_path = out_dir / contract.ENCODER_FILE
         enc_diff = export_encoder(
             encoder, cfg, enc_path, name=name, tolerance=tolerance, small=small
         )

@@ -251,3 +251,31 @@ def test_the_shipped_model_carries_the_documented_metadata_and_no_other(role: st
         required.discard("dkvae.output_kind")  # the contract exempts encoders
     assert required - keys == set(), "required metadata missing"
     assert {p.value for p in model.metadata_props if p.key == "dkvae.role"} == {role}
+
+
+def documented_tensors(section: str) -> list[str]:
+    """The tensor names in the first column of a section's tables of docs/model-contract.md."""
+    text = (ROOT / "docs" / "model-contract.md").read_text()
+    part = text.split(f"## {section}", 1)[1].split("### Metadata", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \| (?:float32|int64) \|", part, flags=re.MULTILINE)
+
+
+def test_contract_module_names_exactly_what_the_document_says() -> None:
+    """dkvae_live/contract.py and docs/model-contract.md: the same keys, tensors and kinds."""
+    from dkvae_live import contract
+
+    text = (ROOT / "docs" / "model-contract.md").read_text()
+    assert f"(version {contract.CONTRACT_VERSION})" in text.splitlines()[0]
+    documented = documented_metadata()
+    assert list(documented) == list(contract.METADATA_KEYS)
+    assert [k for k, r in documented.items() if r == "yes"] == list(contract.REQUIRED_KEYS)
+    spectral = [k for k, r in documented.items() if r == "for `log_magnitude`"]
+    assert spectral == list(contract.SPECTROGRAM_KEYS)
+    kinds = re.findall(r"^\| `([a-z_]+)` \| `([a-z_]+)` \| `\[batch", text, flags=re.MULTILINE)
+    assert dict(kinds) == contract.DECODER_OUTPUT
+    assert tuple(contract.DECODER_OUTPUT) == contract.OUTPUT_KINDS
+    assert documented_tensors("Decoder") == [contract.Z, contract.CLASS_INDEX]
+    assert documented_tensors("Encoder") == [contract.AUDIO, contract.Z_MEAN, contract.Z_LOG_VAR]
+    files = f"holding `{contract.DECODER_FILE}`, optionally `{contract.ENCODER_FILE}`"
+    assert files in " ".join(text.split())
+    assert f"`{contract.MODEL_CARD_FILE}`" in text

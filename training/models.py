@@ -7,13 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from dkvae_live.contract import LOG_MAGNITUDE, WAVEFORM
+
 from .config import TrainConfig, load_config
 
+# model kind -> the contract's output kind of its exported decoder
 OUTPUT_KINDS = {
-    "vae": "waveform",
-    "seed_vae": "log_magnitude",
-    "cgan": "log_magnitude",
-    "ddsp": "waveform",
+    "vae": WAVEFORM,
+    "seed_vae": LOG_MAGNITUDE,
+    "cgan": LOG_MAGNITUDE,
+    "ddsp": WAVEFORM,
 }
 BEST_WEIGHTS = "best.weights.h5"
 LAST_WEIGHTS = "checkpoints/last.weights.h5"

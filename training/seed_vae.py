@@ -15,6 +15,8 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from dkvae_live import contract
+
 from . import losses
 from .config import TrainConfig
 from .dsp import ConvSTFT, num_frames
@@ -35,8 +37,8 @@ def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) ->
     """``(z, class_index) -> log_magnitude [batch, frames, bins]`` with 2-D transposed convs."""
     frames, bins = spectrogram_shape(cfg)
     pf, pb = _padded(frames), _padded(bins)
-    z = keras.Input((cfg.latent_size,), name="z")
-    class_index = keras.Input((), dtype="int64", name="class_index")
+    z = keras.Input((cfg.latent_size,), name=contract.Z)
+    class_index = keras.Input((), dtype="int64", name=contract.CLASS_INDEX)
     if conditional:
         emb = layers.Embedding(cfg.num_classes, cfg.embedding_size, name="class_embedding")(
             class_index
@@ -63,9 +65,9 @@ def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) ->
         x = layers.Conv2D(1, 3, padding="same", name="to_log_magnitude")(x)
     else:
         raise ValueError(f"spec_decoder must be 'conv1d' or 'conv2d', not {cfg.spec_decoder!r}")
-    out = _CropSpectrogram(frames, bins, float(cfg.log_offset), conditional, name="log_magnitude")(
-        [x, class_index]
-    )
+    out = _CropSpectrogram(
+        frames, bins, float(cfg.log_offset), conditional, name=contract.LOG_MAGNITUDE_OUTPUT
+    )([x, class_index])
     return keras.Model([z, class_index], out, name=name)
 
 
@@ -98,7 +100,7 @@ class _CropSpectrogram(layers.Layer):
 def build_spectrogram_encoder(cfg: TrainConfig, name: str = "encoder") -> keras.Model:
     """``audio -> (z_mean, z_log_var)`` with 2-D convs over the log-magnitude STFT."""
     frames, bins = spectrogram_shape(cfg)
-    audio = keras.Input((cfg.num_samples,), name="audio")
+    audio = keras.Input((cfg.num_samples,), name=contract.AUDIO)
     x = ConvSTFT(cfg.spec_n_fft, cfg.spec_hop_length, log_offset=cfg.log_offset, name="log_stft")(
         audio
     )
@@ -109,10 +111,10 @@ def build_spectrogram_encoder(cfg: TrainConfig, name: str = "encoder") -> keras.
     x = layers.Flatten()(x)
     x = layers.Dense(128, name="enc_dense")(x)
     x = layers.LeakyReLU(0.2)(x)
-    z_mean = layers.Dense(cfg.latent_size, name="z_mean")(x)
+    z_mean = layers.Dense(cfg.latent_size, name=contract.Z_MEAN)(x)
     z_log_var = layers.Dense(
         cfg.latent_size,
-        name="z_log_var",
+        name=contract.Z_LOG_VAR,
         kernel_initializer="zeros",
         bias_initializer=keras.initializers.Constant(-4.0),
     )(x)

@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from dkvae_live import contract
+
 from . import losses
 from .config import TrainConfig
 from .dsp import ConvISTFT, ConvSTFT, Upsample, num_frames
@@ -63,8 +65,8 @@ def decoder_inputs(
     """The contract's decoder inputs ``z`` and ``class_index``, and the condition both
     decoders (this module's and ``ddsp``'s) are built on: latent and class embedding through
     two dense layers."""
-    z = keras.Input((cfg.latent_size,), name="z")
-    class_index = keras.Input((), dtype="int64", name="class_index")
+    z = keras.Input((cfg.latent_size,), name=contract.Z)
+    class_index = keras.Input((), dtype="int64", name=contract.CLASS_INDEX)
     emb = layers.Embedding(cfg.num_classes, cfg.embedding_size, name="class_embedding")(class_index)
     cond = layers.Concatenate(name="cond_in")([z, emb])
     cond = layers.Dense(256, name="cond_dense1")(cond)
@@ -185,7 +187,7 @@ class _Synthesis(layers.Layer):
 
 def build_encoder(cfg: TrainConfig) -> keras.Model:
     """``audio [batch, num_samples] -> (z_mean, z_log_var)`` from a fixed conv log-STFT."""
-    audio = keras.Input((cfg.num_samples,), name="audio")
+    audio = keras.Input((cfg.num_samples,), name=contract.AUDIO)
     x = ConvSTFT(cfg.enc_n_fft, cfg.enc_hop_length, log_offset=1e-5, name="log_stft")(audio)
     x = layers.Rescaling(0.2, offset=0.8, name="log_stft_scale")(x)  # about [-1.5, 2]
     x = layers.Dense(256, name="bins_in")(x)  # per frame: mix frequency bins to channels
@@ -196,10 +198,10 @@ def build_encoder(cfg: TrainConfig) -> keras.Model:
     x = layers.Flatten()(x)
     x = layers.Dense(256, name="enc_dense")(x)
     x = layers.LeakyReLU(0.2)(x)
-    z_mean = layers.Dense(cfg.latent_size, name="z_mean")(x)
+    z_mean = layers.Dense(cfg.latent_size, name=contract.Z_MEAN)(x)
     z_log_var = layers.Dense(
         cfg.latent_size,
-        name="z_log_var",
+        name=contract.Z_LOG_VAR,
         kernel_initializer="zeros",
         bias_initializer=keras.initializers.Constant(-4.0),
     )(x)
