@@ -1,4 +1,8 @@
-"""`dkvae-live`: run the daemon, or list what it could use."""
+"""`dkvae-live`: run the daemon, list what it could use, or render a MIDI file offline.
+
+dkvae-live [OPTIONS]                       # the daemon
+dkvae-live render SONG.mid -o OUT.wav      # a MIDI file through a kit, offline
+"""
 
 from __future__ import annotations
 
@@ -70,10 +74,29 @@ def _stop_deadline() -> None:
     exit_after(LAST_RESORT_SECONDS)
 
 
+def add_midi_channel(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--midi-channel 1..16``, the same for the daemon and ``render``; :func:`midi_channel`
+    reads it."""
+    p.add_argument(
+        "--midi-channel",
+        type=int,
+        choices=range(1, 17),
+        metavar="1..16",
+        help="play the notes of one channel only (default: all)",
+    )
+
+
+def midi_channel(args: argparse.Namespace) -> int | None:
+    """``--midi-channel`` as the 0-based channel the MIDI readers take; None for all."""
+    return None if args.midi_channel is None else int(args.midi_channel) - 1
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The daemon's options, and the ``render`` command."""
     p = argparse.ArgumentParser(
         prog="dkvae-live",
-        description="Play a neural drum model live from MIDI notes and OSC messages.",
+        description="Play a neural drum model live from MIDI notes and OSC messages. "
+        "Without a command, run the daemon.",
     )
     p.add_argument(
         "--model",
@@ -147,13 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="connect to this existing input port (name or part "
         "of it) instead of opening a virtual port",
     )
-    midi.add_argument(
-        "--midi-channel",
-        type=int,
-        choices=range(1, 17),
-        metavar="1..16",
-        help="listen on one channel only (default: all)",
-    )
+    add_midi_channel(midi)
     midi.add_argument(
         "--client-name",
         default="dkvae",
@@ -177,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-devices", action="store_true", help="list audio outputs and exit")
     p.add_argument("--list-midi-ports", action="store_true", help="list MIDI inputs and exit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = p.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    add_render_arguments(
+        commands.add_parser(
+            "render",
+            help="play a MIDI file through a kit offline, with the live voice engine",
+            description="Play a MIDI file through a kit offline, with the live voice engine. "
+            "Its options are its own: give them after `render`.",
+        )
+    )
     return p
 
 
@@ -201,7 +227,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         midi=not args.no_midi,
         midi_api=args.midi_api,
         midi_port=args.midi_port,
-        midi_channel=None if args.midi_channel is None else args.midi_channel - 1,
+        midi_channel=midi_channel(args),
         client_name=args.client_name,
         osc_host=args.osc_host,
         osc_port=args.osc_port,
@@ -224,11 +250,7 @@ def _list(args: argparse.Namespace) -> None:
             print(f"{api}: {', '.join(ports) or '(no ports)'}")
 
 
-def build_render_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dkvae-live render",
-        description="Play a MIDI file through a kit offline, with the live voice engine.",
-    )
+def add_render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("midi", type=Path, help="a standard MIDI file")
     p.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
     p.add_argument("--kit", type=Path, default=DEFAULT_KIT, help="kit file (default: shipped)")
@@ -236,28 +258,19 @@ def build_render_parser() -> argparse.ArgumentParser:
     p.add_argument("--samplerate", type=int, default=48000, help="Hz (default: 48000)")
     p.add_argument("--polyphony", type=int, default=32)
     p.add_argument("--master-gain", type=float, default=0.5)
-    p.add_argument(
-        "--midi-channel",
-        type=int,
-        choices=range(1, 17),
-        metavar="1..16",
-        help="play one channel only (default: all)",
-    )
-    return p
+    add_midi_channel(p)
 
 
-def render_main(argv: list[str]) -> int:
+def render_main(args: argparse.Namespace) -> int:
     from .offline import midi_notes, render_midi
 
-    args = build_render_parser().parse_args(argv)
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     try:
         import soundfile
 
         decoder = Decoder(args.model)
         kit = load_kit(args.kit, decoder.info.class_names, decoder.info.latent_size)
-        channel = None if args.midi_channel is None else args.midi_channel - 1
-        notes = midi_notes(args.midi, channel)
+        notes = midi_notes(args.midi, midi_channel(args))
         started = time.perf_counter()
         audio, skipped = render_midi(
             notes, decoder, kit, args.samplerate, args.polyphony, args.master_gain
@@ -282,10 +295,9 @@ def render_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["render"]:
-        return render_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "render":
+        return render_main(args)
     map_large_buffers_apart()
     rename_threads(current_thread_name(), LIBRARY_THREAD)
     name_current_thread(MAIN_THREAD)
