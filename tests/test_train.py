@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +166,38 @@ def test_cli_smoke_test_from_a_bank_folder_and_resume(tmp_path: Path) -> None:
     # a second run into the same folder is refused; --resume continues it (already done: 2 of 2)
     assert main([str(run), "--bank", str(bank), "--smoke-test", "--verbose", "0"]) == 2
     assert main([str(run), "--resume", "--smoke-test", "--verbose", "0"]) == 0
+
+
+def test_ctrl_c_stops_with_one_message_and_the_run_resumes(tmp_path: Path) -> None:
+    """A real SIGINT to a real dkvae-train: no traceback, the state kept, --resume goes on."""
+    run = tmp_path / "run"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    command = [sys.executable, "-m", "dkvae_training.train", str(run), "--synthetic", "1"]
+    proc = subprocess.Popen(
+        [*command, "--verbose", "0", *sets, "--epochs", "10000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as in a terminal, whatever this test runner does with SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    state = run / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 300
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()[1]
+    time.sleep(0.3)  # into a later epoch
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "stops after epoch 10000, after " in err and "no budget: --max-minutes M" in err
+    found = re.search(r"stopped by Ctrl-C; \S+ keeps epoch (\d+): dkvae-train --resume ", err)
+    assert found, err
+    kept = int(found.group(1))
+    assert json.loads(state.read_text())["epoch"] == kept >= 1
+    assert main([str(run), "--resume", "--epochs", str(kept + 1), "--verbose", "0"]) == 0
+    assert json.loads(state.read_text())["epoch"] == kept + 1
 
 
 def test_early_stopping_and_time_budget_stop_training(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ A run folder holds::
     summary.json           written when training stops: epochs, time, best validation loss, why
 
 Training stops at ``epochs``, on early stopping (``patience`` epochs without a better validation
-loss), or when ``max_minutes`` of training (summed over resumes) have passed.
+loss), or when ``max_minutes`` of training (summed over resumes) have passed; there is no time
+budget unless one is set. Ctrl-C stops it too: the last finished epoch stays for ``--resume``.
 """
 
 from __future__ import annotations
@@ -475,6 +476,15 @@ def main(argv: list[str] | None = None) -> int:
             len(val_arrays.labels) if val_arrays else 0,
             list(cfg.class_names),
         )
+        logger.info(
+            "stops after epoch %d, after %d epochs without a better validation loss, or %s; "
+            "Ctrl-C stops it keeping the last finished epoch for --resume",
+            cfg.epochs,
+            cfg.patience,
+            f"after {cfg.max_minutes:g} min of training"
+            if cfg.max_minutes > 0
+            else "never on time (no budget: --max-minutes M sets one)",
+        )
         if args.strategy != "none":
             from .distributed import train_distributed
 
@@ -503,7 +513,25 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         logger.error("%s", exc)
         return 2
+    except KeyboardInterrupt:
+        logger.warning("%s", interrupted_message(run_dir))
+        return 130  # as a shell reports a process ended by SIGINT
     return 0
+
+
+def interrupted_message(run_dir: Path) -> str:
+    """What a Ctrl-C left: the run folder's last finished epoch, and how to go on."""
+    state_path = run_dir / CHECKPOINT_DIR / "state.json"
+    try:
+        epoch = int(json.loads(state_path.read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        epoch = 0
+    if epoch == 0:
+        return f"stopped by Ctrl-C before the first epoch ended; nothing to resume in {run_dir}"
+    return (
+        f"stopped by Ctrl-C; {run_dir} keeps epoch {epoch}: "
+        f"dkvae-train --resume {run_dir} continues from there"
+    )
 
 
 if __name__ == "__main__":
