@@ -138,6 +138,47 @@ def licence_section(kit_licences: Iterable[tuple[str, str]] | None) -> list[str]
     ]
 
 
+def shown_path(path: str | None) -> str:
+    """A path as the card shows it: relative to the repository (or the working folder) where
+    it lies inside one, else its last two parts; never the training machine's layout."""
+    if not path:
+        return "-"
+    p = Path(path).resolve()
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if p.is_relative_to(root):
+            return str(p.relative_to(root))
+    return str(Path(*p.parts[-2:]))
+
+
+def design_lines(cfg: dict[str, Any]) -> list[str]:
+    """The decoder and its loss, in the words of its design."""
+    kl = f"KL x {cfg['kl_weight']} (warm-up {cfg['kl_warmup_steps']} steps)"
+    if cfg["kind"] == "seed_vae":
+        layers = (
+            "1-D transposed convolutions over time, the frequency bins as channels"
+            if cfg.get("spec_decoder") == "conv1d"
+            else "2-D transposed convolutions"
+        )
+        return [
+            f"- decoder: log-magnitude STFT (n_fft {cfg['spec_n_fft']} / hop "
+            f"{cfg['spec_hop_length']}) from {layers}"
+            + (", conditioned on the class" if cfg.get("spec_conditional") else "")
+            + "; the daemon gives it a phase (dkvae_live/phase.py)",
+            f"- loss: log-spectrogram MSE + {kl}",
+        ]
+    return [
+        f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "
+        "inverse STFT, "
+        + ("all bins" if cfg["max_frequency"] <= 0 else f"bins up to {cfg['max_frequency']:.0f} Hz")
+        + f", phases predicted below {cfg.get('phase_max_frequency', 0):.0f} Hz, channels "
+        f"{cfg['channels']}, low-band waveform head ({cfg['lowband_per_hop']} sample(s) per "
+        "hop)",
+        f"- loss: multi-resolution STFT (sizes {cfg['stft_sizes']}) x {cfg['mstft_weight']}"
+        f" + seed log-spectrogram MSE x {cfg['log_mse_weight']} + low-band L1 x "
+        f"{cfg['lowband_weight']} + {kl}",
+    ]
+
+
 def render_card(
     run_dir: Path,
     model_dir: Path,
@@ -150,12 +191,14 @@ def render_card(
     cfg = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     source = json.loads((run_dir / "run.json").read_text())
+    spectral = cfg["kind"] in ("seed_vae", "cgan")
+    output = "`log_magnitude`" if spectral else "`audio`"
     lines = [f"# DK·VAE default model ({cfg['kind']}, config {summary['config_hash']})", ""]
     lines += [
         "A class-conditional VAE that renders 1 s drum one-shots at "
         f"{cfg['sample_rate']} Hz from a {cfg['latent_size']}-dimensional latent and a class "
         f"({', '.join(cfg['class_names'])}). Files: `decoder.onnx` (inputs `z`, `class_index`; "
-        "output `audio`) and `encoder.onnx` (input `audio`; outputs `z_mean`, `z_log_var`), "
+        f"output {output}) and `encoder.onnx` (input `audio`; outputs `z_mean`, `z_log_var`), "
         "following docs/model-contract.md.",
         "",
     ]
@@ -168,22 +211,13 @@ def render_card(
     lines += [
         "## Training",
         "",
-        f"- bank: `{source.get('bank')}` ({source.get('train_sounds')} training / "
+        f"- bank: `{shown_path(source.get('bank'))}` ({source.get('train_sounds')} training / "
         f"{source.get('validation_sounds')} validation sounds)",
         f"- trained {summary['train_minutes']:.1f} min on this machine's 2 shared CPU "
         f"cores (nice 10, beside other work), {summary['epochs_done']} epochs of batch "
         f"{cfg['batch_size']}; stopped by: {summary['stop_reason']}; best validation loss "
         f"{summary['best_val_loss']:.4f} at epoch {summary.get('best_epoch', '?')}",
-        f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "
-        f"inverse STFT, "
-        + ("all bins" if cfg["max_frequency"] <= 0 else f"bins up to {cfg['max_frequency']:.0f} Hz")
-        + f", phases predicted below {cfg.get('phase_max_frequency', 0):.0f} Hz, channels "
-        f"{cfg['channels']}, low-band waveform head ({cfg['lowband_per_hop']} sample(s) per "
-        "hop)",
-        f"- loss: multi-resolution STFT (sizes {cfg['stft_sizes']}) x {cfg['mstft_weight']}"
-        f" + seed log-spectrogram MSE x {cfg['log_mse_weight']} + low-band L1 x "
-        f"{cfg['lowband_weight']} + KL x {cfg['kl_weight']} (warm-up "
-        f"{cfg['kl_warmup_steps']} steps)",
+        *design_lines(cfg),
         f"- Adam, learning rate {cfg['learning_rate']} (halved on plateaus), "
         f"gain augmentation {cfg['gain_augment_db']} dB",
         "",

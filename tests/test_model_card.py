@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dkvae_export.model_card import licence_section
+from pathlib import Path
+
+from dkvae_export.model_card import design_lines, licence_section, shown_path
 from dkvae_training.licences import WEIGHTS_LICENCE
 
 
@@ -17,3 +19,17 @@ def test_licence_section_states_the_weights_licence_and_flags_other_kits() -> No
     assert "cannot carry: GPL-2 (b, Zed); unknown (b)." in mixed
     assert "Every training kit" not in mixed
     assert "not checked" in "\n".join(licence_section(None))
+
+
+def test_the_card_shows_no_path_of_the_training_machine() -> None:
+    inside = Path(__file__).resolve().parents[1] / "data" / "default-bank"
+    assert shown_path(str(inside)) == "data/default-bank"
+    assert shown_path("/somewhere/else/runs/my-bank") == "runs/my-bank"
+    assert shown_path(None) == "-"
+
+
+def test_a_spectrogram_model_is_described_as_one() -> None:
+    cfg = {"kind": "seed_vae", "spec_n_fft": 2048, "spec_hop_length": 256, "kl_weight": 0.001}
+    text = "\n".join(design_lines({**cfg, "kl_warmup_steps": 0, "spec_decoder": "conv1d"}))
+    assert "log-magnitude STFT (n_fft 2048 / hop 256)" in text
+    assert "1-D transposed convolutions" in text and "inverse STFT" not in text
