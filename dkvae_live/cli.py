@@ -2,6 +2,7 @@
 
 dkvae-live [OPTIONS]                       # the daemon
 dkvae-live render SONG.mid -o OUT.wav      # a MIDI file through a kit, offline
+dkvae-live export-kit KIT -o DIR           # a kit as WAVs, an SFZ and a Hydrogen kit
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from .audio import AudioDeviceError
 from .engine import Engine, Settings
 from .kit import DEFAULT_KIT, KitError, load_kit
+from .kit_export import FORMATS, ExportError, export_kit, parse_formats
 from .midi_in import MidiError, available_apis, list_input_ports
 from .mixer import exit_after
 from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
@@ -203,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
             "Its options are its own: give them after `render`.",
         )
     )
+    add_export_arguments(
+        commands.add_parser(
+            "export-kit",
+            help="render a kit to WAV samples with an SFZ and a Hydrogen kit, for any sampler",
+            description="Render every pad of a kit as the daemon plays it and write a sample "
+            "kit: 24-bit WAVs, an SFZ (sfizz, Carla, LinuxSampler, DAW samplers), a Hydrogen "
+            "drumkit.xml and .h2drumkit, and dkvae-export.json (model, kit, latents).",
+        )
+    )
     return p
 
 
@@ -294,10 +305,57 @@ def render_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kit", type=Path, help="kit file (TOML)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
+    p.add_argument(
+        "--format",
+        default=",".join(FORMATS),
+        help=f"what to write, comma separated, of {','.join(FORMATS)} (default: all; the WAVs "
+        "are always written)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace the folder if it holds an earlier export"
+    )
+    p.add_argument("--model", type=Path, default=None, help="model (default: shipped)")
+    p.add_argument("--samplerate", type=int, default=48000, help="Hz (default: 48000)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="draws the variants of pads that vary (default: 0)"
+    )
+
+
+def export_main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
+    try:
+        formats = parse_formats(args.format)
+        decoder = Decoder(args.model)
+        kit = load_kit(args.kit, decoder.info.class_names, decoder.info.latent_size)
+        started = time.perf_counter()
+        pads = export_kit(
+            decoder, kit, args.output, formats, args.samplerate, args.force, args.seed
+        )
+    except (ModelError, KitError, ExportError, ValueError, OSError) as exc:
+        print(f"dkvae-live export-kit: {exc}", file=sys.stderr)
+        return 2
+    files = sum(p.layers * p.variants for p in pads)
+    log.info(
+        "kit %r: %d pads, %d samples (%s) in %s, %.1f s",
+        kit.name,
+        len(pads),
+        files,
+        ",".join(formats),
+        args.output,
+        time.perf_counter() - started,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "render":
         return render_main(args)
+    if args.command == "export-kit":
+        return export_main(args)
     map_large_buffers_apart()
     rename_threads(current_thread_name(), LIBRARY_THREAD)
     name_current_thread(MAIN_THREAD)
