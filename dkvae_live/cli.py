@@ -2,6 +2,7 @@
 
 dkvae-live [OPTIONS]                       # the daemon
 dkvae-live render SONG.mid -o OUT.wav      # a MIDI file through a kit, offline
+dkvae-live render --demo -o demo.flac      # the shipped demo groove through a kit
 dkvae-live export-kit KIT -o DIR           # a kit as WAVs, an SFZ and a Hydrogen kit
 """
 
@@ -262,8 +263,20 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def add_render_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("midi", type=Path, help="a standard MIDI file")
-    p.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
+    song = p.add_mutually_exclusive_group(required=True)
+    song.add_argument("midi", type=Path, nargs="?", help="a standard MIDI file")
+    song.add_argument(
+        "--demo",
+        action="store_true",
+        help="play the shipped General MIDI demo groove (a few bars, every drum class)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="audio file to write: .wav (32-bit float) or .flac (24-bit)",
+    )
     p.add_argument("--kit", type=Path, default=DEFAULT_KIT, help="kit file (default: shipped)")
     p.add_argument("--model", type=Path, default=None, help="model (default: shipped)")
     p.add_argument("--samplerate", type=int, default=48000, help="Hz (default: 48000)")
@@ -273,7 +286,7 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def render_main(args: argparse.Namespace) -> int:
-    from .offline import midi_notes, render_midi
+    from .offline import DEMO_GROOVE, midi_notes, render_midi
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -281,13 +294,15 @@ def render_main(args: argparse.Namespace) -> int:
 
         decoder = Decoder(args.model)
         kit = load_kit(args.kit, decoder.info.class_names, decoder.info.latent_size)
-        notes = midi_notes(args.midi, midi_channel(args))
+        notes = midi_notes(DEMO_GROOVE if args.demo else args.midi, midi_channel(args))
         started = time.perf_counter()
         audio, skipped = render_midi(
             notes, decoder, kit, args.samplerate, args.polyphony, args.master_gain
         )
         elapsed = time.perf_counter() - started
-        soundfile.write(str(args.output), audio, args.samplerate, subtype="FLOAT")
+        flac = args.output.suffix.lower() == ".flac"
+        subtype = "PCM_24" if flac else "FLOAT"
+        soundfile.write(str(args.output), audio, args.samplerate, subtype=subtype)
     except (ModelError, KitError, ValueError, OSError) as exc:
         print(f"dkvae-live render: {exc}", file=sys.stderr)
         return 2

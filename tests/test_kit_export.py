@@ -1,10 +1,11 @@
 """`dkvae-live export-kit`: a kit out as WAVs, an SFZ and a Hydrogen kit, read back by an SFZ
 parser (sfzen) and the project's own Hydrogen importer, the WAVs compared with what the daemon
-publishes for the same pads."""
+publishes for the same pads; and the demo groove of `dkvae-live render --demo`."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import mido
 import numpy as np
 import pytest
 import soundfile as sf
@@ -31,7 +33,8 @@ from dkvae_live.kit_export import (
 )
 from dkvae_live.mixer import Mixer
 from dkvae_live.model import Decoder
-from dkvae_live.pads import Pad, PadBank
+from dkvae_live.offline import DEMO_GROOVE, midi_notes, render_midi
+from dkvae_live.pads import GM_DRUMS, Pad, PadBank
 from dkvae_live.renderer import VARIANTS, VELOCITY_LAYERS, RenderWorker, prepare_sound, stack_layers
 
 RATE = 16000
@@ -346,6 +349,40 @@ def test_the_default_kit_exports(tmp_path: Path) -> None:
             for name in names:
                 assert f"sample={name} " in text
                 assert np.max(np.abs(read(tmp_path / "default" / name))) > 1e-3
+
+
+# -- the demo groove --------------------------------------------------------------------
+def test_the_demo_groove_is_small_and_plays_every_class(
+    tmp_path: Path, sine_model: Path, gm_kit: Path
+) -> None:
+    assert DEMO_GROOVE.stat().st_size < 4096
+    notes = midi_notes(DEMO_GROOVE)
+    seconds = notes[-1][0]
+    assert 4.0 < seconds < 10.0
+    assert all(mido.MidiFile(str(DEMO_GROOVE)).tracks)
+    played = {GM_DRUMS[note][0] for _, note, _ in notes}
+    assert played == set(CLASSES)
+    velocities = [v for _, _, v in notes]
+    assert min(velocities) < 32 and max(velocities) == 127  # soft and hard layers
+    # through the live voice engine: every class it plays sounds
+    decoder = Decoder(sine_model)
+    kit = load_kit(gm_kit, decoder.info.class_names, decoder.info.latent_size)
+    for name in sorted(played):
+        only = [n for n in notes if GM_DRUMS[n[1]][0] == name]
+        audio, skipped = render_midi(only, decoder, kit, RATE)
+        assert skipped == 0
+        assert math.sqrt(float(np.mean(audio**2))) > 1e-3, name
+
+
+def test_render_demo_writes_a_flac(tmp_path: Path, sine_model: Path, gm_kit: Path) -> None:
+    out = tmp_path / "demo.flac"
+    command = ["render", "--demo", "-o", str(out), "--model", str(sine_model)]
+    assert main([*command, "--kit", str(gm_kit), "--samplerate", str(RATE)]) == 0
+    info = sf.info(str(out))
+    assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_24", RATE)
+    assert info.duration > 4.0
+    with pytest.raises(SystemExit):  # a song or --demo, not both
+        main(["render", str(DEMO_GROOVE), "--demo", "-o", str(out)])
 
 
 def test_kits_saved_and_exported_round_trip(tmp_path: Path, sine_model: Path) -> None:
