@@ -2,6 +2,8 @@
 
 dkvae-live [OPTIONS]                       # the daemon
 dkvae-live render SONG.mid -o OUT.wav      # a MIDI file through a kit, offline
+dkvae-live render --demo -o demo.flac      # the shipped demo groove through a kit
+dkvae-live export-kit KIT -o DIR           # a kit as WAVs, an SFZ and a Hydrogen kit
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from .audio import AudioDeviceError
 from .engine import Engine, Settings
 from .kit import DEFAULT_KIT, KitError, load_kit
+from .kit_export import FORMATS, ExportError, export_kit, parse_formats
 from .midi_in import MidiError, available_apis, list_input_ports
 from .mixer import exit_after
 from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
@@ -203,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
             "Its options are its own: give them after `render`.",
         )
     )
+    add_export_arguments(
+        commands.add_parser(
+            "export-kit",
+            help="render a kit to WAV samples with an SFZ and a Hydrogen kit, for any sampler",
+            description="Render every pad of a kit as the daemon plays it and write a sample "
+            "kit: 24-bit WAVs, an SFZ (sfizz, Carla, LinuxSampler, DAW samplers), a Hydrogen "
+            "drumkit.xml and .h2drumkit, and dkvae-export.json (model, kit, latents).",
+        )
+    )
     return p
 
 
@@ -251,8 +263,20 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def add_render_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("midi", type=Path, help="a standard MIDI file")
-    p.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
+    song = p.add_mutually_exclusive_group(required=True)
+    song.add_argument("midi", type=Path, nargs="?", help="a standard MIDI file")
+    song.add_argument(
+        "--demo",
+        action="store_true",
+        help="play the shipped General MIDI demo groove (a few bars, every drum class)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="audio file to write: .wav (32-bit float) or .flac (24-bit)",
+    )
     p.add_argument("--kit", type=Path, default=DEFAULT_KIT, help="kit file (default: shipped)")
     p.add_argument("--model", type=Path, default=None, help="model (default: shipped)")
     p.add_argument("--samplerate", type=int, default=48000, help="Hz (default: 48000)")
@@ -262,7 +286,7 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def render_main(args: argparse.Namespace) -> int:
-    from .offline import midi_notes, render_midi
+    from .offline import DEMO_GROOVE, midi_notes, render_midi
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -270,13 +294,15 @@ def render_main(args: argparse.Namespace) -> int:
 
         decoder = Decoder(args.model)
         kit = load_kit(args.kit, decoder.info.class_names, decoder.info.latent_size)
-        notes = midi_notes(args.midi, midi_channel(args))
+        notes = midi_notes(DEMO_GROOVE if args.demo else args.midi, midi_channel(args))
         started = time.perf_counter()
         audio, skipped = render_midi(
             notes, decoder, kit, args.samplerate, args.polyphony, args.master_gain
         )
         elapsed = time.perf_counter() - started
-        soundfile.write(str(args.output), audio, args.samplerate, subtype="FLOAT")
+        flac = args.output.suffix.lower() == ".flac"
+        subtype = "PCM_24" if flac else "FLOAT"
+        soundfile.write(str(args.output), audio, args.samplerate, subtype=subtype)
     except (ModelError, KitError, ValueError, OSError) as exc:
         print(f"dkvae-live render: {exc}", file=sys.stderr)
         return 2
@@ -294,10 +320,57 @@ def render_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kit", type=Path, help="kit file (TOML)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
+    p.add_argument(
+        "--format",
+        default=",".join(FORMATS),
+        help=f"what to write, comma separated, of {','.join(FORMATS)} (default: all; the WAVs "
+        "are always written)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace the folder if it holds an earlier export"
+    )
+    p.add_argument("--model", type=Path, default=None, help="model (default: shipped)")
+    p.add_argument("--samplerate", type=int, default=48000, help="Hz (default: 48000)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="draws the variants of pads that vary (default: 0)"
+    )
+
+
+def export_main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
+    try:
+        formats = parse_formats(args.format)
+        decoder = Decoder(args.model)
+        kit = load_kit(args.kit, decoder.info.class_names, decoder.info.latent_size)
+        started = time.perf_counter()
+        pads = export_kit(
+            decoder, kit, args.output, formats, args.samplerate, args.force, args.seed
+        )
+    except (ModelError, KitError, ExportError, ValueError, OSError) as exc:
+        print(f"dkvae-live export-kit: {exc}", file=sys.stderr)
+        return 2
+    files = sum(p.layers * p.variants for p in pads)
+    log.info(
+        "kit %r: %d pads, %d samples (%s) in %s, %.1f s",
+        kit.name,
+        len(pads),
+        files,
+        ",".join(formats),
+        args.output,
+        time.perf_counter() - started,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "render":
         return render_main(args)
+    if args.command == "export-kit":
+        return export_main(args)
     map_large_buffers_apart()
     rename_threads(current_thread_name(), LIBRARY_THREAD)
     name_current_thread(MAIN_THREAD)

@@ -39,6 +39,7 @@ from .kit import (
     remove_stale_temporaries,
     save_kit,
 )
+from .kit_export import ExportError, export_kit
 from .midi_in import MidiInput
 from .mixer import Mixer
 from .model import Decoder, Encoder, ModelError, read_sound
@@ -464,6 +465,7 @@ class Engine:
         osc.add("/dkvae/pad/encode", "note:i path:s", self._osc_encode)
         osc.add("/dkvae/kit/save", "path:s?", self._osc_kit_save)
         osc.add("/dkvae/kit/load", "path:s", self._osc_kit_load)
+        osc.add("/dkvae/kit/export", "path:s force:i?", self._osc_kit_export)
         osc.add("/dkvae/model/load", "path:s", self._osc_model_load)
         osc.add("/dkvae/status", "", self._osc_status)
         osc.add("/dkvae/reply_to", "port:i", lambda a, sender: osc.set_reply_port(sender, a[0]))
@@ -486,7 +488,7 @@ class Engine:
         def run() -> None:
             try:
                 work()
-            except (ValueError, KitError, ModelError, OSError) as exc:
+            except (ValueError, KitError, ModelError, ExportError, OSError) as exc:
                 self.dropped.count("osc.invalid", f"{address}: {exc}")
                 osc.reply(sender, "/dkvae/error", address, str(exc))
             except Exception as exc:
@@ -603,6 +605,22 @@ class Engine:
             osc.reply(sender, "/dkvae/kit/loaded", kit.name, str(path))
 
         self._job("/dkvae/kit/load", sender, work)
+
+    def _osc_kit_export(self, args: list[Any], sender: Sender) -> None:
+        assert self.osc is not None
+        osc = self.osc
+        path = confine(args[0], self.kit_dir, self.allowed_dirs)
+        force = bool(args[1]) if len(args) > 1 else False
+        kit, decoder = self.current_kit(), self.decoder  # as they are now, whatever comes
+
+        def work() -> None:
+            # On the job thread: the decoder's session runs here beside the render worker's
+            # runs (onnxruntime allows it); the audio callback never waits for either.
+            export_kit(decoder, kit, path, samplerate=self.samplerate, force=force)
+            log.info("kit %r exported to %s", kit.name, path)
+            osc.reply(sender, "/dkvae/kit/exported", str(path))
+
+        self._job("/dkvae/kit/export", sender, work)
 
     def _osc_model_load(self, args: list[Any], sender: Sender) -> None:
         assert self.osc is not None

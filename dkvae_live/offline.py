@@ -19,6 +19,8 @@ from .pads import PadBank
 from .renderer import RenderWorker
 
 MAX_CHUNK = 4096
+# A few bars of every drum class on the General MIDI map, written by scripts/make_demo_groove.py
+DEMO_GROOVE = Path(__file__).parent / "demo" / "groove.mid"
 
 
 def midi_notes(path: Path, channel: int | None = None) -> list[tuple[float, int, int]]:

@@ -8,7 +8,8 @@ what="${1:-live}"
 
 # gcc, libc6-dev and python3-dev build the one C part, the audio mixer (dkvae_live/_mixer.c).
 apt_packages=(libportaudio2 libsndfile1 jackd2 gcc libc6-dev python3-dev)
-[ "$what" = dev ] && apt_packages+=(puredata-core)
+# hydrogen: its h2cli checks the Hydrogen kits that `dkvae-live export-kit` writes.
+[ "$what" = dev ] && apt_packages+=(puredata-core hydrogen)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,6 +4,7 @@ CC learn, encode, hot model swap, kit reload, offline render against a live take
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import time
@@ -20,6 +21,7 @@ from live_harness import Capture, Daemon, MidiSender, dominant_frequency, withou
 from synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder
 
 from dkvae_live.kit import Kit, load_kit, save_kit
+from dkvae_live.kit_export import EXPORT_JSON
 from dkvae_live.model import Decoder, read_sound
 from dkvae_live.offline import midi_notes, render_midi
 from dkvae_live.pads import default_pads
@@ -293,6 +295,38 @@ def test_a_daemon_killed_while_saving_leaves_the_previous_kit(rig: Rig) -> None:
     rig.daemon.proc.wait()
     kit = load_kit(rig.kit_path, CLASSES, 8)  # old or new, complete either way
     assert kit.pads[36].latent in ((2.0,) * 8, load_kit_text(before, rig.root).pads[36].latent)
+
+
+def test_export_over_osc_writes_the_kit_as_it_plays_and_paths_are_confined(rig: Rig) -> None:
+    osc = rig.daemon.osc
+    osc.send("/dkvae/pad/latent", 38, 0.5, SHORT, *([0.0] * 6))
+    assert rig.pad(38)[4] == pytest.approx(0.5)  # OSC is handled in order: the change is in
+    osc.send("/dkvae/kit/export", "exported")
+    out = Path(str(rig.reply("/dkvae/kit/exported")[0]))
+    assert out == (rig.root / "kits" / "exported").resolve()
+    record = json.loads((out / EXPORT_JSON).read_text())
+    (snare,) = [p for p in record["pads"] if p["note"] == 38]
+    assert snare["latents"][0][0] == pytest.approx([0.5, SHORT] + [0.0] * 6, abs=1e-6)
+    wav, rate = soundfile.read(str(out / snare["files"][0][0]))
+    assert rate == record["samplerate"] == 48000  # the daemon's rate (the JACK dummy's)
+    assert dominant_frequency(wav, rate) == pytest.approx(expected_frequency(0.5, 1), rel=0.03)
+
+    def refused(*args: object) -> str:
+        osc.drain()
+        osc.send("/dkvae/kit/export", *args)
+        error = osc.receive()
+        assert error.address == "/dkvae/error", error.params
+        return str(error.params[1])
+
+    assert "exists" in refused("exported")  # not without force
+    osc.send("/dkvae/kit/export", "exported", 1)
+    assert Path(str(rig.reply("/dkvae/kit/exported")[0])) == out
+    (rig.root / "elsewhere").mkdir()
+    (rig.root / "kits" / "link").symlink_to(rig.root / "elsewhere")
+    for outside in ("/tmp/dkvae-export", "../../x", "link/kit", str(rig.root / "elsewhere")):
+        assert "outside the folders" in refused(outside)
+    assert not any((rig.root / "elsewhere").iterdir())
+    assert rig.daemon.proc.poll() is None
 
 
 def heard(rig: Rig, send: Callable[[], None], address: str) -> list[object]:
