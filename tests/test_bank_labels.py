@@ -82,6 +82,8 @@ def test_kit_specific_rules_fix_known_mislabels() -> None:
     assert rules.classify("Pedal HH", kit="Audiophob") == "perc"
     assert rules.classify("Kick", kit="GMRockKit") == "kick"
     assert rules.classify("Pedal HH", kit="Millo-Drums_v.1") == "hihat"
+    assert rules.classify("Dununba1 Bell Mute", kit="circAfrique v4") == "perc"
+    assert rules.classify("Ride Bell", kit="GMRockKit") == "cymbal"
 
 
 def test_gm_notes() -> None:

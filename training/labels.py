@@ -117,6 +117,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(r"^kick$", "tom", kit=r"^audiophob"),  # a tom sample under the name "Kick"
     Rule(r".", None, kit=r"^rumpf"),  # its names are not its sounds: a "high tom" at 57 Hz
     Rule(r"^pedal hh$", "perc", kit=r"^audiophob"),  # a shaker under the name "Pedal HH"
+    # the bells of the dunun drums: struck bells of 0.1-0.7 s, like a cowbell, not a cymbal
+    Rule(r"\bbell\b", "perc", kit=r"^circafrique"),
     *DRUMSYNTH_RULES,
     *SONIC_PI_RULES,
     *MARCHING_RULES,
