@@ -25,8 +25,8 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 RUN_BATCH = 8
 # Fast Griffin-Lim iterations after the gradient phase of a log-magnitude decoder's sound
 # (dkvae_live.phase): a draft has none; a sound kept has as many as are heard. On a model's own
-# magnitudes (bake-off run b1, test split) 4 iterations come within 0.03 dB of 8 and 16 in mel
-# distance, in half the time of 8 (bench/phase.py times them). The load-time check renders drafts.
+# magnitudes more than 4 change the mel distance by hundredths of a dB, at twice the time
+# (bench/phase.py). The load-time check renders drafts.
 PHASE_ITERATIONS = 4
 
 
