@@ -23,6 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# As in the daemon (dkvae_live/cli.py): numpy's BLAS on one thread, set before numpy loads; the
+# render worker's resampling is a matrix product, and a BLAS thread pool beside its real-time
+# thread slows it down on 2 cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
-import soxr
 
 from .dcblock import dc_block
 from .events import PadSound
 from .model import RUN_BATCH, Decoder
 from .pads import Pad, PadBank
+from .resample import resample
 from .rt import name_current_thread, promote_current_thread, settle_heap
 
 log = logging.getLogger(__name__)
@@ -88,16 +88,16 @@ def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.nd
     """
     if not np.all(np.isfinite(audio)):
         return None
-    sound = dc_block(audio, model_rate)
-    if device_rate != model_rate:
-        sound = soxr.resample(sound, model_rate, device_rate, quality="HQ").astype(np.float32)
-    peak = float(np.max(np.abs(sound))) if sound.size else 0.0
+    sound = resample(dc_block(audio, model_rate), model_rate, device_rate)
+    magnitude = np.abs(sound)
+    peak = float(magnitude.max()) if sound.size else 0.0
     if peak > 1.0:
-        sound /= peak
-    loud = np.flatnonzero(np.abs(sound) > SILENCE)
-    end = int(loud[-1]) + 1 if loud.size else 0
+        sound = sound / peak
+    # the last sample over SILENCE (after the peak is brought to 1)
+    loud = magnitude[::-1] > SILENCE * max(1.0, peak)
+    end = sound.shape[0] - int(np.argmax(loud)) if sound.size and loud.any() else 0
     fade = min(end, int(TAIL_FADE_SECONDS * device_rate))
-    sound = np.ascontiguousarray(sound[:end])
+    sound = np.array(sound[:end], np.float32)  # a copy: the voice owns it
     if fade:
         sound[end - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
     return sound
