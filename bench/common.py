@@ -23,6 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# As in the daemon (dkvae_live/cli.py): numpy's BLAS on one thread, set before numpy loads; the
+# render worker's resampling is a matrix product, and a BLAS thread pool beside its real-time
+# thread slows it down on 2 cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -365,3 +370,23 @@ def spy_summary(
     out.append("lines seen most (% of wall time):")
     out += [f"  {100 * n / possible:5.1f} %  {name}" for name, n in lines.most_common(top)]
     return "\n".join(out)
+
+
+def similarity(a: np.ndarray, b: np.ndarray, max_lag: int = 32) -> float:
+    """Largest normalised cross-correlation of a and b within +-max_lag samples."""
+    n = min(a.shape[0], b.shape[0])
+    a, b = a[:n], b[:n]
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b)) or 1.0
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lags = np.concatenate([corr[: max_lag + 1], corr[-max_lag:]])
+    return float(lags.max() / norm)
+
+
+def wait_precisely(start: float, seconds: float) -> float:
+    """Wait until perf_counter() - start >= seconds (sleep, then spin the last ms)."""
+    if seconds > 0.0015:
+        time.sleep(seconds - 0.001)
+    while time.perf_counter() - start < seconds:
+        pass
+    return time.perf_counter() - start

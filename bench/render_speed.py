@@ -9,7 +9,9 @@ Method: the process is pinned to one CPU. Two measurements per model:
 - the daemon's whole render path for the same batches: `Decoder.render` (a spectrogram model's
   phase included) and `prepare_sound` for each sound (resample to 48 kHz, check, trim), what the
   render worker does before a sound can be played; in full and as a draft (the first sound of
-  a changed pad: a spectrogram model's phase unrefined, the same as in full otherwise).
+  a changed pad: a spectrogram model's phase unrefined, the same as in full otherwise);
+- `prepare_sound` alone, per sound, over a kit's worth of different rendered sounds (issue 21:
+  it cost as much as the decoder).
 The models are every folder in dkvae_live/models/ with a decoder.onnx; with none shipped yet,
 the sine test model stands in (and the output says so).
 
@@ -25,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in the daemon; before numpy loads
 
 import bench_model
 import numpy as np
@@ -87,6 +91,22 @@ def time_batches(model_dir: Path, renders: int, batches: dict[str, int]) -> dict
     return result
 
 
+def time_prepare(model_dir: Path, sounds: int, renders: int) -> dict[str, float]:
+    """`prepare_sound` per sound (DC block, resample to DEVICE_RATE, check, trim), cycling
+    through `sounds` different renders of the model."""
+    decoder = Decoder(model_dir)
+    info = decoder.info
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((sounds, info.latent_size)).astype(np.float32)
+    raw = decoder.render(z, (np.arange(sounds) % len(info.class_names)).astype(np.int64))
+    index = iter(range(1 << 30))
+
+    def one() -> None:
+        prepare_sound(raw[next(index) % sounds], info.sample_rate, DEVICE_RATE)
+
+    return bench_model.summary(bench_model.time_runs(one, max(100, renders), 20))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="*", type=Path)
@@ -119,6 +139,7 @@ def main() -> int:
                 "output_kind": info.output_kind,
                 "bench_model": bench_model.bench(model_dir, args.renders),
                 "batches": time_batches(model_dir, args.renders, batches),
+                "prepare_sound": time_prepare(model_dir, kit_size(decoder), args.renders),
             }
     out["conditions"] = {**cond, "seconds": round(time.monotonic() - started, 1)}
     print_result(out)
@@ -167,6 +188,12 @@ def print_result(out: dict[str, Any]) -> None:
             rows,
         )
     )
+    for label, m in out["models"].items():
+        p = m["prepare_sound"]
+        print(
+            f"{label}: prepare_sound per sound ({m['sample_rate']} -> {DEVICE_RATE} Hz): "
+            f"median {p['median_ms']:.3f} ms, p99 {p['p99_ms']:.3f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -51,11 +51,13 @@ from common import (
     choose_model,
     conditions,
     py_spy,
+    similarity,
     sine_model,
     spy_summary,
     stats,
     table,
     use_bench_server,
+    wait_precisely,
     write_json,
 )
 
@@ -212,26 +214,6 @@ def spy_per_render(path: Path, renders: int, rate: int) -> dict[str, float]:
 
 
 # -- latent change -> next hit new ------------------------------------------------------------
-def similarity(a: np.ndarray, b: np.ndarray, max_lag: int = 32) -> float:
-    """Largest normalised cross-correlation of a and b within +-max_lag samples."""
-    n = min(a.shape[0], b.shape[0])
-    a, b = a[:n], b[:n]
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b)) or 1.0
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
-    lags = np.concatenate([corr[: max_lag + 1], corr[-max_lag:]])
-    return float(lags.max() / norm)
-
-
-def wait_precisely(start: float, seconds: float) -> float:
-    """Wait until perf_counter() - start >= seconds (sleep, then spin the last ms)."""
-    if seconds > 0.0015:
-        time.sleep(seconds - 0.001)
-    while time.perf_counter() - start < seconds:
-        pass
-    return time.perf_counter() - start
-
-
 def changed_hit(
     daemon: Daemon, capture: Capture, latent: list[float], gap_s: float, length: int
 ) -> tuple[np.ndarray | None, float]:

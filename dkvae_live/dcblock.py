@@ -18,19 +18,26 @@ def dc_block(audio: np.ndarray, sample_rate: int, cutoff_hz: float = CUTOFF_HZ) 
     """Filter each row of ``audio`` ([samples] or [batch, samples]); float32, same shape.
 
     The recursion is unrolled block by block: inside a block,
-    ``y[n] = r**n * (r * y[-1] + cumsum(u[k] * r**-k))`` with ``u = diff(x)``, in float64.
+    ``y[n] = r**n * (r * y[-1] + cumsum(u[k] * r**-k))`` with ``u = diff(x)``, in float64. Every
+    block's cumsum is one numpy call over a [rows, blocks, _BLOCK] array; only the state carried
+    from block to block (one number per row and block) is a Python loop.
     """
     x = np.asarray(audio, np.float64)
     rows = np.atleast_2d(x)
+    count, n = rows.shape
     r = 1.0 - 2.0 * np.pi * cutoff_hz / sample_rate
-    u = np.diff(rows, axis=1, prepend=0.0)
-    y = np.empty_like(rows)
-    state = np.zeros(rows.shape[0])
+    blocks = max(1, -(-n // _BLOCK))
+    u = np.zeros((count, blocks * _BLOCK))
+    u[:, :n] = rows
+    u[:, 1:n] -= rows[:, :-1]
+    u = u.reshape(count, blocks, _BLOCK)
     k = np.arange(_BLOCK)
-    grow, decay = r**-k, r**k
-    for start in range(0, rows.shape[1], _BLOCK):
-        n = min(_BLOCK, rows.shape[1] - start)
-        acc = np.cumsum(u[:, start : start + n] * grow[:n], axis=1)
-        y[:, start : start + n] = (acc + state[:, None] * r) * decay[:n]
-        state = y[:, start + n - 1]
-    return y.reshape(x.shape).astype(np.float32)
+    u *= r**-k
+    np.cumsum(u, axis=2, out=u)
+    ends = u[:, :, -1] * r ** (_BLOCK - 1)  # a block's last output, were its start state 0
+    state = np.zeros((count, blocks))  # the output just before each block
+    for block in range(1, blocks):
+        state[:, block] = r**_BLOCK * state[:, block - 1] + ends[:, block - 1]
+    u += (r * state)[:, :, None]
+    u *= r**k
+    return u.reshape(count, -1)[:, :n].reshape(x.shape).astype(np.float32)

@@ -408,6 +408,7 @@ class Engine:
         dropped = self.dropped.snapshot()
         if self.mixer.midi_overflow:  # events the JACK callback read and we took too late
             dropped["midi.overflow"] = self.mixer.midi_overflow
+        first_sound_ms, full_pad_ms = self.renderer.latencies()
         return {
             "model": info.name,
             "model_kind": info.model_kind,
@@ -427,6 +428,8 @@ class Engine:
             "voices_active": self.mixer.voices_active,
             "voices_stolen": self.mixer.voices_stolen,
             "renders": self.renderer.renders,
+            "first_sound_ms": " ".join(f"{ms:.2f}" for ms in first_sound_ms),
+            "full_pad_ms": " ".join(f"{ms:.2f}" for ms in full_pad_ms),
             "sounds_freed": self.mixer.sounds_freed,
             "sounds_mib": round(self.mixer.sound_bytes / 2**20, 2),
             "pads": len(notes),

@@ -24,15 +24,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
-import soxr
 
 from .dcblock import dc_block
 from .events import PadSound
 from .model import RUN_BATCH, Decoder
 from .pads import Pad, PadBank
+from .resample import resample
 from .rt import name_current_thread, promote_current_thread, settle_heap
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ ULTRASONIC_HZ = 20_000.0
 ULTRASONIC_LIMIT_DBFS = -30.0
 REJECTED_NOT_FINITE = "render.not_finite"
 REJECTED_ULTRASONIC = "render.ultrasonic"
+LATENCIES_KEPT = 256  # the latest changes whose time to a first sound and a full pad is kept
 
 
 def ultrasonic_rms(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -88,16 +90,16 @@ def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.nd
     """
     if not np.all(np.isfinite(audio)):
         return None
-    sound = dc_block(audio, model_rate)
-    if device_rate != model_rate:
-        sound = soxr.resample(sound, model_rate, device_rate, quality="HQ").astype(np.float32)
-    peak = float(np.max(np.abs(sound))) if sound.size else 0.0
+    sound = resample(dc_block(audio, model_rate), model_rate, device_rate)
+    magnitude = np.abs(sound)
+    peak = float(magnitude.max()) if sound.size else 0.0
     if peak > 1.0:
-        sound /= peak
-    loud = np.flatnonzero(np.abs(sound) > SILENCE)
-    end = int(loud[-1]) + 1 if loud.size else 0
+        sound = sound / peak
+    # the last sample over SILENCE (after the peak is brought to 1)
+    loud = magnitude[::-1] > SILENCE * max(1.0, peak)
+    end = sound.shape[0] - int(np.argmax(loud)) if sound.size and loud.any() else 0
     fade = min(end, int(TAIL_FADE_SECONDS * device_rate))
-    sound = np.ascontiguousarray(sound[:end])
+    sound = np.array(sound[:end], np.float32)  # a copy: the voice owns it
     if fade:
         sound[end - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
     return sound
@@ -166,12 +168,28 @@ class RenderWorker:
         self._next_decoder: Decoder | None = None
         self._retired: list[object] = []  # old sessions to let go of, one per rest
         self.renders = 0
+        # When each pad's sound was first asked for since its last render (request() -> the
+        # worker takes it), and the changes taken that wait for a first sound / a full pad.
+        self._requested: dict[int, float] = {}
+        self._awaiting_first: dict[int, float] = {}
+        self._awaiting_full: dict[int, float] = {}
+        self._first_sound_ms: deque[float] = deque(maxlen=LATENCIES_KEPT)
+        self._full_pad_ms: deque[float] = deque(maxlen=LATENCIES_KEPT)
 
     def request(self, note: int) -> None:
         """Mark a pad to be rendered again. Cheap, never blocks for long; any thread."""
         with self._lock:
             self._dirty.add(note)
+            self._requested.setdefault(note, time.monotonic())
         self._wake.set()
+
+    def latencies(self) -> tuple[list[float], list[float]]:
+        """Milliseconds from a change of a pad's sound (its request) to its first sound
+        published, and to its full pad (every layer and variant) published, for the latest
+        LATENCIES_KEPT changes, oldest first. Changes that came together count once; a pad
+        with nothing to draft first has its full render as its first sound. Any thread."""
+        with self._lock:
+            return list(self._first_sound_ms), list(self._full_pad_ms)
 
     def hit(self) -> None:
         """A note was played (any thread): look for used-up variants for a while."""
@@ -247,6 +265,10 @@ class RenderWorker:
             self._wake.clear()
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
+                for note in dirty & self._requested.keys():
+                    since = self._requested.pop(note)
+                    self._awaiting_first.setdefault(note, since)  # the player waits since
+                    self._awaiting_full[note] = since  # a sweep's full pad comes once it is still
                 decoder, self._next_decoder = self._next_decoder, None
                 if decoder is not None:
                     self._retired.append(self.decoder)
@@ -356,11 +378,15 @@ class RenderWorker:
                 self._quick.discard(note)
                 self._drafts.discard(note)
                 self._unpublish(note)
+                self._awaiting_first.pop(note, None)
+                self._awaiting_full.pop(note, None)
                 continue
             cached = self._rendered.get(note)
             if cached and cached[0] == _sound_key(pad) and note not in used_up:
                 self._drafts.discard(note)
                 self._publish_pad(pad, cached[1])
+                self._awaiting_first.pop(note, None)  # nothing was rendered: no latency
+                self._awaiting_full.pop(note, None)
                 continue
             draft = note in drafts and self._draft_is_cheaper(note)
             todo.append((pad, self._latents(pad, draft), draft))
@@ -416,6 +442,7 @@ class RenderWorker:
             )
             if first_sound:  # its full render follows at once
                 self._publish_pad(pad, variants)
+                self._published_latency(pad.note, full=False)
                 continue
             now, last = time.monotonic(), self._rendered_at.get(pad.note)
             if last is not None and now - last < SETTLE_SECONDS:
@@ -431,6 +458,18 @@ class RenderWorker:
                 self._hits_at_render[pad.note] = self._hits[pad.note]
             # The pad may have changed while we rendered; a newer request is already queued.
             self._publish_pad(pad, variants)
+            self._published_latency(pad.note, full=not draft)
+
+    def _published_latency(self, note: int, full: bool) -> None:
+        """Note the time from the changes of this pad that waited to this publication."""
+        now = time.monotonic()
+        since = self._awaiting_first.pop(note, None)
+        full_since = self._awaiting_full.pop(note, None) if full else None
+        with self._lock:
+            if since is not None:
+                self._first_sound_ms.append(round(1000.0 * (now - since), 2))
+            if full_since is not None:
+                self._full_pad_ms.append(round(1000.0 * (now - full_since), 2))
 
     def _publish_pad(self, pad: Pad, variants: tuple[np.ndarray, ...]) -> None:
         left, right = pad.channel_gains()

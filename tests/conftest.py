@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+
+# As in the daemon (dkvae_live/cli.py): the render worker's numpy work (resampling is a matrix
+# product) runs on one BLAS thread. A pool of BLAS threads beside the worker's real-time thread
+# made its first sound wait 100-160 ms on this 2-core machine. Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -447,6 +447,39 @@ def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded
     assert [v.shape[0] for v in full.variants] == [VELOCITY_LAYERS]
 
 
+def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_full_pad(
+    tmp_path: Path,
+) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    real_render = decoder.render
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        time.sleep(0.02 * len(z))  # the full pad (5 layers) takes 100 ms, its draft 20
+        return real_render(z, classes, draft)
+
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    worker = RenderWorker(decoder, pads, 48000, lambda s: None)
+    worker.render_now([36, 38])
+    decoder.render = slow_render  # type: ignore[method-assign]
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        pads.set_dim(36, 0, 2.0)  # layers: a draft first
+        time.sleep(0.5)
+        pads.set_dim(38, 0, 2.0)  # a plain pad: its full render is its first sound
+        time.sleep(0.3)
+        pads.update(38, gain=0.5)  # nothing to render: no latency
+        time.sleep(0.1)
+    finally:
+        worker.stop()
+    first, full = worker.latencies()
+    assert len(first) == len(full) == 2
+    assert 20 <= first[0] < 100 <= full[0] < 400  # the draft, then the five layers
+    assert 20 <= first[1] == full[1] < 300
+
+
 def test_a_batch_longer_than_one_run_renders_as_each_latent_alone(tmp_path: Path) -> None:
     decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=2205))
     count = 2 * RUN_BATCH + 3
