@@ -42,7 +42,7 @@ class ClassAxes:
     def main_directions(self) -> np.ndarray:
         """[2, latent_size]: an orthonormal basis of the plane of the two directions that move
         the descriptors most (the XY pad's and the map's plane)."""
-        q, _ = np.linalg.qr(self.directions[np.argsort(-self.r2)[:2]].T)
+        q, _ = np.linalg.qr(self.directions[np.argsort(-self.r2, kind="stable")[:2]].T)
         return np.asarray(q.T)
 
 
