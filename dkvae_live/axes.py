@@ -23,6 +23,7 @@ MIN_SOUNDS = 8  # a class needs this many sounds for a fit of four directions
 RIDGE = 1e-2  # regularises the regression from latents (relative to their variance)
 DAMPING = 0.05  # of the pseudo-inverse (relative to the gradient's mean square)
 MAX_NORM = 3.0  # longest direction stored: a weak link to the latent is not followed into noise
+MAD_TO_STD = 1.4826
 MIN_STD = 1e-3  # a descriptor that hardly varies in a class gives that class no axes
 
 
@@ -49,13 +50,16 @@ class ClassAxes:
 def spread(
     real: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    """Each class's standard deviation of the descriptors ``real`` [n, 4] of its sounds."""
+    """Each class's standard deviation of the descriptors ``real`` [n, 4] of its sounds, robust
+    to outliers (1.4826 x the median absolute deviation: a Gaussian's std): a few clicks of no
+    decay at all would otherwise make one std of punch a step no pad can take."""
     labels = np.asarray(labels)
-    return {
-        name: np.asarray(real, np.float64)[labels == i].std(axis=0)
-        for i, name in enumerate(class_names)
-        if np.sum(labels == i) >= MIN_SOUNDS
-    }
+    out = {}
+    for i, name in enumerate(class_names):
+        values = np.asarray(real, np.float64)[labels == i]
+        if len(values) >= MIN_SOUNDS:
+            out[name] = MAD_TO_STD * np.median(np.abs(values - np.median(values, axis=0)), axis=0)
+    return out
 
 
 def fit(
