@@ -34,6 +34,8 @@ from .mixer import exit_after
 from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
 from .osc_in import OscError
 from .rt import current_thread_name, map_large_buffers_apart, name_current_thread, rename_threads
+from .space_map import add_arguments as add_map_arguments
+from .space_map import main as map_main
 
 log = logging.getLogger("dkvae_live")
 
@@ -215,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
             "drumkit.xml and .h2drumkit, and dkvae-export.json (model, kit, latents).",
         )
     )
+    add_map_arguments(
+        commands.add_parser(
+            "map",
+            help="draw each class's sound region with the kit's pads on it (PNG)",
+            description="Draw a 2-D map per class: its sounds projected on its two main "
+            "directions, its timbre axes, and the kit's pads labelled by note.",
+        )
+    )
     return p
 
 
@@ -371,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         return render_main(args)
     if args.command == "export-kit":
         return export_main(args)
+    if args.command == "map":
+        return map_main(args)
     map_large_buffers_apart()
     rename_threads(current_thread_name(), LIBRARY_THREAD)
     name_current_thread(MAIN_THREAD)

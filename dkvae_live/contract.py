@@ -31,6 +31,7 @@ LOG_OFFSET = "dkvae.log_offset"
 CONFIG_HASH = "dkvae.config_hash"
 NAME = "dkvae.name"
 CLASS_LATENTS = "dkvae.class_latents"
+AXES = "dkvae.axes"
 METADATA_KEYS: tuple[str, ...] = (
     VERSION,
     ROLE,
@@ -46,11 +47,15 @@ METADATA_KEYS: tuple[str, ...] = (
     CONFIG_HASH,
     NAME,
     CLASS_LATENTS,
+    AXES,
 )
 # Required of every decoder (an encoder: all but OUTPUT_KIND).
 REQUIRED_KEYS: tuple[str, ...] = METADATA_KEYS[:8]
 # Required of a log_magnitude decoder as well.
 SPECTROGRAM_KEYS: tuple[str, ...] = (N_FFT, HOP_LENGTH, LOG_OFFSET)
+
+# The timbre axes ``AXES`` holds per class, in the order a pad's axis values are given.
+AXIS_NAMES: tuple[str, ...] = ("brightness", "decay", "pitch", "punch")
 
 # Output kinds (``OUTPUT_KIND``'s values) and the decoder output each one names.
 WAVEFORM = "waveform"

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .audio import AudioOutput, JackOutput, open_output
+from .contract import AXIS_NAMES
 from .kit import (
     DEFAULT_KIT,
     KIT_SUFFIX,
@@ -44,6 +45,8 @@ from .midi_in import MidiInput
 from .mixer import Mixer
 from .model import Decoder, Encoder, ModelError, read_sound
 from .osc_in import OscServer, Sender
+from .pad_axes import axis_index, move
+from .pad_axes import values as axis_values
 from .pads import PadBank, default_pads
 from .paths import confine
 from .renderer import RenderWorker
@@ -102,14 +105,15 @@ class Engine:
         kit = self._initial_kit()
         info = self.decoder.info
         self.pads = PadBank(kit.pads, info.class_names, info.latent_size)
-        self._loaded_latents = {note: pad.latent for note, pad in kit.pads.items()}
+        self._loaded = {note: (pad.latent, pad.axes) for note, pad in kit.pads.items()}
         self.kit_name = kit.name
         self.cc: list[CcMapping] = list(kit.cc)
         self.kit_dir = (
             settings.kit_dir or (settings.kit.parent if settings.kit else user_kit_dir())
         ).resolve()
         self.allowed_dirs = (self.kit_dir, *(d.resolve() for d in settings.allow_dirs))
-        self._learning: tuple[int, int, Sender] | None = None
+        # a learn under way: (note, dim, axis or None, who asked)
+        self._learning: tuple[int, int, str | None, Sender] | None = None
         self._kit_stamp = self._stamp(self.kit_path)
         self.mixer = Mixer(settings.polyphony, settings.master_gain)
         self.audio: AudioOutput | None = None
@@ -272,27 +276,34 @@ class Engine:
             return
         learning = self._learning
         if learning is not None:
-            note, dim, sender = learning
+            note, dim, axis, sender = learning
             self._learning = None
             self.cc = [
                 m
                 for m in self.cc
                 if not (m.controller == controller and m.channel in (None, channel))
             ]
-            self.cc.append(CcMapping(controller, note, dim, channel=channel))
+            self.cc.append(CcMapping(controller, note, dim, channel=channel, axis=axis))
             log.info(
-                "learned: CC %d on channel %d moves pad %d dimension %d",
+                "learned: CC %d on channel %d moves pad %d %s",
                 controller,
                 channel + 1,
                 note,
-                dim,
+                f"axis {axis}" if axis else f"dimension {dim}",
             )
-            if self.osc:
+            if self.osc and axis:
+                self.osc.reply(
+                    sender, "/dkvae/pad/learned_axis", note, axis, controller, channel + 1
+                )
+            elif self.osc:
                 self.osc.reply(sender, "/dkvae/pad/learned", note, dim, controller, channel + 1)
         for mapping in self.cc:
             if mapping.controller == controller and mapping.channel in (None, channel):
                 try:
-                    self.pads.set_dim(mapping.note, mapping.dim, mapping.value(value))
+                    if mapping.axis is not None:
+                        self.set_axis(mapping.note, mapping.axis, mapping.value(value))
+                    else:
+                        self.pads.set_dim(mapping.note, mapping.dim, mapping.value(value))
                 except ValueError as exc:
                     self.dropped.count("midi.cc_unmapped", str(exc))
 
@@ -305,7 +316,7 @@ class Engine:
         info = self.decoder.info
         kit = load_kit(path, info.class_names, info.latent_size)
         self.pads.replace_all(kit.pads)
-        self._loaded_latents = {note: pad.latent for note, pad in kit.pads.items()}
+        self._loaded = {note: (pad.latent, pad.axes) for note, pad in kit.pads.items()}
         self.cc = list(kit.cc)
         self.kit_name = kit.name
         self.kit_path = path.resolve()
@@ -393,6 +404,14 @@ class Engine:
         log.info("model %s (%s) loaded from %s", info.name, info.model_kind, decoder.path)
         return decoder
 
+    def set_axis(self, note: int, name: int | str, value: float) -> tuple[float, ...]:
+        """Put one timbre axis of a pad at `value` (-3..3); its values in AXIS_NAMES order."""
+        pad = self.pads.get(note)
+        if pad is None:
+            raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
+        changes = move(pad, self.decoder.info.axes, name, value)
+        return axis_values(self.pads.update(note, **changes))
+
     def encode_into_pad(self, note: int, path: Path) -> tuple[float, ...]:
         if self.encoder is None:
             raise ValueError("this model has no encoder (encoder.onnx beside decoder.onnx)")
@@ -465,6 +484,9 @@ class Engine:
         osc.add("/dkvae/pad/reset", "note:i", self._osc_reset)
         osc.add("/dkvae/pad/get", "note:i", self._osc_get)
         osc.add("/dkvae/pad/learn", "note:i dim:i", self._osc_learn)
+        osc.add("/dkvae/pad/axis", "note:i name:n value:f", self._osc_axis)
+        osc.add("/dkvae/pad/axes", "note:i", self._osc_axes)
+        osc.add("/dkvae/pad/learn_axis", "note:i name:n", self._osc_learn_axis)
         osc.add("/dkvae/pad/encode", "note:i path:s", self._osc_encode)
         osc.add("/dkvae/kit/save", "path:s?", self._osc_kit_save)
         osc.add("/dkvae/kit/load", "path:s", self._osc_kit_load)
@@ -552,11 +574,11 @@ class Engine:
 
     def _osc_reset(self, args: list[Any], sender: Sender) -> None:
         note = self._note(args[0])
-        loaded = self._loaded_latents.get(note)
+        loaded = self._loaded.get(note)
         if loaded is None:
             info = self.decoder.info
-            loaded = default_pads(info.class_names, info.latent_size)[note].latent
-        self.pads.update(note, latent=loaded)
+            loaded = (default_pads(info.class_names, info.latent_size)[note].latent, ())
+        self.pads.update(note, latent=loaded[0], axes=loaded[1])
         self._osc_get([note], sender)
 
     def _osc_get(self, args: list[Any], sender: Sender) -> None:
@@ -569,8 +591,21 @@ class Engine:
     def _osc_learn(self, args: list[Any], sender: Sender) -> None:
         note, dim = self._note(args[0]), args[1]
         check_cc(CcMapping(0, note, dim), self.pads.snapshot(), self.pads.latent_size)
-        self._learning = (note, dim, sender)
+        self._learning = (note, dim, None, sender)
         log.info("learning: the next MIDI controller moved drives pad %d dimension %d", note, dim)
+
+    def _osc_axis(self, args: list[Any], sender: Sender) -> None:
+        self.set_axis(self._note(args[0]), args[1], args[2])
+
+    def _osc_axes(self, args: list[Any], sender: Sender) -> None:
+        pad = self.pads.get(self._note(args[0]))
+        assert pad is not None and self.osc is not None
+        self.osc.reply(sender, "/dkvae/pad/axes", pad.note, *axis_values(pad))
+
+    def _osc_learn_axis(self, args: list[Any], sender: Sender) -> None:
+        note, axis = self._note(args[0]), AXIS_NAMES[axis_index(args[1])]
+        self._learning = (note, 0, axis, sender)
+        log.info("learning: the next MIDI controller moved drives pad %d axis %s", note, axis)
 
     def _osc_encode(self, args: list[Any], sender: Sender) -> None:
         note = self._note(args[0])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .contract import AXIS_NAMES
 from .pads import Pad, check_pad
 
 DEFAULT_KIT = Path(__file__).parent / "kits" / "default.toml"
@@ -39,6 +40,7 @@ PAD_KEYS = {
     "timbre_direction": "timbre_direction",
     "timbre_amount": "timbre_amount",
     "variation": "variation",
+    "axes": "axes",
 }
 
 
@@ -48,7 +50,8 @@ class KitError(Exception):
 
 @dataclass(frozen=True)
 class CcMapping:
-    """A MIDI controller moving one latent dimension of one pad between `low` and `high`."""
+    """A MIDI controller moving one latent dimension, or one timbre axis (`axis`, a name of
+    contract.AXIS_NAMES; `dim` is then unused), of one pad between `low` and `high`."""
 
     controller: int  # 0..127
     note: int
@@ -56,6 +59,7 @@ class CcMapping:
     low: float = -3.0
     high: float = 3.0
     channel: int | None = None  # 0..15; None: any channel
+    axis: str | None = None
 
     def value(self, cc_value: int) -> float:
         return self.low + (self.high - self.low) * cc_value / 127.0
@@ -76,6 +80,8 @@ def _pad_from_table(table: dict[str, Any], where: str) -> Pad:
         if required not in table:
             raise ValueError(f"{where}: {required!r} is missing")
     values: dict[str, Any] = {PAD_KEYS[k]: v for k, v in table.items()}
+    if "axes" in values:
+        values["axes"] = _axes_from_table(values["axes"], where)
     for key in ("latent", "timbre_direction"):
         if key in values:
             if not isinstance(values[key], list) or not all(
@@ -96,17 +102,37 @@ def _pad_from_table(table: dict[str, Any], where: str) -> Pad:
     return Pad(**values)
 
 
+def _axes_from_table(table: Any, where: str) -> tuple[float, ...]:
+    """``axes = { brightness = 0.5, pitch = -1.0 }`` -> values in AXIS_NAMES order."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: axes must be a table such as {{ brightness = 0.5 }}")
+    unknown = set(table) - set(AXIS_NAMES)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown axis {', '.join(sorted(unknown))}; axes are {', '.join(AXIS_NAMES)}"
+        )
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in table.values()):
+        raise ValueError(f"{where}: axis values must be numbers")
+    return tuple(float(table.get(name, 0.0)) for name in AXIS_NAMES)
+
+
 def _cc_from_table(table: dict[str, Any], where: str) -> CcMapping:
-    allowed = {"controller", "note", "dim", "min", "max", "channel"}
+    allowed = {"controller", "note", "dim", "axis", "min", "max", "channel"}
     unknown = set(table) - allowed
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    axis = table.get("axis")
+    if axis is not None and axis not in AXIS_NAMES:
+        raise ValueError(f"{where}: axis must be one of {', '.join(AXIS_NAMES)}")
+    if (axis is None) != ("dim" in table):
+        raise ValueError(f"{where}: give either dim or axis")
     try:
         channel = table.get("channel", 0)
         mapping = CcMapping(
             controller=int(table["controller"]),
             note=int(table["note"]),
-            dim=int(table["dim"]),
+            dim=int(table.get("dim", 0)),
+            axis=axis,
             low=float(table.get("min", -3.0)),
             high=float(table.get("max", 3.0)),
             channel=None if channel == 0 else int(channel) - 1,
@@ -127,6 +153,14 @@ def _cc_from_table(table: dict[str, Any], where: str) -> CcMapping:
 def check_cc(mapping: CcMapping, pads: dict[int, Pad], latent_size: int) -> None:
     if mapping.note not in pads:
         raise ValueError(f"CC {mapping.controller} maps to note {mapping.note}, which has no pad")
+    if mapping.axis is not None:
+        if mapping.axis not in AXIS_NAMES:
+            raise ValueError(
+                f"CC {mapping.controller}: axis must be one of {', '.join(AXIS_NAMES)}"
+            )
+        if not (-3.0 <= mapping.low <= 3.0 and -3.0 <= mapping.high <= 3.0):
+            raise ValueError(f"CC {mapping.controller}: an axis's min and max must be in -3..3")
+        return
     if not 0 <= mapping.dim < latent_size:
         raise ValueError(f"CC {mapping.controller}: dim must be in range 0..{latent_size - 1}")
 
@@ -192,15 +226,20 @@ def kit_to_toml(kit: Kit) -> str:
         lines += [
             f"timbre_amount = {_number(pad.timbre_amount)}",
             f"variation = {_number(pad.variation)}",
-            "",
         ]
+        if any(pad.axes):
+            values = ", ".join(
+                f"{n} = {_number(v)}" for n, v in zip(AXIS_NAMES, pad.axes, strict=True)
+            )
+            lines.append(f"axes = {{ {values} }}")
+        lines.append("")
     for m in kit.cc:
         lines += [
             "[[cc]]",
             f"channel = {0 if m.channel is None else m.channel + 1}",
             f"controller = {m.controller}",
             f"note = {m.note}",
-            f"dim = {m.dim}",
+            f'axis = "{m.axis}"' if m.axis else f"dim = {m.dim}",
             f"min = {_number(m.low)}",
             f"max = {_number(m.high)}",
             "",

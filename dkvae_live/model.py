@@ -14,6 +14,8 @@ import numpy as np
 import onnxruntime as ort
 
 from . import contract
+from .axes import ClassAxes
+from .axes import from_json as axes_from_json
 from .class_latents import ClassLatent, from_json
 from .phase import invert
 
@@ -51,6 +53,8 @@ class ModelInfo:
     log_offset: float = 0.0
     # where each class's real sounds lie in the latent space (optional metadata)
     class_latents: Mapping[str, ClassLatent] = field(default_factory=dict)
+    # named timbre directions per class (optional metadata)
+    axes: Mapping[str, ClassAxes] = field(default_factory=dict)
 
     def class_index(self, name: str) -> int:
         try:
@@ -173,6 +177,18 @@ def _class_latents(
         raise ModelError(f"{path}: {contract.CLASS_LATENTS!r} {exc}") from None
 
 
+def _axes(
+    meta: dict[str, str], path: Path, class_names: tuple[str, ...], latent_size: int
+) -> dict[str, ClassAxes]:
+    text = meta.get(contract.AXES)
+    if text is None:
+        return {}
+    try:
+        return axes_from_json(text, class_names, latent_size)
+    except ValueError as exc:
+        raise ModelError(f"{path}: {contract.AXES!r} {exc}") from None
+
+
 def resolve_model_path(path: str | Path | None, filename: str = contract.DECODER_FILE) -> Path:
     """A model folder or an .onnx file; None means the shipped default."""
     target = DEFAULT_MODEL_DIR if path is None else Path(path).expanduser()
@@ -236,6 +252,7 @@ class Decoder:
             hop_length=hop,
             log_offset=log_offset,
             class_latents=_class_latents(meta, self.path, class_names, latent_size),
+            axes=_axes(meta, self.path, class_names, latent_size),
         )
         self._phase_iterations = phase_iterations
         self._check_renders()

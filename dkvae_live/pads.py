@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .contract import AXIS_NAMES
+
 # General MIDI percussion (channel 10) note -> (class name, choke group).
 # Choke group 1 is the hi-hat: a closed or pedal hat cuts an open one.
 GM_DRUMS: dict[int, tuple[str, int]] = {
@@ -44,6 +46,7 @@ GM_DRUMS: dict[int, tuple[str, int]] = {
 }
 
 MAX_GAIN = 4.0
+AXIS_LIMIT = 3.0  # axis values: standard deviations of the class's sounds
 LATENT_LIMIT = 10.0  # |latent values|: the prior is N(0, 1); far outside is noise
 
 
@@ -69,6 +72,9 @@ class Pad:
     timbre_direction: tuple[float, ...] = ()
     timbre_amount: float = 0.0
     variation: float = 0.0
+    # how far the timbre axes (contract.AXIS_NAMES order) moved `latent` from the latent set
+    # before them; () is all zero. `latent` is what plays: a kit replays without the model's axes
+    axes: tuple[float, ...] = ()
 
     def velocity_latents(self, layers: int) -> list[tuple[float, ...]]:
         """The latents of `layers` velocity layers from softest to hardest (one if no timbre)."""
@@ -132,6 +138,10 @@ def check_pad(pad: Pad, class_names: tuple[str, ...], latent_size: int) -> None:
             raise ValueError(f"{name} needs {latent_size} values, got {len(vector)}")
         for value in vector:
             finite_range(name, value, -LATENT_LIMIT, LATENT_LIMIT)
+    if pad.axes and len(pad.axes) != len(AXIS_NAMES):
+        raise ValueError(f"axes needs {len(AXIS_NAMES)} values ({', '.join(AXIS_NAMES)})")
+    for name, value in zip(AXIS_NAMES, pad.axes, strict=False):
+        finite_range(name, value, -AXIS_LIMIT, AXIS_LIMIT)
     finite_range("gain", pad.gain, 0.0, MAX_GAIN)
     finite_range("pan", pad.pan, -1.0, 1.0)
     finite_range("velocity_curve", pad.velocity_curve, 0.1, 4.0)
@@ -172,8 +182,11 @@ class PadBank:
             return dict(self._pads)
 
     def update(self, note: int, **changes: Any) -> Pad:
-        """Change some fields of one pad; ValueError (pad unchanged) if the result is not valid."""
-        for key in ("latent", "timbre_direction"):
+        """Change some fields of one pad; ValueError (pad unchanged) if the result is not valid.
+        A new latent or class without new axis values starts the axes again from zero."""
+        if ("latent" in changes or "class_name" in changes) and "axes" not in changes:
+            changes["axes"] = ()
+        for key in ("latent", "timbre_direction", "axes"):
             if key in changes:
                 changes[key] = tuple(float(v) for v in changes[key])
         with self._lock:

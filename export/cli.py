@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(on --bank) and write them into its decoder.onnx",
     )
     p.add_argument(
+        "--axes-only",
+        action="store_true",
+        help="RUN_FOLDER is an exported model folder: only fit its timbre axes "
+        "(brightness, decay, pitch, punch; on --bank) and write them into its decoder.onnx",
+    )
+    p.add_argument(
         "--tolerance",
         type=float,
         default=DEFAULT_TOLERANCE,
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.class_latents_only:
         return _class_latents_only(args.run_dir, args.bank)
+    if args.axes_only:
+        return _axes_only(args.run_dir, args.bank)
     try:
         result = export_run(
             args.run_dir,
@@ -93,6 +101,23 @@ def _class_latents_only(model_dir: Path, bank: Path | None) -> int:
         logger.error("class latents not written: %s", exc)
         return 1
     print(f"class latents of {len(fitted)} classes written to {model_dir / 'decoder.onnx'}")
+    return 0
+
+
+def _axes_only(model_dir: Path, bank: Path | None) -> int:
+    from dkvae_live.model import ModelError
+
+    from .axes import add_axes_from_bank
+
+    if bank is None:
+        logger.error("--axes-only needs --bank")
+        return 2
+    try:
+        fitted = add_axes_from_bank(model_dir, bank)
+    except (ModelError, BankError, FileNotFoundError) as exc:
+        logger.error("axes not written: %s", exc)
+        return 1
+    print(f"axes of {len(fitted)} classes written to {model_dir / 'decoder.onnx'}")
     return 0
 
 

@@ -359,8 +359,8 @@ def export_run(
     """Export the model of a run folder (``best`` or ``last`` weights) into ``out_dir``.
 
     ``out_dir`` defaults to ``RUN/export``. Writes ``decoder.onnx`` and, for the VAEs,
-    ``encoder.onnx``, and then the class latents fitted on the training split of ``bank``
-    (default: the run's own bank; none for a run on synthetic sounds). ``small``: float16
+    ``encoder.onnx``, and then the class latents and timbre axes fitted on the training split of
+    ``bank`` (default: the run's own bank; none for a run on synthetic sounds). ``small``: float16
     weights and load-time STFT bases (see :func:`compact`).
     """
     from dkvae_training.models import build_for_export
@@ -383,12 +383,14 @@ def export_run(
         source = _run_source(run_dir)
         bank = bank or (Path(source["bank"]) if source.get("bank") else None)
         if bank is None:
-            logger.info("no bank for this run: the model carries no class latents")
+            logger.info("no bank for this run: the model carries no class latents and no axes")
         else:
+            from .axes import add_axes_from_bank
             from .class_latents import add_class_latents_from_bank
 
             cache = Path(source["cache_dir"]) if source.get("cache_dir") else None
             add_class_latents_from_bank(out_dir, bank, cache)
+            add_axes_from_bank(out_dir, bank, cache)
     return ExportResult(dec_path, enc_path, dec_diff, enc_diff)
 
 

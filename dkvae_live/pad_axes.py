@@ -1,0 +1,49 @@
+"""Moving a pad along its class's timbre axes (decoder metadata ``dkvae.axes``).
+
+A pad's ``latent`` is what plays; its ``axes`` say how far each axis moved it from the latent
+it had before them. Setting an axis adds the change of value times the axis's direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .axes import ClassAxes
+from .contract import AXIS_NAMES
+from .pads import AXIS_LIMIT, Pad
+
+
+def axis_index(name: int | str) -> int:
+    """An axis by name or by index; ValueError names the axes."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        if 0 <= name < len(AXIS_NAMES):
+            return name
+        raise ValueError(f"axis index must be in range 0..{len(AXIS_NAMES) - 1}, got {name}")
+    if name in AXIS_NAMES:
+        return AXIS_NAMES.index(name)
+    raise ValueError(f"unknown axis {name!r}; axes are {', '.join(AXIS_NAMES)}")
+
+
+def values(pad: Pad) -> tuple[float, ...]:
+    return pad.axes or (0.0,) * len(AXIS_NAMES)
+
+
+def move(pad: Pad, axes: Mapping[str, ClassAxes], name: int | str, value: float) -> dict[str, Any]:
+    """The changes (latent and axes) that put axis `name` of `pad` at `value`."""
+    index = axis_index(name)
+    if not -AXIS_LIMIT <= value <= AXIS_LIMIT:
+        raise ValueError(
+            f"axis value must be in range -{AXIS_LIMIT:g}..{AXIS_LIMIT:g}, got {value}"
+        )
+    class_axes = axes.get(pad.class_name)
+    if class_axes is None:
+        raise ValueError(
+            f"this model has no axes for class {pad.class_name!r} (add them with "
+            "dkvae-export MODEL --axes-only --bank BANK)"
+        )
+    now = list(values(pad))
+    step = value - now[index]
+    now[index] = value
+    latent = [z + step * d for z, d in zip(pad.latent, class_axes.directions[index], strict=True)]
+    return {"latent": latent, "axes": tuple(now)}

@@ -1,0 +1,128 @@
+"""Timbre axes: the descriptors, the fit, and the metadata the daemon reads (dkvae.axes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synth_models import sine_decoder
+
+from dkvae_live import axes, descriptors
+from dkvae_live.contract import AXIS_NAMES
+from dkvae_live.model import Decoder, ModelError
+
+RATE = 44100
+
+
+def ping(hz: float, tau: float, seconds: float = 1.0, attack: float = 0.0) -> np.ndarray:
+    """A decaying sine: its energy falls 40 dB in 2 ln(10) tau seconds."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    env = np.exp(-t / tau) * (np.minimum(1.0, t / attack) if attack else 1.0)
+    return np.sin(2 * np.pi * hz * t) * env
+
+
+def test_descriptors_read_back_what_a_sound_was_made_with() -> None:
+    x = ping(100.0, 0.05)
+    values = dict(zip(AXIS_NAMES, descriptors.measure(x, RATE, "kick"), strict=True))
+    assert 2.0 ** values["pitch"] == pytest.approx(100.0, rel=0.06)  # within a semitone
+    assert 2.0 ** values["decay"] == pytest.approx(2 * np.log(10) * 0.05, rel=0.1)
+    # a cymbal cut at one second before it fell 40 dB: extrapolated
+    long = descriptors.decay(ping(3000.0, 0.5), RATE)
+    assert 2.0**long == pytest.approx(2 * np.log(10) * 0.5, rel=0.15)
+    # the spectral peak for classes without a body
+    assert 2.0 ** descriptors.pitch(ping(3000.0, 0.2), RATE, "cymbal") == pytest.approx(
+        3000.0, rel=0.06
+    )
+    assert descriptors.brightness(ping(2000.0, 0.1), RATE) > values["brightness"] + 3  # octaves
+    assert descriptors.punch(ping(100.0, 0.01), RATE) > values["punch"] + 10  # dB
+    assert descriptors.punch(ping(100.0, 0.05, attack=0.03), RATE) < values["punch"]
+
+
+def test_the_fit_finds_the_latent_dimensions_that_move_pitch_and_decay(tmp_path: Path) -> None:
+    """The sine model: z[0] is pitch (octaves), z[1] decay; the rest does nothing."""
+    decoder = Decoder(sine_decoder(tmp_path / "decoder.onnx", num_samples=RATE))
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 0.5, (120, 8)).astype(np.float32)
+    labels = np.zeros(120, np.int64)
+    played = descriptors.measure_all(decoder.render(z, labels), RATE, ["kick"] * 120)
+    fitted = axes.fit(
+        z, labels, decoder.info.class_names, played, axes.spread(played, labels, ("kick",))
+    )
+    assert list(fitted) == ["kick"]
+    kick = fitted["kick"]
+    pitch, decay = AXIS_NAMES.index("pitch"), AXIS_NAMES.index("decay")
+    assert np.argmax(np.abs(kick.directions[pitch])) == 0
+    assert np.argmax(np.abs(kick.directions[decay])) == 1
+    # +1 on an axis: one standard deviation of the class, its own descriptor only
+    base = np.zeros((1, 8), np.float32)
+    for axis in (pitch, decay):
+        moved = (base + kick.directions[axis]).astype(np.float32)
+        before = descriptors.measure(decoder.render(base, [0])[0], RATE, "kick")
+        after = descriptors.measure(decoder.render(moved, [0])[0], RATE, "kick")
+        change = (after - before) / kick.std
+        assert change[axis] == pytest.approx(1.0, abs=0.3)
+        other = (pitch + decay) - axis
+        assert abs(change[other]) < 0.3
+
+
+def _entry(latent_size: int = 8, **override: object) -> dict[str, object]:
+    entry: dict[str, object] = {
+        a: {"direction": [0.1 * (i + 1)] * latent_size, "std": 1.0 + i, "r2": 0.5}
+        for i, a in enumerate(AXIS_NAMES)
+    }
+    entry["sounds"] = 10
+    entry.update(override)
+    return entry
+
+
+def test_axes_in_the_metadata_are_read(tmp_path: Path) -> None:
+    path = sine_decoder(
+        tmp_path / "decoder.onnx",
+        num_samples=1000,
+        metadata={"dkvae.axes": json.dumps({"snare": _entry()})},
+    )
+    info = Decoder(path).info
+    assert set(info.axes) == {"snare"}
+    snare = info.axes["snare"]
+    assert snare.directions.shape == (4, 8) and list(snare.std) == [1.0, 2.0, 3.0, 4.0]
+    np.testing.assert_allclose(snare.offset([0, 0, 2, 0]), [0.6] * 8)
+    assert Decoder(sine_decoder(tmp_path / "plain.onnx", num_samples=1000)).info.axes == {}
+
+
+def test_fitted_axes_survive_the_metadata(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(50, 8))
+    mixing = np.eye(4) + 0.3 * rng.normal(size=(4, 4))  # descriptors that move together
+    played = z[:, :4] @ mixing + 0.01 * rng.normal(size=(50, 4))
+    labels = np.zeros(50, np.int64)
+    fitted = axes.fit(z, labels, ["kick"], played, {"kick": np.ones(4)})
+    back = axes.from_json(axes.to_json(fitted), ["kick"], 8)
+    np.testing.assert_allclose(back["kick"].directions, fitted["kick"].directions, atol=1e-6)
+    # the directions undo the fitted gradient: each moves its own descriptor only
+    grad = np.linalg.lstsq(z - z.mean(0), played - played.mean(0), rcond=None)[0].T
+    np.testing.assert_allclose(grad @ back["kick"].directions.T, np.eye(4), atol=0.1)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{oops", "is not JSON"),
+        ("[]", "must be a JSON object"),
+        (json.dumps({"cowbell": _entry()}), "names class 'cowbell'"),
+        (json.dumps({"kick": _entry(pitch=None)}), "'pitch' needs 'direction' and 'std'"),
+        (json.dumps({"kick": _entry(7)}), "'direction' must have 8 values"),
+        (
+            json.dumps({"kick": _entry(decay={"direction": [0] * 8, "std": 0})}),
+            "positive 'std'",
+        ),
+        (json.dumps({"kick": _entry(loudness={})}), "unknown axis loudness"),
+        (json.dumps({"kick": _entry(sounds=-1)}), "'sounds' must be a count"),
+    ],
+)
+def test_broken_axes_are_refused_naming_the_key(tmp_path: Path, value: str, message: str) -> None:
+    path = sine_decoder(tmp_path / "decoder.onnx", num_samples=1000, metadata={"dkvae.axes": value})
+    with pytest.raises(ModelError) as err:
+        Decoder(path)
+    assert "'dkvae.axes'" in str(err.value) and message in str(err.value)
