@@ -219,6 +219,11 @@ class Engine:
         self.midi = MidiInput(self.note_on, self._control, self.dropped.count, s.midi_channel)
         self.midi_port = self.midi.open(api, s.client_name, s.midi_port, "midi_in")
 
+    def _midi_sources(self) -> list[str]:
+        if isinstance(self.audio, JackOutput) and self.midi is not None:
+            return self.audio.midi_sources()
+        return self.midi.sources() if self.midi is not None else []
+
     def _midi_api(self) -> str:
         api = self.settings.midi_api
         if api != "auto":
@@ -436,6 +441,7 @@ class Engine:
             "pads_ready": sum(self.mixer.playable(n) for n in notes),
             "threads": " ".join(thread_names()),
             "midi_port": self.midi_port,
+            "midi_sources": ", ".join(self._midi_sources()),
             "midi_received": self.midi.messages if self.midi else 0,
             "osc_received": self.osc.received if self.osc else 0,
             "dropped": self.dropped.total() + self.mixer.midi_overflow,
