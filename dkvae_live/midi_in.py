@@ -40,6 +40,7 @@ SCAN_THREAD = "dkvae-midiscan"
 SCAN_SECONDS = 1.0
 
 
+BANK_SELECT = (0, 32)  # controllers: bank select, coarse and fine
 NO_SOURCES = "none"  # `--midi-port none`: connect no MIDI source by ourselves
 # ALSA sequencer clients 16..127 are the kernel's: sound cards and USB MIDI devices (0 is the
 # system client, 14 Midi Through); clients of programs are numbered from 128.
@@ -122,13 +123,16 @@ class MidiInput:
         on_control: Callable[[int, int, int], None],
         on_drop: Callable[[str, str], None],
         channel: int | None = None,
+        on_program: Callable[[int], None] = lambda program: None,
     ) -> None:
         self._on_note_on = on_note_on
         self._on_control = on_control
         self._on_drop = on_drop
+        self._on_program = on_program
         self.channel = channel  # 0..15, None = all channels
         self.messages = 0
         self.notes = 0
+        self.bank_selects = 0  # CC 0 and 32: kits are chosen by program change alone
         self.port_name = ""
         self._midi_in: Any = None
         self._read: Callable[[], list[list[int]]] = list
@@ -332,7 +336,7 @@ class MidiInput:
             self._on_drop("midi.malformed", " ".join(f"{b:02x}" for b in data[:8]))
             return
         kind, channel = status & 0xF0, status & 0x0F
-        if kind in (0x80, 0x90, 0xB0) and len(data) != 3:
+        if (kind in (0x80, 0x90, 0xB0) and len(data) != 3) or (kind == 0xC0 and len(data) != 2):
             self._on_drop("midi.malformed", " ".join(f"{b:02x}" for b in data[:8]))
             return
         if self.channel is not None and kind < 0xF0 and channel != self.channel:
@@ -340,6 +344,12 @@ class MidiInput:
         if kind == 0x90 and data[2] > 0:
             self.notes += 1
             self._on_note_on(data[1], data[2])
+        elif kind == 0xB0 and data[1] in BANK_SELECT:
+            if self.bank_selects == 0:
+                log.info("bank select (CC 0/32) ignored: a program change alone picks a kit")
+            self.bank_selects += 1
         elif kind == 0xB0:
             self._on_control(channel, data[1], data[2])
+        elif kind == 0xC0:
+            self._on_program(data[1])
         # note-off (and note-on at velocity 0): one-shots ring out; nothing to do.
