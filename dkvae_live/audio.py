@@ -12,12 +12,15 @@ PortAudio.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
+import queue
 import threading
 from typing import Any, Protocol
 
 import numpy as np
 
+from .midi_in import wants_source
 from .mixer import Mixer
 from .rt import name_current_thread, name_thread
 
@@ -194,7 +197,8 @@ def _libjack(jack: Any) -> ctypes.CDLL:
 
 class JackOutput:
     """A JACK client with two output ports, connected to the physical outputs (or to the ports
-    matching `device`). Reconnects by itself when the server goes away and comes back."""
+    matching `device`), and a MIDI input that connects MIDI sources as they appear (see
+    `open_midi`). Reconnects by itself when the server goes away and comes back."""
 
     def __init__(
         self,
@@ -213,11 +217,14 @@ class JackOutput:
         self.host_api = "JACK"
         self._lost = threading.Event()
         self._closing = threading.Event()
-        self._watch = threading.Event()  # the server went away, or we are closing
+        self._watch = threading.Event()  # the server went away, a source came, or we close
         self._dead_clients: list[Any] = []  # never closed: closing a client of a dead server
         self._shutdown_reason = ""
-        self._midi_source: str | None = None  # the MIDI output port we connect from, if any
+        self._midi_choice: str | None = None  # --midi-port: which MIDI sources we connect
         self._midi_channel: int | None = None
+        # MIDI sources that appeared, named by JACK's notification thread, which must not
+        # call the server: the supervisor thread connects them.
+        self._appeared: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._midi_port: Any = None  # our MIDI input, once open_midi was called
         self.restarts = 0
         try:
@@ -265,25 +272,56 @@ class JackOutput:
             raise self._jack.JackError(f"cannot set the process callbacks (error {error})")
         client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
+        client.set_port_registration_callback(self._port_registered)
         if self._midi_port is not None:  # the server came back: the MIDI input comes back too
             self._register_midi(client)
         return client
 
-    def open_midi(self, source: str | None, channel: int | None) -> str:
+    def open_midi(self, choice: str | None, channel: int | None) -> str:
         """A JACK MIDI input on this client, read by the C callback itself (a note-on plays in
-        the cycle it arrives); connected from the output port matching `source`, if given.
-        Call before `start`. Its events reach Python through `Mixer.midi_events`."""
+        the cycle it arrives), connected from every MIDI source that `choice` wants
+        (`midi_in.wants_source`: by default the physical ones) at the start and whenever one
+        appears. Call before `start`. Its events reach Python through `Mixer.midi_events`."""
         self._midi_channel = channel
-        if source:
-            names = [p.name for p in self._client.get_ports(is_midi=True, is_output=True)]
-            matches = [n for n in names if source.lower() in n.lower()]
-            if not matches:
-                raise AudioDeviceError(
-                    f"no JACK MIDI output matches {source!r}; ports: {', '.join(names) or 'none'}"
-                )
-            self._midi_source = matches[0]
+        self._midi_choice = choice
         self._register_midi(self._client)
         return str(self._midi_port.name)
+
+    def midi_sources(self) -> list[str]:
+        """The MIDI output ports connected to our MIDI input now (ours or by anyone)."""
+        if self._midi_port is None or self._lost.is_set():
+            return []
+        try:
+            return [p.name for p in self._client.get_all_connections(self._midi_port)]
+        except self._jack.JackError:
+            return []
+
+    def _port_registered(self, port: Any, registered: bool) -> None:
+        """JACK's notification thread: a port appeared; name it to the supervisor if it is a
+        MIDI source we want. Nothing here calls the server."""
+        if not registered or self._midi_port is None:
+            return
+        if port.is_midi and port.is_output and self._wanted(port.name, port.is_physical):
+            self._appeared.put(port.name)
+            self._watch.set()
+
+    def _wanted(self, name: str, physical: bool) -> bool:
+        return not name.startswith(f"{self._name}:") and wants_source(
+            self._midi_choice, name, physical
+        )
+
+    def _connect_midi(self, source: str) -> None:
+        """Connect one MIDI source to our input, once; log it."""
+        try:
+            self._client.connect(source, self._midi_port)
+        except self._jack.JackErrorCode as exc:
+            if exc.code != errno.EEXIST:
+                log.warning("cannot connect MIDI from %s: %s", source, exc)
+            return
+        except self._jack.JackError as exc:  # it went away meanwhile
+            log.warning("cannot connect MIDI from %s: %s", source, exc)
+            return
+        log.info("MIDI in: connected %s", source)
 
     def _register_midi(self, client: Any) -> None:
         ffi, lib = self._jack._ffi, self._jack._lib
@@ -310,11 +348,11 @@ class JackOutput:
             targets = [p for p in targets if self._device.lower() in p.name.lower()]
         for source, target in zip(self._ports, targets, strict=False):
             client.connect(source, target)
-        if self._midi_source and self._midi_port is not None:
-            try:
-                client.connect(self._midi_source, self._midi_port)
-            except self._jack.JackError as exc:  # it went away meanwhile
-                log.error("cannot connect MIDI from %s: %s", self._midi_source, exc)
+        if self._midi_port is None:
+            return
+        for port in client.get_ports(is_midi=True, is_output=True):
+            if self._wanted(port.name, port.is_physical):
+                self._connect_midi(port.name)
 
     def _activate(self) -> None:
         self._client.activate()
@@ -336,10 +374,14 @@ class JackOutput:
     def _supervise(self) -> None:
         name_current_thread(WATCH_THREAD)
         while not self._closing.is_set():
-            self._watch.wait()  # asleep until the server goes away or we close
+            self._watch.wait()  # asleep until the server goes away, a MIDI source appears...
             self._watch.clear()
             if self._closing.is_set():
                 return
+            while not self._appeared.empty():
+                source = self._appeared.get()
+                if not self._lost.is_set():
+                    self._connect_midi(source)
             if not self._lost.is_set():
                 continue
             log.warning(

@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     midi.add_argument(
         "--midi-port",
-        help="connect to this existing input port (name or part "
-        "of it) instead of opening a virtual port",
+        help="connect only the MIDI sources whose name contains this, as they appear; none: "
+        "connect none (default: every physical source, e.g. a USB pad, at the start and "
+        "when plugged in)",
     )
     add_midi_channel(midi)
     midi.add_argument(

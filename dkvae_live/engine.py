@@ -49,6 +49,7 @@ from .pad_axes import axis_index, move
 from .pad_axes import values as axis_values
 from .pads import PadBank, default_pads
 from .paths import confine
+from .programs import kit_folder, kit_for_program
 from .renderer import RenderWorker
 from .rt import name_current_thread, release_free_memory, settle_heap, thread_names
 from .stats import Dropped
@@ -107,6 +108,7 @@ class Engine:
         self.pads = PadBank(kit.pads, info.class_names, info.latent_size)
         self._loaded = {note: (pad.latent, pad.axes) for note, pad in kit.pads.items()}
         self.kit_name = kit.name
+        self.kit_program = kit.program
         self.cc: list[CcMapping] = list(kit.cc)
         self.kit_dir = (
             settings.kit_dir or (settings.kit.parent if settings.kit else user_kit_dir())
@@ -124,6 +126,9 @@ class Engine:
         self.samplerate = 0
         self._osc_triggers = 0
         self._pending_jobs = 0
+        self._program_lock = threading.Lock()
+        self._program_wanted: int | None = None  # the latest program change not yet acted on
+        self._program_job = False  # a job is acting on program changes
         self._stopping = threading.Event()
         self._jobs = ThreadPoolExecutor(
             1,
@@ -213,15 +218,26 @@ class Engine:
         api = self._midi_api()
         if api == "jack" and isinstance(self.audio, JackOutput):
             self.midi = MidiInput(
-                self._note_played_by_callback, self._control, self.dropped.count, s.midi_channel
+                self._note_played_by_callback,
+                self._control,
+                self.dropped.count,
+                s.midi_channel,
+                self._program_change,
             )
             port = self.audio.open_midi(s.midi_port, s.midi_channel)
             self.midi_port = self.midi.attach(
                 self.mixer.midi_events, self.mixer.wait_midi, self.mixer.wake_midi, port
             )
             return
-        self.midi = MidiInput(self.note_on, self._control, self.dropped.count, s.midi_channel)
+        self.midi = MidiInput(
+            self.note_on, self._control, self.dropped.count, s.midi_channel, self._program_change
+        )
         self.midi_port = self.midi.open(api, s.client_name, s.midi_port, "midi_in")
+
+    def _midi_sources(self) -> list[str]:
+        if isinstance(self.audio, JackOutput) and self.midi is not None:
+            return self.audio.midi_sources()
+        return self.midi.sources() if self.midi is not None else []
 
     def _midi_api(self) -> str:
         api = self.settings.midi_api
@@ -307,9 +323,45 @@ class Engine:
                 except ValueError as exc:
                     self.dropped.count("midi.cc_unmapped", str(exc))
 
+    def _program_change(self, program: int) -> None:
+        """MIDI program change (the MIDI thread): load its kit on the job thread. Changes that
+        come while one loads are folded: the latest one is loaded next."""
+        with self._program_lock:
+            self._program_wanted = program
+            if self._program_job:
+                return
+            self._program_job = True
+        self._jobs.submit(self._select_programs)
+
+    def _select_programs(self) -> None:
+        while True:
+            with self._program_lock:
+                program, self._program_wanted = self._program_wanted, None
+                if program is None:
+                    self._program_job = False
+                    return
+            self.select_program(program)
+
+    def select_program(self, program: int) -> None:
+        """Play the kit of `program` (programs.py); the old kit plays until each pad of the new
+        one is rendered. No kit, or a kit that does not load, is counted and changes nothing."""
+        path = kit_for_program(self.kit_dir, program)
+        if path is None:
+            self.dropped.count(
+                "midi.program_unmapped",
+                f"program {program}: no kit in {self.kit_dir} has it; {self.kit_name!r} plays on",
+            )
+            return
+        try:
+            self.load_kit_file(path)
+        except KitError as exc:
+            self.dropped.count("midi.program_kit_broken", f"{exc}; {self.kit_name!r} plays on")
+            return
+        log.info("program %d: kit %r", program, self.kit_name)
+
     # -- kits and models -------------------------------------------------------------------
     def current_kit(self) -> Kit:
-        return Kit(self.kit_name, self.pads.snapshot(), tuple(self.cc))
+        return Kit(self.kit_name, self.pads.snapshot(), tuple(self.cc), self.kit_program)
 
     def load_kit_file(self, path: Path) -> Kit:
         """Load a kit and play it; a kit that does not load changes nothing (KitError)."""
@@ -319,6 +371,7 @@ class Engine:
         self._loaded = {note: (pad.latent, pad.axes) for note, pad in kit.pads.items()}
         self.cc = list(kit.cc)
         self.kit_name = kit.name
+        self.kit_program = kit.program
         self.kit_path = path.resolve()
         self._kit_stamp = self._stamp(self.kit_path)
         settle_heap()
@@ -455,7 +508,9 @@ class Engine:
             "pads_ready": sum(self.mixer.playable(n) for n in notes),
             "threads": " ".join(thread_names()),
             "midi_port": self.midi_port,
+            "midi_sources": ", ".join(self._midi_sources()),
             "midi_received": self.midi.messages if self.midi else 0,
+            "midi_bank_selects": self.midi.bank_selects if self.midi else 0,
             "osc_received": self.osc.received if self.osc else 0,
             "dropped": self.dropped.total() + self.mixer.midi_overflow,
             **{f"dropped.{k}": v for k, v in sorted(dropped.items())},
@@ -491,6 +546,7 @@ class Engine:
         osc.add("/dkvae/kit/save", "path:s?", self._osc_kit_save)
         osc.add("/dkvae/kit/load", "path:s", self._osc_kit_load)
         osc.add("/dkvae/kit/export", "path:s force:i?", self._osc_kit_export)
+        osc.add("/dkvae/kit/list", "", self._osc_kit_list)
         osc.add("/dkvae/model/load", "path:s", self._osc_model_load)
         osc.add("/dkvae/status", "", self._osc_status)
         osc.add("/dkvae/reply_to", "port:i", lambda a, sender: osc.set_reply_port(sender, a[0]))
@@ -659,6 +715,19 @@ class Engine:
             osc.reply(sender, "/dkvae/kit/exported", str(path))
 
         self._job("/dkvae/kit/export", sender, work)
+
+    def _osc_kit_list(self, args: list[Any], sender: Sender) -> None:
+        assert self.osc is not None
+        osc = self.osc
+
+        def work() -> None:
+            entries = kit_folder(self.kit_dir)
+            for entry in entries:
+                program = -1 if entry.program is None else entry.program
+                osc.reply(sender, "/dkvae/kit/entry", program, entry.name, str(entry.path))
+            osc.reply(sender, "/dkvae/kit/list/end", len(entries))
+
+        self._job("/dkvae/kit/list", sender, work)
 
     def _osc_model_load(self, args: list[Any], sender: Sender) -> None:
         assert self.osc is not None

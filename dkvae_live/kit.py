@@ -70,6 +70,7 @@ class Kit:
     name: str
     pads: dict[int, Pad]
     cc: tuple[CcMapping, ...] = ()
+    program: int | None = None  # the MIDI program change (0..127) that selects it
 
 
 def _pad_from_table(table: dict[str, Any], where: str) -> Pad:
@@ -191,9 +192,19 @@ def load_kit(path: Path, class_names: tuple[str, ...], latent_size: int) -> Kit:
         name = data.get("name", Path(path).stem)
         if not isinstance(name, str):
             raise ValueError("name must be a string")
+        program = check_program(data.get("program"))
     except ValueError as exc:
         raise KitError(f"{path}: {exc}") from None
-    return Kit(name, pads, cc)
+    return Kit(name, pads, cc, program)
+
+
+def check_program(value: object) -> int | None:
+    """A kit's `program`: None (not given) or a MIDI program number 0..127."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 127:
+        raise ValueError(f"program must be an integer in range 0..127, got {value!r}")
+    return value
 
 
 def _number(value: float) -> str:
@@ -204,6 +215,7 @@ def kit_to_toml(kit: Kit) -> str:
     lines = [
         "# DK·VAE Live kit: pads and MIDI CC mappings (docs/kits.md)",
         f"name = {_quote(kit.name)}",
+        *([] if kit.program is None else [f"program = {kit.program}"]),
         "",
     ]
     for note in sorted(kit.pads):

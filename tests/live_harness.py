@@ -491,7 +491,11 @@ class MidiSender:
     It is a JACK-Client port, not rtmidi: rtmidi keeps the GIL while it waits on the JACK
     server, and the server waits on this process's capture callback, which waits for the GIL."""
 
-    def __init__(self, daemon_port: str, per_cycle: int = 4096) -> None:
+    def __init__(
+        self, daemon_port: str | None, per_cycle: int = 4096, *, physical: bool = False
+    ) -> None:
+        """`daemon_port` None: connect nothing (the daemon connects it, or the test does);
+        `physical`: the port is flagged physical, as a pad controller's is."""
         import jack
 
         keep_collector_short()
@@ -499,13 +503,18 @@ class MidiSender:
         self.client = jack.Client(
             f"dkvae-test-midi-{os.getpid()}-{next(_names)}", no_start_server=True
         )
-        self._port = self.client.midi_outports.register("out")
+        self._port = self.client.midi_outports.register("out", is_physical=physical)
         self._pending: deque[bytes] = deque()
         self._per_cycle = per_cycle
         self.sent_frames: list[int] = []  # JACK frame time at which each message went out
         self.client.set_process_callback(self._process)
         self.client.activate()
-        self.client.connect(self._port, daemon_port)
+        if daemon_port is not None:
+            self.client.connect(self._port, daemon_port)
+
+    @property
+    def port_name(self) -> str:
+        return str(self._port.name)
 
     def _process(self, frames: int) -> None:
         self._port.clear_buffer()
