@@ -727,6 +727,9 @@ class FakeAlsaMidiIn:
     def get_message(self) -> None:
         self.polled += 1
 
+    def get_ports(self) -> list[str]:  # the hardware sources looked for: none here
+        return []
+
     def close_port(self) -> None:
         pass
 
