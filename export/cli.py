@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(brightness, decay, pitch, punch; on --bank) and write them into its decoder.onnx",
     )
     p.add_argument(
+        "--no-axes",
+        action="store_true",
+        help="fit no timbre axes: the model plays without /dkvae/pad/axis (the axes can be "
+        "added later with --axes-only)",
+    )
+    p.add_argument(
         "--tolerance",
         type=float,
         default=DEFAULT_TOLERANCE,
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=args.checkpoint,
             small=args.small,
             bank=args.bank,
+            axes=not args.no_axes,
         )
     except (ExportError, FileNotFoundError, BankError) as exc:
         logger.error("export failed: %s", exc)

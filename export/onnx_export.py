@@ -355,13 +355,15 @@ def export_run(
     checkpoint: str = "best",
     small: bool = False,
     bank: Path | None = None,
+    axes: bool = True,
 ) -> ExportResult:
     """Export the model of a run folder (``best`` or ``last`` weights) into ``out_dir``.
 
     ``out_dir`` defaults to ``RUN/export``. Writes ``decoder.onnx`` and, for the VAEs,
     ``encoder.onnx``, and then the class latents and timbre axes fitted on the training split of
     ``bank`` (default: the run's own bank; none for a run on synthetic sounds). ``small``: float16
-    weights and load-time STFT bases (see :func:`compact`).
+    weights and load-time STFT bases (see :func:`compact`). ``axes=False``: no timbre axes (for
+    a model whose fitted axes are not yet good enough to play).
     """
     from dkvae_training.models import build_for_export
 
@@ -390,7 +392,8 @@ def export_run(
 
             cache = Path(source["cache_dir"]) if source.get("cache_dir") else None
             add_class_latents_from_bank(out_dir, bank, cache)
-            add_axes_from_bank(out_dir, bank, cache)
+            if axes:
+                add_axes_from_bank(out_dir, bank, cache)
     return ExportResult(dec_path, enc_path, dec_diff, enc_diff)
 
 
