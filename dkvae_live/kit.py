@@ -24,6 +24,7 @@ from .pads import Pad, check_pad
 DEFAULT_KIT = Path(__file__).parent / "kits" / "default.toml"
 KIT_SUFFIX = ".toml"
 TEMP_SUFFIX = ".tmp"
+KIT_DECIMALS = 6  # numbers in a kit file are rounded to this many decimals
 # save_kit's temporary files: ".NAME.toml.XXXXXXXX.tmp", the middle part mkstemp's own.
 _TEMPORARY = re.compile(
     rf"^\..+{re.escape(KIT_SUFFIX)}\.[A-Za-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}$"
@@ -208,7 +209,7 @@ def check_program(value: object) -> int | None:
 
 
 def _number(value: float) -> str:
-    return repr(round(float(value), 6))
+    return repr(round(float(value), KIT_DECIMALS))
 
 
 def kit_to_toml(kit: Kit) -> str:

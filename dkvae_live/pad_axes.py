@@ -11,6 +11,7 @@ from typing import Any
 
 from .axes import ClassAxes
 from .contract import AXIS_NAMES
+from .kit import KIT_DECIMALS
 from .pads import AXIS_LIMIT, Pad
 
 
@@ -45,5 +46,9 @@ def move(pad: Pad, axes: Mapping[str, ClassAxes], name: int | str, value: float)
     now = list(values(pad))
     step = value - now[index]
     now[index] = value
-    latent = [z + step * d for z, d in zip(pad.latent, class_axes.directions[index], strict=True)]
+    # at the kit file's precision, so that a kit saved now loads again as this very pad
+    latent = [
+        round(z + step * d, KIT_DECIMALS)
+        for z, d in zip(pad.latent, class_axes.directions[index], strict=True)
+    ]
     return {"latent": latent, "axes": tuple(now)}
