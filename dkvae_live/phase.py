@@ -81,7 +81,8 @@ def phase_from_gradients(magnitude: np.ndarray, n_fft: int, hop: int) -> np.ndar
     step = slope[:, 1:] + slope[:, :-1]
     step *= np.float32(hop * n_fft / gamma / 2)
     step += np.float32(2 * np.pi * hop / n_fft) * bins
-    np.mod(step, np.float32(2 * np.pi), out=step)
+    # wrapped to [0, 2 pi) by floor: numpy's float32 mod is twenty times slower
+    step -= np.float32(2 * np.pi) * np.floor(step * np.float32(1 / (2 * np.pi)))
     walked = np.zeros_like(log_mag)
     np.cumsum(step, axis=1, out=walked[:, 1:])
     # our frames are read from their first sample, half a window before the centre: (-1)^bin
