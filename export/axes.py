@@ -16,7 +16,7 @@ import numpy as np
 from dkvae_live import axes, class_latents, contract, descriptors
 from dkvae_live.model import Decoder, Encoder, ModelError
 
-from .class_latents import with_metadata
+from .class_latents import training_split, with_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +93,4 @@ def add_axes_from_bank(
     model_dir: Path, bank: Path, cache_dir: Path | None = None
 ) -> dict[str, axes.ClassAxes]:
     """:func:`add_axes` on the training split of ``bank``, read at the model's rate."""
-    from dkvae_training.bank import load_split
-
-    info = Decoder(Path(model_dir) / contract.DECODER_FILE).info
-    train = load_split(
-        bank,
-        "train",
-        sample_rate=info.sample_rate,
-        num_samples=info.num_samples,
-        cache_dir=cache_dir,
-        class_names=info.class_names,
-    )
-    return add_axes(model_dir, train.audio, train.labels)
+    return add_axes(model_dir, *training_split(model_dir, bank, cache_dir))

@@ -60,10 +60,11 @@ def add_class_latents(
     return fitted
 
 
-def add_class_latents_from_bank(
+def training_split(
     model_dir: Path, bank: Path, cache_dir: Path | None = None
-) -> dict[str, class_latents.ClassLatent]:
-    """:func:`add_class_latents` on the training split of ``bank``, read at the model's rate."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(audio, labels) of the training split of ``bank``, read at the rate of the model in
+    ``model_dir``, in its class order: what the class latents and the axes are fitted on."""
     from dkvae_training.bank import load_split
 
     info = Decoder(Path(model_dir) / contract.DECODER_FILE).info
@@ -75,4 +76,11 @@ def add_class_latents_from_bank(
         cache_dir=cache_dir,
         class_names=info.class_names,
     )
-    return add_class_latents(model_dir, train.audio, train.labels)
+    return train.audio, train.labels
+
+
+def add_class_latents_from_bank(
+    model_dir: Path, bank: Path, cache_dir: Path | None = None
+) -> dict[str, class_latents.ClassLatent]:
+    """:func:`add_class_latents` on the training split of ``bank``, read at the model's rate."""
+    return add_class_latents(model_dir, *training_split(model_dir, bank, cache_dir))
