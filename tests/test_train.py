@@ -21,7 +21,7 @@ pytestmark = pytest.mark.train
 import soundfile as sf  # noqa: E402
 from dkvae_training.config import load_config, make_config  # noqa: E402
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
-from dkvae_training.train import Arrays, main, train  # noqa: E402
+from dkvae_training.train import Arrays, main, train, written  # noqa: E402
 
 SR = 8000
 N = 4096
@@ -235,3 +235,18 @@ def test_resume_with_changed_settings_records_them_and_restarts_the_best(tmp_pat
     state = json.loads((run / "checkpoints/state.json").read_text())
     # the objective changed, so the best epoch is one scored under the new loss
     assert state["epoch"] == 3 and state["best_epoch"] == 3
+
+
+def test_a_checkpoint_write_cut_short_leaves_the_old_file_whole(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of saving a checkpoint (a resume once found a torn optimizer.npz)."""
+    path = tmp_path / "optimizer.npz"
+    written(path, lambda tmp: np.savez(tmp, np.arange(3)))
+
+    def torn(tmp: Path) -> None:
+        tmp.write_bytes(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        written(path, torn)
+    np.testing.assert_array_equal(np.load(path)["arr_0"], np.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["optimizer.npz"]

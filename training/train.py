@@ -22,9 +22,11 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,18 @@ def _optimizers(model: Any) -> list[tuple[Any, list[Any]]]:
 
 def save_optimizer_state(model: Any, path: Path) -> None:
     values = [np.asarray(var) for opt, _ in _optimizers(model) for var in opt.variables]
-    np.savez(path, *values)
+    written(path, lambda tmp: np.savez(tmp, *values))
+
+
+def written(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through a temporary file beside it (same suffix, which Keras and numpy
+    insist on), renamed into place: a Ctrl-C mid-write leaves the old file, never a torn one."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_optimizer_state(model: Any, path: Path) -> None:
@@ -144,7 +157,8 @@ def _callback_class() -> Any:
                 self.state["best"] = value
                 self.state["best_epoch"] = epoch + 1
                 self.state["wait"] = 0
-                self.model.save_weights(str(self.run_dir / "best.weights.h5"))
+                best = self.run_dir / "best.weights.h5"
+                written(best, lambda tmp: self.model.save_weights(str(tmp)))
             else:
                 self.state["wait"] += 1
             if not np.isfinite(float(logs.get("loss", np.nan))):
@@ -156,9 +170,10 @@ def _callback_class() -> Any:
                 train_seconds=elapsed,
                 learning_rate=float(np.asarray(self.model.optimizer.learning_rate)),
             )
-            self.model.save_weights(str(ckpt / "last.weights.h5"))
+            written(ckpt / "last.weights.h5", lambda tmp: self.model.save_weights(str(tmp)))
             save_optimizer_state(self.model, ckpt / "optimizer.npz")
-            (ckpt / "state.json").write_text(json.dumps(self.state, indent=2) + "\n")
+            text = json.dumps(self.state, indent=2) + "\n"
+            written(ckpt / "state.json", lambda tmp: tmp.write_text(text))
             logger.info(
                 "epoch %d: %s; best %s %.5f (epoch %d); %.1f min",
                 epoch + 1,
