@@ -8,15 +8,14 @@ through the daemon's loader), so the axes move what the daemon plays. See
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from dkvae_live import axes, class_latents, contract, descriptors
-from dkvae_live.model import Decoder, Encoder, ModelError
+from dkvae_live.model import Decoder, Encoder
 
-from .class_latents import training_split, with_metadata
+from .class_latents import training_split, write_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +70,7 @@ def add_axes(
         ),
         std,
     )
-    tmp = decoder_path.with_name(decoder_path.name + ".tmp")
-    with_metadata(decoder_path, contract.AXES, axes.to_json(fitted), tmp)
-    try:
-        Decoder(tmp)  # never leave a decoder that the daemon refuses
-    except ModelError:
-        tmp.unlink()
-        raise
-    os.replace(tmp, decoder_path)
+    write_metadata(decoder_path, contract.AXES, axes.to_json(fitted))
     for name, c in fitted.items():
         logger.info(
             "axes of %s from %d sounds: %s",

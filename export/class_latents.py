@@ -33,6 +33,19 @@ def with_metadata(path: Path, key: str, value: str, out: Path) -> None:
     onnx.save(proto, str(out))
 
 
+def write_metadata(decoder_path: Path, key: str, value: str) -> None:
+    """Set one metadata entry of ``decoder_path`` in place, through a temporary copy that the
+    daemon must load first: never leave a decoder that the daemon refuses."""
+    tmp = decoder_path.with_name(decoder_path.name + ".tmp")
+    with_metadata(decoder_path, key, value, tmp)
+    try:
+        Decoder(tmp)
+    except ModelError:
+        tmp.unlink()
+        raise
+    os.replace(tmp, decoder_path)
+
+
 def add_class_latents(
     model_dir: Path, audio: np.ndarray, labels: np.ndarray, batch: int = 32
 ) -> dict[str, class_latents.ClassLatent]:
@@ -43,14 +56,7 @@ def add_class_latents(
     encoder = Encoder(Path(model_dir) / contract.ENCODER_FILE, info)
     z = np.concatenate([encoder.encode(audio[i : i + batch]) for i in range(0, len(audio), batch)])
     fitted = class_latents.fit(z, labels, info.class_names)
-    tmp = decoder_path.with_name(decoder_path.name + ".tmp")
-    with_metadata(decoder_path, contract.CLASS_LATENTS, class_latents.to_json(fitted), tmp)
-    try:
-        Decoder(tmp)  # never leave a decoder that the daemon refuses
-    except ModelError:
-        tmp.unlink()
-        raise
-    os.replace(tmp, decoder_path)
+    write_metadata(decoder_path, contract.CLASS_LATENTS, class_latents.to_json(fitted))
     logger.info(
         "class latents of %s from %d sounds: %s",
         decoder_path,

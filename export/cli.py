@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from dkvae_training.bank import BankError
@@ -71,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.class_latents_only:
-        return _class_latents_only(args.run_dir, args.bank)
+        return _fit_only(args.run_dir, args.bank, "--class-latents-only", "class latents")
     if args.axes_only:
-        return _axes_only(args.run_dir, args.bank)
+        return _fit_only(args.run_dir, args.bank, "--axes-only", "axes")
     try:
         result = export_run(
             args.run_dir,
@@ -94,39 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _class_latents_only(model_dir: Path, bank: Path | None) -> int:
-    from dkvae_live.model import ModelError
-
-    from .class_latents import add_class_latents_from_bank
-
-    if bank is None:
-        logger.error("--class-latents-only needs --bank")
-        return 2
-    try:
-        fitted = add_class_latents_from_bank(model_dir, bank)
-    except (ModelError, BankError, FileNotFoundError) as exc:
-        logger.error("class latents not written: %s", exc)
-        return 1
-    print(f"class latents of {len(fitted)} classes written to {model_dir / 'decoder.onnx'}")
-    return 0
-
-
-def _axes_only(model_dir: Path, bank: Path | None) -> int:
+def _fit_only(model_dir: Path, bank: Path | None, flag: str, what: str) -> int:
+    """``--class-latents-only`` / ``--axes-only``: fit ``what`` on ``bank`` into a model."""
     from dkvae_live.model import ModelError
 
     from .axes import add_axes_from_bank
+    from .class_latents import add_class_latents_from_bank
 
     if bank is None:
-        logger.error("--axes-only needs --bank")
+        logger.error("%s needs --bank", flag)
         return 2
+    add = add_axes_from_bank if what == "axes" else add_class_latents_from_bank
     try:
-        fitted = add_axes_from_bank(model_dir, bank)
+        fitted = add(model_dir, bank)
     except (ModelError, BankError, FileNotFoundError) as exc:
-        logger.error("axes not written: %s", exc)
+        logger.error("%s not written: %s", what, exc)
         return 1
-    print(f"axes of {len(fitted)} classes written to {model_dir / 'decoder.onnx'}")
+    print(f"{what} of {len(fitted)} classes written to {model_dir / 'decoder.onnx'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
