@@ -21,7 +21,7 @@ pytestmark = pytest.mark.train
 import soundfile as sf  # noqa: E402
 from dkvae_training.config import load_config, make_config  # noqa: E402
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
-from dkvae_training.train import Arrays, main, train, written  # noqa: E402
+from dkvae_training.train import Arrays, main, pitch_shifted, train, written  # noqa: E402
 
 SR = 8000
 N = 4096
@@ -250,3 +250,29 @@ def test_a_checkpoint_write_cut_short_leaves_the_old_file_whole(tmp_path: Path) 
         written(path, torn)
     np.testing.assert_array_equal(np.load(path)["arr_0"], np.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["optimizer.npz"]
+
+
+def test_pitch_augmentation_plays_each_sound_faster_and_slower() -> None:
+    """A decaying 400 Hz tone shifted by +-12 semitones: 800 and 200 Hz, its decay halved and
+    doubled, peak-normalised, labels carried along."""
+    t = np.arange(N) / SR
+    tone = (np.sin(2 * np.pi * 400.0 * t) * np.exp(-t / 0.05)).astype(np.float32)
+    arrays = Arrays(np.stack([tone, 0.5 * tone]), np.array([3, 5]), ("a",) * 6)
+    out = pitch_shifted(arrays, (12.0, -12.0), SR)
+    assert out.audio.shape == (6, N)
+    np.testing.assert_array_equal(out.labels, [3, 5, 3, 5, 3, 5])
+    np.testing.assert_array_equal(out.audio[:2], arrays.audio)
+
+    def peak_hz(x: np.ndarray) -> float:
+        return float(np.argmax(np.abs(np.fft.rfft(x))) * SR / len(x))
+
+    def energy_time(x: np.ndarray) -> float:  # where its energy is centred: tau / 2
+        return float(np.sum(np.arange(len(x)) * x**2) / np.sum(x**2))
+
+    assert peak_hz(out.audio[2]) == pytest.approx(800.0, abs=4.0)
+    assert peak_hz(out.audio[4]) == pytest.approx(200.0, abs=4.0)
+    for shifted in out.audio[2:]:
+        assert np.abs(shifted).max() == pytest.approx(1.0, abs=1e-3)
+    d0, up, down = (energy_time(out.audio[i]) for i in (0, 2, 4))
+    assert up / d0 == pytest.approx(0.5, rel=0.1)
+    assert down / d0 == pytest.approx(2.0, rel=0.1)

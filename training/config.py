@@ -36,6 +36,10 @@ class TrainConfig:
     snapshot_minutes: tuple[float, ...] = (20.0, 40.0)  # keep the best weights at these times
     seed: int = 0
     gain_augment_db: float = 3.0
+    # the training split again at each of these pitch shifts (sampler-style: the sound is played
+    # faster or slower, so it gets shorter or longer too); a bank of a few kits per class
+    # generalises poorly to unseen kits, and a drum's tuning is what differs most between kits
+    pitch_augment_semitones: tuple[float, ...] = ()
 
     # conditional VAE ("vae"): decoder
     n_fft: int = 256

@@ -26,7 +26,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,25 @@ class RunResult:
     train_seconds: float
     stop_reason: str
     history: dict[str, list[float]]
+
+
+def pitch_shifted(arrays: Arrays, semitones: Sequence[float], sample_rate: int) -> Arrays:
+    """``arrays`` followed by a copy at each shift in ``semitones``, each sound played at
+    ``2 ** (shift / 12)`` times its speed, cut or zero-padded to its length and peak-normalised
+    again (the encoder's input is peak-normalised)."""
+    import soxr
+
+    audio, labels = [arrays.audio], [arrays.labels]
+    n = arrays.audio.shape[1]
+    for shift in semitones:
+        rate = sample_rate * 2.0 ** (float(shift) / 12.0)
+        copy = np.zeros_like(arrays.audio)
+        for i, sound in enumerate(arrays.audio):
+            moved = soxr.resample(sound, rate, sample_rate, quality="HQ")[:n]
+            copy[i, : len(moved)] = moved / max(float(np.max(np.abs(moved))), 1e-9)
+        audio.append(copy)
+        labels.append(arrays.labels)
+    return Arrays(np.concatenate(audio), np.concatenate(labels), arrays.class_names)
 
 
 def make_dataset(
@@ -255,6 +274,13 @@ def train(
         model.decoder.count_params(),
     )
 
+    if cfg.pitch_augment_semitones:
+        train_arrays = pitch_shifted(train_arrays, cfg.pitch_augment_semitones, cfg.sample_rate)
+        logger.info(
+            "pitch shifts %s: %d training sounds",
+            cfg.pitch_augment_semitones,
+            len(train_arrays.labels),
+        )
     train_ds = make_dataset(
         train_arrays,
         cfg.batch_size,
