@@ -4,6 +4,7 @@ dkvae-live [OPTIONS]                       # the daemon
 dkvae-live render SONG.mid -o OUT.wav      # a MIDI file through a kit, offline
 dkvae-live render --demo -o demo.flac      # the shipped demo groove through a kit
 dkvae-live export-kit KIT -o DIR           # a kit as WAVs, an SFZ and a Hydrogen kit
+dkvae-live kit-from-folder DIR -o KIT.toml # a kit of your own sound files
 """
 
 from __future__ import annotations
@@ -218,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
             "drumkit.xml and .h2drumkit, and dkvae-export.json (model, kit, latents).",
         )
     )
+    add_folder_arguments(
+        commands.add_parser(
+            "kit-from-folder",
+            help="make a kit of a folder of sound files, each a pad the model can morph",
+            description="Make a kit of every sound file in a folder (and its subfolders): each "
+            "becomes a pad with the encoder's latent of that sound, its class from the file's "
+            "name (else from the sound, by the encoder), on the General MIDI note of its "
+            "class (the rest above the GM range). Unreadable files are named and skipped.",
+        )
+    )
     add_map_arguments(
         commands.add_parser(
             "map",
@@ -376,12 +387,44 @@ def export_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_folder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", type=Path, help="folder of sound files (WAV, FLAC, AIFF, Ogg...)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="kit file to write (.toml)")
+    p.add_argument("--force", action="store_true", help="replace the kit file if it exists")
+    p.add_argument("--model", type=Path, default=None, help="model (default: shipped)")
+
+
+def folder_main(args: argparse.Namespace) -> int:
+    from .kit_from_folder import (
+        FolderError,
+        check_output,
+        kit_from_folder,
+        model_encoder,
+        summary,
+        write_kit,
+    )
+
+    logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
+    try:
+        check_output(args.output, args.force)  # before the work, not after it
+        decoder = Decoder(args.model)
+        made = kit_from_folder(args.folder, decoder.info, model_encoder(decoder.info))
+        write_kit(made.kit, args.output, args.force)
+    except (ModelError, FolderError, OSError) as exc:
+        print(f"dkvae-live kit-from-folder: {exc}", file=sys.stderr)
+        return 2
+    print(summary(made, args.output))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "render":
         return render_main(args)
     if args.command == "export-kit":
         return export_main(args)
+    if args.command == "kit-from-folder":
+        return folder_main(args)
     if args.command == "map":
         return map_main(args)
     map_large_buffers_apart()

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dkvae_training.bank import SoundSource, import_sources, read_manifest
-from dkvae_training.labels import (
+
+from dkvae_live.labels import (
     CLASS_NAMES_DEFAULT,
     LabelRules,
     LabelRulesError,

@@ -11,7 +11,7 @@ duplicates of the processed audio, and caches the result in one ``.npz`` keyed b
 by the size and modification time of every source file, so a change to either rebuilds it.
 
 :func:`import_sources` is what the importers (``dkvae_training.importers``) feed: it labels each
-sound by the ordered rules of :mod:`dkvae_training.labels`, drops duplicates, writes the audio
+sound by the ordered rules of :mod:`dkvae_live.labels`, drops duplicates, writes the audio
 into the bank, and reassigns the deterministic splits. Sounds that cannot be read, are silent or
 too short are skipped with one log line each and counted; nothing aborts an import.
 """
@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .labels import CLASS_NAMES_DEFAULT, STYLES, LabelRules, instrument_type, kit_style
+from dkvae_live.labels import CLASS_NAMES_DEFAULT, STYLES, LabelRules, instrument_type, kit_style
 
 __all__ = [
     "AUDIO_SUFFIXES",

@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dkvae_live.labels import LabelRules, LabelRulesError, load_rules
+
 from .bank import (
     BankError,
     ImportReport,
@@ -32,7 +34,6 @@ from .bank import (
     kits_markdown,
     summarize,
 )
-from .labels import LabelRules, LabelRulesError, load_rules
 from .licences import GROUPS, WEIGHTS_LICENCE, allowed, parse_licences
 
 log = logging.getLogger("dkvae_training.bank_cli")

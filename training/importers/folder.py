@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+from dkvae_live.labels import folder_instrument
+
 from ..bank import AUDIO_SUFFIXES, SoundSource, kit_family, read_audio
 
 __all__ = ["iter_folder", "layer_stem"]
@@ -54,10 +56,9 @@ def iter_folder(
             by_folder[rel.parent].append(path)
     for folder, files in sorted(by_folder.items()):
         for i, path in enumerate(files):
-            instrument = folder.as_posix() if folder.parts else path.stem
             yield SoundSource(
                 kit=kit_name,
-                instrument=instrument,
+                instrument=folder_instrument(path.relative_to(root)),
                 layer=i,
                 source=str(path),
                 load=partial(read_audio, path),

@@ -8,6 +8,9 @@ metronome clicks, empty placeholder samples). What no rule labels is left out an
 
 The default rules are documented in docs/banks.md. A project may supply its own rules as a TOML
 file (see :func:`load_rules`).
+
+Pure Python, in the live package: the bank (dkvae_training) labels its sounds with these rules,
+and `dkvae-live kit-from-folder` gives a user's sample files their classes with the same ones.
 """
 
 from __future__ import annotations
@@ -292,6 +295,14 @@ class LabelRules:
                 if rule.matches(name, kit):
                     return f"{name!r} matched {rule.pattern!r} -> {rule.label}"
         return "no rule matched"
+
+
+def folder_instrument(relative: Path) -> str:
+    """The instrument name of a file in a folder of loose samples, ``relative`` to that folder:
+    the path of its subfolder (``Kicks/Acoustic``), or its file name without the extension when
+    it lies in the folder itself. The rules try it before the file name."""
+    folder = relative.parent
+    return folder.as_posix() if folder.parts else relative.stem
 
 
 def _clean_name(name: str) -> str:
