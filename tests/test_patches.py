@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from live_harness import Capture, Daemon, dominant_frequency, free_udp_port
-from synth_models import expected_frequency
+from synth_models import CLASSES, expected_frequency
 
-from dkvae_live.pads import default_latent
+from dkvae_live.kit import Kit, save_kit
+from dkvae_live.pads import default_latent, default_pads
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCHES = ROOT / "patches"
@@ -315,6 +316,59 @@ def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
     # reset goes back to the pad as the loaded kit has it: the kit saved after the slider move
     saved = [1.0, *default_latent(38, 8)[1:]]
     assert [float(v) for v in reset] == pytest.approx(saved, abs=1e-3)
+    assert pd.errors() == [], pd.console
+
+
+@needs_pd
+@pytest.mark.jack
+def test_main_pd_patch_lists_the_kit_folder_and_loads_a_kit_by_its_program(
+    kit_daemon: Daemon, pd_runner: Callable[..., PdProcess], tmp_path: Path
+) -> None:
+    """`/dkvae/kit/list` from the patch reaches the daemon, the replies come back into the patch
+    (issue 22), and picking a program there loads the kit the list gave it."""
+    daemon = kit_daemon
+    kits = tmp_path / "kits"
+    pads = default_pads(CLASSES, 8)
+    save_kit(Kit("low", pads), kits / "a-low.toml")  # place 0
+    save_kit(Kit("high", pads, program=7), kits / "b-high.toml")  # says program 7
+    save_kit(Kit("mid", pads), kits / "c-mid.toml")  # place 2
+    reply_port, remote_port = free_udp_port(), free_udp_port()
+    pd = pd_runner(
+        [PATCHES / "dkvae.pd", UI_REMOTE],
+        f"dkvae-connect 127.0.0.1 {daemon.osc_port} {reply_port}",
+        "dkvae-print 1",
+        f"harness-listen {remote_port}",
+    )
+    ui = Fudi(remote_port)
+    try:
+        pd.wait_for(r"^dkvae-status: model sine-test$")  # replies reach the patch
+        pd.wait_for(r"^harness: ready", poke=lambda: ui("ready"))
+        ui("ui kitlist")  # the list-kits button
+        count = int(pd.wait_for(r"^dkvae-kit: list end (\d+)$").group(1))
+        entries = [
+            (int(m.group(1)), m.group(2), Path(m.group(3)).name)
+            for m in (
+                re.match(r"^dkvae-kit: entry (-?\d+) (\S+) (\S+)$", line) for line in pd.lines
+            )
+            if m
+        ]
+        mark = len(pd.lines)
+        ui("ui kitpick 7")  # the program box: the kit the list says program 7 selects
+        loaded = pd.wait_for(r"^dkvae-kit: loaded (\S+) (\S+)$", after=mark)
+        mark = len(pd.lines)
+        ui("ui kitpick 5")  # no kit in the list has it: nothing is sent
+        pd.wait_for(r"^dkvae-kit: no listed kit has that program$", after=mark)
+        status = daemon.osc.status()
+    finally:
+        ui.close()
+    assert entries == [
+        (0, "low", "a-low.toml"),
+        (7, "high", "b-high.toml"),
+        (2, "mid", "c-mid.toml"),
+    ]
+    assert count == 3
+    assert (loaded.group(1), Path(loaded.group(2)).name) == ("high", "b-high.toml")
+    assert status["kit"] == "high"
     assert pd.errors() == [], pd.console
 
 
