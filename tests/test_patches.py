@@ -986,6 +986,7 @@ PLAYED = {
     "/dkvae/kit/load": 1,
     "/dkvae/reply_to": 1,
     "/dkvae/status": 0,
+    "/dkvae/kit/list": 0,  # issue 22: the kit folder's kits and their programs
 }
 # Pd names that are not $0- local: the public interface of the patches (patches/README.md)
 PUBLIC_PD_NAMES = {"dkvae-osc-out", "dkvae-reply", "dkvae-connect", "dkvae-print", "dkvae-ui"}
@@ -1040,6 +1041,52 @@ def test_the_pd_and_max_patches_send_every_control_of_the_issue() -> None:
         assert count in pd.get(address, set()), f"the Pd patches never send {address} ({count})"
         assert count in max_.get(address, set()), f"dkvae.maxpat never sends {address} ({count})"
     assert "/dkvae/pad/latent" in pd  # the abstraction's latent inlet sets the whole latent
+
+
+def documented_replies() -> list[re.Pattern[str]]:
+    """The reply addresses of docs/osc.md's reply table; `<key>` stands for any one part."""
+    text = (ROOT / "docs" / "osc.md").read_text()
+    section = text.split("## Replies", 1)[1].split("\n## ", 1)[0]
+    addresses = re.findall(r"^\| `(/[^`]+)` \|", section, flags=re.MULTILINE)
+    return [re.compile(re.sub(r"<\w+>", "[^/]+", re.escape(a))) for a in addresses]
+
+
+def max_replies(patcher: MaxPatcher) -> dict[str, tuple[int, int]]:
+    """Each address a [route] right after a [udpreceive] picks out: its (box, outlet)."""
+    routed: dict[str, tuple[int, int]] = {}
+    for r, _, b, _ in patcher.wires:
+        receiver, box = patcher.boxes[r], patcher.boxes[b]
+        words = box.get("text", "").split()
+        if receiver.get("text", "").startswith("udpreceive") and words[:1] == ["route"]:
+            routed.update({address: (b, n) for n, address in enumerate(words[1:])})
+    return routed
+
+
+def max_reaches(patcher: MaxPatcher, start: tuple[int, int], name: str) -> bool:
+    """Whether a wire path leads from outlet `start` (box, outlet) to an object `name`."""
+    seen: set[int] = set()
+    todo = [b for a, ao, b, _ in patcher.wires if (a, ao) == start]
+    while todo:
+        box = todo.pop()
+        if patcher.boxes[box].get("text", "").split()[:1] == [name]:
+            return True
+        if box not in seen:
+            seen.add(box)
+            todo += [b for a, _, b, _ in patcher.wires if a == box]
+    return False
+
+
+def test_max_patch_takes_only_documented_replies_and_loads_a_kit_from_the_list() -> None:
+    """The replies dkvae.maxpat picks out are in docs/osc.md; the kit list (issue 22) is shown
+    and a kit chosen from it is loaded. Max itself cannot run here: the wires are followed."""
+    patcher = parse_max(json.loads((PATCHES / "dkvae.maxpat").read_text()))[0]
+    routed = max_replies(patcher)
+    documented = documented_replies()
+    assert [a for a in routed if not any(p.fullmatch(a) for p in documented)] == []
+    for address in ("/dkvae/status/kit", "/dkvae/kit/loaded", "/dkvae/kit/list/end"):
+        assert address in routed, f"dkvae.maxpat does not show {address}"
+        assert any((a, ao) == routed[address] for a, ao, _, _ in patcher.wires), address
+    assert max_reaches(patcher, routed["/dkvae/kit/entry"], "udpsend"), "no kit to choose"
 
 
 def test_pd_patches_use_local_names_and_have_help() -> None:
