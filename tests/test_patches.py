@@ -604,6 +604,11 @@ PD_FLOAT_OBJECTS = {
 }  # fmt: skip
 PD_BANG_OBJECTS = {"loadbang", "bng", "metro", "delay", "del", "bang", "b", "timer"}
 PD_PASS_OBJECTS = {"spigot", "list trim", "list", "list append", "t l", "gate"}
+# Objects that send only when something reaches them: with no wire in, they never send.
+PD_WAITING = {
+    "bang", "b", "t", "trigger", "f", "float", "symbol", "makefilename", "pack", "unpack",
+    "route", "sel", "select", "moses", "list", "spigot", "gate", "metro", "delay", "del",
+}  # fmt: skip
 PD_TYPES = {"f": "f", "float": "f", "s": "s", "symbol": "s"}
 IEM_SEND = {"bng": 5, "tgl": 3, "nbx": 7, "hsl": 7, "vsl": 7, "hradio": 5, "vradio": 5}
 
@@ -657,6 +662,8 @@ class PdFlow(Flow):
             return [UNKNOWN]
         name, args = box.atoms[0], box.atoms[1:]
         two = " ".join(box.atoms[:2])
+        if name in PD_WAITING and all(b != box_index for _, _, b, _ in self.canvases[canvas].wires):
+            return []
         if name in ("inlet",):
             return self._inlet_of(canvas, box_index)
         if name in ("r", "receive") and args:
@@ -819,6 +826,12 @@ def pd_sent(text: str, name: str) -> list[Sent]:
 
 # ------------------------------------------------------------------ Max
 MAX_CONFIG = {"host", "port", "maxqueuesize", "maxpacketsize"}  # udpsend's own messages
+# As PD_WAITING: objects that send only when something reaches them.
+MAX_WAITING = {
+    "prepend", "append", "pack", "pak", "unpack", "t", "trigger", "i", "int", "f", "float",
+    "tosymbol", "sprintf", "route", "gate", "onebang", "speedlim", "defer", "deferlow",
+    "change", "metro", "delay", "b", "bangbang", "+", "-", "*", "/", "%",
+}  # fmt: skip
 
 
 @dataclass
@@ -891,6 +904,8 @@ class MaxFlow(Flow):
             return [UNKNOWN]
         words = box.get("text", "").split()
         name, args = (words[0], words[1:]) if words else ("", [])
+        if name in MAX_WAITING and all(b != box_index for _, _, b, _ in self.patcher.wires):
+            return []
         if name == "prepend":
             return [tuple(max_atom(a) for a in args) + s for s in inlet()]
         if name == "append":
@@ -1123,7 +1138,8 @@ PD_WRONG = {
     ),
     "a float where the dimension goes": (
         "#N canvas 0 0 400 300 12;\n#X obj 10 10 pack f f f;\n"
-        "#X obj 10 40 oscformat -f i dkvae pad dim;\n#X connect 0 0 1 0;\n",
+        "#X obj 10 40 oscformat -f i dkvae pad dim;\n#X floatatom 100 10 5 0 0 0 - - - 0;\n"
+        "#X connect 0 0 1 0;\n#X connect 2 0 0 0;\n",
         "dim: a float where i goes",
     ),
     "an address that does not exist": (
@@ -1141,8 +1157,8 @@ PD_WRONG = {
         "#N canvas 0 0 300 200 inner 0;\n#X obj 10 10 inlet;\n#X obj 10 40 list prepend 36;\n"
         "#X obj 10 70 outlet;\n#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n"
         "#X restore 10 40 pd inner;\n"
-        "#X obj 10 70 oscformat -f iif dkvae pad class;\n"
-        "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n",
+        "#X obj 10 70 oscformat -f iif dkvae pad class;\n#X floatatom 100 10 5 0 0 0 - - - 0;\n"
+        "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n#X connect 3 0 0 0;\n",
         "too many arguments",
     ),
     "an abstraction inlet passed on unchecked": (
@@ -1150,6 +1166,11 @@ PD_WRONG = {
         "#X obj 10 70 oscformat -f i dkvae pad latent;\n"
         "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n",
         "values: an unknown atom where f values go",
+    ),
+    "a message only an object nothing triggers would send": (
+        "#N canvas 0 0 400 300 12;\n#X obj 10 10 bang;\n#X obj 10 40 oscformat dkvae stop;\n"
+        "#X connect 0 0 1 0;\n",
+        "(nothing feeds it)",
     ),
     "a local send of a symbol": (
         "#N canvas 0 0 400 300 12;\n#X msg 10 10 kick;\n#X obj 10 40 s \\$0-gain;\n"
@@ -1229,3 +1250,10 @@ def test_the_checker_reports_a_wrong_max_patch(case: str) -> None:
     boxes, lines, expected = MAX_WRONG[case]
     problems = check(max_sent(max_document(boxes, lines), "wrong.maxpat"))
     assert any(expected in p for p in problems), problems
+
+
+def test_the_checker_sees_nothing_sent_by_a_max_object_nothing_triggers() -> None:
+    boxes = [("newobj", "prepend /dkvae/stop", ""), ("newobj", "udpsend 127.0.0.1 9000", "")]
+    assert max_sent(max_document(boxes, [(0, 0, 1, 0)]), "dead.maxpat") == []
+    boxes.insert(0, ("button", "", ""))
+    assert len(max_sent(max_document(boxes, [(0, 0, 1, 0), (1, 0, 2, 0)]), "live.maxpat")) == 1
