@@ -1008,9 +1008,16 @@ PUBLIC_PD_NAMES = {"dkvae-osc-out", "dkvae-reply", "dkvae-connect", "dkvae-print
 
 
 def test_the_address_table_is_read() -> None:
+    """Every row of the address table is read, once, with its signature as written, and no
+    row of the replies' table: the checker holds the patches to exactly this table."""
     table = documented_addresses()
+    text = (ROOT / "docs" / "osc.md").read_text()
+    section = text.split("## Addresses", 1)[1].split("## Replies", 1)[0]
+    assert len(table) == len([row for row in section.splitlines() if row.startswith("| `/")])
     assert table["/dkvae/trigger"] == "note:i velocity:i?"
-    assert len(table) >= 12
+    assert table["/dkvae/pad/latent"] == "note:i values:f*"
+    assert table["/dkvae/kit/list"] == ""
+    assert "/dkvae/kit/entry" not in table  # a reply: the other table
 
 
 @pytest.mark.parametrize("path", PD_FILES, ids=lambda p: p.name)
