@@ -697,6 +697,39 @@
      ],
      "text": "replies in the Max window"
     }
+   },
+   {
+    "box": {
+     "id": "obj-42",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      600,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/kit/list"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-43",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      600,
+      320,
+      20
+     ],
+     "text": "the kit folder: /dkvae/kit/entry program name path, one per kit"
+    }
    }
   ],
   "lines": [
@@ -924,6 +957,18 @@
      ],
      "destination": [
       "obj-40",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-42",
+      0
+     ],
+     "destination": [
+      "obj-2",
       0
      ]
     }

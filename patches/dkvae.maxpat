@@ -2187,7 +2187,7 @@
      "id": "obj-120",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 11,
+     "numoutlets": 13,
      "patching_rect": [
       640,
       40,
@@ -2205,9 +2205,11 @@
       "",
       "",
       "",
+      "",
+      "",
       ""
      ],
-     "text": "route /dkvae/status/model /dkvae/status/output_latency_ms /dkvae/status/xruns /dkvae/status/kit /dkvae/status/classes /dkvae/status/latent_size /dkvae/pad /dkvae/error /dkvae/kit/saved /dkvae/kit/loaded"
+     "text": "route /dkvae/status/model /dkvae/status/output_latency_ms /dkvae/status/xruns /dkvae/status/kit /dkvae/status/classes /dkvae/status/latent_size /dkvae/pad /dkvae/error /dkvae/kit/saved /dkvae/kit/loaded /dkvae/kit/entry /dkvae/kit/list/end"
     }
    },
    {
@@ -2830,6 +2832,170 @@
       ""
      ],
      "text": ""
+    }
+   },
+   {
+    "box": {
+     "id": "obj-155",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      440,
+      670,
+      110,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/kit/list"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-156",
+     "maxclass": "umenu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "patching_rect": [
+      560,
+      670,
+      300,
+      22
+     ],
+     "outlettype": [
+      "int",
+      "",
+      ""
+     ],
+     "items": [],
+     "parameter_enable": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-157",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      870,
+      670,
+      80,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": ""
+    }
+   },
+   {
+    "box": {
+     "id": "obj-158",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      960,
+      670,
+      230,
+      20
+     ],
+     "text": "kits: program name file; choose one to load it"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-159",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1110,
+      430,
+      60,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "t clear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-160",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      1000,
+      365,
+      100,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend append"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-161",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      1110,
+      365,
+      85,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend set kits:"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-162",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "patching_rect": [
+      1000,
+      430,
+      90,
+      22
+     ],
+     "outlettype": [
+      "int",
+      "",
+      ""
+     ],
+     "text": "unpack i s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-163",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      1000,
+      460,
+      171,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend /dkvae/kit/load"
     }
    }
   ],
@@ -5038,6 +5204,126 @@
      ],
      "destination": [
       "obj-154",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-155",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-155",
+      0
+     ],
+     "destination": [
+      "obj-159",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-159",
+      0
+     ],
+     "destination": [
+      "obj-156",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      10
+     ],
+     "destination": [
+      "obj-160",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-160",
+      0
+     ],
+     "destination": [
+      "obj-156",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      11
+     ],
+     "destination": [
+      "obj-161",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-161",
+      0
+     ],
+     "destination": [
+      "obj-157",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-156",
+      1
+     ],
+     "destination": [
+      "obj-162",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-162",
+      2
+     ],
+     "destination": [
+      "obj-163",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-163",
+      0
+     ],
+     "destination": [
+      "obj-2",
       0
      ]
     }

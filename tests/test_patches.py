@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from live_harness import Capture, Daemon, dominant_frequency, free_udp_port
-from synth_models import expected_frequency
+from synth_models import CLASSES, expected_frequency
 
-from dkvae_live.pads import default_latent
+from dkvae_live.kit import Kit, save_kit
+from dkvae_live.pads import default_latent, default_pads
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCHES = ROOT / "patches"
@@ -318,6 +319,59 @@ def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
     assert pd.errors() == [], pd.console
 
 
+@needs_pd
+@pytest.mark.jack
+def test_main_pd_patch_lists_the_kit_folder_and_loads_a_kit_by_its_program(
+    kit_daemon: Daemon, pd_runner: Callable[..., PdProcess], tmp_path: Path
+) -> None:
+    """`/dkvae/kit/list` from the patch reaches the daemon, the replies come back into the patch
+    (issue 22), and picking a program there loads the kit the list gave it."""
+    daemon = kit_daemon
+    kits = tmp_path / "kits"
+    pads = default_pads(CLASSES, 8)
+    save_kit(Kit("low", pads), kits / "a-low.toml")  # place 0
+    save_kit(Kit("high", pads, program=7), kits / "b-high.toml")  # says program 7
+    save_kit(Kit("mid", pads), kits / "c-mid.toml")  # place 2
+    reply_port, remote_port = free_udp_port(), free_udp_port()
+    pd = pd_runner(
+        [PATCHES / "dkvae.pd", UI_REMOTE],
+        f"dkvae-connect 127.0.0.1 {daemon.osc_port} {reply_port}",
+        "dkvae-print 1",
+        f"harness-listen {remote_port}",
+    )
+    ui = Fudi(remote_port)
+    try:
+        pd.wait_for(r"^dkvae-status: model sine-test$")  # replies reach the patch
+        pd.wait_for(r"^harness: ready", poke=lambda: ui("ready"))
+        ui("ui kitlist")  # the list-kits button
+        count = int(pd.wait_for(r"^dkvae-kit: list end (\d+)$").group(1))
+        entries = [
+            (int(m.group(1)), m.group(2), Path(m.group(3)).name)
+            for m in (
+                re.match(r"^dkvae-kit: entry (-?\d+) (\S+) (\S+)$", line) for line in pd.lines
+            )
+            if m
+        ]
+        mark = len(pd.lines)
+        ui("ui kitpick 7")  # the program box: the kit the list says program 7 selects
+        loaded = pd.wait_for(r"^dkvae-kit: loaded (\S+) (\S+)$", after=mark)
+        mark = len(pd.lines)
+        ui("ui kitpick 5")  # no kit in the list has it: nothing is sent
+        pd.wait_for(r"^dkvae-kit: no listed kit has that program$", after=mark)
+        status = daemon.osc.status()
+    finally:
+        ui.close()
+    assert entries == [
+        (0, "low", "a-low.toml"),
+        (7, "high", "b-high.toml"),
+        (2, "mid", "c-mid.toml"),
+    ]
+    assert count == 3
+    assert (loaded.group(1), Path(loaded.group(2)).name) == ("high", "b-high.toml")
+    assert status["kit"] == "high"
+    assert pd.errors() == [], pd.console
+
+
 # --------------------------------------------------------------------------- static checks
 # What a patch can send is worked out from the patch itself: every [oscformat] (Pd) and every
 # [udpsend] (Max) is traced back through the objects that feed it to the shapes of the messages
@@ -550,6 +604,11 @@ PD_FLOAT_OBJECTS = {
 }  # fmt: skip
 PD_BANG_OBJECTS = {"loadbang", "bng", "metro", "delay", "del", "bang", "b", "timer"}
 PD_PASS_OBJECTS = {"spigot", "list trim", "list", "list append", "t l", "gate"}
+# Objects that send only when something reaches them: with no wire in, they never send.
+PD_WAITING = {
+    "bang", "b", "t", "trigger", "f", "float", "symbol", "makefilename", "pack", "unpack",
+    "route", "sel", "select", "moses", "list", "spigot", "gate", "metro", "delay", "del",
+}  # fmt: skip
 PD_TYPES = {"f": "f", "float": "f", "s": "s", "symbol": "s"}
 IEM_SEND = {"bng": 5, "tgl": 3, "nbx": 7, "hsl": 7, "vsl": 7, "hradio": 5, "vradio": 5}
 
@@ -603,6 +662,8 @@ class PdFlow(Flow):
             return [UNKNOWN]
         name, args = box.atoms[0], box.atoms[1:]
         two = " ".join(box.atoms[:2])
+        if name in PD_WAITING and all(b != box_index for _, _, b, _ in self.canvases[canvas].wires):
+            return []
         if name in ("inlet",):
             return self._inlet_of(canvas, box_index)
         if name in ("r", "receive") and args:
@@ -765,6 +826,12 @@ def pd_sent(text: str, name: str) -> list[Sent]:
 
 # ------------------------------------------------------------------ Max
 MAX_CONFIG = {"host", "port", "maxqueuesize", "maxpacketsize"}  # udpsend's own messages
+# As PD_WAITING: objects that send only when something reaches them.
+MAX_WAITING = {
+    "prepend", "append", "pack", "pak", "unpack", "t", "trigger", "i", "int", "f", "float",
+    "tosymbol", "sprintf", "route", "gate", "onebang", "speedlim", "defer", "deferlow",
+    "change", "metro", "delay", "b", "bangbang", "+", "-", "*", "/", "%",
+}  # fmt: skip
 
 
 @dataclass
@@ -837,6 +904,8 @@ class MaxFlow(Flow):
             return [UNKNOWN]
         words = box.get("text", "").split()
         name, args = (words[0], words[1:]) if words else ("", [])
+        if name in MAX_WAITING and all(b != box_index for _, _, b, _ in self.patcher.wires):
+            return []
         if name == "prepend":
             return [tuple(max_atom(a) for a in args) + s for s in inlet()]
         if name == "append":
@@ -932,15 +1001,23 @@ PLAYED = {
     "/dkvae/kit/load": 1,
     "/dkvae/reply_to": 1,
     "/dkvae/status": 0,
+    "/dkvae/kit/list": 0,  # issue 22: the kit folder's kits and their programs
 }
 # Pd names that are not $0- local: the public interface of the patches (patches/README.md)
 PUBLIC_PD_NAMES = {"dkvae-osc-out", "dkvae-reply", "dkvae-connect", "dkvae-print", "dkvae-ui"}
 
 
 def test_the_address_table_is_read() -> None:
+    """Every row of the address table is read, once, with its signature as written, and no
+    row of the replies' table: the checker holds the patches to exactly this table."""
     table = documented_addresses()
+    text = (ROOT / "docs" / "osc.md").read_text()
+    section = text.split("## Addresses", 1)[1].split("## Replies", 1)[0]
+    assert len(table) == len([row for row in section.splitlines() if row.startswith("| `/")])
     assert table["/dkvae/trigger"] == "note:i velocity:i?"
-    assert len(table) >= 12
+    assert table["/dkvae/pad/latent"] == "note:i values:f*"
+    assert table["/dkvae/kit/list"] == ""
+    assert "/dkvae/kit/entry" not in table  # a reply: the other table
 
 
 @pytest.mark.parametrize("path", PD_FILES, ids=lambda p: p.name)
@@ -988,6 +1065,52 @@ def test_the_pd_and_max_patches_send_every_control_of_the_issue() -> None:
     assert "/dkvae/pad/latent" in pd  # the abstraction's latent inlet sets the whole latent
 
 
+def documented_replies() -> list[re.Pattern[str]]:
+    """The reply addresses of docs/osc.md's reply table; `<key>` stands for any one part."""
+    text = (ROOT / "docs" / "osc.md").read_text()
+    section = text.split("## Replies", 1)[1].split("\n## ", 1)[0]
+    addresses = re.findall(r"^\| `(/[^`]+)` \|", section, flags=re.MULTILINE)
+    return [re.compile(re.sub(r"<\w+>", "[^/]+", re.escape(a))) for a in addresses]
+
+
+def max_replies(patcher: MaxPatcher) -> dict[str, tuple[int, int]]:
+    """Each address a [route] right after a [udpreceive] picks out: its (box, outlet)."""
+    routed: dict[str, tuple[int, int]] = {}
+    for r, _, b, _ in patcher.wires:
+        receiver, box = patcher.boxes[r], patcher.boxes[b]
+        words = box.get("text", "").split()
+        if receiver.get("text", "").startswith("udpreceive") and words[:1] == ["route"]:
+            routed.update({address: (b, n) for n, address in enumerate(words[1:])})
+    return routed
+
+
+def max_reaches(patcher: MaxPatcher, start: tuple[int, int], name: str) -> bool:
+    """Whether a wire path leads from outlet `start` (box, outlet) to an object `name`."""
+    seen: set[int] = set()
+    todo = [b for a, ao, b, _ in patcher.wires if (a, ao) == start]
+    while todo:
+        box = todo.pop()
+        if patcher.boxes[box].get("text", "").split()[:1] == [name]:
+            return True
+        if box not in seen:
+            seen.add(box)
+            todo += [b for a, _, b, _ in patcher.wires if a == box]
+    return False
+
+
+def test_max_patch_takes_only_documented_replies_and_loads_a_kit_from_the_list() -> None:
+    """The replies dkvae.maxpat picks out are in docs/osc.md; the kit list (issue 22) is shown
+    and a kit chosen from it is loaded. Max itself cannot run here: the wires are followed."""
+    patcher = parse_max(json.loads((PATCHES / "dkvae.maxpat").read_text()))[0]
+    routed = max_replies(patcher)
+    documented = documented_replies()
+    assert [a for a in routed if not any(p.fullmatch(a) for p in documented)] == []
+    for address in ("/dkvae/status/kit", "/dkvae/kit/loaded", "/dkvae/kit/list/end"):
+        assert address in routed, f"dkvae.maxpat does not show {address}"
+        assert any((a, ao) == routed[address] for a, ao, _, _ in patcher.wires), address
+    assert max_reaches(patcher, routed["/dkvae/kit/entry"], "udpsend"), "no kit to choose"
+
+
 def test_pd_patches_use_local_names_and_have_help() -> None:
     for path in sorted(PATCHES.glob("*.pd")):
         canvases = parse_pd(path.read_text())
@@ -1022,7 +1145,8 @@ PD_WRONG = {
     ),
     "a float where the dimension goes": (
         "#N canvas 0 0 400 300 12;\n#X obj 10 10 pack f f f;\n"
-        "#X obj 10 40 oscformat -f i dkvae pad dim;\n#X connect 0 0 1 0;\n",
+        "#X obj 10 40 oscformat -f i dkvae pad dim;\n#X floatatom 100 10 5 0 0 0 - - - 0;\n"
+        "#X connect 0 0 1 0;\n#X connect 2 0 0 0;\n",
         "dim: a float where i goes",
     ),
     "an address that does not exist": (
@@ -1040,8 +1164,8 @@ PD_WRONG = {
         "#N canvas 0 0 300 200 inner 0;\n#X obj 10 10 inlet;\n#X obj 10 40 list prepend 36;\n"
         "#X obj 10 70 outlet;\n#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n"
         "#X restore 10 40 pd inner;\n"
-        "#X obj 10 70 oscformat -f iif dkvae pad class;\n"
-        "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n",
+        "#X obj 10 70 oscformat -f iif dkvae pad class;\n#X floatatom 100 10 5 0 0 0 - - - 0;\n"
+        "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n#X connect 3 0 0 0;\n",
         "too many arguments",
     ),
     "an abstraction inlet passed on unchecked": (
@@ -1049,6 +1173,11 @@ PD_WRONG = {
         "#X obj 10 70 oscformat -f i dkvae pad latent;\n"
         "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n",
         "values: an unknown atom where f values go",
+    ),
+    "a message only an object nothing triggers would send": (
+        "#N canvas 0 0 400 300 12;\n#X obj 10 10 bang;\n#X obj 10 40 oscformat dkvae stop;\n"
+        "#X connect 0 0 1 0;\n",
+        "(nothing feeds it)",
     ),
     "a local send of a symbol": (
         "#N canvas 0 0 400 300 12;\n#X msg 10 10 kick;\n#X obj 10 40 s \\$0-gain;\n"
@@ -1128,3 +1257,10 @@ def test_the_checker_reports_a_wrong_max_patch(case: str) -> None:
     boxes, lines, expected = MAX_WRONG[case]
     problems = check(max_sent(max_document(boxes, lines), "wrong.maxpat"))
     assert any(expected in p for p in problems), problems
+
+
+def test_the_checker_sees_nothing_sent_by_a_max_object_nothing_triggers() -> None:
+    boxes = [("newobj", "prepend /dkvae/stop", ""), ("newobj", "udpsend 127.0.0.1 9000", "")]
+    assert max_sent(max_document(boxes, [(0, 0, 1, 0)]), "dead.maxpat") == []
+    boxes.insert(0, ("button", "", ""))
+    assert len(max_sent(max_document(boxes, [(0, 0, 1, 0), (1, 0, 2, 0)]), "live.maxpat")) == 1
