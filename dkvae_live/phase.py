@@ -35,7 +35,9 @@ def stft(audio: np.ndarray, n_fft: int, hop: int, n_frames: int) -> np.ndarray:
     kept = audio[:, : padded.shape[1] - n_fft // 2]
     padded[:, n_fft // 2 : n_fft // 2 + kept.shape[1]] = kept
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop][:, :n_frames]
-    return np.fft.rfft(frames * hann(n_fft), axis=-1)
+    # numpy's float32 rfft takes four times as long as its float64 one (numpy 2.4)
+    windowed = np.multiply(frames, hann(n_fft), dtype=np.float64)
+    return np.fft.rfft(windowed, axis=-1).astype(np.complex64)
 
 
 def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
@@ -129,7 +131,14 @@ def invert(
     previous = spec
     for _ in range(iterations):
         projected = stft(istft(spec, n_fft, hop, length), n_fft, hop, n_frames)
-        accelerated = projected + _MOMENTUM * (projected - previous)
+        # in place, and the magnitude over |x| as one real array: a complex division and
+        # fresh temporaries cost more than the transforms
+        spec = np.subtract(projected, previous)
+        spec *= np.float32(_MOMENTUM)
+        spec += projected
         previous = projected
-        spec = magnitude * accelerated / np.maximum(np.abs(accelerated), _TINY)
+        scale = np.abs(spec)
+        np.maximum(scale, np.float32(_TINY), out=scale)
+        np.divide(magnitude, scale, out=scale)
+        spec *= scale
     return istft(spec, n_fft, hop, length)
