@@ -183,7 +183,10 @@ def load_kit(path: Path, class_names: tuple[str, ...], latent_size: int) -> Kit:
             pad = _pad_from_table(table, f"pad #{i + 1}")
             if pad.note in pads:
                 raise ValueError(f"pad #{i + 1}: note {pad.note} appears twice")
-            check_pad(pad, class_names, latent_size)
+            try:
+                check_pad(pad, class_names, latent_size)
+            except ValueError as exc:  # which pad of the file: its place and its note
+                raise ValueError(f"pad #{i + 1} (note {pad.note}): {exc}") from None
             pads[pad.note] = pad
         if not pads:
             raise ValueError("no [[pad]] tables: a kit needs at least one pad")
