@@ -16,6 +16,20 @@
  * Each block: play the pending events, mix the voices in chunks of DK_CHUNK frames, apply the
  * master gain and the limiter (per chunk, so live and offline renders limit alike), clip.
  *
+ * Output pairs: pair 0, the main pair, is the whole mix, and the only one dk_mix plays
+ * (PortAudio, offline render). On JACK up to DK_PAIRS - 1 more (--outputs, outputs.py) carry
+ * each the voices of the sounds routed to it, which play on the main pair too. A pair is
+ * mixed and written only in a cycle in which a port of it is connected; a voice with no pair
+ * connected only moves on. Python counts the connections (JackOutput, from JACK's
+ * port-connect notifications) into an atomic flag per pair: the callback does not call
+ * jack_port_connected, which takes a lock in PipeWire's JACK. A pair that goes off leaves
+ * silence in its ports once, so a reader connected before we hear of it reads silence, not
+ * the last block again. Each pair has the master gain and a limiter of its own: a pair is a
+ * track heard or recorded alone, so it keeps the promise never to go over DK_LIMIT by itself,
+ * and a loud kick does not duck the hi-hat on the hi-hat's own track, as one limiter shared
+ * by all pairs would. A pair is added while the callback runs: its ports are written, then it
+ * is counted (release, acquire); pairs are never taken away.
+ *
  * Audit of the callback's path (dk_jack_process and all it calls; dk_mix is the same minus
  * the JACK calls), 2026-12-06:
  *   - allocation, free: none. Every buffer of ours is allocated and its pages touched in
@@ -25,8 +39,9 @@
  *     (the static_asserts below); rings are single-producer, single-consumer.
  *   - system calls: one, sem_post (a futex wake) in read_midi, at most once a cycle and only
  *     when MIDI arrived while the MIDI thread sleeps; it wakes, it never waits.
- *   - libjack: jack_port_get_buffer, jack_midi_get_event_count, jack_midi_event_get, which
- *     read the port buffers of this cycle and take no lock.
+ *   - libjack: jack_port_get_buffer (for the pairs connected, and once for a pair that went
+ *     off), jack_midi_get_event_count, jack_midi_event_get, which read the port buffers of
+ *     this cycle and take no lock. Which pairs are connected is an atomic load.
  *   - libm: powf, once per note-on. Nothing else leaves this file.
  *   - page faults: none expected: our state is touched in dk_new, sound buffers were written
  *     by the render worker before they were published.
@@ -57,6 +72,7 @@
 #define DK_MIDI_BYTES 8     /* bytes kept of each MIDI event (SysEx is only counted) */
 #define DK_ALL_CHANNELS -1
 #define DK_JACK_THREAD "dkvae-jack" /* the name of libjack's threads for us (ps -L, top -H) */
+#define DK_PAIRS 33 /* output pairs: the main one (0, the whole mix) and up to 32 more (JACK) */
 
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic int must be lock-free");
 static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "atomic long long must be lock-free");
@@ -69,6 +85,7 @@ typedef struct {
     int variants, layers;
     float gain_left, gain_right, velocity_curve;
     int choke_group, polyphony;
+    int pair; /* the output pair it also plays on; 0: the main pair only */
 } dk_sound;
 
 typedef struct {
@@ -80,7 +97,7 @@ typedef struct {
     const float *a, *b; /* the two velocity layers crossfaded; b may be NULL */
     float weight_a, weight_b, left, right;
     int length, pos, fade_pos; /* fade_pos -1: not fading */
-    int note, choke_group;
+    int note, choke_group, pair;
     uint64_t age;
 } dk_voice;
 
@@ -99,6 +116,16 @@ typedef void *(*dk_get_buffer)(void *port, uint32_t frames);
 typedef uint32_t (*dk_midi_count)(void *port_buffer);
 typedef int (*dk_midi_get)(dk_jack_midi_event *event, void *port_buffer, uint32_t index);
 
+/* A stereo pair of outputs: its own mix, its own limiter. */
+typedef struct {
+    float mix[2][DK_CHUNK];
+    float limiter_gain;
+    int on;               /* mixed and written this block; the audio side's */
+    int silent;           /* JACK: its port buffers hold silence (it is off); the audio side's */
+    atomic_int connected; /* JACK: a port of it is connected; written by Python */
+    void *ports[2];       /* jack_port_t *, set before the pair is counted in n_pairs */
+} dk_pair;
+
 typedef struct {
     int n_sounds, slots, max_voices, fade_samples;
     dk_sound *sounds;
@@ -109,14 +136,16 @@ typedef struct {
     atomic_uint events_head, events_tail;
     dk_voice *voices;
     _Atomic float master_gain;
-    float limiter_gain, release_per_sample;
+    float release_per_sample;
     uint64_t clock;
     atomic_ullong cycles, notes_played, notes_without_sound, voices_stolen, limited_blocks;
     atomic_int active;
     int in_use; /* slots with a voice, sounding or fading; the audio side's own */
-    float mix[2][DK_CHUNK];
+    dk_pair pairs[DK_PAIRS];
+    atomic_int n_pairs;           /* pairs whose ports are set; the main pair always counts */
+    float voice[DK_CHUNK];        /* one voice's chunk, before it is added to its pairs */
+    float *buffers[2 * DK_PAIRS]; /* this JACK cycle's port buffers, NULL: not written */
     dk_get_buffer get_buffer;
-    void *ports[2];
     void *midi_port; /* NULL: no MIDI in this callback */
     dk_midi_count midi_count;
     dk_midi_get midi_get;
@@ -161,7 +190,8 @@ dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_
     for (int s = 0; s < m->slots; s++) m->voices[s].sound = -1;
     atomic_init(&m->master_gain, 0.5f);
     atomic_init(&m->midi_channel, DK_ALL_CHANNELS);
-    m->limiter_gain = 1.0f;
+    atomic_init(&m->n_pairs, 1);
+    for (int p = 0; p < DK_PAIRS; p++) m->pairs[p].limiter_gain = 1.0f;
     m->release_per_sample = 1.0f / (release_seconds * (float)samplerate);
     if (sem_init(&m->midi_ready, 0, 0) != 0) {
         free_memory(m);
@@ -189,8 +219,9 @@ void dk_set_master_gain(dk_mixer *m, float gain) { atomic_store(&m->master_gain,
 /* Fill record `id` (one that no note plays and no voice uses); returns 0, or -1 if bad. */
 int dk_set_sound(dk_mixer *m, int id, int variants, int layers, const float **data,
                  const int *lengths, float gain_left, float gain_right, int choke_group,
-                 int polyphony, float velocity_curve) {
-    if (id < 0 || id >= m->n_sounds || variants < 1 || variants > DK_MAX_VARIANTS || layers < 1)
+                 int polyphony, float velocity_curve, int pair) {
+    if (id < 0 || id >= m->n_sounds || variants < 1 || variants > DK_MAX_VARIANTS || layers < 1 ||
+        pair < 0 || pair >= DK_PAIRS)
         return -1;
     dk_sound *s = &m->sounds[id];
     for (int v = 0; v < variants; v++) {
@@ -204,6 +235,7 @@ int dk_set_sound(dk_mixer *m, int id, int variants, int layers, const float **da
     s->choke_group = choke_group;
     s->polyphony = polyphony > 0 ? polyphony : 1;
     s->velocity_curve = velocity_curve;
+    s->pair = pair;
     return 0;
 }
 
@@ -251,7 +283,10 @@ uint64_t dk_counter(dk_mixer *m, int which) {
 
 unsigned dk_hits(dk_mixer *m, int note) { return atomic_load(&m->hits[note & 127]); }
 
-float dk_limiter_gain(dk_mixer *m) { return m->limiter_gain; }
+/* The main pair's limiter (the stereo mix), as of the last block. */
+float dk_limiter_gain(dk_mixer *m) { return m->pairs[0].limiter_gain; }
+
+int dk_output_pairs(void) { return DK_PAIRS; }
 
 /* -- the audio side ----------------------------------------------------------------------- */
 
@@ -337,6 +372,7 @@ static void note_on(dk_mixer *m, int note, int velocity) {
     v->fade_pos = -1;
     v->note = note;
     v->choke_group = sound->choke_group;
+    v->pair = sound->pair;
     v->age = ++m->clock;
     v->sound = id;
     m->in_use++;
@@ -361,26 +397,41 @@ static void play_events(dk_mixer *m) {
     atomic_store_explicit(&m->events_tail, tail, memory_order_release);
 }
 
-/* Mix every voice into m->mix for `frames` (<= DK_CHUNK) frames. */
-static void mix_voices(dk_mixer *m, int frames) {
-    float *left = m->mix[0], *right = m->mix[1];
-    memset(m->mix, 0, sizeof(m->mix));
+static void add_voice(dk_pair *pair, const float *x, int n, float left, float right) {
+    for (int i = 0; i < n; i++) {
+        pair->mix[0][i] += x[i] * left;
+        pair->mix[1][i] += x[i] * right;
+    }
+}
+
+/* Mix every voice into the main pair and its own pair (those of the first `n_pairs` that are
+ * on) for `frames` (<= DK_CHUNK) frames. A voice with no pair on still moves on, unheard. */
+static void mix_voices(dk_mixer *m, int n_pairs, int frames) {
+    for (int p = 0; p < n_pairs; p++)
+        if (m->pairs[p].on) memset(m->pairs[p].mix, 0, sizeof(m->pairs[p].mix));
+    dk_pair *main = m->pairs[0].on ? &m->pairs[0] : NULL;
+    float *x = m->voice;
     const float fade_step = 1.0f / (float)(m->fade_samples - 1);
     for (int s = 0; s < m->slots; s++) {
         dk_voice *v = &m->voices[s];
         if (v->sound < 0) continue;
         int n = v->length - v->pos;
         if (n > frames) n = frames;
-        const float *a = v->a + v->pos, *b = v->b ? v->b + v->pos : NULL;
-        for (int i = 0; i < n; i++) {
-            float x = a[i] * v->weight_a;
-            if (b) x += b[i] * v->weight_b;
-            if (v->fade_pos >= 0) {
-                int f = v->fade_pos + i;
-                x *= f < m->fade_samples ? 1.0f - (float)f * fade_step : 0.0f;
+        dk_pair *own = v->pair > 0 && v->pair < n_pairs && m->pairs[v->pair].on
+                           ? &m->pairs[v->pair]
+                           : NULL;
+        if (main != NULL || own != NULL) {
+            const float *a = v->a + v->pos, *b = v->b ? v->b + v->pos : NULL;
+            for (int i = 0; i < n; i++) {
+                x[i] = a[i] * v->weight_a;
+                if (b) x[i] += b[i] * v->weight_b;
+                if (v->fade_pos >= 0) {
+                    int f = v->fade_pos + i;
+                    x[i] *= f < m->fade_samples ? 1.0f - (float)f * fade_step : 0.0f;
+                }
             }
-            left[i] += x * v->left;
-            right[i] += x * v->right;
+            if (main != NULL) add_voice(main, x, n, v->left, v->right);
+            if (own != NULL) add_voice(own, x, n, v->left, v->right);
         }
         v->pos += n;
         if (v->fade_pos >= 0) v->fade_pos += n;
@@ -388,23 +439,23 @@ static void mix_voices(dk_mixer *m, int frames) {
     }
 }
 
-/* Master gain and the limiter: when a chunk would go over DK_LIMIT its gain drops at once
- * (that only happens when new hits start, which mask it), then glides back up; then a clip
- * for anything faster than one chunk. */
-static void finish_chunk(dk_mixer *m, int frames) {
+/* Master gain and the limiter of one pair: when a chunk would go over DK_LIMIT its gain drops
+ * at once (that only happens when new hits start, which mask it), then glides back up; then a
+ * clip for anything faster than one chunk. Only the main pair's limiting is counted. */
+static void finish_chunk(dk_mixer *m, dk_pair *pair, int frames) {
     float gain = atomic_load_explicit(&m->master_gain, memory_order_relaxed);
     float peak = 0.0f;
     for (int c = 0; c < 2; c++)
         for (int i = 0; i < frames; i++) {
-            m->mix[c][i] *= gain;
-            float x = fabsf(m->mix[c][i]);
+            pair->mix[c][i] *= gain;
+            float x = fabsf(pair->mix[c][i]);
             if (x > peak) peak = x;
         }
     float wanted = peak > DK_LIMIT ? DK_LIMIT / peak : 1.0f;
-    float first = m->limiter_gain, last;
+    float first = pair->limiter_gain, last;
     if (wanted < first) {
         first = last = wanted;
-        atomic_fetch_add(&m->limited_blocks, 1);
+        if (pair == &m->pairs[0]) atomic_fetch_add(&m->limited_blocks, 1);
     } else {
         last = first + m->release_per_sample * (float)frames;
         if (last > wanted) last = wanted;
@@ -412,23 +463,31 @@ static void finish_chunk(dk_mixer *m, int frames) {
     if (first != 1.0f || last != 1.0f) {
         for (int i = 0; i < frames; i++) {
             float g = first + (last - first) * (float)(i + 1) / (float)frames;
-            m->mix[0][i] *= g;
-            m->mix[1][i] *= g;
+            pair->mix[0][i] *= g;
+            pair->mix[1][i] *= g;
         }
     }
-    m->limiter_gain = last;
+    pair->limiter_gain = last;
     for (int c = 0; c < 2; c++)
         for (int i = 0; i < frames; i++)
-            m->mix[c][i] = fminf(1.0f, fmaxf(-1.0f, m->mix[c][i]));
+            pair->mix[c][i] = fminf(1.0f, fmaxf(-1.0f, pair->mix[c][i]));
 }
 
-/* One block: events, then chunks mixed and finished, each handed to `write`. */
+/* One block: events, then chunks mixed and finished, each handed to `write`. The first
+ * `n_pairs` pairs are played, those that are on mixed and written. */
 typedef void (*dk_writer)(dk_mixer *m, void *out, int offset, int frames, int channels);
 
-static void run(dk_mixer *m, void *out, int frames, int channels, dk_writer write) {
+static void run(dk_mixer *m, void *out, int frames, int channels, int n_pairs, dk_writer write) {
     play_events(m);
-    if (m->in_use == 0 && m->limiter_gain == 1.0f) { /* at rest: silence, the same as mixed */
-        memset(m->mix, 0, sizeof(m->mix));
+    int resting = m->in_use == 0;
+    for (int p = 0; p < n_pairs; p++) {
+        dk_pair *pair = &m->pairs[p];
+        if (!pair->on) pair->limiter_gain = 1.0f; /* nobody hears it: it starts afresh */
+        if (pair->limiter_gain != 1.0f) resting = 0;
+    }
+    if (resting) { /* at rest: silence, the same as mixed */
+        for (int p = 0; p < n_pairs; p++)
+            if (m->pairs[p].on) memset(m->pairs[p].mix, 0, sizeof(m->pairs[p].mix));
         for (int done = 0; done < frames; done += DK_CHUNK)
             write(m, out, done, frames - done < DK_CHUNK ? frames - done : DK_CHUNK, channels);
         atomic_store_explicit(&m->active, 0, memory_order_relaxed);
@@ -437,8 +496,9 @@ static void run(dk_mixer *m, void *out, int frames, int channels, dk_writer writ
     }
     for (int done = 0; done < frames; done += DK_CHUNK) {
         int n = frames - done < DK_CHUNK ? frames - done : DK_CHUNK;
-        mix_voices(m, n);
-        finish_chunk(m, n);
+        mix_voices(m, n_pairs, n);
+        for (int p = 0; p < n_pairs; p++)
+            if (m->pairs[p].on) finish_chunk(m, &m->pairs[p], n);
         write(m, out, done, n, channels);
     }
     int active = 0;
@@ -448,24 +508,43 @@ static void run(dk_mixer *m, void *out, int frames, int channels, dk_writer writ
     atomic_fetch_add_explicit(&m->cycles, 1, memory_order_release);
 }
 
-/* Interleaved [frames][channels]; channels past the second get silence. */
+/* Interleaved [frames][channels], the main pair; channels past the second get silence. */
 static void write_interleaved(dk_mixer *m, void *out, int offset, int frames, int channels) {
     for (int i = 0; i < frames; i++) {
         float *frame = (float *)out + (size_t)(offset + i) * (size_t)channels;
-        for (int c = 0; c < channels; c++) frame[c] = c < 2 ? m->mix[c][i] : 0.0f;
+        for (int c = 0; c < channels; c++) frame[c] = c < 2 ? m->pairs[0].mix[c][i] : 0.0f;
     }
 }
 
+/* PortAudio and the offline render: the main pair alone, all pads summed, as always. */
 void dk_mix(dk_mixer *m, float *out, int frames, int channels) {
-    run(m, out, frames, channels, write_interleaved);
+    m->pairs[0].on = 1;
+    run(m, out, frames, channels, 1, write_interleaved);
 }
 
 /* -- JACK: this is the process callback itself ------------------------------------------ */
 
-void dk_set_jack_ports(dk_mixer *m, dk_get_buffer get_buffer, void *left, void *right) {
-    m->get_buffer = get_buffer;
-    m->ports[0] = left;
-    m->ports[1] = right;
+/* libjack's jack_port_get_buffer. Set before the client is activated. */
+void dk_set_jack(dk_mixer *m, dk_get_buffer get_buffer) { m->get_buffer = get_buffer; }
+
+/* The two ports of pair `index` (0: the main pair). A new pair (index n_pairs) may be added
+ * while the callback runs: its ports are written before it is counted. An existing pair's
+ * ports change only while no callback runs (a new client, before it is activated). */
+int dk_set_jack_pair(dk_mixer *m, int index, void *left, void *right) {
+    if (index < 0 || index >= DK_PAIRS || index > atomic_load(&m->n_pairs)) return -1;
+    dk_pair *pair = &m->pairs[index];
+    pair->ports[0] = left;
+    pair->ports[1] = right;
+    pair->silent = 0; /* new ports: what their buffers hold is not known */
+    atomic_store(&pair->connected, 0);
+    if (index == atomic_load(&m->n_pairs))
+        atomic_store_explicit(&m->n_pairs, index + 1, memory_order_release);
+    return 0;
+}
+
+/* Whether a port of pair `index` is connected now (Python, from JACK's notifications). */
+void dk_set_pair_connected(dk_mixer *m, int index, int connected) {
+    if (index >= 0 && index < DK_PAIRS) atomic_store(&m->pairs[index].connected, connected != 0);
 }
 
 /* Read MIDI from `port` in the callback (NULL: stop). Set before the client is activated. */
@@ -545,10 +624,13 @@ static void read_midi(dk_mixer *m, uint32_t frames) {
     if (atomic_exchange(&m->midi_asleep, 0) == 1) sem_post(&m->midi_ready);
 }
 
+/* Each pair that is on into its two port buffers (out: 2 per pair, NULL for one off). */
 static void write_ports(dk_mixer *m, void *out, int offset, int frames, int channels) {
-    float **ports = out;
-    for (int c = 0; c < channels; c++)
-        memcpy(ports[c] + offset, m->mix[c], (size_t)frames * sizeof(float));
+    float **buffers = out;
+    for (int c = 0; c < channels; c++) {
+        const float *mix = m->pairs[c / 2].mix[c % 2];
+        if (buffers[c] != NULL) memcpy(buffers[c] + offset, mix, (size_t)frames * sizeof(float));
+    }
 }
 
 /* libjack calls this once in each thread it makes for the client, before the thread's loop
@@ -558,11 +640,27 @@ void dk_jack_thread_init(void *arg) {
     pthread_setname_np(pthread_self(), DK_JACK_THREAD);
 }
 
+/* A pair is mixed and written only while a port of it is connected: nobody reads the others,
+ * and a voice of theirs costs no more than one of the stereo mode. */
 int dk_jack_process(uint32_t frames, void *arg) {
     dk_mixer *m = arg;
-    float *ports[2] = {m->get_buffer(m->ports[0], frames), m->get_buffer(m->ports[1], frames)};
+    int n_pairs = atomic_load_explicit(&m->n_pairs, memory_order_acquire);
+    for (int p = 0; p < n_pairs; p++) {
+        dk_pair *pair = &m->pairs[p];
+        pair->on = atomic_load_explicit(&pair->connected, memory_order_relaxed);
+        for (int c = 0; c < 2; c++) {
+            m->buffers[2 * p + c] = NULL;
+            if (pair->on) {
+                m->buffers[2 * p + c] = m->get_buffer(pair->ports[c], frames);
+            } else if (!pair->silent) {
+                float *buffer = m->get_buffer(pair->ports[c], frames);
+                memset(buffer, 0, (size_t)frames * sizeof(float));
+            }
+        }
+        pair->silent = !pair->on;
+    }
     if (m->midi_port != NULL) read_midi(m, frames);
-    run(m, ports, (int)frames, 2, write_ports);
+    run(m, m->buffers, (int)frames, 2 * n_pairs, n_pairs, write_ports);
     return 0;
 }
 

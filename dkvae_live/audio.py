@@ -16,12 +16,15 @@ import errno
 import logging
 import queue
 import threading
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import numpy as np
 
 from .midi_in import wants_source
 from .mixer import Mixer
+from .outputs import usable
+from .pads import MAIN_OUTPUT
 from .rt import name_current_thread, name_thread
 
 log = logging.getLogger(__name__)
@@ -197,7 +200,8 @@ def _libjack(jack: Any) -> ctypes.CDLL:
 
 class JackOutput:
     """A JACK client with two output ports, connected to the physical outputs (or to the ports
-    matching `device`), and a MIDI input that connects MIDI sources as they appear (see
+    matching `device`), more pairs of outputs for a DAW to record drums apart (`add_outputs`,
+    never connected by us), and a MIDI input that connects MIDI sources as they appear (see
     `open_midi`). Reconnects by itself when the server goes away and comes back."""
 
     def __init__(
@@ -226,6 +230,16 @@ class JackOutput:
         # call the server: the supervisor thread connects them.
         self._appeared: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._midi_port: Any = None  # our MIDI input, once open_midi was called
+        # Output pairs are registered by the job thread (add_outputs) and, after a restart, by
+        # the supervisor (_open): one at a time, on the client `_pairs_client` of the moment.
+        self._pairs_lock = threading.Lock()
+        self._pairs_client: Any = None
+        self._pair_ports: dict[int, list[Any]] = {}  # pair index -> its ports on that client
+        # Connections to each of our output ports, counted from JACK's notifications (their
+        # thread calls no JACK function), under a lock never held while JACK is called.
+        self._connections_lock = threading.Lock()
+        self._pair_of_port: dict[str, int] = {}  # our output port's name -> its pair
+        self._connections: dict[str, int] = {}
         self.restarts = 0
         try:
             self._client = self._open()
@@ -253,13 +267,18 @@ class JackOutput:
     def _open(self) -> Any:
         ffi, lib = self._jack._ffi, self._jack._lib
         client = self._jack.Client(self._name, use_exact_name=True, no_start_server=True)
-        self._ports = [client.outports.register(f"out_{i + 1}") for i in range(2)]
         if self._mixer.samplerate is None:  # the first time; a server that comes back keeps it
             self._mixer.configure(int(client.samplerate))
         callback, state = self._mixer.jack_process_callback(
-            _address(ffi, ffi.addressof(lib, "jack_port_get_buffer")),
-            *(_address(ffi, port._ptr) for port in self._ports),
+            _address(ffi, ffi.addressof(lib, "jack_port_get_buffer"))
         )
+        with self._pairs_lock:  # every pair made so far, on this client, before it runs
+            self._pairs_client, self._pair_ports = client, {}
+            with self._connections_lock:  # new ports: nothing is connected to them
+                self._pair_of_port, self._connections = {}, {}
+            for index, name in enumerate(self._mixer.pair_names):
+                self._register_pair(index, name)
+        self._ports = self._pair_ports[0]
         error = lib.jack_set_process_callback(
             client._ptr, ffi.cast("JackProcessCallback", callback), ffi.cast("void *", state)
         )
@@ -273,9 +292,79 @@ class JackOutput:
         client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
         client.set_port_registration_callback(self._port_registered)
+        client.set_port_connect_callback(self._port_connected, only_available=False)
         if self._midi_port is not None:  # the server came back: the MIDI input comes back too
             self._register_midi(client)
         return client
+
+    def _register_pair(self, index: int, name: str) -> list[str]:
+        """Register pair `index`'s two ports on `_pairs_client` and give them to the mixer."""
+        ffi, client = self._jack._ffi, self._pairs_client
+        short = [f"{MAIN_OUTPUT if index == 0 else name}_{i + 1}" for i in range(2)]
+        names = [f"{client.name}:{n}" for n in short]
+        with self._connections_lock:  # known before they exist: a patchbay may connect at once
+            self._pair_of_port.update(dict.fromkeys(names, index))
+        ports = [client.outports.register(n) for n in short]
+        self._mixer.set_jack_pair(index, *(_address(ffi, port._ptr) for port in ports))
+        self._pair_ports[index] = ports
+        with self._connections_lock:  # what came meanwhile (set_jack_pair took it to none)
+            self._mixer.set_pair_connected(index, self._pair_connected(index))
+        return names
+
+    def _pair_connected(self, index: int) -> bool:
+        """Whether a port of pair `index` is connected; with `_connections_lock` held."""
+        return any(
+            self._connections.get(name, 0) > 0
+            for name, pair in self._pair_of_port.items()
+            if pair == index
+        )
+
+    def _port_connected(self, a: Any, b: Any, connect: bool) -> None:
+        """JACK's notification thread: two ports were connected or disconnected. The audio
+        callback mixes a pair only while a port of it is connected (the C mixer's comment
+        says why it does not ask JACK itself)."""
+        for port in (a, b):
+            if port is None:  # gone already (only_available=False): not one of ours
+                continue
+            name = port.name
+            with self._connections_lock:
+                index = self._pair_of_port.get(name)
+                if index is None:
+                    continue
+                count = self._connections.get(name, 0) + (1 if connect else -1)
+                self._connections[name] = max(0, count)
+                self._mixer.set_pair_connected(index, self._pair_connected(index))
+
+    def add_outputs(self, names: Iterable[str]) -> list[str]:
+        """Make an output pair (ports NAME_1, NAME_2) for each name that has none yet, while the
+        audio runs or before; returns the new ports' names. A pair is never taken away: a DAW's
+        connections stay. A name that cannot name ports, or one past the mixer's room for
+        pairs, is logged and skipped: its pads play on the main pair alone."""
+        added: list[str] = []
+        with self._pairs_lock:
+            for name in names:
+                if not usable(name):
+                    log.warning("no output pair %r: not a JACK port name; main pair only", name)
+                    continue
+                try:
+                    index = self._mixer.add_pair(name)
+                except ValueError as exc:
+                    log.warning("%s; its pads play on the main pair only", exc)
+                    continue
+                if index in self._pair_ports or self._pairs_client in self._dead_clients:
+                    continue  # made already, or the server is away: _open makes it on return
+                try:
+                    added += self._register_pair(index, name)
+                except self._jack.JackError as exc:
+                    log.warning("cannot make output pair %r: %s", name, exc)
+        if added:
+            log.info("outputs: %s", ", ".join(added))
+        return added
+
+    def output_ports(self) -> list[str]:
+        """Our audio output ports now, the main pair first."""
+        with self._pairs_lock:
+            return [port.name for i in sorted(self._pair_ports) for port in self._pair_ports[i]]
 
     def open_midi(self, choice: str | None, channel: int | None) -> str:
         """A JACK MIDI input on this client, read by the C callback itself (a note-on plays in

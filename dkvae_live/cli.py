@@ -34,6 +34,7 @@ from .midi_in import MidiError, available_apis, list_input_ports
 from .mixer import exit_after
 from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
 from .osc_in import OscError
+from .outputs import OUTPUT_MODES, PER_CLASS, PER_PAD, STEREO
 from .rt import current_thread_name, map_large_buffers_apart, name_current_thread, rename_threads
 from .space_map import add_arguments as add_map_arguments
 from .space_map import main as map_main
@@ -152,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
         "period), the lowest latency (default: 0)",
     )
     audio.add_argument(
+        "--outputs",
+        choices=OUTPUT_MODES,
+        default=STEREO,
+        help=f"{STEREO}: out_1/out_2, the whole mix; {PER_CLASS}: also a pair per drum class "
+        f"of the model (kick_1/kick_2, ...), each pad on its class's; {PER_PAD}: also a pair "
+        'per name a pad\'s `output` gives in the kit (output = "toms": toms_1/toms_2). '
+        "out_1/out_2 always carry every pad; the other pairs are not connected by us, and one "
+        "that nothing is connected to costs nothing. JACK only (default: stereo)",
+    )
+    audio.add_argument(
         "--polyphony",
         type=int,
         default=32,
@@ -258,6 +269,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         blocksize=args.blocksize,
         polyphony=args.polyphony,
         master_gain=args.master_gain,
+        outputs=args.outputs,
         midi=not args.no_midi,
         midi_api=args.midi_api,
         midi_port=args.midi_port,

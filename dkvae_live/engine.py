@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +45,10 @@ from .midi_in import MidiInput
 from .mixer import Mixer
 from .model import Decoder, Encoder, ModelError, read_sound
 from .osc_in import OscServer, Sender
+from .outputs import STEREO, pairs_wanted, router
 from .pad_axes import axis_index, move
 from .pad_axes import values as axis_values
-from .pads import PadBank, default_pads
+from .pads import Pad, PadBank, default_pads
 from .paths import confine
 from .programs import kit_folder, kit_for_program
 from .renderer import RenderWorker
@@ -90,6 +91,7 @@ class Settings:
     osc_host: str = "127.0.0.1"
     osc_port: int = 9000
     osc_allow: tuple[str, ...] = ()
+    outputs: str = STEREO  # outputs.OUTPUT_MODES: which output pair each pad plays on
 
 
 class Engine:
@@ -118,6 +120,7 @@ class Engine:
         self._learning: tuple[int, int, str | None, Sender] | None = None
         self._kit_stamp = self._stamp(self.kit_path)
         self.mixer = Mixer(settings.polyphony, settings.master_gain)
+        self._output_of = router(settings.outputs)
         self.audio: AudioOutput | None = None
         self.renderer: RenderWorker | None = None
         self.midi: MidiInput | None = None
@@ -184,6 +187,13 @@ class Engine:
         )
         self.device_name, self.host_api = self.audio.device_name, self.audio.host_api
         self.samplerate = self.audio.samplerate
+        if s.outputs != STEREO and not isinstance(self.audio, JackOutput):
+            log.warning(
+                "--outputs %s needs JACK: on %s every pad plays on the stereo mix",
+                s.outputs,
+                self.host_api,
+            )
+        self._add_outputs(self.pads.snapshot().values(), self.decoder.info.class_names)
         self.renderer = RenderWorker(
             self.decoder,
             self.pads,
@@ -193,6 +203,7 @@ class Engine:
             on_rejected=lambda note, reason: self.dropped.count(reason, f"pad {note}"),
             hits=self.mixer.hits,
             on_first_pass=self._on_ready,
+            output_of=self._output_of,
         )
         self.pads.on_change = self.renderer.request
         if s.midi:
@@ -204,6 +215,12 @@ class Engine:
         self.osc.start()
         self._watcher.start()
         self.renderer.start(render_all=True)  # last: the inputs are served meanwhile
+
+    def _add_outputs(self, pads: Iterable[Pad], class_names: tuple[str, ...]) -> None:
+        """Make the output pairs that `--outputs` wants for these pads and classes and has not
+        made yet (JACK only), before the pads that play on them are published."""
+        if isinstance(self.audio, JackOutput):
+            self.audio.add_outputs(pairs_wanted(self.settings.outputs, class_names, pads))
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of kit saves that a killed daemon left (ours only, see kit.py)."""
@@ -367,6 +384,7 @@ class Engine:
         """Load a kit and play it; a kit that does not load changes nothing (KitError)."""
         info = self.decoder.info
         kit = load_kit(path, info.class_names, info.latent_size)
+        self._add_outputs(kit.pads.values(), info.class_names)
         self.pads.replace_all(kit.pads)
         self._loaded = {note: (pad.latent, pad.axes) for note, pad in kit.pads.items()}
         self.cc = list(kit.cc)
@@ -449,6 +467,7 @@ class Engine:
         # are let go of by the render worker, one at a time.
         encoder = self._encoder_beside(decoder)
         assert self.renderer is not None
+        self._add_outputs(self.pads.snapshot().values(), info.class_names)
         self.pads.class_names = info.class_names
         retired = self.encoder
         self.decoder, self.encoder = decoder, encoder
@@ -493,6 +512,10 @@ class Engine:
             "sample_rate": self.samplerate,
             "block_size": self.settings.blocksize,
             "output_latency_ms": round(self.audio.latency * 1000.0, 3),
+            "outputs": self.settings.outputs,
+            "output_ports": ", ".join(
+                self.audio.output_ports() if isinstance(self.audio, JackOutput) else ()
+            ),
             "xruns": self.mixer.xruns,
             "notes_received": (self.midi.notes if self.midi else 0) + self._osc_triggers,
             "notes_played": self.mixer.notes_played,

@@ -13,7 +13,9 @@ class PadSound:
 
     `variants` holds one or more float32 arrays [velocity_layers, samples] at the device rate,
     mono, never written after publication. Hit n of the pad plays variant n % len(variants);
-    its velocity picks two neighbouring layers and crossfades them.
+    its velocity picks two neighbouring layers and crossfades them. `output` names the output
+    pair it also plays on, besides the main pair (the whole mix); "" (or a name the audio
+    backend has no pair for): the main pair only.
     """
 
     note: int
@@ -23,3 +25,4 @@ class PadSound:
     choke_group: int
     polyphony: int
     velocity_curve: float = 1.0
+    output: str = ""

@@ -42,6 +42,7 @@ PAD_KEYS = {
     "timbre_amount": "timbre_amount",
     "variation": "variation",
     "axes": "axes",
+    "output": "output",
 }
 
 
@@ -101,6 +102,8 @@ def _pad_from_table(table: dict[str, Any], where: str) -> Pad:
             values[key] = float(value)
     if not isinstance(values["class_name"], str):
         raise ValueError(f"{where}: class must be a string")
+    if not isinstance(values.get("output", ""), str):
+        raise ValueError(f'{where}: output must be a string, such as "toms"')
     return Pad(**values)
 
 
@@ -183,7 +186,10 @@ def load_kit(path: Path, class_names: tuple[str, ...], latent_size: int) -> Kit:
             pad = _pad_from_table(table, f"pad #{i + 1}")
             if pad.note in pads:
                 raise ValueError(f"pad #{i + 1}: note {pad.note} appears twice")
-            check_pad(pad, class_names, latent_size)
+            try:
+                check_pad(pad, class_names, latent_size)
+            except ValueError as exc:  # which pad of the file: its place and its note
+                raise ValueError(f"pad #{i + 1} (note {pad.note}): {exc}") from None
             pads[pad.note] = pad
         if not pads:
             raise ValueError("no [[pad]] tables: a kit needs at least one pad")
@@ -245,6 +251,8 @@ def kit_to_toml(kit: Kit) -> str:
                 f"{n} = {_number(v)}" for n, v in zip(AXIS_NAMES, pad.axes, strict=True)
             )
             lines.append(f"axes = {{ {values} }}")
+        if pad.output:
+            lines.append(f"output = {_quote(pad.output)}")
         lines.append("")
     for m in kit.cc:
         lines += [

@@ -4,7 +4,8 @@ The audio side is C (`_mixer.c`): it plays pending note events, mixes the voices
 layers crossfaded, choke groups and voice stealing faded, never cut dead), applies the master
 gain and a limit at full scale. On JACK that C function is the process callback itself, so the
 audio thread never waits for Python's GIL; PortAudio and the offline renderer call it through
-`process`, so every backend sounds the same.
+`process`, so every backend sounds the same. On JACK a sound may also play on an output pair
+of its own (`add_pair`, outputs.py) besides the main pair, which always carries every sound.
 
 This class is the Python side: it keeps each published sound's buffers alive until the audio
 side can no longer read them, and it queues events without ever waiting.
@@ -54,7 +55,7 @@ def _load_library() -> tuple[ctypes.PyDLL, ctypes.CDLL]:
         ("dk_new", p, [i, i, i, f, i]),
         ("dk_free", None, [p]),
         ("dk_set_master_gain", None, [p, f]),
-        ("dk_set_sound", i, [p, i, i, i, p, p, f, f, i, i, f]),
+        ("dk_set_sound", i, [p, i, i, i, p, p, f, f, i, i, f, i]),
         ("dk_publish", None, [p, i, i]),
         ("dk_sound_voices", i, [p, i]),
         ("dk_cycles", u64, [p]),
@@ -64,7 +65,10 @@ def _load_library() -> tuple[ctypes.PyDLL, ctypes.CDLL]:
         ("dk_hits", ctypes.c_uint, [p, i]),
         ("dk_limiter_gain", f, [p]),
         ("dk_mix", None, [p, p, i, i]),
-        ("dk_set_jack_ports", None, [p, p, p, p]),
+        ("dk_output_pairs", i, []),
+        ("dk_set_jack", None, [p, p]),
+        ("dk_set_jack_pair", i, [p, i, p, p]),
+        ("dk_set_pair_connected", None, [p, i, i]),
         ("dk_set_jack_midi", None, [p, p, p, p]),
         ("dk_set_midi_channel", None, [p, i]),
         ("dk_midi_read", i, [p, p, p, i]),
@@ -77,6 +81,9 @@ def _load_library() -> tuple[ctypes.PyDLL, ctypes.CDLL]:
 
 
 _lib, _sleeper = _load_library()
+# Output pairs the callback can play: the main pair and OUTPUT_PAIRS - 1 more (DK_PAIRS).
+OUTPUT_PAIRS = int(_lib.dk_output_pairs())
+MAIN_PAIR = ""  # the main pair's name in the routing: out_1/out_2, the whole mix
 
 
 def exit_after(seconds: float, code: int = 0) -> None:
@@ -122,13 +129,14 @@ class Mixer:
         self.sounds: list[PadSound | None] = [None] * 128  # what each note plays now
         self.hits: Sequence[int] = _Hits(self)
         self.xruns = 0  # counted by the audio backend
-        self._lock = threading.Lock()  # the Python-side records: publish and sweep
+        self._lock = threading.Lock()  # the Python-side records and pairs: publish and sweep
         self._free: list[int] = list(range(SOUND_RECORDS - 1, -1, -1))
         self._record_of: list[int] = [-1] * 128
         self._held: dict[int, PadSound] = {}  # record -> the sound whose buffers it points at
         self._retired: list[tuple[int, int]] = []  # (record, audio cycle when it was replaced)
         self._waiting: dict[int, PadSound] = {}  # notes to publish once a record is free
         self.sounds_freed = 0  # sounds whose buffers were let go of, since the start
+        self._pairs: dict[str, int] = {MAIN_PAIR: 0}  # output pair name -> its index
         self._midi_data = (ctypes.c_uint8 * (MIDI_BYTES * MIDI_READ))()
         self._midi_sizes = (ctypes.c_uint32 * MIDI_READ)()
 
@@ -196,6 +204,7 @@ class Mixer:
             sound.choke_group,
             sound.polyphony,
             sound.velocity_curve,
+            self._pairs.get(sound.output, 0),
         )
         self._held[record] = sound
         self._point(state, sound.note, record)
@@ -270,13 +279,45 @@ class Mixer:
         frames, channels = outdata.shape
         _lib.dk_mix(self._audio_state(), outdata.ctypes.data, frames, channels)
 
-    def jack_process_callback(
-        self, get_buffer: int, left_port: int, right_port: int
-    ) -> tuple[int, int]:
+    # -- output pairs (JACK) ------------------------------------------------------------------
+    @property
+    def pair_names(self) -> list[str]:
+        """The output pairs' names in index order; the main pair's is MAIN_PAIR."""
+        return list(self._pairs)
+
+    def add_pair(self, name: str) -> int:
+        """Make `name` an output pair (its index); a sound published with `output = name` from
+        now on plays on it as well as on the main pair, once `set_jack_pair` gave its ports.
+        The main pair's name, or one made already, gives the index it has."""
+        with self._lock:
+            if name in self._pairs:
+                return self._pairs[name]
+            if len(self._pairs) >= OUTPUT_PAIRS:
+                raise ValueError(
+                    f"no room for output pair {name!r}: "
+                    f"at most {OUTPUT_PAIRS - 1} besides the main one"
+                )
+            self._pairs[name] = len(self._pairs)
+            return self._pairs[name]
+
+    def set_jack_pair(self, index: int, left_port: int, right_port: int) -> None:
+        """The two JACK output ports (`jack_port_t *`) of pair `index` (0: the main pair). A
+        new pair may be given while the callback runs; an existing one only while it does not
+        (a new client, before it is activated)."""
+        if _lib.dk_set_jack_pair(self._audio_state(), index, left_port, right_port) != 0:
+            raise ValueError(f"output pair {index} comes after a pair without ports, or too far")
+
+    def set_pair_connected(self, index: int, connected: bool) -> None:
+        """Whether a port of pair `index` is connected now: the callback mixes and writes a
+        pair only while one is (any thread; JACK's notification thread tells it)."""
+        _lib.dk_set_pair_connected(self._audio_state(), index, int(connected))
+
+    def jack_process_callback(self, get_buffer: int) -> tuple[int, int]:
         """(address of the C process callback, its argument) for `jack_set_process_callback`,
-        after telling it the two output ports (`jack_port_t *`) and `jack_port_get_buffer`."""
+        after telling it libjack's `jack_port_get_buffer`; the ports come with
+        `set_jack_pair`, whether they are connected with `set_pair_connected`."""
         state = self._audio_state()
-        _lib.dk_set_jack_ports(state, get_buffer, left_port, right_port)
+        _lib.dk_set_jack(state, get_buffer)
         callback = ctypes.cast(_lib.dk_jack_process, ctypes.c_void_p).value
         assert callback is not None
         return callback, state

@@ -7,6 +7,7 @@ frozen `Pad` and tells the render worker which note to render again.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -48,6 +49,10 @@ GM_DRUMS: dict[int, tuple[str, int]] = {
 MAX_GAIN = 4.0
 AXIS_LIMIT = 3.0  # axis values: standard deviations of the class's sounds
 LATENT_LIMIT = 10.0  # |latent values|: the prior is N(0, 1); far outside is noise
+# An output pair's name: its JACK ports are NAME_1 and NAME_2. No ':' (JACK's client:port
+# separator), nothing a shell or a DAW's port list would mangle, short enough to read.
+OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+MAIN_OUTPUT = "out"  # the main pair's ports, out_1 and out_2: the whole mix
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Pad:
     # how far the timbre axes (contract.AXIS_NAMES order) moved `latent` from the latent set
     # before them; () is all zero. `latent` is what plays: a kit replays without the model's axes
     axes: tuple[float, ...] = ()
+    # the output pair this pad also plays on with `--outputs per-pad` ("": the main pair only)
+    output: str = ""
 
     def velocity_latents(self, layers: int) -> list[tuple[float, ...]]:
         """The latents of `layers` velocity layers from softest to hardest (one if no timbre)."""
@@ -118,6 +125,20 @@ def default_pads(class_names: Iterable[str], latent_size: int) -> dict[int, Pad]
     return pads
 
 
+def check_output_name(name: str) -> None:
+    """Raise ValueError unless `name` can name an output pair (JACK ports NAME_1, NAME_2)."""
+    if name == MAIN_OUTPUT:
+        raise ValueError(
+            f"output {name!r} is the main pair (out_1/out_2), which every pad plays on; "
+            "leave output out for the main pair only"
+        )
+    if not OUTPUT_NAME.fullmatch(name):
+        raise ValueError(
+            f"output {name!r} cannot name a pair of JACK ports: use 1 to 32 letters, digits, "
+            "'_' or '-', the first a letter or digit (e.g. \"toms\")"
+        )
+
+
 def check_pad(pad: Pad, class_names: tuple[str, ...], latent_size: int) -> None:
     """Raise ValueError naming the first field of `pad` that this model cannot play."""
 
@@ -151,6 +172,8 @@ def check_pad(pad: Pad, class_names: tuple[str, ...], latent_size: int) -> None:
         raise ValueError(f"choke_group must be in range 0..16, got {pad.choke_group}")
     if not 1 <= pad.polyphony <= 32:
         raise ValueError(f"polyphony must be in range 1..32, got {pad.polyphony}")
+    if pad.output:
+        check_output_name(pad.output)
 
 
 class PadBank:

@@ -141,7 +141,9 @@ class RenderWorker:
         hits: Sequence[int] = (0,) * 128,
         unpublish: Callable[[int], None] = lambda note: None,
         on_first_pass: Callable[[], None] = lambda: None,
+        output_of: Callable[[Pad], str] = lambda pad: "",
     ) -> None:
+        """`output_of(pad)`: the output pair a pad's sound also plays on (outputs.router)."""
         self.decoder = decoder
         self.pads = pads
         self.device_rate = device_rate
@@ -149,6 +151,7 @@ class RenderWorker:
         self._unpublish = unpublish  # a pad was removed: its note plays nothing
         self._on_rejected = on_rejected
         self._on_first_pass = on_first_pass  # every pad was rendered once (or failed)
+        self._output_of = output_of
         self._hits = hits
         self._dirty: set[int] = set()
         self._lock = threading.Lock()
@@ -475,6 +478,13 @@ class RenderWorker:
         left, right = pad.channel_gains()
         self._publish(
             PadSound(
-                pad.note, variants, left, right, pad.choke_group, pad.polyphony, pad.velocity_curve
+                pad.note,
+                variants,
+                left,
+                right,
+                pad.choke_group,
+                pad.polyphony,
+                pad.velocity_curve,
+                self._output_of(pad),
             )
         )

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -323,6 +323,10 @@ class Daemon:
         """A pattern matching this daemon's left output port only."""
         return f"{re.escape(self.client_name)}:out_1"
 
+    def port_pattern(self, short_name: str) -> str:
+        """A pattern matching this daemon's port `short_name` (e.g. kick_1) only."""
+        return f"{re.escape(self.client_name)}:{re.escape(short_name)}$"
+
     def stop(self, timeout: float = 5.0) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -337,9 +341,15 @@ class Daemon:
 
 
 class Capture:
-    """A JACK client recording one output port of the daemon, indexed by JACK frame time."""
+    """A JACK client recording one output port of the daemon, indexed by JACK frame time, and
+    the ports matching `also` in the same cycles (`port` 1, 2, ... of `segment` and `onset`)."""
 
-    def __init__(self, port_pattern: str = r"dkvae.*:out_1", seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        port_pattern: str = r"dkvae.*:out_1",
+        seconds: float = 120.0,
+        also: Sequence[str] = (),
+    ) -> None:
         import jack
 
         keep_collector_short()
@@ -347,26 +357,33 @@ class Capture:
             f"dkvae-capture-{os.getpid()}-{next(_names)}", no_start_server=True
         )
         self.rate = self.client.samplerate
-        self.buffer = np.zeros(int(seconds * self.rate), np.float32)
+        patterns = [port_pattern, *also]
+        self.buffers = np.zeros((len(patterns), int(seconds * self.rate)), np.float32)
+        self.buffer = self.buffers[0]
         self.first_frame: int | None = None
         self.end = 0  # frames written
         self.xruns = 0  # xruns the JACK server reported while this capture ran
-        self._inport = self.client.inports.register("in")
+        self._inports = [
+            self.client.inports.register("in" if i == 0 else f"in_{i + 1}")
+            for i in range(len(patterns))
+        ]
         self._lock = threading.Lock()
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.activate()
-        sources = self.client.get_ports(port_pattern, is_audio=True, is_output=True)
-        if not sources:
-            raise RuntimeError(f"no JACK port matches {port_pattern!r}")
-        self.client.connect(sources[-1], self._inport)
+        for pattern, inport in zip(patterns, self._inports, strict=True):
+            sources = self.client.get_ports(pattern, is_audio=True, is_output=True)
+            if not sources:
+                raise RuntimeError(f"no JACK port matches {pattern!r}")
+            self.client.connect(sources[-1], inport)
 
     def _process(self, frames: int) -> None:
         if self.first_frame is None:
             self.first_frame = self.client.last_frame_time
         start = self.client.last_frame_time - self.first_frame
-        if start + frames <= self.buffer.shape[0]:
-            self.buffer[start : start + frames] = self._inport.get_array()
+        if start + frames <= self.buffers.shape[1]:
+            for row, inport in zip(self.buffers, self._inports, strict=True):
+                row[start : start + frames] = inport.get_array()
             self.end = start + frames
 
     def _xrun(self, delay: float) -> None:
@@ -396,13 +413,13 @@ class Capture:
                 raise TimeoutError("capture stalled")
             time.sleep(0.005)
 
-    def segment(self, start: int, length: int) -> np.ndarray:
+    def segment(self, start: int, length: int, port: int = 0) -> np.ndarray:
         self.wait_until(start + length)
-        return self.buffer[start : start + length].copy()
+        return self.buffers[port, start : start + length].copy()
 
-    def onset(self, start: int, length: int, threshold: float = 1e-3) -> int | None:
+    def onset(self, start: int, length: int, threshold: float = 1e-3, port: int = 0) -> int | None:
         """Frame index of the first sample over `threshold` in [start, start+length)."""
-        seg = self.segment(start, length)
+        seg = self.segment(start, length, port)
         loud = np.flatnonzero(np.abs(seg) > threshold)
         return start + int(loud[0]) if loud.size else None
 

@@ -57,18 +57,31 @@ def wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("outputs", ["stereo", "per-class"])
 def test_the_audio_thread_never_allocates_frees_or_locks_while_ringing_sounds_are_replaced(
-    jack: None, sine_model: Path, gm_kit: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    jack: None,
+    sine_model: Path,
+    gm_kit: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    outputs: str,
 ) -> None:
     library = build_counter(tmp_path)
     table = tmp_path / "counts"
     monkeypatch.setenv("LD_PRELOAD", str(library))
     monkeypatch.setenv("DKVAE_ALLOC_COUNTS", str(table))
-    daemon = Daemon(sine_model, "--kit", str(gm_kit))
+    daemon = Daemon(sine_model, "--kit", str(gm_kit), "--outputs", outputs)
     monkeypatch.delenv("LD_PRELOAD")  # the daemon has it; this process and its tools do not
     try:
         daemon.wait_ready()
         osc = daemon.osc
+        if outputs == "per-class":  # the kick's own pair is mixed too, the others are not
+            for channel in ("1", "2"):
+                subprocess.run(
+                    ["jack_connect", f"{daemon.client_name}:kick_{channel}", "system:playback_1"],
+                    check=True,
+                    capture_output=True,
+                )
         osc.send("/dkvae/pad/latent", 36, *RINGING_LATENT)
         time.sleep(0.5)
         before = counts_by_thread(table, daemon.proc.pid)

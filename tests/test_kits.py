@@ -29,6 +29,7 @@ def a_kit(value: float = 0.5) -> Kit:
         variation=0.1,
         velocity_curve=1.5,
         pan=-0.25,
+        output="kick-in",
     )
     return Kit("test kit", pads, (CcMapping(21, 36, 0, -2.0, 2.0, channel=9),))
 
@@ -89,6 +90,42 @@ def test_a_bad_kit_is_refused_naming_the_file_and_the_problem(
     with pytest.raises(KitError) as err:
         load_kit(path, CLASSES, 8)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+PAD = "[[pad]]\nnote = 41\nclass = 'tom'\nlatent = [0,0,0,0,0,0,0,0]\n"
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("'to:ms'", "pad #1 (note 41): output 'to:ms' cannot name a pair of JACK ports"),
+        ("'toms 1'", "output 'toms 1' cannot name a pair of JACK ports: use 1 to 32 letters"),
+        ("'-toms'", "the first a letter or digit"),
+        (f"'{'t' * 33}'", "use 1 to 32 letters"),
+        ("'out'", "output 'out' is the main pair (out_1/out_2), which every pad plays on"),
+        ("3", "pad #1: output must be a string"),
+        ("['toms']", "pad #1: output must be a string"),
+    ],
+)
+def test_a_pads_output_must_name_a_pair_of_jack_ports(
+    tmp_path: Path, output: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"{PAD}output = {output}\n")
+    with pytest.raises(KitError) as err:
+        load_kit(path, CLASSES, 8)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("output", ["toms", "Toms_2", "overheads-L", "t" * 32, "9"])
+def test_a_pads_output_loads_and_saves(tmp_path: Path, output: str) -> None:
+    path = tmp_path / "good.toml"
+    path.write_text(f"{PAD}output = '{output}'\n")
+    kit = load_kit(path, CLASSES, 8)
+    assert kit.pads[41].output == output
+    save_kit(kit, tmp_path / "again.toml")
+    assert f'output = "{output}"' in (tmp_path / "again.toml").read_text()
+    assert load_kit(tmp_path / "again.toml", CLASSES, 8) == kit
 
 
 def test_missing_and_binary_kit_files_are_refused(tmp_path: Path) -> None:
