@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from live_harness import Capture, Daemon, dominant_frequency, free_udp_port
+from osc_doc import OSC_DOC, documented_addresses, documented_replies
 from synth_models import CLASSES, expected_frequency
 
 from dkvae_live.kit import Kit, save_kit
@@ -376,14 +377,6 @@ def test_main_pd_patch_lists_the_kit_folder_and_loads_a_kit_by_its_program(
 # What a patch can send is worked out from the patch itself: every [oscformat] (Pd) and every
 # [udpsend] (Max) is traced back through the objects that feed it to the shapes of the messages
 # it can receive, and each shape is compared with the signature in docs/osc.md.
-
-
-def documented_addresses() -> dict[str, str]:
-    """address -> signature, from docs/osc.md's table (read as tests/test_interfaces.py does)."""
-    text = (ROOT / "docs" / "osc.md").read_text()
-    section = text.split("## Addresses", 1)[1].split("## Replies", 1)[0]
-    rows = re.findall(r"^\| `(/[^`]+)` \| `([^`]*)` \|", section, flags=re.MULTILINE)
-    return dict(rows)
 
 
 @dataclass(frozen=True)
@@ -1011,7 +1004,7 @@ def test_the_address_table_is_read() -> None:
     """Every row of the address table is read, once, with its signature as written, and no
     row of the replies' table: the checker holds the patches to exactly this table."""
     table = documented_addresses()
-    text = (ROOT / "docs" / "osc.md").read_text()
+    text = OSC_DOC.read_text()
     section = text.split("## Addresses", 1)[1].split("## Replies", 1)[0]
     assert len(table) == len([row for row in section.splitlines() if row.startswith("| `/")])
     assert table["/dkvae/trigger"] == "note:i velocity:i?"
@@ -1063,14 +1056,6 @@ def test_the_pd_and_max_patches_send_every_control_of_the_issue() -> None:
         assert count in pd.get(address, set()), f"the Pd patches never send {address} ({count})"
         assert count in max_.get(address, set()), f"dkvae.maxpat never sends {address} ({count})"
     assert "/dkvae/pad/latent" in pd  # the abstraction's latent inlet sets the whole latent
-
-
-def documented_replies() -> list[re.Pattern[str]]:
-    """The reply addresses of docs/osc.md's reply table; `<key>` stands for any one part."""
-    text = (ROOT / "docs" / "osc.md").read_text()
-    section = text.split("## Replies", 1)[1].split("\n## ", 1)[0]
-    addresses = re.findall(r"^\| `(/[^`]+)` \|", section, flags=re.MULTILINE)
-    return [re.compile(re.sub(r"<\w+>", "[^/]+", re.escape(a))) for a in addresses]
 
 
 def max_replies(patcher: MaxPatcher) -> dict[str, tuple[int, int]]:
