@@ -596,7 +596,6 @@ PD_FLOAT_OBJECTS = {
     "value", "tgl", "nbx", "hsl", "vsl", "hradio", "vradio", "array size", "mtof", "ftom",
 }  # fmt: skip
 PD_BANG_OBJECTS = {"loadbang", "bng", "metro", "delay", "del", "bang", "b", "timer"}
-PD_PASS_OBJECTS = {"spigot", "list trim", "list", "list append", "t l", "gate"}
 # Objects that send only when something reaches them: with no wire in, they never send.
 PD_WAITING = {
     "bang", "b", "t", "trigger", "f", "float", "symbol", "makefilename", "pack", "unpack",
