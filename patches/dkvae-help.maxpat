@@ -13,7 +13,7 @@
    80,
    80,
    900,
-   680
+   1100
   ],
   "bglocked": 0,
   "openinpresentation": 0,
@@ -38,7 +38,7 @@
       820,
       40
      ],
-     "text": "dkvae-help: the OSC messages of DK\u00b7VAE Live (docs/osc.md), to click. The daemon listens on 127.0.0.1:9000; replies come to this patch's udpreceive after /dkvae/reply_to 9001. The performer's patch is dkvae.maxpat."
+     "text": "dkvae-help: every OSC request of DK\u00b7VAE Live (docs/osc.md), to click. The daemon listens on 127.0.0.1:9000; replies come to this patch's udpreceive after /dkvae/reply_to 9001. The performer's patch is dkvae.maxpat."
     }
    },
    {
@@ -49,7 +49,7 @@
      "numoutlets": 0,
      "patching_rect": [
       20,
-      640,
+      1060,
       164,
       22
      ],
@@ -196,7 +196,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      180,
+      210,
       300,
       22
      ],
@@ -214,7 +214,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      180,
+      210,
       320,
       20
      ],
@@ -229,7 +229,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      210,
+      240,
       300,
       22
      ],
@@ -247,7 +247,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      210,
+      240,
       320,
       20
      ],
@@ -262,7 +262,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      240,
+      270,
       300,
       22
      ],
@@ -280,7 +280,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      240,
+      270,
       320,
       20
      ],
@@ -295,7 +295,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      270,
+      300,
       300,
       22
      ],
@@ -313,7 +313,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      270,
+      300,
       320,
       20
      ],
@@ -328,7 +328,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      300,
+      330,
       300,
       22
      ],
@@ -346,7 +346,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      300,
+      330,
       320,
       20
      ],
@@ -361,7 +361,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      330,
+      360,
       300,
       22
      ],
@@ -379,7 +379,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      330,
+      360,
       320,
       20
      ],
@@ -394,7 +394,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      360,
+      600,
       300,
       22
      ],
@@ -412,11 +412,11 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      360,
+      600,
       320,
       20
      ],
-     "text": "a random latent, N(0, 0.5^2)"
+     "text": "a random latent of the pad's class, spread 0.5 (0..3)"
     }
    },
    {
@@ -427,7 +427,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      390,
+      630,
       300,
       22
      ],
@@ -445,11 +445,11 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      390,
+      630,
       320,
       20
      ],
-     "text": "back to the default latent"
+     "text": "back to the pad's latent in the kit as loaded"
     }
    },
    {
@@ -460,7 +460,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      420,
+      660,
       300,
       22
      ],
@@ -478,7 +478,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      420,
+      660,
       320,
       20
      ],
@@ -493,7 +493,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      450,
+      690,
       300,
       22
      ],
@@ -511,7 +511,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      450,
+      690,
       320,
       20
      ],
@@ -526,7 +526,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      480,
+      180,
       300,
       22
      ],
@@ -544,7 +544,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      480,
+      180,
       320,
       20
      ],
@@ -559,7 +559,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      510,
+      840,
       300,
       22
      ],
@@ -577,7 +577,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      510,
+      840,
       320,
       20
      ],
@@ -592,7 +592,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      540,
+      870,
       300,
       22
      ],
@@ -610,7 +610,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      540,
+      870,
       320,
       20
      ],
@@ -625,7 +625,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      570,
+      900,
       300,
       22
      ],
@@ -643,7 +643,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      570,
+      900,
       320,
       20
      ],
@@ -706,7 +706,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      600,
+      930,
       300,
       22
      ],
@@ -724,11 +724,473 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      600,
+      930,
       320,
       20
      ],
      "text": "the kit folder: /dkvae/kit/entry program name path, one per kit"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-44",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      390,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/choke_group 42 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-45",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      390,
+      320,
+      20
+     ],
+     "text": "closed and open hi-hat in choke group 1 ..."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-46",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      420,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/choke_group 46 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-47",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      420,
+      320,
+      20
+     ],
+     "text": "... so each cuts the other (0: no group, 1..16)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-48",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      450,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/polyphony 46 2"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-49",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      450,
+      320,
+      20
+     ],
+     "text": "at most 2 hits of pad 46 at once (1..32)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-50",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      480,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/velocity_curve 36 2."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-51",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      480,
+      320,
+      20
+     ],
+     "text": "level = (velocity/127)^2 (curve 0.1..4)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-52",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      510,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/timbre_direction 36 1. 0. 0. 0. 0. 0. 0. 0."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-53",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      510,
+      320,
+      20
+     ],
+     "text": "the latent direction velocity moves along"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-54",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      540,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/timbre_amount 36 0.5"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-55",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      540,
+      320,
+      20
+     ],
+     "text": "how far velocity moves along it (0..10)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-56",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      570,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/variation 36 0.2"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-57",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      570,
+      320,
+      20
+     ],
+     "text": "each hit a fresh latent near the pad's (0..2)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-58",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      720,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/axis 36 brightness 1.5"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-59",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      720,
+      320,
+      20
+     ],
+     "text": "along a timbre axis (brightness decay pitch punch), -3..3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-60",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      750,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/axes 36"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-61",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      750,
+      320,
+      20
+     ],
+     "text": "ask for them: /dkvae/pad/axes; needs a model with axes"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-62",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      780,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/learn_axis 36 decay"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-63",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      780,
+      320,
+      20
+     ],
+     "text": "the next MIDI knob moved drives pad 36's decay"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-64",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      810,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/pad/encode 36 my-snare.wav"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-65",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      810,
+      320,
+      20
+     ],
+     "text": "the encoder's latent of a WAV, FLAC or AIFF file"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-66",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      960,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/kit/export my-kit-samples"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-67",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      960,
+      320,
+      20
+     ],
+     "text": "render the kit as WAVs, SFZ and a Hydrogen kit"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-68",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      990,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/kit/export my-kit-samples 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-69",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      990,
+      320,
+      20
+     ],
+     "text": "... again, over that earlier export"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-70",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      1020,
+      300,
+      22
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/dkvae/model/load my-model"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-71",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      1020,
+      320,
+      20
+     ],
+     "text": "swap the model (a folder or .onnx) while playing"
     }
    }
   ],
@@ -965,6 +1427,174 @@
     "patchline": {
      "source": [
       "obj-42",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-46",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-48",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-50",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-52",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-54",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-56",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-60",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-62",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-64",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-66",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-70",
       0
      ],
      "destination": [

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from osc_doc import documented_addresses
 from synth_models import contract_model, sine_decoder
 
 from dkvae_live.engine import Engine, Settings
@@ -18,14 +19,6 @@ from dkvae_live.model import Decoder, ModelError
 from dkvae_live.osc_in import OscServer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def documented_addresses() -> dict[str, str]:
-    """address -> signature, from the table in docs/osc.md."""
-    text = (ROOT / "docs" / "osc.md").read_text()
-    section = text.split("## Addresses", 1)[1].split("## Replies", 1)[0]
-    rows = re.findall(r"^\| `(/[^`]+)` \| `([^`]*)` \|", section, flags=re.MULTILINE)
-    return dict(rows)
 
 
 def test_daemon_registers_exactly_the_documented_osc_addresses(sine_model: Path) -> None:

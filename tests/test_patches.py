@@ -21,11 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from live_harness import Capture, Daemon, dominant_frequency, free_udp_port
+from osc_doc import OSC_DOC, documented_addresses, documented_replies
 from synth_models import CLASSES, expected_frequency
 
+from dkvae_live import contract
 from dkvae_live.kit import Kit, save_kit
+from dkvae_live.model import resolve_model_path
 from dkvae_live.pads import default_latent, default_pads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,14 +382,6 @@ def test_main_pd_patch_lists_the_kit_folder_and_loads_a_kit_by_its_program(
 # it can receive, and each shape is compared with the signature in docs/osc.md.
 
 
-def documented_addresses() -> dict[str, str]:
-    """address -> signature, from docs/osc.md's table (read as tests/test_interfaces.py does)."""
-    text = (ROOT / "docs" / "osc.md").read_text()
-    section = text.split("## Addresses", 1)[1].split("## Replies", 1)[0]
-    rows = re.findall(r"^\| `(/[^`]+)` \| `([^`]*)` \|", section, flags=re.MULTILINE)
-    return dict(rows)
-
-
 @dataclass(frozen=True)
 class Atom:
     """One element of a message: `kind` f (float), i (int), s (symbol) or ? (unknown)."""
@@ -603,7 +599,6 @@ PD_FLOAT_OBJECTS = {
     "value", "tgl", "nbx", "hsl", "vsl", "hradio", "vradio", "array size", "mtof", "ftom",
 }  # fmt: skip
 PD_BANG_OBJECTS = {"loadbang", "bng", "metro", "delay", "del", "bang", "b", "timer"}
-PD_PASS_OBJECTS = {"spigot", "list trim", "list", "list append", "t l", "gate"}
 # Objects that send only when something reaches them: with no wire in, they never send.
 PD_WAITING = {
     "bang", "b", "t", "trigger", "f", "float", "symbol", "makefilename", "pack", "unpack",
@@ -1011,7 +1006,7 @@ def test_the_address_table_is_read() -> None:
     """Every row of the address table is read, once, with its signature as written, and no
     row of the replies' table: the checker holds the patches to exactly this table."""
     table = documented_addresses()
-    text = (ROOT / "docs" / "osc.md").read_text()
+    text = OSC_DOC.read_text()
     section = text.split("## Addresses", 1)[1].split("## Replies", 1)[0]
     assert len(table) == len([row for row in section.splitlines() if row.startswith("| `/")])
     assert table["/dkvae/trigger"] == "note:i velocity:i?"
@@ -1065,12 +1060,154 @@ def test_the_pd_and_max_patches_send_every_control_of_the_issue() -> None:
     assert "/dkvae/pad/latent" in pd  # the abstraction's latent inlet sets the whole latent
 
 
-def documented_replies() -> list[re.Pattern[str]]:
-    """The reply addresses of docs/osc.md's reply table; `<key>` stands for any one part."""
-    text = (ROOT / "docs" / "osc.md").read_text()
-    section = text.split("## Replies", 1)[1].split("\n## ", 1)[0]
-    addresses = re.findall(r"^\| `(/[^`]+)` \|", section, flags=re.MULTILINE)
-    return [re.compile(re.sub(r"<\w+>", "[^/]+", re.escape(a))) for a in addresses]
+# The help patches: dkvae-help.maxpat says it has every message (patches/README.md); a Pd
+# -help.pd shows what its abstraction takes.
+MAX_HELP = PATCHES / "dkvae-help.maxpat"
+PD_HELPS = sorted(PATCHES.glob("*-help.pd"))
+PdCommand = tuple[int, str | None]  # an abstraction's inlet and a selector (None: any other)
+
+
+def shipped_latent_size() -> int:
+    """The shipped model's latent size, from its metadata (no session is opened)."""
+    model = onnx.load(str(resolve_model_path(None)), load_external_data=False)
+    return int({p.key: p.value for p in model.metadata_props}[contract.LATENT_SIZE])
+
+
+def max_help_gaps(document: dict, name: str) -> list[str]:
+    """The requests of docs/osc.md a Max help patch does not show with every argument its
+    signature names (an optional one at least once), and `*` lists not of latent_size values."""
+    sent = max_sent(document, name)
+    latent_size = shipped_latent_size()
+    gaps = []
+    for address, signature in documented_addresses().items():
+        params = signature.split()
+        examples = [m.args for m in sent if m.address == address]
+        if not any(len(args) >= len(params) for args in examples):
+            gaps.append(f"{address} `{signature}`: not shown with every argument")
+        if any(p.endswith("*") for p in params):  # values:f*: exactly latent_size values
+            lengths = {len(args) - (len(params) - 1) for args in examples}
+            if lengths - {latent_size}:
+                gaps.append(f"{address}: {sorted(lengths)} values, not {latent_size}")
+    return gaps
+
+
+def test_the_max_help_patch_shows_every_documented_request() -> None:
+    """Every request of docs/osc.md is a message to click, fitting its signature. Max itself
+    cannot run here: the messages that reach the [udpsend] are read from the patch."""
+    document = json.loads(MAX_HELP.read_text())
+    assert max_help_gaps(document, MAX_HELP.name) == []
+    assert check(max_sent(document, MAX_HELP.name)) == []  # and each one fits its signature
+
+
+def test_the_max_help_check_finds_a_request_left_out_or_shown_short() -> None:
+    document = json.loads(MAX_HELP.read_text())
+    boxes = {entry["box"].get("text"): entry["box"] for entry in document["patcher"]["boxes"]}
+    boxes["/dkvae/kit/export my-kit-samples 1"]["text"] = "/dkvae/kit/export my-kit-samples"
+    boxes["/dkvae/model/load my-model"]["text"] = "/dkvae/pad/timbre_direction 36 1. 0."
+    n = shipped_latent_size()
+    assert max_help_gaps(document, MAX_HELP.name) == [
+        f"/dkvae/pad/timbre_direction: [2, {n}] values, not {n}",
+        "/dkvae/kit/export `path:s force:i?`: not shown with every argument",
+        "/dkvae/model/load `path:s`: not shown with every argument",
+    ]
+
+
+def pd_reaches(canvas: PdCanvas, start: tuple[int, int]) -> set[int]:
+    """The boxes a message from outlet `start` (box, outlet) can reach: along the wires, and
+    from an [s NAME] to each [r NAME] of the canvas."""
+    receivers: dict[str, list[int]] = {}
+    for b, box in enumerate(canvas.boxes):
+        if box.kind == "obj" and box.atoms[:1] in (["r"], ["receive"]) and len(box.atoms) > 1:
+            receivers.setdefault(box.atoms[1], []).append(b)
+    seen: set[int] = set()
+    todo = [b for a, ao, b, _ in canvas.wires if (a, ao) == start]
+    while todo:
+        b = todo.pop()
+        if b in seen:
+            continue
+        seen.add(b)
+        todo += [d for a, _, d, _ in canvas.wires if a == b]
+        atoms = canvas.boxes[b].atoms
+        if canvas.boxes[b].kind == "obj" and atoms[:1] in (["s"], ["send"]) and len(atoms) > 1:
+            todo += receivers.get(atoms[1], [])
+    return seen
+
+
+def pd_selector(words: list[str]) -> str:
+    """The selector Pd gives a message: a leading number makes it a float or a list."""
+    if NUMBER.match(words[0]):
+        return "float" if len(words) == 1 else "list"
+    return words[0]
+
+
+def pd_commands(path: Path) -> dict[PdCommand, set[str]]:
+    """What an abstraction takes, (inlet, selector) -> what that command reaches: the OSC
+    addresses of the [oscformat]s, and "[netsend]" for the connection itself. Inlets are
+    numbered left to right; the selectors are those of the [route] an inlet feeds, and None
+    stands for anything else, where the [route]'s last outlet (or an inlet with no [route]
+    after it) leads somewhere."""
+    canvases = parse_pd(path.read_text())
+    assert len(canvases) == 1, f"{path.name}: follow its subpatches too"
+    canvas = canvases[0]
+    inlets = sorted((box.x, b) for b, box in enumerate(canvas.boxes) if box.atoms == ["inlet"])
+    commands: dict[PdCommand, set[str]] = {}
+    for number, (_, inlet) in enumerate(inlets):
+        routes = [
+            b
+            for a, _, b, _ in canvas.wires
+            if a == inlet and canvas.boxes[b].atoms[:1] == ["route"]
+        ]
+        selectors = canvas.boxes[routes[0]].atoms[1:] if routes else []
+        outlets = [(routes[0], n) for n in range(len(selectors) + 1)] if routes else [(inlet, 0)]
+        for selector, outlet in zip([*selectors, None], outlets, strict=True):
+            reached = set()
+            for b in pd_reaches(canvas, outlet):
+                atoms = canvas.boxes[b].atoms
+                if atoms[:1] == ["oscformat"]:
+                    words = atoms[3:] if atoms[1:2] == ["-f"] else atoms[1:]
+                    reached.add("/" + "/".join(words))
+                elif atoms[:1] == ["netsend"]:
+                    reached.add("[netsend]")
+            if selector is not None or reached:
+                commands[number, selector] = reached
+    return commands
+
+
+def pd_help_shows(
+    path: Path, abstraction: str, commands: set[PdCommand]
+) -> dict[PdCommand, list[str]]:
+    """The messages a help patch's message boxes send to [abstraction ...], by the command
+    they are to it: (inlet, selector or None) -> the messages."""
+    canvas = parse_pd(path.read_text())[0]
+    shown: dict[PdCommand, list[str]] = {}
+    for a, _, b, inlet in canvas.wires:
+        source, target = canvas.boxes[a], canvas.boxes[b]
+        if source.kind != "msg" or target.kind != "obj" or target.atoms[:1] != [abstraction]:
+            continue
+        for part in " ".join(source.atoms).split(";")[0].split(","):
+            words = part.split()
+            if not words:
+                continue
+            selector = pd_selector(words)
+            key = (inlet, selector if (inlet, selector) in commands else None)
+            shown.setdefault(key, []).append(part.strip())
+    return shown
+
+
+@pytest.mark.parametrize("path", PD_HELPS, ids=lambda p: p.name)
+def test_pd_help_patch_shows_every_command_of_its_abstraction(path: Path) -> None:
+    """Each command the abstraction takes is shown in its help, wired to the inlet that takes
+    it; nothing shown is dropped by the abstraction; and each command leads to addresses of
+    docs/osc.md, or to the connection itself ([dkvae-osc]'s connect and disconnect)."""
+    abstraction = path.name.removesuffix("-help.pd")
+    commands = pd_commands(PATCHES / f"{abstraction}.pd")
+    shown = pd_help_shows(path, abstraction, set(commands))
+    known = set(documented_addresses()) | {"[netsend]"}
+    for command, reached in commands.items():
+        assert reached, f"{abstraction}.pd: {command} leads nowhere"
+        assert reached <= known, f"{abstraction}.pd: {command} sends {reached - known}"
+    assert [c for c in commands if c not in shown] == [], f"{path.name} does not show these"
+    assert {c: m for c, m in shown.items() if c not in commands} == {}, "dropped by the inlet"
 
 
 def max_replies(patcher: MaxPatcher) -> dict[str, tuple[int, int]]:
