@@ -276,3 +276,22 @@ def test_pitch_augmentation_plays_each_sound_faster_and_slower() -> None:
     d0, up, down = (energy_time(out.audio[i]) for i in (0, 2, 4))
     assert up / d0 == pytest.approx(0.5, rel=0.1)
     assert down / d0 == pytest.approx(2.0, rel=0.1)
+
+
+def test_mel_weighting_weighs_low_bins_more_and_still_trains(tmp_path: Path) -> None:
+    from dkvae_training.seed_vae import bin_weights
+
+    cfg = tiny_config("seed_vae", spec_loss_weighting="mel")
+    weights = bin_weights(cfg)
+    assert weights is not None and weights.shape == (cfg.spec_n_fft // 2 + 1,)
+    assert weights.mean() == pytest.approx(1.0, rel=1e-5)
+    assert np.all(np.diff(weights) < 0)  # falling with frequency
+    assert weights[0] / weights[-1] == pytest.approx((700.0 + SR / 2) / 700.0, rel=1e-4)
+    assert bin_weights(tiny_config("seed_vae")) is None
+    with pytest.raises(ValueError, match="spec_loss_weighting"):
+        bin_weights(tiny_config("seed_vae", spec_loss_weighting="bark"))
+    result = train(cfg, tmp_path / "run", tiny_arrays(), tiny_arrays(seed=1), verbose=0)
+    history = result.history
+    # the weighted MSE is what is minimised; log_mse stays the plain MSE, comparable across runs
+    fit = history["loss"][-1] - cfg.kl_weight * history["kl"][-1]
+    assert fit != pytest.approx(history["log_mse"][-1], rel=1e-2)

@@ -95,6 +95,10 @@ class TrainConfig:
     # "conv2d": the seed's 2-D transposed convs; "conv1d": convs over time with the frequency
     # bins as channels, each bin its own weights, at a third of the 2-D design's arithmetic
     spec_decoder: str = "conv2d"
+    # "flat": every STFT bin weighs the same in the log-magnitude MSE (the seed's loss); "mel":
+    # each bin by the mel scale's density there, mean 1, so that the few bins under 1 kHz, which
+    # the ear and the mel distance resolve finely, weigh as much as the many bins above
+    spec_loss_weighting: str = "flat"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -128,6 +129,19 @@ def log_magnitude(cfg: TrainConfig, audio: tf.Tensor) -> tf.Tensor:
     )
 
 
+def bin_weights(cfg: TrainConfig) -> np.ndarray | None:
+    """The log-magnitude MSE's weight of each STFT bin (``spec_loss_weighting``); None: flat."""
+    if cfg.spec_loss_weighting == "flat":
+        return None
+    if cfg.spec_loss_weighting != "mel":
+        raise ValueError(
+            f"spec_loss_weighting must be 'flat' or 'mel', got {cfg.spec_loss_weighting!r}"
+        )
+    hz = np.fft.rfftfreq(cfg.spec_n_fft, 1.0 / cfg.sample_rate)
+    density = 1.0 / (700.0 + hz)  # d(mel)/d(Hz), up to a constant
+    return (density / density.mean()).astype(np.float32)
+
+
 class SeedVAE(keras.Model):
     """The seed's VAE: MSE on the log spectrogram + KL."""
 
@@ -137,6 +151,7 @@ class SeedVAE(keras.Model):
         self.encoder = build_spectrogram_encoder(cfg)
         self.decoder = build_spectrogram_decoder(cfg, "decoder", conditional=cfg.spec_conditional)
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "log_mse", "kl")}
+        self._bin_weights = bin_weights(cfg)
 
     @property
     def metrics(self):
@@ -154,9 +169,13 @@ class SeedVAE(keras.Model):
         self, audio: tf.Tensor, labels: tf.Tensor, training: bool
     ) -> dict[str, tf.Tensor]:
         out, z_mean, z_log_var = self((audio, labels), training=training)
-        mse = tf.reduce_mean(tf.square(out - log_magnitude(self.cfg, audio)), axis=[1, 2])
+        error = tf.square(out - log_magnitude(self.cfg, audio))
+        mse = tf.reduce_mean(error, axis=[1, 2])
+        fit = mse
+        if self._bin_weights is not None:
+            fit = tf.reduce_mean(error * self._bin_weights, axis=[1, 2])
         kl = losses.kl_divergence(z_mean, z_log_var)
-        return {"loss": mse + self.cfg.kl_weight * kl, "log_mse": mse, "kl": kl}
+        return {"loss": fit + self.cfg.kl_weight * kl, "log_mse": mse, "kl": kl}
 
     def _update(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         for name, value in values.items():
