@@ -30,8 +30,8 @@ from collections.abc import Callable, Collection, Sequence
 import numpy as np
 
 from .dcblock import dc_block
-from .events import PadSound
 from .model import RUN_BATCH, Decoder
+from .pad_sound import PadSound
 from .pads import Pad, PadBank
 from .resample import resample
 from .rt import name_current_thread, promote_current_thread, settle_heap

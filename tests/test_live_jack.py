@@ -13,8 +13,8 @@ from live_harness import Capture, Daemon, MidiSender, dominant_frequency, withou
 from synth_models import expected_frequency
 
 from dkvae_live.audio import JackOutput
-from dkvae_live.events import PadSound
 from dkvae_live.mixer import Mixer
+from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import default_latent
 
 pytestmark = pytest.mark.jack

@@ -16,11 +16,11 @@ import pytest
 from live_harness import osc_datagram
 from synth_models import sine_decoder
 
-from dkvae_live.events import PadSound
 from dkvae_live.midi_in import MidiInput
 from dkvae_live.mixer import FADE_SECONDS, LIMIT, Mixer
 from dkvae_live.model import RUN_BATCH, Decoder
 from dkvae_live.osc_in import OscServer, check_arguments, parse_signature
+from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import PadBank, default_pads
 from dkvae_live.renderer import (
     REJECTED_ULTRASONIC,
