@@ -15,13 +15,11 @@ file) run on a job thread of their own, so they never hold up the MIDI or OSC th
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +51,7 @@ from .paths import confine
 from .programs import kit_folder, kit_for_program
 from .renderer import RenderWorker
 from .rt import name_current_thread, release_free_memory, settle_heap, thread_names
+from .settings import Settings, user_kit_dir
 from .stats import Dropped
 
 log = logging.getLogger(__name__)
@@ -62,36 +61,6 @@ TRIM_EVERY = 30  # kit checks between two returns of free memory while sounds ar
 MAX_PENDING_JOBS = 8  # kit, model and encode requests waiting their turn
 KIT_THREAD = "dkvae-kit"
 JOBS_THREAD = "dkvae-jobs"
-
-
-def user_kit_dir() -> Path:
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "dkvae-live" / "kits"
-
-
-@dataclass
-class Settings:
-    """Everything the daemon can be told on its command line."""
-
-    model: Path | None = None
-    kit: Path | None = None
-    kit_dir: Path | None = None
-    allow_dirs: tuple[Path, ...] = ()
-    device: str | None = None
-    host_api: str | None = None
-    samplerate: int | None = None
-    blocksize: int = 0
-    polyphony: int = 32
-    master_gain: float = 0.5
-    midi: bool = True
-    midi_api: str = "auto"
-    midi_port: str | None = None
-    midi_channel: int | None = None
-    client_name: str = "dkvae"
-    osc_host: str = "127.0.0.1"
-    osc_port: int = 9000
-    osc_allow: tuple[str, ...] = ()
-    outputs: str = STEREO  # outputs.OUTPUT_MODES: which output pair each pad plays on
 
 
 class Engine:

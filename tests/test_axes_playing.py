@@ -15,9 +15,10 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from synth_models import sine_decoder
 
 from dkvae_live.contract import AXIS_NAMES
-from dkvae_live.engine import Engine, Settings
+from dkvae_live.engine import Engine
 from dkvae_live.kit import load_kit
 from dkvae_live.osc_in import OscServer
+from dkvae_live.settings import Settings
 
 PITCH = np.array([0.5, 0, 0, 0, 0, 0, 0, 0])  # the sine model's z[0]: half an octave up
 DECAY = np.array([0, 0.25, 0, 0, 0, 0, 0, 0])

@@ -13,9 +13,10 @@ import onnx
 import pytest
 from synth_models import contract_model, sine_decoder
 
-from dkvae_live.engine import Engine, Settings
+from dkvae_live.engine import Engine
 from dkvae_live.model import Decoder, ModelError
 from dkvae_live.osc_in import OscServer
+from dkvae_live.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
