@@ -26,10 +26,8 @@ from typing import Any
 import numpy as np
 
 from .audio import AudioOutput, JackOutput, open_output
-from .contract import AXIS_NAMES
 from .kit import (
     DEFAULT_KIT,
-    KIT_SUFFIX,
     CcMapping,
     Kit,
     KitError,
@@ -38,17 +36,16 @@ from .kit import (
     remove_stale_temporaries,
     save_kit,
 )
-from .kit_export import ExportError, export_kit
 from .midi_in import MidiInput
 from .mixer import Mixer
-from .model import Decoder, Encoder, ModelError, read_sound
-from .osc_in import OscServer, Sender
+from .model import Decoder, Encoder, ModelError, ModelInfo, read_sound
+from .osc_api import OscApi
+from .osc_in import OscServer
 from .outputs import STEREO, pairs_wanted, router
-from .pad_axes import axis_index, move
+from .pad_axes import move
 from .pad_axes import values as axis_values
 from .pads import Pad, PadBank, default_pads
-from .paths import confine
-from .programs import kit_folder, kit_for_program
+from .programs import kit_for_program
 from .renderer import RenderWorker
 from .rt import name_current_thread, release_free_memory, settle_heap, thread_names
 from .settings import Settings, user_kit_dir
@@ -58,7 +55,6 @@ log = logging.getLogger(__name__)
 
 KIT_WATCH_SECONDS = 1.0  # a slow poll: one stat() a second costs nothing at rest
 TRIM_EVERY = 30  # kit checks between two returns of free memory while sounds are freed (30 s)
-MAX_PENDING_JOBS = 8  # kit, model and encode requests waiting their turn
 KIT_THREAD = "dkvae-kit"
 JOBS_THREAD = "dkvae-jobs"
 
@@ -85,8 +81,8 @@ class Engine:
             settings.kit_dir or (settings.kit.parent if settings.kit else user_kit_dir())
         ).resolve()
         self.allowed_dirs = (self.kit_dir, *(d.resolve() for d in settings.allow_dirs))
-        # a learn under way: (note, dim, axis or None, who asked)
-        self._learning: tuple[int, int, str | None, Sender] | None = None
+        # a learn under way: (note, dim, axis or None, whom to tell (controller, channel))
+        self._learning: tuple[int, int, str | None, Callable[[int, int], None]] | None = None
         self._kit_stamp = self._stamp(self.kit_path)
         self.mixer = Mixer(settings.polyphony, settings.master_gain)
         self._output_of = router(settings.outputs)
@@ -94,10 +90,9 @@ class Engine:
         self.renderer: RenderWorker | None = None
         self.midi: MidiInput | None = None
         self.osc: OscServer | None = None
+        self.osc_api: OscApi | None = None
         self.device_name = self.host_api = self.midi_port = ""
         self.samplerate = 0
-        self._osc_triggers = 0
-        self._pending_jobs = 0
         self._program_lock = threading.Lock()
         self._program_wanted: int | None = None  # the latest program change not yet acted on
         self._program_job = False  # a job is acting on program changes
@@ -177,7 +172,7 @@ class Engine:
         self.pads.on_change = self.renderer.request
         if s.midi:
             self._open_midi()
-        self._register_osc(self.osc)
+        self.osc_api = OscApi(self, self.osc)
         self.audio.start()
         if self.midi:
             self.midi.start()
@@ -278,7 +273,7 @@ class Engine:
             return
         learning = self._learning
         if learning is not None:
-            note, dim, axis, sender = learning
+            note, dim, axis, on_learned = learning
             self._learning = None
             self.cc = [
                 m
@@ -293,12 +288,7 @@ class Engine:
                 note,
                 f"axis {axis}" if axis else f"dimension {dim}",
             )
-            if self.osc and axis:
-                self.osc.reply(
-                    sender, "/dkvae/pad/learned_axis", note, axis, controller, channel + 1
-                )
-            elif self.osc:
-                self.osc.reply(sender, "/dkvae/pad/learned", note, dim, controller, channel + 1)
+            on_learned(controller, channel)
         for mapping in self.cc:
             if mapping.controller == controller and mapping.channel in (None, channel):
                 try:
@@ -308,6 +298,17 @@ class Engine:
                         self.pads.set_dim(mapping.note, mapping.dim, mapping.value(value))
                 except ValueError as exc:
                     self.dropped.count("midi.cc_unmapped", str(exc))
+
+    def learn(
+        self, note: int, dim: int, axis: str | None, on_learned: Callable[[int, int], None]
+    ) -> None:
+        """Have the next MIDI controller moved drive pad `note`'s latent dimension `dim`, or
+        its timbre axis `axis`; `on_learned(controller, channel)` is told which it was."""
+        if axis is None:
+            check_cc(CcMapping(0, note, dim), self.pads.snapshot(), self.pads.latent_size)
+        self._learning = (note, dim, axis, on_learned)
+        what = f"axis {axis}" if axis else f"dimension {dim}"
+        log.info("learning: the next MIDI controller moved drives pad %d %s", note, what)
 
     def _program_change(self, program: int) -> None:
         """MIDI program change (the MIDI thread): load its kit on the job thread. Changes that
@@ -346,6 +347,10 @@ class Engine:
         log.info("program %d: kit %r", program, self.kit_name)
 
     # -- kits and models -------------------------------------------------------------------
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run slow work (kits, models, encoding) on the job thread, one at a time."""
+        self._jobs.submit(work)
+
     def current_kit(self) -> Kit:
         return Kit(self.kit_name, self.pads.snapshot(), tuple(self.cc), self.kit_program)
 
@@ -445,6 +450,11 @@ class Engine:
         log.info("model %s (%s) loaded from %s", info.name, info.model_kind, decoder.path)
         return decoder
 
+    @property
+    def info(self) -> ModelInfo:
+        """The model playing, or the one about to (a model load under way)."""
+        return self.decoder.info
+
     def set_axis(self, note: int, name: int | str, value: float) -> tuple[float, ...]:
         """Put one timbre axis of a pad at `value` (-3..3); its values in AXIS_NAMES order."""
         pad = self.pads.get(note)
@@ -452,6 +462,14 @@ class Engine:
             raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
         changes = move(pad, self.decoder.info.axes, name, value)
         return axis_values(self.pads.update(note, **changes))
+
+    def reset_pad(self, note: int) -> None:
+        """Put a pad's latent and axes back as its kit had them (the GM map's, for a new pad)."""
+        loaded = self._loaded.get(note)
+        if loaded is None:
+            info = self.decoder.info
+            loaded = (default_pads(info.class_names, info.latent_size)[note].latent, ())
+        self.pads.update(note, latent=loaded[0], axes=loaded[1])
 
     def encode_into_pad(self, note: int, path: Path) -> tuple[float, ...]:
         if self.encoder is None:
@@ -486,7 +504,8 @@ class Engine:
                 self.audio.output_ports() if isinstance(self.audio, JackOutput) else ()
             ),
             "xruns": self.mixer.xruns,
-            "notes_received": (self.midi.notes if self.midi else 0) + self._osc_triggers,
+            "notes_received": (self.midi.notes if self.midi else 0)
+            + (self.osc_api.triggers if self.osc_api else 0),
             "notes_played": self.mixer.notes_played,
             "notes_without_sound": self.mixer.notes_without_sound,
             "voices_active": self.mixer.voices_active,
@@ -507,233 +526,3 @@ class Engine:
             "dropped": self.dropped.total() + self.mixer.midi_overflow,
             **{f"dropped.{k}": v for k, v in sorted(dropped.items())},
         }
-
-    # -- OSC address space: docs/osc.md ------------------------------------------------------
-    def _register_osc(self, osc: OscServer) -> None:
-        osc.add("/dkvae/trigger", "note:i velocity:i?", self._osc_trigger)
-        osc.add("/dkvae/stop", "", lambda args, sender: self.stop_all())
-        osc.add("/dkvae/pad/latent", "note:i values:f*", self._osc_latent)
-        osc.add("/dkvae/pad/dim", "note:i dim:i value:f", self._osc_dim)
-        osc.add("/dkvae/pad/class", "note:i class:n", self._osc_class)
-        for field in (
-            "gain",
-            "pan",
-            "choke_group",
-            "polyphony",
-            "velocity_curve",
-            "timbre_amount",
-            "variation",
-        ):
-            kind = "i" if field in ("choke_group", "polyphony") else "f"
-            osc.add(f"/dkvae/pad/{field}", f"note:i {field}:{kind}", self._osc_field(field))
-        osc.add("/dkvae/pad/timbre_direction", "note:i values:f*", self._osc_timbre_direction)
-        osc.add("/dkvae/pad/randomize", "note:i amount:f?", self._osc_randomize)
-        osc.add("/dkvae/pad/reset", "note:i", self._osc_reset)
-        osc.add("/dkvae/pad/get", "note:i", self._osc_get)
-        osc.add("/dkvae/pad/learn", "note:i dim:i", self._osc_learn)
-        osc.add("/dkvae/pad/axis", "note:i name:n value:f", self._osc_axis)
-        osc.add("/dkvae/pad/axes", "note:i", self._osc_axes)
-        osc.add("/dkvae/pad/learn_axis", "note:i name:n", self._osc_learn_axis)
-        osc.add("/dkvae/pad/encode", "note:i path:s", self._osc_encode)
-        osc.add("/dkvae/kit/save", "path:s?", self._osc_kit_save)
-        osc.add("/dkvae/kit/load", "path:s", self._osc_kit_load)
-        osc.add("/dkvae/kit/export", "path:s force:i?", self._osc_kit_export)
-        osc.add("/dkvae/kit/list", "", self._osc_kit_list)
-        osc.add("/dkvae/model/load", "path:s", self._osc_model_load)
-        osc.add("/dkvae/status", "", self._osc_status)
-        osc.add("/dkvae/reply_to", "port:i", lambda a, sender: osc.set_reply_port(sender, a[0]))
-
-    def _note(self, note: int) -> int:
-        if not 0 <= note <= 127:
-            raise ValueError(f"note must be in range 0..127, got {note}")
-        if self.pads.get(note) is None:
-            raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
-        return note
-
-    def _job(self, address: str, sender: Sender, work: Any) -> None:
-        """Run slow work off the OSC thread; its errors go back to the sender."""
-        assert self.osc is not None
-        osc = self.osc
-        if self._pending_jobs >= MAX_PENDING_JOBS:
-            raise ValueError("busy: too many kit, model and encode requests waiting")
-        self._pending_jobs += 1
-
-        def run() -> None:
-            try:
-                work()
-            except (ValueError, KitError, ModelError, ExportError, OSError) as exc:
-                self.dropped.count("osc.invalid", f"{address}: {exc}")
-                osc.reply(sender, "/dkvae/error", address, str(exc))
-            except Exception as exc:
-                log.exception("%s failed", address)
-                osc.reply(sender, "/dkvae/error", address, f"internal error: {exc!r}")
-            finally:
-                self._pending_jobs -= 1
-
-        self._jobs.submit(run)
-
-    def _osc_trigger(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        velocity = args[1] if len(args) > 1 else 100
-        if not 1 <= velocity <= 127:
-            raise ValueError(f"velocity must be in range 1..127, got {velocity}")
-        self._osc_triggers += 1
-        self.note_on(note, velocity)
-
-    def _osc_latent(self, args: list[Any], sender: Sender) -> None:
-        self.pads.update(self._note(args[0]), latent=args[1:])
-
-    def _osc_dim(self, args: list[Any], sender: Sender) -> None:
-        self.pads.set_dim(self._note(args[0]), args[1], args[2])
-
-    def _osc_class(self, args: list[Any], sender: Sender) -> None:
-        note, value = self._note(args[0]), args[1]
-        names = self.pads.class_names
-        if isinstance(value, int):
-            if not 0 <= value < len(names):
-                raise ValueError(f"class index must be in range 0..{len(names) - 1}, got {value}")
-            value = names[value]
-        self.pads.update(note, class_name=value)
-
-    def _osc_field(self, field: str) -> Any:
-        def handler(args: list[Any], sender: Sender) -> None:
-            self.pads.update(self._note(args[0]), **{field: args[1]})
-
-        return handler
-
-    def _osc_timbre_direction(self, args: list[Any], sender: Sender) -> None:
-        self.pads.update(self._note(args[0]), timbre_direction=args[1:])
-
-    def _osc_randomize(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        amount = args[1] if len(args) > 1 else 1.0
-        if not 0.0 <= amount <= 3.0:
-            raise ValueError(f"amount must be in range 0..3, got {amount}")
-        rng = np.random.default_rng()
-        pad = self.pads.get(note)
-        assert pad is not None
-        where = self.decoder.info.class_latents.get(pad.class_name)
-        if where is None:
-            latent = rng.normal(0.0, amount, self.pads.latent_size)
-        else:  # a random sound of the pad's class: from where its real sounds lie
-            latent = where.sample(rng, amount)
-        self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).round(4).tolist())
-        self._osc_get([note], sender)
-
-    def _osc_reset(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        loaded = self._loaded.get(note)
-        if loaded is None:
-            info = self.decoder.info
-            loaded = (default_pads(info.class_names, info.latent_size)[note].latent, ())
-        self.pads.update(note, latent=loaded[0], axes=loaded[1])
-        self._osc_get([note], sender)
-
-    def _osc_get(self, args: list[Any], sender: Sender) -> None:
-        pad = self.pads.get(self._note(args[0]))
-        assert pad is not None and self.osc is not None
-        self.osc.reply(
-            sender, "/dkvae/pad", pad.note, pad.class_name, pad.gain, pad.pan, *pad.latent
-        )
-
-    def _osc_learn(self, args: list[Any], sender: Sender) -> None:
-        note, dim = self._note(args[0]), args[1]
-        check_cc(CcMapping(0, note, dim), self.pads.snapshot(), self.pads.latent_size)
-        self._learning = (note, dim, None, sender)
-        log.info("learning: the next MIDI controller moved drives pad %d dimension %d", note, dim)
-
-    def _osc_axis(self, args: list[Any], sender: Sender) -> None:
-        self.set_axis(self._note(args[0]), args[1], args[2])
-
-    def _osc_axes(self, args: list[Any], sender: Sender) -> None:
-        pad = self.pads.get(self._note(args[0]))
-        assert pad is not None and self.osc is not None
-        self.osc.reply(sender, "/dkvae/pad/axes", pad.note, *axis_values(pad))
-
-    def _osc_learn_axis(self, args: list[Any], sender: Sender) -> None:
-        note, axis = self._note(args[0]), AXIS_NAMES[axis_index(args[1])]
-        self._learning = (note, 0, axis, sender)
-        log.info("learning: the next MIDI controller moved drives pad %d axis %s", note, axis)
-
-    def _osc_encode(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        path = confine(args[1], self.kit_dir, self.allowed_dirs)
-
-        def work() -> None:
-            self.encode_into_pad(note, path)
-            self._osc_get([note], sender)
-
-        self._job("/dkvae/pad/encode", sender, work)
-
-    def _osc_kit_save(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-        if args:
-            path = confine(args[0], self.kit_dir, self.allowed_dirs, KIT_SUFFIX)
-        elif self.kit_path is not None and self.kit_path.is_relative_to(self.kit_dir):
-            path = self.kit_path
-        else:
-            path = self.kit_dir / f"{self.kit_name}{KIT_SUFFIX}"
-
-        def work() -> None:
-            self.save_kit_file(path)
-            osc.reply(sender, "/dkvae/kit/saved", str(path))
-
-        self._job("/dkvae/kit/save", sender, work)
-
-    def _osc_kit_load(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-        path = confine(args[0], self.kit_dir, self.allowed_dirs, KIT_SUFFIX)
-
-        def work() -> None:
-            kit = self.load_kit_file(path)
-            osc.reply(sender, "/dkvae/kit/loaded", kit.name, str(path))
-
-        self._job("/dkvae/kit/load", sender, work)
-
-    def _osc_kit_export(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-        path = confine(args[0], self.kit_dir, self.allowed_dirs)
-        force = bool(args[1]) if len(args) > 1 else False
-        kit, decoder = self.current_kit(), self.decoder  # as they are now, whatever comes
-
-        def work() -> None:
-            # On the job thread: the decoder's session runs here beside the render worker's
-            # runs (onnxruntime allows it); the audio callback never waits for either.
-            export_kit(decoder, kit, path, samplerate=self.samplerate, force=force)
-            log.info("kit %r exported to %s", kit.name, path)
-            osc.reply(sender, "/dkvae/kit/exported", str(path))
-
-        self._job("/dkvae/kit/export", sender, work)
-
-    def _osc_kit_list(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-
-        def work() -> None:
-            entries = kit_folder(self.kit_dir)
-            for entry in entries:
-                program = -1 if entry.program is None else entry.program
-                osc.reply(sender, "/dkvae/kit/entry", program, entry.name, str(entry.path))
-            osc.reply(sender, "/dkvae/kit/list/end", len(entries))
-
-        self._job("/dkvae/kit/list", sender, work)
-
-    def _osc_model_load(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-        path = confine(args[0], self.kit_dir, self.allowed_dirs)
-
-        def work() -> None:
-            info = self.load_model(path).info
-            osc.reply(sender, "/dkvae/model/loaded", info.name, str(info.path))
-
-        self._job("/dkvae/model/load", sender, work)
-
-    def _osc_status(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        for key, value in self.status().items():
-            self.osc.reply(sender, f"/dkvae/status/{key}", value)
-        self.osc.reply(sender, "/dkvae/status/end")

@@ -15,6 +15,7 @@ from synth_models import contract_model, sine_decoder
 
 from dkvae_live.engine import Engine
 from dkvae_live.model import Decoder, ModelError
+from dkvae_live.osc_api import OscApi
 from dkvae_live.osc_in import OscServer
 from dkvae_live.settings import Settings
 
@@ -33,7 +34,7 @@ def test_daemon_registers_exactly_the_documented_osc_addresses(sine_model: Path)
     engine = Engine(Settings(model=sine_model))
     server = OscServer("127.0.0.1", 0, lambda reason, detail: None)
     try:
-        engine._register_osc(server)
+        OscApi(engine, server)
         assert server.signatures == documented_addresses()
     finally:
         server.stop()
