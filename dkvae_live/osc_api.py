@@ -106,7 +106,8 @@ class OscApi:
         osc.add("/dkvae/reply_to", "port:i", lambda a, sender: osc.set_reply_port(sender, a[0]))
 
     def _note(self, note: int) -> int:
-        """`note`, if a pad plays it."""
+        """`note`, if a pad plays it: a setting or question for a pad that is not there is a
+        bad request (a trigger of one is a note that plays nothing, see _trigger)."""
         if not 0 <= note <= 127:
             raise ValueError(f"note must be in range 0..127, got {note}")
         pads = self.engine.pads
@@ -136,12 +137,13 @@ class OscApi:
 
     # -- playing -----------------------------------------------------------------------------
     def _trigger(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        velocity = args[1] if len(args) > 1 else 100
+        note, velocity = args[0], args[1] if len(args) > 1 else 100
+        if not 0 <= note <= 127:
+            raise ValueError(f"note must be in range 0..127, got {note}")
         if not 1 <= velocity <= 127:
             raise ValueError(f"velocity must be in range 1..127, got {velocity}")
         self.triggers += 1
-        self.engine.note_on(note, velocity)
+        self.engine.note_on(note, velocity)  # a note without a pad: note.unmapped, as on MIDI
 
     # -- pads --------------------------------------------------------------------------------
     def _latent(self, args: list[Any], sender: Sender) -> None:
