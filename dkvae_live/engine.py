@@ -47,14 +47,14 @@ from .pad_axes import values as axis_values
 from .pads import Pad, PadBank, default_pads
 from .programs import kit_for_program
 from .renderer import RenderWorker
-from .rt import name_current_thread, release_free_memory, settle_heap, thread_names
+from .rt import name_current_thread, settle_heap, thread_names
 from .settings import Settings, user_kit_dir
 from .stats import Dropped
+from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 KIT_WATCH_SECONDS = 1.0  # a slow poll: one stat() a second costs nothing at rest
-TRIM_EVERY = 30  # kit checks between two returns of free memory while sounds are freed (30 s)
 KIT_THREAD = "dkvae-kit"
 JOBS_THREAD = "dkvae-jobs"
 
@@ -104,6 +104,7 @@ class Engine:
             initargs=(JOBS_THREAD,),
         )
         self._watcher = threading.Thread(target=self._watch_kit, name=KIT_THREAD, daemon=True)
+        self._sweeper = Sweeper(self.mixer)
 
     def _initial_kit(self) -> Kit:
         """The kit given, else the shipped default kit if it fits the model, else the GM map."""
@@ -178,6 +179,7 @@ class Engine:
             self.midi.start()
         self.osc.start()
         self._watcher.start()
+        self._sweeper.start()
         self.renderer.start(render_all=True)  # last: the inputs are served meanwhile
 
     def _add_outputs(self, pads: Iterable[Pad], class_names: tuple[str, ...]) -> None:
@@ -234,7 +236,7 @@ class Engine:
         # callback would wait for the GIL that the closing thread holds.
         if self.audio is not None:
             self.audio.close()
-        for part in (self.midi, self.osc, self.renderer):
+        for part in (self.midi, self.osc, self.renderer, self._sweeper):
             if part is not None:
                 part.stop()
         self._jobs.shutdown(wait=False, cancel_futures=True)
@@ -396,24 +398,9 @@ class Engine:
         return (st.st_mtime_ns, st.st_size) if st else None
 
     def _watch_kit(self) -> None:
-        """Reload the kit when its file changes on disk; free the sounds no voice plays any
-        more; return free memory to the system once no more sounds are being freed (a pad
-        moved, a kit or model loaded, or the start-up), and now and then while they are. At
-        rest that is one stat() a second and nothing else."""
+        """Reload the kit when its file changes on disk: one stat() a second."""
         name_current_thread(KIT_THREAD)
-        freed = since_trim = 0
-        trim_due = True  # what the start-up freed
         while not self._stopping.wait(KIT_WATCH_SECONDS):
-            since_trim += 1
-            self.mixer.sweep()
-            count = self.mixer.sounds_freed  # read once: the render worker also frees
-            quiet = count == freed
-            freed = count
-            trim_due = trim_due or not quiet
-            if trim_due and (quiet or since_trim >= TRIM_EVERY):
-                release_free_memory()
-                trim_due = False
-                since_trim = 0
             stamp = self._stamp(self.kit_path)
             if stamp is not None and stamp != self._kit_stamp:
                 self._kit_stamp = stamp
