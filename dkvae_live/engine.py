@@ -66,12 +66,11 @@ class Engine:
     def __init__(self, settings: Settings, on_ready: Callable[[], None] = lambda: None) -> None:
         self._created = time.time()  # saves of kits older than this are no longer under way
         self.settings = settings
-        self._on_ready = on_ready
         self.dropped = Dropped(log)
-        self.decoder = Decoder(settings.model)
-        self.encoder = self._encoder_beside(self.decoder)
-        kit = self._initial_kit()
-        info = self.decoder.info
+        decoder = Decoder(settings.model)  # the render worker's: it alone runs and swaps it
+        self.encoder = self._encoder_beside(decoder)
+        info = decoder.info
+        kit = self._initial_kit(info)
         self.pads = PadBank(kit.pads, info.class_names, info.latent_size)
         self._loaded = {note: (pad.latent, pad.axes) for note, pad in kit.pads.items()}
         self.kit_name = kit.name
@@ -86,8 +85,18 @@ class Engine:
         self._kit_stamp = self._stamp(self.kit_path)
         self.mixer = Mixer(settings.polyphony, settings.master_gain)
         self._output_of = router(settings.outputs)
+        self.renderer = RenderWorker(
+            decoder,
+            self.pads,
+            0,  # the device's rate, known once the audio is open: start() tells the worker
+            self.mixer.publish,
+            unpublish=self.mixer.unpublish,
+            on_rejected=lambda note, reason: self.dropped.count(reason, f"pad {note}"),
+            hits=self.mixer.hits,
+            on_first_pass=on_ready,
+            output_of=self._output_of,
+        )
         self.audio: AudioOutput | None = None
-        self.renderer: RenderWorker | None = None
         self.midi: MidiInput | None = None
         self.osc: OscServer | None = None
         self.osc_api: OscApi | None = None
@@ -106,9 +115,8 @@ class Engine:
         self._watcher = threading.Thread(target=self._watch_kit, name=KIT_THREAD, daemon=True)
         self._sweeper = Sweeper(self.mixer)
 
-    def _initial_kit(self) -> Kit:
+    def _initial_kit(self, info: ModelInfo) -> Kit:
         """The kit given, else the shipped default kit if it fits the model, else the GM map."""
-        info = self.decoder.info
         path = self.settings.kit
         if path is not None:
             self.kit_path: Path | None = path.resolve()
@@ -158,18 +166,7 @@ class Engine:
                 s.outputs,
                 self.host_api,
             )
-        self._add_outputs(self.pads.snapshot().values(), self.decoder.info.class_names)
-        self.renderer = RenderWorker(
-            self.decoder,
-            self.pads,
-            self.samplerate,
-            self.mixer.publish,
-            unpublish=self.mixer.unpublish,
-            on_rejected=lambda note, reason: self.dropped.count(reason, f"pad {note}"),
-            hits=self.mixer.hits,
-            on_first_pass=self._on_ready,
-            output_of=self._output_of,
-        )
+        self._add_outputs(self.pads.snapshot().values(), self.info.class_names)
         self.pads.on_change = self.renderer.request
         if s.midi:
             self._open_midi()
@@ -180,7 +177,8 @@ class Engine:
         self.osc.start()
         self._watcher.start()
         self._sweeper.start()
-        self.renderer.start(render_all=True)  # last: the inputs are served meanwhile
+        # last: the inputs are served meanwhile
+        self.renderer.start(render_all=True, device_rate=self.samplerate)
 
     def _add_outputs(self, pads: Iterable[Pad], class_names: tuple[str, ...]) -> None:
         """Make the output pairs that `--outputs` wants for these pads and classes and has not
@@ -248,12 +246,11 @@ class Engine:
             return
         if not self.mixer.note_on(note, velocity):  # the mixer clamps it to 1..127
             self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
-        if self.renderer is not None:
-            self.renderer.hit()
+        self.renderer.hit()
 
     def _note_played_by_callback(self, note: int, velocity: int) -> None:
         """A JACK MIDI note-on: the audio callback played it already; count what it missed."""
-        if self._has_pad(note) and self.renderer is not None:
+        if self._has_pad(note):
             self.renderer.hit()
 
     def _has_pad(self, note: int) -> bool:
@@ -358,7 +355,7 @@ class Engine:
 
     def load_kit_file(self, path: Path) -> Kit:
         """Load a kit and play it; a kit that does not load changes nothing (KitError)."""
-        info = self.decoder.info
+        info = self.info
         kit = load_kit(path, info.class_names, info.latent_size)
         self._add_outputs(kit.pads.values(), info.class_names)
         self.pads.replace_all(kit.pads)
@@ -410,7 +407,7 @@ class Engine:
     def load_model(self, path: Path | None) -> Decoder:
         """Swap in another decoder while the old one keeps playing; ModelError if it cannot."""
         decoder = Decoder(path)
-        info, old = decoder.info, self.decoder.info
+        info, old = decoder.info, self.info
         if info.latent_size != old.latent_size:
             raise ModelError(
                 f"{decoder.path}: latent size {info.latent_size}, the kit's pads "
@@ -427,19 +424,22 @@ class Engine:
         # without the GIL) could take this thread's core while it held it. The old sessions
         # are let go of by the render worker, one at a time.
         encoder = self._encoder_beside(decoder)
-        assert self.renderer is not None
         self._add_outputs(self.pads.snapshot().values(), info.class_names)
         self.pads.class_names = info.class_names
-        retired = self.encoder
-        self.decoder, self.encoder = decoder, encoder
+        retired, self.encoder = self.encoder, encoder
         settle_heap()
         self.renderer.swap_decoder(decoder, retired)
         log.info("model %s (%s) loaded from %s", info.name, info.model_kind, decoder.path)
         return decoder
 
     @property
+    def decoder(self) -> Decoder:
+        """The render worker's decoder, or the one it is about to take (a model load)."""
+        return self.renderer.latest_decoder
+
+    @property
     def info(self) -> ModelInfo:
-        """The model playing, or the one about to (a model load under way)."""
+        """What the model playing (or about to) says about itself."""
         return self.decoder.info
 
     def set_axis(self, note: int, name: int | str, value: float) -> tuple[float, ...]:
@@ -447,28 +447,28 @@ class Engine:
         pad = self.pads.get(note)
         if pad is None:
             raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
-        changes = move(pad, self.decoder.info.axes, name, value)
+        changes = move(pad, self.info.axes, name, value)
         return axis_values(self.pads.update(note, **changes))
 
     def reset_pad(self, note: int) -> None:
         """Put a pad's latent and axes back as its kit had them (the GM map's, for a new pad)."""
         loaded = self._loaded.get(note)
         if loaded is None:
-            info = self.decoder.info
+            info = self.info
             loaded = (default_pads(info.class_names, info.latent_size)[note].latent, ())
         self.pads.update(note, latent=loaded[0], axes=loaded[1])
 
     def encode_into_pad(self, note: int, path: Path) -> tuple[float, ...]:
         if self.encoder is None:
             raise ValueError("this model has no encoder (encoder.onnx beside decoder.onnx)")
-        info = self.decoder.info
+        info = self.info
         sound = read_sound(path, info.sample_rate, info.num_samples)
         latent = self.encoder.encode(sound[None])[0]
         return self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).tolist()).latent
 
     def status(self) -> dict[str, Any]:
-        assert self.audio is not None and self.renderer is not None
-        info = self.decoder.info
+        assert self.audio is not None
+        info = self.info
         notes = self.pads.notes()
         dropped = self.dropped.snapshot()
         if self.mixer.midi_overflow:  # events the JACK callback read and we took too late
