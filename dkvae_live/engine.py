@@ -198,6 +198,8 @@ class Engine:
         s = self.settings
         api = self._midi_api()
         if api == "jack" and isinstance(self.audio, JackOutput):
+            # The callback plays note-ons and stops itself; this thread counts them, and acts
+            # on the rest through the pads (a new sound published), never back into the mixer.
             self.midi = MidiInput(
                 self._note_played_by_callback,
                 self._control,
@@ -211,7 +213,12 @@ class Engine:
             )
             return
         self.midi = MidiInput(
-            self.note_on, self._control, self.dropped.count, s.midi_channel, self._program_change
+            self.note_on,
+            self._control,
+            self.dropped.count,
+            s.midi_channel,
+            self._program_change,
+            on_stop_all=self.stop_all,
         )
         self.midi_port = self.midi.open(api, s.client_name, s.midi_port, "midi_in")
 
@@ -265,11 +272,8 @@ class Engine:
             self.dropped.count("note.queue_full", "stop all: the audio is not keeping up")
 
     def _control(self, channel: int, controller: int, value: int) -> None:
-        """MIDI CC: 120/123 stop every voice; a learn in progress takes the controller; mapped
-        controllers move their pad's latent dimension."""
-        if controller in (120, 123):
-            self.stop_all()
-            return
+        """MIDI CC (not bank select nor a stop): a learn in progress takes the controller;
+        mapped controllers move their pad's latent dimension or axis."""
         learning = self._learning
         if learning is not None:
             note, dim, axis, on_learned = learning

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ from live_harness import Capture, Daemon, MidiSender, dominant_frequency, withou
 from synth_models import expected_frequency
 
 from dkvae_live.audio import JackOutput
-from dkvae_live.mixer import Mixer
+from dkvae_live.mixer import FADE_SECONDS, Mixer
 from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import default_latent
 
@@ -87,6 +88,37 @@ def test_a_midi_note_plays_in_the_jack_cycle_it_arrives_and_only_on_its_channel(
     assert 10 <= status["notes_received"] <= notes_sent  # not the other channel's
     assert status["notes_played"] == status["notes_received"]
     assert status["dropped"] == 0
+
+
+def test_all_notes_off_over_jack_midi_stops_the_voices_in_the_cycle_it_arrives(
+    daemon: Daemon, capture: Capture
+) -> None:
+    """CC 123 (all notes off) and 120 (all sound off) are played by the audio callback, as a
+    note-on is: the voices fade out from the cycle the controller arrives in, not a period or
+    more later after a round trip through Python."""
+    fade = int(FADE_SECONDS * capture.rate)
+    midi = MidiSender(daemon.midi_port)
+    try:
+
+        def rings_on_after(controller: int) -> int:
+            """Frames the sound lasted after the controller's frame."""
+            capture.hit(lambda: midi.note_on(38, 120), seconds=0.01)
+            midi.send([0xB9, controller, 0])
+            midi.flush()
+            time.sleep(0.01)
+            assert capture.first_frame is not None
+            sent = midi.sent_frames[-1] - capture.first_frame
+            tail = capture.segment(sent, fade + 4 * int(capture.client.blocksize))
+            loud = np.flatnonzero(np.abs(tail) > 1e-4)
+            return int(loud[-1]) + 1 if loud.size else 0
+
+        lasted = [
+            without_xrun(daemon, capture, functools.partial(rings_on_after, controller))
+            for controller in (123, 120)
+        ]
+    finally:
+        midi.close()
+    assert all(0 < n <= fade for n in lasted), f"rang {lasted} frames on; the fade is {fade}"
 
 
 def test_osc_latent_change_is_heard_on_the_next_hit_5_ms_later(
