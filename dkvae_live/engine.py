@@ -1,15 +1,15 @@
-"""The engine wires the parts together and owns their threads.
+"""The engine makes the parts, wires them together and owns their threads.
 
-    MIDI thread ─┐                          ┌─> render worker ──> mixer.publish (record swap)
-                 ├─> note-on ─> event ring ─┐ │                            │
-    OSC thread  ─┴─> PadBank change ────────┼─┘                            v
-                                            └──────> audio callback (C): mix voices into out
+It makes the mixer, the pads, the render worker (which owns the decoder), the audio output,
+the MIDI and OSC inputs (the OSC address space is osc_api.py), the sweeper, the kit file
+watcher and the job thread for slow requests; it starts and stops them, and holds what they
+share: the kit playing (its file, its controller mappings) and the model's encoder. What
+each thread does and what crosses between them: docs/architecture.md.
 
-On JACK the MIDI port belongs to the audio client: its C callback plays a note-on in the cycle
-it arrives and hands every MIDI event on to the MIDI thread (counts, controllers, learn).
 A note-on never waits for the model: it only queues an event that the next audio callback
-plays from the sound already rendered for that pad. Slow requests (kits, models, encoding a
-file) run on a job thread of their own, so they never hold up the MIDI or OSC threads either.
+plays from the sound already rendered for that pad (on JACK the callback reads MIDI and plays
+it itself). Slow requests (kits, models, encoding a file) run on the job thread, so they never
+hold up the MIDI or OSC threads either.
 """
 
 from __future__ import annotations

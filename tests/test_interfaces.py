@@ -281,3 +281,11 @@ def test_contract_module_names_exactly_what_the_document_says() -> None:
     files = f"holding `{contract.DECODER_FILE}`, optionally `{contract.ENCODER_FILE}`"
     assert files in " ".join(text.split())
     assert f"`{contract.MODEL_CARD_FILE}`" in text
+
+
+def test_the_readme_layout_names_every_module_of_the_daemon() -> None:
+    text = (ROOT / "README.md").read_text()
+    layout = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    modules = {p.name for p in (ROOT / "dkvae_live").glob("*.py")} | {"_mixer.c"}
+    missing = sorted(m for m in modules - {"__init__.py"} if m not in layout)
+    assert not missing, f"README's Layout section lacks {missing}"
