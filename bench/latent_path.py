@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, choose_model, conditions, stats, table, write_json
 
-from dkvae_live.events import PadSound
 from dkvae_live.kit import DEFAULT_KIT, load_kit
 from dkvae_live.model import Decoder
+from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import PadBank, default_pads
 from dkvae_live.renderer import RenderWorker, prepare_sound
 

@@ -7,8 +7,10 @@
  *   - the audio backend calls dk_mix (PortAudio, offline render) or hands dk_jack_process to
  *     JACK as the process callback itself, so on JACK the audio thread never enters Python.
  *     There it also reads the daemon's JACK MIDI input: a note-on plays in the very cycle it
- *     arrives, and every MIDI event goes on to Python (counting, controllers, learn) through
- *     a second ring, whose reader sleeps until the callback wakes it.
+ *     arrives, and so does all notes off or all sound off (CC 123, 120); every MIDI event goes
+ *     on to Python (counting, the other controllers, learn, program changes) through a second
+ *     ring, whose reader sleeps until the callback wakes it. Nothing comes back: what Python
+ *     does with MIDI reaches the audio as a new sound published, never as an event pushed.
  * The audio side takes no lock, allocates nothing and never blocks. A sound record is reused
  * only after its note has moved on, one audio cycle has passed and no voice plays it; the
  * buffers of a replaced sound are Python's, freed by a Python thread (Mixer.sweep), never here.
@@ -71,6 +73,8 @@
 #define DK_MIDI_EVENTS 8192 /* a power of two */
 #define DK_MIDI_BYTES 8     /* bytes kept of each MIDI event (SysEx is only counted) */
 #define DK_ALL_CHANNELS -1
+#define DK_ALL_SOUND_OFF 120 /* controllers that stop every voice: midi_in.STOP_ALL too */
+#define DK_ALL_NOTES_OFF 123
 #define DK_JACK_THREAD "dkvae-jack" /* the name of libjack's threads for us (ps -L, top -H) */
 #define DK_PAIRS 33 /* output pairs: the main one (0, the whole mix) and up to 32 more (JACK) */
 
@@ -381,6 +385,11 @@ static void note_on(dk_mixer *m, int note, int velocity) {
     atomic_fetch_add(&m->notes_played, 1);
 }
 
+static void stop_all(dk_mixer *m) {
+    for (int s = 0; s < m->slots; s++)
+        if (m->voices[s].sound >= 0) fade(&m->voices[s]);
+}
+
 static void play_events(dk_mixer *m) {
     unsigned tail = atomic_load_explicit(&m->events_tail, memory_order_relaxed);
     unsigned head = atomic_load_explicit(&m->events_head, memory_order_acquire);
@@ -390,8 +399,7 @@ static void play_events(dk_mixer *m) {
         if (e->kind == DK_NOTE_ON) {
             note_on(m, e->note, velocity);
         } else if (e->kind == DK_STOP_ALL) {
-            for (int s = 0; s < m->slots; s++)
-                if (m->voices[s].sound >= 0) fade(&m->voices[s]);
+            stop_all(m);
         }
     }
     atomic_store_explicit(&m->events_tail, tail, memory_order_release);
@@ -598,6 +606,13 @@ static int plays_note(const uint8_t *b, size_t size, int channel) {
            b[2] > 0 && b[2] < 128 && (channel == DK_ALL_CHANNELS || (b[0] & 0x0F) == channel);
 }
 
+/* A well-formed all sound off or all notes off on that channel: as in MidiInput.handle. */
+static int stops_all(const uint8_t *b, size_t size, int channel) {
+    return size == 3 && (b[0] & 0xF0) == 0xB0 &&
+           (b[1] == DK_ALL_SOUND_OFF || b[1] == DK_ALL_NOTES_OFF) && b[2] < 128 &&
+           (channel == DK_ALL_CHANNELS || (b[0] & 0x0F) == channel);
+}
+
 static void read_midi(dk_mixer *m, uint32_t frames) {
     void *buffer = m->get_buffer(m->midi_port, frames);
     uint32_t count = m->midi_count(buffer);
@@ -609,6 +624,8 @@ static void read_midi(dk_mixer *m, uint32_t frames) {
         if (m->midi_get(&event, buffer, i) != 0) continue;
         if (plays_note(event.buffer, event.size, channel))
             note_on(m, event.buffer[1], event.buffer[2]);
+        else if (stops_all(event.buffer, event.size, channel))
+            stop_all(m);
         if (head - tail >= DK_MIDI_EVENTS) {
             atomic_fetch_add(&m->midi_overflow, 1);
             continue;

@@ -27,7 +27,7 @@ from typing import NoReturn
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .audio import AudioDeviceError
-from .engine import Engine, Settings
+from .engine import Engine
 from .kit import DEFAULT_KIT, KitError, load_kit
 from .kit_export import FORMATS, ExportError, export_kit, parse_formats
 from .midi_in import MidiError, available_apis, list_input_ports
@@ -36,6 +36,7 @@ from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
 from .osc_in import OscError
 from .outputs import OUTPUT_MODES, PER_CLASS, PER_PAD, STEREO
 from .rt import current_thread_name, map_large_buffers_apart, name_current_thread, rename_threads
+from .settings import Settings
 from .space_map import add_arguments as add_map_arguments
 from .space_map import main as map_main
 

@@ -1,37 +1,33 @@
-"""The engine wires the parts together and owns their threads.
+"""The engine makes the parts, wires them together and owns their threads.
 
-    MIDI thread ─┐                          ┌─> render worker ──> mixer.publish (record swap)
-                 ├─> note-on ─> event ring ─┐ │                            │
-    OSC thread  ─┴─> PadBank change ────────┼─┘                            v
-                                            └──────> audio callback (C): mix voices into out
+It makes the mixer, the pads, the render worker (which owns the decoder), the audio output,
+the MIDI and OSC inputs (the OSC address space is osc_api.py), the sweeper, the kit file
+watcher and the job thread for slow requests; it starts and stops them, and holds what they
+share: the kit playing (its file, its controller mappings) and the model's encoder. What
+each thread does and what crosses between them: docs/architecture.md.
 
-On JACK the MIDI port belongs to the audio client: its C callback plays a note-on in the cycle
-it arrives and hands every MIDI event on to the MIDI thread (counts, controllers, learn).
 A note-on never waits for the model: it only queues an event that the next audio callback
-plays from the sound already rendered for that pad. Slow requests (kits, models, encoding a
-file) run on a job thread of their own, so they never hold up the MIDI or OSC threads either.
+plays from the sound already rendered for that pad (on JACK the callback reads MIDI and plays
+it itself). Slow requests (kits, models, encoding a file) run on the job thread, so they never
+hold up the MIDI or OSC threads either.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .audio import AudioOutput, JackOutput, open_output
-from .contract import AXIS_NAMES
 from .kit import (
     DEFAULT_KIT,
-    KIT_SUFFIX,
     CcMapping,
     Kit,
     KitError,
@@ -40,58 +36,27 @@ from .kit import (
     remove_stale_temporaries,
     save_kit,
 )
-from .kit_export import ExportError, export_kit
 from .midi_in import MidiInput
 from .mixer import Mixer
-from .model import Decoder, Encoder, ModelError, read_sound
-from .osc_in import OscServer, Sender
+from .model import Decoder, Encoder, ModelError, ModelInfo, read_sound
+from .osc_api import OscApi
+from .osc_in import OscServer
 from .outputs import STEREO, pairs_wanted, router
-from .pad_axes import axis_index, move
+from .pad_axes import move
 from .pad_axes import values as axis_values
 from .pads import Pad, PadBank, default_pads
-from .paths import confine
-from .programs import kit_folder, kit_for_program
+from .programs import kit_for_program
 from .renderer import RenderWorker
-from .rt import name_current_thread, release_free_memory, settle_heap, thread_names
+from .rt import name_current_thread, settle_heap, thread_names
+from .settings import Settings, user_kit_dir
 from .stats import Dropped
+from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 KIT_WATCH_SECONDS = 1.0  # a slow poll: one stat() a second costs nothing at rest
-TRIM_EVERY = 30  # kit checks between two returns of free memory while sounds are freed (30 s)
-MAX_PENDING_JOBS = 8  # kit, model and encode requests waiting their turn
 KIT_THREAD = "dkvae-kit"
 JOBS_THREAD = "dkvae-jobs"
-
-
-def user_kit_dir() -> Path:
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "dkvae-live" / "kits"
-
-
-@dataclass
-class Settings:
-    """Everything the daemon can be told on its command line."""
-
-    model: Path | None = None
-    kit: Path | None = None
-    kit_dir: Path | None = None
-    allow_dirs: tuple[Path, ...] = ()
-    device: str | None = None
-    host_api: str | None = None
-    samplerate: int | None = None
-    blocksize: int = 0
-    polyphony: int = 32
-    master_gain: float = 0.5
-    midi: bool = True
-    midi_api: str = "auto"
-    midi_port: str | None = None
-    midi_channel: int | None = None
-    client_name: str = "dkvae"
-    osc_host: str = "127.0.0.1"
-    osc_port: int = 9000
-    osc_allow: tuple[str, ...] = ()
-    outputs: str = STEREO  # outputs.OUTPUT_MODES: which output pair each pad plays on
 
 
 class Engine:
@@ -101,12 +66,11 @@ class Engine:
     def __init__(self, settings: Settings, on_ready: Callable[[], None] = lambda: None) -> None:
         self._created = time.time()  # saves of kits older than this are no longer under way
         self.settings = settings
-        self._on_ready = on_ready
         self.dropped = Dropped(log)
-        self.decoder = Decoder(settings.model)
-        self.encoder = self._encoder_beside(self.decoder)
-        kit = self._initial_kit()
-        info = self.decoder.info
+        decoder = Decoder(settings.model)  # the render worker's: it alone runs and swaps it
+        self.encoder = self._encoder_beside(decoder)
+        info = decoder.info
+        kit = self._initial_kit(info)
         self.pads = PadBank(kit.pads, info.class_names, info.latent_size)
         self._loaded = {note: (pad.latent, pad.axes) for note, pad in kit.pads.items()}
         self.kit_name = kit.name
@@ -116,19 +80,28 @@ class Engine:
             settings.kit_dir or (settings.kit.parent if settings.kit else user_kit_dir())
         ).resolve()
         self.allowed_dirs = (self.kit_dir, *(d.resolve() for d in settings.allow_dirs))
-        # a learn under way: (note, dim, axis or None, who asked)
-        self._learning: tuple[int, int, str | None, Sender] | None = None
+        # a learn under way: (note, dim, axis or None, whom to tell (controller, channel))
+        self._learning: tuple[int, int, str | None, Callable[[int, int], None]] | None = None
         self._kit_stamp = self._stamp(self.kit_path)
         self.mixer = Mixer(settings.polyphony, settings.master_gain)
         self._output_of = router(settings.outputs)
+        self.renderer = RenderWorker(
+            decoder,
+            self.pads,
+            0,  # the device's rate, known once the audio is open: start() tells the worker
+            self.mixer.publish,
+            unpublish=self.mixer.unpublish,
+            on_rejected=lambda note, reason: self.dropped.count(reason, f"pad {note}"),
+            hits=self.mixer.hits,
+            on_first_pass=on_ready,
+            output_of=self._output_of,
+        )
         self.audio: AudioOutput | None = None
-        self.renderer: RenderWorker | None = None
         self.midi: MidiInput | None = None
         self.osc: OscServer | None = None
+        self.osc_api: OscApi | None = None
         self.device_name = self.host_api = self.midi_port = ""
         self.samplerate = 0
-        self._osc_triggers = 0
-        self._pending_jobs = 0
         self._program_lock = threading.Lock()
         self._program_wanted: int | None = None  # the latest program change not yet acted on
         self._program_job = False  # a job is acting on program changes
@@ -140,10 +113,10 @@ class Engine:
             initargs=(JOBS_THREAD,),
         )
         self._watcher = threading.Thread(target=self._watch_kit, name=KIT_THREAD, daemon=True)
+        self._sweeper = Sweeper(self.mixer)
 
-    def _initial_kit(self) -> Kit:
+    def _initial_kit(self, info: ModelInfo) -> Kit:
         """The kit given, else the shipped default kit if it fits the model, else the GM map."""
-        info = self.decoder.info
         path = self.settings.kit
         if path is not None:
             self.kit_path: Path | None = path.resolve()
@@ -193,28 +166,19 @@ class Engine:
                 s.outputs,
                 self.host_api,
             )
-        self._add_outputs(self.pads.snapshot().values(), self.decoder.info.class_names)
-        self.renderer = RenderWorker(
-            self.decoder,
-            self.pads,
-            self.samplerate,
-            self.mixer.publish,
-            unpublish=self.mixer.unpublish,
-            on_rejected=lambda note, reason: self.dropped.count(reason, f"pad {note}"),
-            hits=self.mixer.hits,
-            on_first_pass=self._on_ready,
-            output_of=self._output_of,
-        )
+        self._add_outputs(self.pads.snapshot().values(), self.info.class_names)
         self.pads.on_change = self.renderer.request
         if s.midi:
             self._open_midi()
-        self._register_osc(self.osc)
+        self.osc_api = OscApi(self, self.osc)
         self.audio.start()
         if self.midi:
             self.midi.start()
         self.osc.start()
         self._watcher.start()
-        self.renderer.start(render_all=True)  # last: the inputs are served meanwhile
+        self._sweeper.start()
+        # last: the inputs are served meanwhile
+        self.renderer.start(render_all=True, device_rate=self.samplerate)
 
     def _add_outputs(self, pads: Iterable[Pad], class_names: tuple[str, ...]) -> None:
         """Make the output pairs that `--outputs` wants for these pads and classes and has not
@@ -234,6 +198,8 @@ class Engine:
         s = self.settings
         api = self._midi_api()
         if api == "jack" and isinstance(self.audio, JackOutput):
+            # The callback plays note-ons and stops itself; this thread counts them, and acts
+            # on the rest through the pads (a new sound published), never back into the mixer.
             self.midi = MidiInput(
                 self._note_played_by_callback,
                 self._control,
@@ -247,7 +213,12 @@ class Engine:
             )
             return
         self.midi = MidiInput(
-            self.note_on, self._control, self.dropped.count, s.midi_channel, self._program_change
+            self.note_on,
+            self._control,
+            self.dropped.count,
+            s.midi_channel,
+            self._program_change,
+            on_stop_all=self.stop_all,
         )
         self.midi_port = self.midi.open(api, s.client_name, s.midi_port, "midi_in")
 
@@ -270,7 +241,7 @@ class Engine:
         # callback would wait for the GIL that the closing thread holds.
         if self.audio is not None:
             self.audio.close()
-        for part in (self.midi, self.osc, self.renderer):
+        for part in (self.midi, self.osc, self.renderer, self._sweeper):
             if part is not None:
                 part.stop()
         self._jobs.shutdown(wait=False, cancel_futures=True)
@@ -282,12 +253,11 @@ class Engine:
             return
         if not self.mixer.note_on(note, velocity):  # the mixer clamps it to 1..127
             self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
-        if self.renderer is not None:
-            self.renderer.hit()
+        self.renderer.hit()
 
     def _note_played_by_callback(self, note: int, velocity: int) -> None:
         """A JACK MIDI note-on: the audio callback played it already; count what it missed."""
-        if self._has_pad(note) and self.renderer is not None:
+        if self._has_pad(note):
             self.renderer.hit()
 
     def _has_pad(self, note: int) -> bool:
@@ -302,14 +272,11 @@ class Engine:
             self.dropped.count("note.queue_full", "stop all: the audio is not keeping up")
 
     def _control(self, channel: int, controller: int, value: int) -> None:
-        """MIDI CC: 120/123 stop every voice; a learn in progress takes the controller; mapped
-        controllers move their pad's latent dimension."""
-        if controller in (120, 123):
-            self.stop_all()
-            return
+        """MIDI CC (not bank select nor a stop): a learn in progress takes the controller;
+        mapped controllers move their pad's latent dimension or axis."""
         learning = self._learning
         if learning is not None:
-            note, dim, axis, sender = learning
+            note, dim, axis, on_learned = learning
             self._learning = None
             self.cc = [
                 m
@@ -324,12 +291,7 @@ class Engine:
                 note,
                 f"axis {axis}" if axis else f"dimension {dim}",
             )
-            if self.osc and axis:
-                self.osc.reply(
-                    sender, "/dkvae/pad/learned_axis", note, axis, controller, channel + 1
-                )
-            elif self.osc:
-                self.osc.reply(sender, "/dkvae/pad/learned", note, dim, controller, channel + 1)
+            on_learned(controller, channel)
         for mapping in self.cc:
             if mapping.controller == controller and mapping.channel in (None, channel):
                 try:
@@ -339,6 +301,17 @@ class Engine:
                         self.pads.set_dim(mapping.note, mapping.dim, mapping.value(value))
                 except ValueError as exc:
                     self.dropped.count("midi.cc_unmapped", str(exc))
+
+    def learn(
+        self, note: int, dim: int, axis: str | None, on_learned: Callable[[int, int], None]
+    ) -> None:
+        """Have the next MIDI controller moved drive pad `note`'s latent dimension `dim`, or
+        its timbre axis `axis`; `on_learned(controller, channel)` is told which it was."""
+        if axis is None:
+            check_cc(CcMapping(0, note, dim), self.pads.snapshot(), self.pads.latent_size)
+        self._learning = (note, dim, axis, on_learned)
+        what = f"axis {axis}" if axis else f"dimension {dim}"
+        log.info("learning: the next MIDI controller moved drives pad %d %s", note, what)
 
     def _program_change(self, program: int) -> None:
         """MIDI program change (the MIDI thread): load its kit on the job thread. Changes that
@@ -377,12 +350,16 @@ class Engine:
         log.info("program %d: kit %r", program, self.kit_name)
 
     # -- kits and models -------------------------------------------------------------------
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run slow work (kits, models, encoding) on the job thread, one at a time."""
+        self._jobs.submit(work)
+
     def current_kit(self) -> Kit:
         return Kit(self.kit_name, self.pads.snapshot(), tuple(self.cc), self.kit_program)
 
     def load_kit_file(self, path: Path) -> Kit:
         """Load a kit and play it; a kit that does not load changes nothing (KitError)."""
-        info = self.decoder.info
+        info = self.info
         kit = load_kit(path, info.class_names, info.latent_size)
         self._add_outputs(kit.pads.values(), info.class_names)
         self.pads.replace_all(kit.pads)
@@ -422,24 +399,9 @@ class Engine:
         return (st.st_mtime_ns, st.st_size) if st else None
 
     def _watch_kit(self) -> None:
-        """Reload the kit when its file changes on disk; free the sounds no voice plays any
-        more; return free memory to the system once no more sounds are being freed (a pad
-        moved, a kit or model loaded, or the start-up), and now and then while they are. At
-        rest that is one stat() a second and nothing else."""
+        """Reload the kit when its file changes on disk: one stat() a second."""
         name_current_thread(KIT_THREAD)
-        freed = since_trim = 0
-        trim_due = True  # what the start-up freed
         while not self._stopping.wait(KIT_WATCH_SECONDS):
-            since_trim += 1
-            self.mixer.sweep()
-            count = self.mixer.sounds_freed  # read once: the render worker also frees
-            quiet = count == freed
-            freed = count
-            trim_due = trim_due or not quiet
-            if trim_due and (quiet or since_trim >= TRIM_EVERY):
-                release_free_memory()
-                trim_due = False
-                since_trim = 0
             stamp = self._stamp(self.kit_path)
             if stamp is not None and stamp != self._kit_stamp:
                 self._kit_stamp = stamp
@@ -449,7 +411,7 @@ class Engine:
     def load_model(self, path: Path | None) -> Decoder:
         """Swap in another decoder while the old one keeps playing; ModelError if it cannot."""
         decoder = Decoder(path)
-        info, old = decoder.info, self.decoder.info
+        info, old = decoder.info, self.info
         if info.latent_size != old.latent_size:
             raise ModelError(
                 f"{decoder.path}: latent size {info.latent_size}, the kit's pads "
@@ -466,35 +428,51 @@ class Engine:
         # without the GIL) could take this thread's core while it held it. The old sessions
         # are let go of by the render worker, one at a time.
         encoder = self._encoder_beside(decoder)
-        assert self.renderer is not None
         self._add_outputs(self.pads.snapshot().values(), info.class_names)
         self.pads.class_names = info.class_names
-        retired = self.encoder
-        self.decoder, self.encoder = decoder, encoder
+        retired, self.encoder = self.encoder, encoder
         settle_heap()
         self.renderer.swap_decoder(decoder, retired)
         log.info("model %s (%s) loaded from %s", info.name, info.model_kind, decoder.path)
         return decoder
+
+    @property
+    def decoder(self) -> Decoder:
+        """The render worker's decoder, or the one it is about to take (a model load)."""
+        return self.renderer.latest_decoder
+
+    @property
+    def info(self) -> ModelInfo:
+        """What the model playing (or about to) says about itself."""
+        return self.decoder.info
 
     def set_axis(self, note: int, name: int | str, value: float) -> tuple[float, ...]:
         """Put one timbre axis of a pad at `value` (-3..3); its values in AXIS_NAMES order."""
         pad = self.pads.get(note)
         if pad is None:
             raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
-        changes = move(pad, self.decoder.info.axes, name, value)
+        changes = move(pad, self.info.axes, name, value)
         return axis_values(self.pads.update(note, **changes))
+
+    def reset_pad(self, note: int) -> None:
+        """Put a pad's latent and axes back as its kit had them (the GM map's, for a new pad)."""
+        loaded = self._loaded.get(note)
+        if loaded is None:
+            info = self.info
+            loaded = (default_pads(info.class_names, info.latent_size)[note].latent, ())
+        self.pads.update(note, latent=loaded[0], axes=loaded[1])
 
     def encode_into_pad(self, note: int, path: Path) -> tuple[float, ...]:
         if self.encoder is None:
             raise ValueError("this model has no encoder (encoder.onnx beside decoder.onnx)")
-        info = self.decoder.info
+        info = self.info
         sound = read_sound(path, info.sample_rate, info.num_samples)
         latent = self.encoder.encode(sound[None])[0]
         return self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).tolist()).latent
 
     def status(self) -> dict[str, Any]:
-        assert self.audio is not None and self.renderer is not None
-        info = self.decoder.info
+        assert self.audio is not None
+        info = self.info
         notes = self.pads.notes()
         dropped = self.dropped.snapshot()
         if self.mixer.midi_overflow:  # events the JACK callback read and we took too late
@@ -517,7 +495,8 @@ class Engine:
                 self.audio.output_ports() if isinstance(self.audio, JackOutput) else ()
             ),
             "xruns": self.mixer.xruns,
-            "notes_received": (self.midi.notes if self.midi else 0) + self._osc_triggers,
+            "notes_received": (self.midi.notes if self.midi else 0)
+            + (self.osc_api.triggers if self.osc_api else 0),
             "notes_played": self.mixer.notes_played,
             "notes_without_sound": self.mixer.notes_without_sound,
             "voices_active": self.mixer.voices_active,
@@ -538,233 +517,3 @@ class Engine:
             "dropped": self.dropped.total() + self.mixer.midi_overflow,
             **{f"dropped.{k}": v for k, v in sorted(dropped.items())},
         }
-
-    # -- OSC address space: docs/osc.md ------------------------------------------------------
-    def _register_osc(self, osc: OscServer) -> None:
-        osc.add("/dkvae/trigger", "note:i velocity:i?", self._osc_trigger)
-        osc.add("/dkvae/stop", "", lambda args, sender: self.stop_all())
-        osc.add("/dkvae/pad/latent", "note:i values:f*", self._osc_latent)
-        osc.add("/dkvae/pad/dim", "note:i dim:i value:f", self._osc_dim)
-        osc.add("/dkvae/pad/class", "note:i class:n", self._osc_class)
-        for field in (
-            "gain",
-            "pan",
-            "choke_group",
-            "polyphony",
-            "velocity_curve",
-            "timbre_amount",
-            "variation",
-        ):
-            kind = "i" if field in ("choke_group", "polyphony") else "f"
-            osc.add(f"/dkvae/pad/{field}", f"note:i {field}:{kind}", self._osc_field(field))
-        osc.add("/dkvae/pad/timbre_direction", "note:i values:f*", self._osc_timbre_direction)
-        osc.add("/dkvae/pad/randomize", "note:i amount:f?", self._osc_randomize)
-        osc.add("/dkvae/pad/reset", "note:i", self._osc_reset)
-        osc.add("/dkvae/pad/get", "note:i", self._osc_get)
-        osc.add("/dkvae/pad/learn", "note:i dim:i", self._osc_learn)
-        osc.add("/dkvae/pad/axis", "note:i name:n value:f", self._osc_axis)
-        osc.add("/dkvae/pad/axes", "note:i", self._osc_axes)
-        osc.add("/dkvae/pad/learn_axis", "note:i name:n", self._osc_learn_axis)
-        osc.add("/dkvae/pad/encode", "note:i path:s", self._osc_encode)
-        osc.add("/dkvae/kit/save", "path:s?", self._osc_kit_save)
-        osc.add("/dkvae/kit/load", "path:s", self._osc_kit_load)
-        osc.add("/dkvae/kit/export", "path:s force:i?", self._osc_kit_export)
-        osc.add("/dkvae/kit/list", "", self._osc_kit_list)
-        osc.add("/dkvae/model/load", "path:s", self._osc_model_load)
-        osc.add("/dkvae/status", "", self._osc_status)
-        osc.add("/dkvae/reply_to", "port:i", lambda a, sender: osc.set_reply_port(sender, a[0]))
-
-    def _note(self, note: int) -> int:
-        if not 0 <= note <= 127:
-            raise ValueError(f"note must be in range 0..127, got {note}")
-        if self.pads.get(note) is None:
-            raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
-        return note
-
-    def _job(self, address: str, sender: Sender, work: Any) -> None:
-        """Run slow work off the OSC thread; its errors go back to the sender."""
-        assert self.osc is not None
-        osc = self.osc
-        if self._pending_jobs >= MAX_PENDING_JOBS:
-            raise ValueError("busy: too many kit, model and encode requests waiting")
-        self._pending_jobs += 1
-
-        def run() -> None:
-            try:
-                work()
-            except (ValueError, KitError, ModelError, ExportError, OSError) as exc:
-                self.dropped.count("osc.invalid", f"{address}: {exc}")
-                osc.reply(sender, "/dkvae/error", address, str(exc))
-            except Exception as exc:
-                log.exception("%s failed", address)
-                osc.reply(sender, "/dkvae/error", address, f"internal error: {exc!r}")
-            finally:
-                self._pending_jobs -= 1
-
-        self._jobs.submit(run)
-
-    def _osc_trigger(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        velocity = args[1] if len(args) > 1 else 100
-        if not 1 <= velocity <= 127:
-            raise ValueError(f"velocity must be in range 1..127, got {velocity}")
-        self._osc_triggers += 1
-        self.note_on(note, velocity)
-
-    def _osc_latent(self, args: list[Any], sender: Sender) -> None:
-        self.pads.update(self._note(args[0]), latent=args[1:])
-
-    def _osc_dim(self, args: list[Any], sender: Sender) -> None:
-        self.pads.set_dim(self._note(args[0]), args[1], args[2])
-
-    def _osc_class(self, args: list[Any], sender: Sender) -> None:
-        note, value = self._note(args[0]), args[1]
-        names = self.pads.class_names
-        if isinstance(value, int):
-            if not 0 <= value < len(names):
-                raise ValueError(f"class index must be in range 0..{len(names) - 1}, got {value}")
-            value = names[value]
-        self.pads.update(note, class_name=value)
-
-    def _osc_field(self, field: str) -> Any:
-        def handler(args: list[Any], sender: Sender) -> None:
-            self.pads.update(self._note(args[0]), **{field: args[1]})
-
-        return handler
-
-    def _osc_timbre_direction(self, args: list[Any], sender: Sender) -> None:
-        self.pads.update(self._note(args[0]), timbre_direction=args[1:])
-
-    def _osc_randomize(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        amount = args[1] if len(args) > 1 else 1.0
-        if not 0.0 <= amount <= 3.0:
-            raise ValueError(f"amount must be in range 0..3, got {amount}")
-        rng = np.random.default_rng()
-        pad = self.pads.get(note)
-        assert pad is not None
-        where = self.decoder.info.class_latents.get(pad.class_name)
-        if where is None:
-            latent = rng.normal(0.0, amount, self.pads.latent_size)
-        else:  # a random sound of the pad's class: from where its real sounds lie
-            latent = where.sample(rng, amount)
-        self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).round(4).tolist())
-        self._osc_get([note], sender)
-
-    def _osc_reset(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        loaded = self._loaded.get(note)
-        if loaded is None:
-            info = self.decoder.info
-            loaded = (default_pads(info.class_names, info.latent_size)[note].latent, ())
-        self.pads.update(note, latent=loaded[0], axes=loaded[1])
-        self._osc_get([note], sender)
-
-    def _osc_get(self, args: list[Any], sender: Sender) -> None:
-        pad = self.pads.get(self._note(args[0]))
-        assert pad is not None and self.osc is not None
-        self.osc.reply(
-            sender, "/dkvae/pad", pad.note, pad.class_name, pad.gain, pad.pan, *pad.latent
-        )
-
-    def _osc_learn(self, args: list[Any], sender: Sender) -> None:
-        note, dim = self._note(args[0]), args[1]
-        check_cc(CcMapping(0, note, dim), self.pads.snapshot(), self.pads.latent_size)
-        self._learning = (note, dim, None, sender)
-        log.info("learning: the next MIDI controller moved drives pad %d dimension %d", note, dim)
-
-    def _osc_axis(self, args: list[Any], sender: Sender) -> None:
-        self.set_axis(self._note(args[0]), args[1], args[2])
-
-    def _osc_axes(self, args: list[Any], sender: Sender) -> None:
-        pad = self.pads.get(self._note(args[0]))
-        assert pad is not None and self.osc is not None
-        self.osc.reply(sender, "/dkvae/pad/axes", pad.note, *axis_values(pad))
-
-    def _osc_learn_axis(self, args: list[Any], sender: Sender) -> None:
-        note, axis = self._note(args[0]), AXIS_NAMES[axis_index(args[1])]
-        self._learning = (note, 0, axis, sender)
-        log.info("learning: the next MIDI controller moved drives pad %d axis %s", note, axis)
-
-    def _osc_encode(self, args: list[Any], sender: Sender) -> None:
-        note = self._note(args[0])
-        path = confine(args[1], self.kit_dir, self.allowed_dirs)
-
-        def work() -> None:
-            self.encode_into_pad(note, path)
-            self._osc_get([note], sender)
-
-        self._job("/dkvae/pad/encode", sender, work)
-
-    def _osc_kit_save(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-        if args:
-            path = confine(args[0], self.kit_dir, self.allowed_dirs, KIT_SUFFIX)
-        elif self.kit_path is not None and self.kit_path.is_relative_to(self.kit_dir):
-            path = self.kit_path
-        else:
-            path = self.kit_dir / f"{self.kit_name}{KIT_SUFFIX}"
-
-        def work() -> None:
-            self.save_kit_file(path)
-            osc.reply(sender, "/dkvae/kit/saved", str(path))
-
-        self._job("/dkvae/kit/save", sender, work)
-
-    def _osc_kit_load(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-        path = confine(args[0], self.kit_dir, self.allowed_dirs, KIT_SUFFIX)
-
-        def work() -> None:
-            kit = self.load_kit_file(path)
-            osc.reply(sender, "/dkvae/kit/loaded", kit.name, str(path))
-
-        self._job("/dkvae/kit/load", sender, work)
-
-    def _osc_kit_export(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-        path = confine(args[0], self.kit_dir, self.allowed_dirs)
-        force = bool(args[1]) if len(args) > 1 else False
-        kit, decoder = self.current_kit(), self.decoder  # as they are now, whatever comes
-
-        def work() -> None:
-            # On the job thread: the decoder's session runs here beside the render worker's
-            # runs (onnxruntime allows it); the audio callback never waits for either.
-            export_kit(decoder, kit, path, samplerate=self.samplerate, force=force)
-            log.info("kit %r exported to %s", kit.name, path)
-            osc.reply(sender, "/dkvae/kit/exported", str(path))
-
-        self._job("/dkvae/kit/export", sender, work)
-
-    def _osc_kit_list(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-
-        def work() -> None:
-            entries = kit_folder(self.kit_dir)
-            for entry in entries:
-                program = -1 if entry.program is None else entry.program
-                osc.reply(sender, "/dkvae/kit/entry", program, entry.name, str(entry.path))
-            osc.reply(sender, "/dkvae/kit/list/end", len(entries))
-
-        self._job("/dkvae/kit/list", sender, work)
-
-    def _osc_model_load(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        osc = self.osc
-        path = confine(args[0], self.kit_dir, self.allowed_dirs)
-
-        def work() -> None:
-            info = self.load_model(path).info
-            osc.reply(sender, "/dkvae/model/loaded", info.name, str(info.path))
-
-        self._job("/dkvae/model/load", sender, work)
-
-    def _osc_status(self, args: list[Any], sender: Sender) -> None:
-        assert self.osc is not None
-        for key, value in self.status().items():
-            self.osc.reply(sender, f"/dkvae/status/{key}", value)
-        self.osc.reply(sender, "/dkvae/status/end")

@@ -32,9 +32,9 @@ from typing import cast
 import numpy as np
 import soundfile
 
-from .events import PadSound
 from .kit import Kit, kit_to_toml
 from .model import Decoder
+from .pad_sound import PadSound
 from .pads import Pad, PadBank
 from .renderer import RenderWorker
 

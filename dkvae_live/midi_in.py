@@ -41,6 +41,7 @@ SCAN_SECONDS = 1.0
 
 
 BANK_SELECT = (0, 32)  # controllers: bank select, coarse and fine
+STOP_ALL = (120, 123)  # controllers: all sound off, all notes off (_mixer.c plays them on JACK)
 NO_SOURCES = "none"  # `--midi-port none`: connect no MIDI source by ourselves
 # ALSA sequencer clients 16..127 are the kernel's: sound cards and USB MIDI devices (0 is the
 # system client, 14 Midi Through); clients of programs are numbered from 128.
@@ -115,7 +116,8 @@ def _open_client(api: str, client_name: str) -> Any:
 
 
 class MidiInput:
-    """Reads one MIDI input port and hands notes and controllers to the engine's callbacks."""
+    """Reads one MIDI input port and hands notes, stops, controllers and programs to the
+    engine's callbacks."""
 
     def __init__(
         self,
@@ -124,11 +126,14 @@ class MidiInput:
         on_drop: Callable[[str, str], None],
         channel: int | None = None,
         on_program: Callable[[int], None] = lambda program: None,
+        on_stop_all: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_stop_all`: CC 120 or 123 came (the JACK callback stops the voices itself)."""
         self._on_note_on = on_note_on
         self._on_control = on_control
         self._on_drop = on_drop
         self._on_program = on_program
+        self._on_stop_all = on_stop_all
         self.channel = channel  # 0..15, None = all channels
         self.messages = 0
         self.notes = 0
@@ -348,6 +353,8 @@ class MidiInput:
             if self.bank_selects == 0:
                 log.info("bank select (CC 0/32) ignored: a program change alone picks a kit")
             self.bank_selects += 1
+        elif kind == 0xB0 and data[1] in STOP_ALL:
+            self._on_stop_all()
         elif kind == 0xB0:
             self._on_control(channel, data[1], data[2])
         elif kind == 0xC0:

@@ -22,7 +22,7 @@ from typing import overload
 
 import numpy as np
 
-from .events import PadSound
+from .pad_sound import PadSound
 
 FADE_SECONDS = 0.005  # a cut voice fades out over this long: no click
 LIMIT = 0.98  # the mix never goes above this (-0.2 dBFS); DK_LIMIT in _mixer.c

@@ -30,8 +30,8 @@ from collections.abc import Callable, Collection, Sequence
 import numpy as np
 
 from .dcblock import dc_block
-from .events import PadSound
 from .model import RUN_BATCH, Decoder
+from .pad_sound import PadSound
 from .pads import Pad, PadBank
 from .resample import resample
 from .rt import name_current_thread, promote_current_thread, settle_heap
@@ -235,16 +235,26 @@ class RenderWorker:
         if used_up:
             self._render(sorted(used_up))
 
-    def start(self, render_all: bool = False) -> None:
+    @property
+    def latest_decoder(self) -> Decoder:
+        """The decoder given last: the one rendering, or the one `swap_decoder` gave."""
+        with self._lock:
+            return self._next_decoder or self.decoder
+
+    def start(self, render_all: bool = False, device_rate: int | None = None) -> None:
         """Start the thread; `render_all`: it renders every pad first, then calls
-        `on_first_pass` (a daemon's start: the inputs are served meanwhile)."""
+        `on_first_pass` (a daemon's start: the inputs are served meanwhile). `device_rate`:
+        the audio device's rate, where it was not known when the worker was made."""
+        if device_rate is not None:
+            self.device_rate = device_rate
         self._render_all = render_all
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():  # a daemon whose start failed never started it
+            self._thread.join(timeout=2.0)
 
     def _run(self) -> None:
         name_current_thread(THREAD_NAME)
@@ -273,10 +283,10 @@ class RenderWorker:
                     self._awaiting_first.setdefault(note, since)  # the player waits since
                     self._awaiting_full[note] = since  # a sweep's full pad comes once it is still
                 decoder, self._next_decoder = self._next_decoder, None
-                if decoder is not None:
+                if decoder is not None:  # under the lock: latest_decoder never sees the old
                     self._retired.append(self.decoder)
+                    self.decoder = decoder
             if decoder is not None:
-                self.decoder = decoder
                 self._rendered.clear()
             moving, settled = self._moving_and_settled(dirty)
             first = {n for n in dirty - moving if self._draft_is_cheaper(n)}

@@ -15,9 +15,11 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from synth_models import sine_decoder
 
 from dkvae_live.contract import AXIS_NAMES
-from dkvae_live.engine import Engine, Settings
+from dkvae_live.engine import Engine
 from dkvae_live.kit import load_kit
+from dkvae_live.osc_api import OscApi
 from dkvae_live.osc_in import OscServer
+from dkvae_live.settings import Settings
 
 PITCH = np.array([0.5, 0, 0, 0, 0, 0, 0, 0])  # the sine model's z[0]: half an octave up
 DECAY = np.array([0, 0.25, 0, 0, 0, 0, 0, 0])
@@ -36,8 +38,7 @@ class Remote:
 
     def __init__(self, engine: Engine) -> None:
         self.server = OscServer("127.0.0.1", 0, engine.dropped.count)
-        engine.osc = self.server
-        engine._register_osc(self.server)
+        OscApi(engine, self.server)
         self.server.start()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))

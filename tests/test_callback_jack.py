@@ -120,7 +120,14 @@ def test_every_thread_of_the_daemon_has_a_name_and_the_status_lists_them(
 ) -> None:
     tasks = Path(f"/proc/{daemon.proc.pid}/task")
     names = sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
-    for wanted in ("dkvae-live", "dkvae-audio", "dkvae-osc", "dkvae-midi", "dkvae-render"):
+    for wanted in (
+        "dkvae-live",
+        "dkvae-audio",
+        "dkvae-osc",
+        "dkvae-midi",
+        "dkvae-render",
+        "dkvae-sweep",
+    ):
         assert wanted in names, names
     assert all(name.startswith("dkvae-") for name in names), names
     assert daemon.osc.status()["threads"].split() == names

@@ -101,7 +101,7 @@ def test_evaluate_writes_metrics_sounds_and_generates_from_the_class_latents(
 
 
 def test_randomize_latents_draws_as_the_daemons_randomize_does() -> None:
-    """Same generator, same draws: the class's Gaussian (dkvae_live.engine._osc_randomize), N(0,
+    """Same generator, same draws: the class's Gaussian (dkvae_live.osc_api._randomize), N(0,
     amount) for a class without one, clipped and rounded as a pad stores its latent."""
     mean = np.array([1.0, -2.0, 0.5])
     scale = np.diag([0.1, 0.2, 20.0])

@@ -14,9 +14,11 @@ import pytest
 from osc_doc import documented_addresses
 from synth_models import contract_model, sine_decoder
 
-from dkvae_live.engine import Engine, Settings
+from dkvae_live.engine import Engine
 from dkvae_live.model import Decoder, ModelError
+from dkvae_live.osc_api import OscApi
 from dkvae_live.osc_in import OscServer
+from dkvae_live.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +27,7 @@ def test_daemon_registers_exactly_the_documented_osc_addresses(sine_model: Path)
     engine = Engine(Settings(model=sine_model))
     server = OscServer("127.0.0.1", 0, lambda reason, detail: None)
     try:
-        engine._register_osc(server)
+        OscApi(engine, server)
         assert server.signatures == documented_addresses()
     finally:
         server.stop()
@@ -272,3 +274,11 @@ def test_contract_module_names_exactly_what_the_document_says() -> None:
     files = f"holding `{contract.DECODER_FILE}`, optionally `{contract.ENCODER_FILE}`"
     assert files in " ".join(text.split())
     assert f"`{contract.MODEL_CARD_FILE}`" in text
+
+
+def test_the_readme_layout_names_every_module_of_the_daemon() -> None:
+    text = (ROOT / "README.md").read_text()
+    layout = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    modules = {p.name for p in (ROOT / "dkvae_live").glob("*.py")} | {"_mixer.c"}
+    missing = sorted(m for m in modules - {"__init__.py"} if m not in layout)
+    assert not missing, f"README's Layout section lacks {missing}"

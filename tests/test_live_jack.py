@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -13,8 +14,8 @@ from live_harness import Capture, Daemon, MidiSender, dominant_frequency, withou
 from synth_models import expected_frequency
 
 from dkvae_live.audio import JackOutput
-from dkvae_live.events import PadSound
-from dkvae_live.mixer import Mixer
+from dkvae_live.mixer import FADE_SECONDS, Mixer
+from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import default_latent
 
 pytestmark = pytest.mark.jack
@@ -89,6 +90,37 @@ def test_a_midi_note_plays_in_the_jack_cycle_it_arrives_and_only_on_its_channel(
     assert status["dropped"] == 0
 
 
+def test_all_notes_off_over_jack_midi_stops_the_voices_in_the_cycle_it_arrives(
+    daemon: Daemon, capture: Capture
+) -> None:
+    """CC 123 (all notes off) and 120 (all sound off) are played by the audio callback, as a
+    note-on is: the voices fade out from the cycle the controller arrives in, not a period or
+    more later after a round trip through Python."""
+    fade = int(FADE_SECONDS * capture.rate)
+    midi = MidiSender(daemon.midi_port)
+    try:
+
+        def rings_on_after(controller: int) -> int:
+            """Frames the sound lasted after the controller's frame."""
+            capture.hit(lambda: midi.note_on(38, 120), seconds=0.01)
+            midi.send([0xB9, controller, 0])
+            midi.flush()
+            time.sleep(0.01)
+            assert capture.first_frame is not None
+            sent = midi.sent_frames[-1] - capture.first_frame
+            tail = capture.segment(sent, fade + 4 * int(capture.client.blocksize))
+            loud = np.flatnonzero(np.abs(tail) > 1e-4)
+            return int(loud[-1]) + 1 if loud.size else 0
+
+        lasted = [
+            without_xrun(daemon, capture, functools.partial(rings_on_after, controller))
+            for controller in (123, 120)
+        ]
+    finally:
+        midi.close()
+    assert all(0 < n <= fade for n in lasted), f"rang {lasted} frames on; the fade is {fade}"
+
+
 def test_osc_latent_change_is_heard_on_the_next_hit_5_ms_later(
     daemon: Daemon, capture: Capture
 ) -> None:
@@ -151,7 +183,7 @@ def test_bad_input_is_counted_and_the_daemon_keeps_playing(
     osc.send("/dkvae/trigger", "kick")  # a string where a note number goes
     osc.send("/dkvae/trigger", 36, 100, 5)  # too many arguments
     osc.send("/dkvae/trigger", 200)  # note out of range
-    osc.send("/dkvae/trigger", 60)  # a note with no pad
+    osc.send("/dkvae/trigger", 60)  # a note with no pad: counted as over MIDI
     osc.send("/dkvae/pad/latent", 36, *([float("nan")] * 8))
     osc.send("/dkvae/pad/latent", 36, 1.0, 2.0)  # wrong length
     osc.send("/dkvae/pad/class", 36, "cowbell-xl")
@@ -166,10 +198,10 @@ def test_bad_input_is_counted_and_the_daemon_keeps_playing(
     osc.drain()
     status = osc.status()
     assert status["dropped.osc.malformed"] == 2
-    assert status["dropped.osc.invalid"] == 7
+    assert status["dropped.osc.invalid"] == 6
     assert status["dropped.osc.unknown_address"] == 1
     assert status["dropped.midi.sysex"] == 1
-    assert status["dropped.note.unmapped"] == 1
+    assert status["dropped.note.unmapped"] == 2  # one over OSC, one over MIDI
     assert daemon.proc.poll() is None
     sound = capture.hit(lambda: osc.send("/dkvae/trigger", 36, 127))
     assert np.all(np.isfinite(sound)) and np.max(np.abs(sound)) > 0.1

@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from dkvae_live.events import PadSound
 from dkvae_live.mixer import OUTPUT_PAIRS, Mixer
 from dkvae_live.outputs import OUTPUT_MODES, pairs_wanted, router, usable
+from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import default_pads
 
 CLASSES = ("kick", "snare", "hihat", "tom", "cymbal", "perc")

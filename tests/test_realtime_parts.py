@@ -16,11 +16,11 @@ import pytest
 from live_harness import osc_datagram
 from synth_models import sine_decoder
 
-from dkvae_live.events import PadSound
 from dkvae_live.midi_in import MidiInput
 from dkvae_live.mixer import FADE_SECONDS, LIMIT, Mixer
 from dkvae_live.model import RUN_BATCH, Decoder
 from dkvae_live.osc_in import OscServer, check_arguments, parse_signature
+from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import PadBank, default_pads
 from dkvae_live.renderer import (
     REJECTED_ULTRASONIC,
@@ -673,18 +673,22 @@ def test_midi_bytes_are_checked_at_the_boundary() -> None:
     notes: list[tuple[int, int]] = []
     controls: list[tuple[int, int, int]] = []
     dropped: list[str] = []
+    stops: list[None] = []
     midi = MidiInput(
         lambda n, v: notes.append((n, v)),
         lambda *c: controls.append(c),
         lambda r, d: dropped.append(r),
         channel=9,
+        on_stop_all=lambda: stops.append(None),
     )
     for data in (
         [0x99, 36, 100],
         [0x99, 38, 0],
         [0x89, 36, 0],
         [0x90, 40, 100],
+        [0xB9, 74, 64],
         [0xB9, 123, 0],
+        [0xB0, 120, 0],
         [0xF0, 1, 2, 0xF7],
         [36, 100],
         [0x99, 36],
@@ -694,7 +698,8 @@ def test_midi_bytes_are_checked_at_the_boundary() -> None:
     ):
         midi.handle(data)
     assert notes == [(36, 100)]  # velocity 0 is a note-off; channel 1 is ignored
-    assert controls == [(9, 123, 0)]
+    assert controls == [(9, 74, 64)]
+    assert stops == [None]  # all notes off on our channel; all sound off on another
     assert dropped == [
         "midi.sysex",
         "midi.malformed",
