@@ -167,6 +167,10 @@ class RenderWorker:
         self._rendered_at: dict[int, float] = {}  # per note: when its last render was published
         self._quick: set[int] = set()  # notes whose last render came quickly after the one before
         self._drafts: set[int] = set()  # notes whose published sound is a draft
+        # notes whose full render a change of another pad cut short, or the start left to
+        # the loop: rendered in full next, without a draft
+        self._unfinished: set[int] = set()
+        self._drafted_at_start: float | None = None  # when the start's drafts were all out
         self._rng = np.random.default_rng()
         self._next_decoder: Decoder | None = None
         self._retired: list[object] = []  # old sessions to let go of, one per rest
@@ -204,6 +208,8 @@ class RenderWorker:
         """How long to sleep before looking again for drafts that have settled and variants
         used up; None: until asked."""
         now = time.monotonic()
+        if self._unfinished:
+            return 0.0
         if self._drafts:  # the first to settle is rendered in full then
             settles = min(self._rendered_at.get(n, now) for n in self._drafts) + SETTLE_SECONDS
             return max(REFRESH_SECONDS, settles - now)
@@ -260,13 +266,19 @@ class RenderWorker:
         name_current_thread(THREAD_NAME)
         if self._render_all:
             # Each pad plays as soon as its group is published, while the inputs are served
-            # already. Then the objects made so far stay out of garbage collections. This
-            # pass runs before the thread is real-time, so it needs no rests (see _rest): the
-            # kernel shares the cores with it fairly, and the daemon is ready sooner.
+            # already: as a draft where that is cheaper, so that every pad plays within a
+            # second; the loop then renders those in full. Then the objects made so far stay
+            # out of garbage collections. This pass runs before the thread is real-time, so it
+            # needs no rests (see _rest): the kernel shares the cores with it fairly.
+            every = self.pads.notes()
+            drafted = [n for n in every if self._draft_is_cheaper(n)]
             try:
-                self._render(self.pads.notes())
+                self._render(drafted, drafts=drafted, first_sound=True)
+                self._render([n for n in every if n not in drafted])
             except Exception:
                 log.exception("the first render of the pads failed")
+            self._unfinished = set(drafted)
+            self._drafted_at_start = time.monotonic() if drafted else None
             settle_heap()
             self._on_first_pass()
         promote_current_thread(1)
@@ -297,12 +309,23 @@ class RenderWorker:
                     log.exception("render failed for notes %s", sorted(first))
                 with self._lock:  # changed again meanwhile: drafted first next time round
                     dirty -= self._dirty
-            notes = dirty | settled | self._used_up()
+            notes = dirty | settled | self._used_up() | self._unfinished
+            self._unfinished = set()
             if notes:
                 try:
-                    self._render(sorted(notes), rest=self._rest, drafts=moving)
+                    # the changed pads first: what was left of a pass cut short waits for them
+                    order = sorted(dirty) + sorted(notes - dirty)
+                    self._unfinished = self._render(
+                        order, rest=self._rest, drafts=moving, interruptible=True
+                    )
                 except Exception:  # a worker that dies leaves the pads stale: log, keep going
                     log.exception("render failed for notes %s", sorted(notes))
+                if self._drafted_at_start is not None and not self._unfinished:
+                    log.info(
+                        "full quality: every pad rendered in full %.2f s after its draft",
+                        time.monotonic() - self._drafted_at_start,
+                    )
+                    self._drafted_at_start = None
                 time.sleep(BREATH_SECONDS)
             while self._retired:
                 with self._lock:
@@ -372,10 +395,13 @@ class RenderWorker:
         rest: Callable[[float], None] = lambda since: None,
         drafts: Collection[int] = (),
         first_sound: bool = False,
-    ) -> None:
+        interruptible: bool = False,
+    ) -> set[int]:
         """Render these pads and publish each; a pad whose sound is cached is published as is,
         a pad in `drafts` is drawn as a draft. `first_sound`: these drafts come just before
         their full renders, so they do not count as renders for telling a sweep.
+        `interruptible`: when another pad changes meanwhile, stop after the decoder call under
+        way, so that its first sound need not wait for this whole pass; returns the notes left.
 
         Pads go to the decoder a few at a time (about RUN_BATCH latents), with `rest` called
         after each run: after a model swap every pad is rendered, and this real-time thread
@@ -413,12 +439,15 @@ class RenderWorker:
                 size = 0
             groups[-1].append(item)
             size += len(item[1])
-        for group in groups:
+        for i, group in enumerate(groups):
             if self._stopping:  # a stop during a long pass (start-up, model swap) is prompt
-                return
+                return set()
+            if interruptible and i > 0 and self._dirty:
+                return {pad.note for later in groups[i:] for pad, _, _ in later}
             started = time.monotonic()
             self._render_group(group, first_sound)
             rest(started)
+        return set()
 
     def _render_group(
         self, group: list[tuple[Pad, list[tuple[float, ...]], bool]], first_sound: bool = False

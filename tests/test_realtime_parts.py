@@ -480,6 +480,90 @@ def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_fu
     assert 20 <= first[1] == full[1] < 300
 
 
+def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(tmp_path: Path) -> None:
+    """Issue 20: ready within a second and a half with a model whose full render is slow. The
+    start publishes each layered pad's draft, says it is ready, then renders them in full; a
+    plain pad (nothing cheaper to draft) is rendered in full before it says so."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    real_render = decoder.render
+    calls: list[tuple[int, bool]] = []
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        time.sleep(0.02 * len(z))
+        calls.append((len(z), draft))
+        return real_render(z, classes, draft)
+
+    decoder.render = slow_render  # type: ignore[method-assign]
+    info = decoder.info
+    pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:3]), info.class_names, 8)
+    layered, plain = pads.notes()[:2], pads.notes()[2]
+    for note in layered:
+        pads.update(note, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    published: list[PadSound] = []
+    ready: list[dict[int, int]] = []  # at on_first_pass: each note's layers published last
+
+    def layers_now() -> dict[int, int]:
+        return {s.note: s.variants[0].shape[0] for s in published}
+
+    worker = RenderWorker(
+        decoder, pads, 48000, published.append, on_first_pass=lambda: ready.append(layers_now())
+    )
+    worker.start(render_all=True)
+    try:
+        deadline = time.monotonic() + 5
+        while layers_now() != {**dict.fromkeys(layered, VELOCITY_LAYERS), plain: 1}:
+            assert time.monotonic() < deadline, layers_now()
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    assert ready == [{**dict.fromkeys(layered, 1), plain: 1}]
+    assert calls[:2] == [(2, True), (1, False)]  # both drafts in one call, then the plain pad
+    assert sorted(n for n, draft in calls[2:] if not draft) == [2 * VELOCITY_LAYERS]
+
+
+def test_a_long_full_render_pass_yields_to_a_change_of_another_pad(tmp_path: Path) -> None:
+    """Issue 21: a pad changed while the worker renders other pads in full (a kit load, a
+    sweep's settled pads) plays its first sound after the decoder call under way, not after
+    the whole pass; the pads left are rendered in full afterwards."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=2205))
+    real_render = decoder.render
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        time.sleep(0.01 * len(z))  # a full pass of the varying pads below: about 3 s
+        return real_render(z, classes, draft)
+
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    varying = pads.notes()[:8]
+    changed_pad = pads.notes()[8]
+    published: list[tuple[float, PadSound]] = []
+    worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
+    worker.render_now(pads.notes())
+    decoder.render = slow_render  # type: ignore[method-assign]
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        for note in varying:  # 8 pads x 8 variants x 1 layer: 64 latents to render in full
+            pads.update(note, variation=0.2)
+        deadline = time.monotonic() + 10
+        while sum(s.note in varying and len(s.variants) == VARIANTS for _, s in published) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        changed = time.monotonic()  # the full pass is under way
+        pads.set_dim(changed_pad, 0, 1.5)
+        while not any(s.note == changed_pad and t > changed for t, s in published):
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        first_sound = next(t for t, s in published if s.note == changed_pad and t > changed)
+        while {s.note for _, s in published if len(s.variants) == VARIANTS} != set(varying):
+            assert time.monotonic() < deadline, "the pads left were never rendered in full"
+            time.sleep(0.01)
+        pass_ended = max(t for t, s in published if len(s.variants) == VARIANTS)
+    finally:
+        worker.stop()
+    assert first_sound - changed < 0.5 < pass_ended - changed
+
+
 def test_a_batch_longer_than_one_run_renders_as_each_latent_alone(tmp_path: Path) -> None:
     decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=2205))
     count = 2 * RUN_BATCH + 3
