@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from live_harness import Capture, Daemon, dominant_frequency, free_udp_port
-from osc_doc import OSC_DOC, documented_addresses, documented_replies
-from synth_models import CLASSES, expected_frequency
+from harness.live import Capture, Daemon, dominant_frequency, free_udp_port
+from harness.osc_doc import OSC_DOC, documented_addresses, documented_replies
+from harness.synth_models import CLASSES, expected_frequency
 
 from dkvae_live import contract
 from dkvae_live.kit import Kit, save_kit

@@ -17,8 +17,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import soundfile
-from live_harness import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
-from synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder
+from harness.live import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
+from harness.synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder
 
 from dkvae_live.kit import Kit, load_kit, save_kit
 from dkvae_live.kit_export import EXPORT_JSON

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from live_harness import Daemon
+from harness.live import Daemon
 
 from dkvae_live.kit import Kit, remove_stale_temporaries, save_kit
 from dkvae_live.pads import default_pads

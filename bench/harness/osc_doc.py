@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-OSC_DOC = Path(__file__).resolve().parents[1] / "docs" / "osc.md"
+OSC_DOC = Path(__file__).resolve().parents[2] / "docs" / "osc.md"
 
 
 def _section(title: str) -> str:

@@ -11,7 +11,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from live_harness import osc_datagram
+
+from harness.live import osc_datagram
 
 ADDRESSES = [
     "/dkvae/trigger",
@@ -181,7 +182,7 @@ def caught_up_status(daemon: Any, attempts: int = 10) -> dict:
 
 def send_examples(daemon: Any, osc_examples: list, midi_examples: list, pause: float) -> None:
     """Send the drawn datagrams (a `pause` every 200) and MIDI messages to a running daemon."""
-    from live_harness import MidiSender
+    from harness.live import MidiSender
 
     for i, datagram in enumerate(osc_examples):
         daemon.osc.send_raw(datagram)
