@@ -13,32 +13,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from harness.live import osc_datagram
+from harness.osc_doc import documented_addresses
 
-ADDRESSES = [
-    "/dkvae/trigger",
-    "/dkvae/stop",
-    "/dkvae/pad/latent",
-    "/dkvae/pad/dim",
-    "/dkvae/pad/class",
-    "/dkvae/pad/gain",
-    "/dkvae/pad/pan",
-    "/dkvae/pad/choke_group",
-    "/dkvae/pad/polyphony",
-    "/dkvae/pad/velocity_curve",
-    "/dkvae/pad/timbre_direction",
-    "/dkvae/pad/timbre_amount",
-    "/dkvae/pad/variation",
-    "/dkvae/pad/randomize",
-    "/dkvae/pad/reset",
-    "/dkvae/pad/get",
-    "/dkvae/pad/learn",
-    "/dkvae/pad/encode",
-    "/dkvae/kit/save",
-    "/dkvae/kit/load",
-    "/dkvae/model/load",
-    "/dkvae/status",
-    "/dkvae/reply_to",
-]
+# Every request address of docs/osc.md, in its order: a new address is fuzzed as soon as it is
+# documented.
+ADDRESSES = list(documented_addresses())
 PATHS = [
     "../../etc/passwd",
     "/etc/shadow",
