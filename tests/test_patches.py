@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PATCHES = ROOT / "patches"
 HARNESS = Path(__file__).parent / "patches" / "pad-harness.pd"
 UI_REMOTE = Path(__file__).parent / "patches" / "ui-remote.pd"
+LATE_PAD = Path(__file__).parent / "patches" / "late-pad.pd"
 MASTER_GAIN = 0.5  # the daemon's default
 AMPLITUDE = 0.8  # the sine model's
 
@@ -263,6 +264,66 @@ def test_pd_pad_abstraction_moves_the_latent_and_triggers_the_pad(
     assert pd.errors() == [], pd.console
 
 
+# A latent unlike the default ones, set before Pd starts: a patch can only show it by asking.
+KNOWN = [0.5, 1.5, -1.0, 2.0, 0.25, -0.5, 1.0, -2.0]
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split()]
+
+
+@needs_pd
+@pytest.mark.jack
+def test_pd_pad_asks_for_its_pad_and_a_short_latent_keeps_the_other_dimensions(
+    daemon: Daemon, pd_runner: Callable[..., PdProcess]
+) -> None:
+    """[dkvae-pad] asks the daemon for its pad once connected, and at load in a Pd already
+    connected; a short latent list (`2 2`) then moves only the dimensions it gives."""
+    daemon.osc.send("/dkvae/pad/latent", 36, *KNOWN)
+    daemon.osc.send("/dkvae/pad/latent", 38, *KNOWN[::-1])
+    settled(daemon, 38, lambda p: p[4:] == pytest.approx(KNOWN[::-1]))  # 36's came first
+    reply_port, port = free_udp_port(), free_udp_port()
+    pd = pd_runner(
+        [HARNESS],
+        f"dkvae-connect 127.0.0.1 {daemon.osc_port} {reply_port}",
+        f"harness-listen {port}",
+    )
+    fudi = Fudi(port)
+    try:
+        # Nothing but the pad's own request makes the daemon send it its pad.
+        asked = floats(pd.wait_for(r"^harness-pad: latent (.*)$").group(1))
+        pd.wait_for(r"^harness: ready", poke=lambda: fudi("ready"))
+        fudi("latent 2 2")
+        short = settled(daemon, 36, lambda p: p[4:6] == [2.0, 2.0])
+        mark = len(pd.lines)
+        fudi(f"open {LATE_PAD.name} {LATE_PAD.parent}")  # the connection is long up
+        late = floats(pd.wait_for(r"^late-pad: latent (.*)$", after=mark).group(1))
+    finally:
+        fudi.close()
+    assert asked == pytest.approx(KNOWN)
+    assert short[4:] == pytest.approx([2.0, 2.0, *KNOWN[2:]])
+    assert late == pytest.approx(KNOWN[::-1])
+    assert pd.errors() == [], pd.console
+
+
+@needs_pd
+@pytest.mark.jack
+def test_main_pd_patch_shows_the_pad_as_the_daemon_has_it_from_the_start(
+    daemon: Daemon, pd_runner: Callable[..., PdProcess]
+) -> None:
+    daemon.osc.send("/dkvae/pad/latent", 36, *KNOWN)
+    settled(daemon, 36, lambda p: p[4:] == pytest.approx(KNOWN))
+    pd = pd_runner(
+        [PATCHES / "dkvae.pd"],
+        f"dkvae-connect 127.0.0.1 {daemon.osc_port} {free_udp_port()}",
+        "dkvae-print 1",
+    )
+    # The pad's replies feed the sliders and, with dkvae-print 1, the Pd window.
+    shown = floats(pd.wait_for(r"^dkvae-pad: latent (.*)$").group(1))
+    assert shown == pytest.approx(KNOWN)
+    assert pd.errors() == [], pd.console
+
+
 @pytest.fixture
 def kit_daemon(jack: None, sine_model: Path, gm_kit: Path, tmp_path: Path) -> Iterator[Daemon]:
     """A daemon on the sine model and the plain GM kit, whose kit folder is a fresh one."""
@@ -297,9 +358,10 @@ def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
         pd.wait_for(r"^dkvae-status: xruns \d+$")
         pd.wait_for(r"^harness: ready", poke=lambda: ui("ready"))
         # select pad 38: the patch asks for it and its sliders follow the reply
+        mark = len(pd.lines)
         ui("ui pad 38")
-        pd.wait_for(r"^dkvae-pad: class snare$")
-        shown = pd.wait_for(r"^dkvae-pad: latent (.*)$").group(1).split()
+        pd.wait_for(r"^dkvae-pad: class snare$", after=mark)
+        shown = pd.wait_for(r"^dkvae-pad: latent (.*)$", after=mark).group(1).split()
         ui("ui dim0 1")  # the first slider: an octave above 200 Hz x 2 (snare)
         mark = len(pd.lines)
         ui("ui get")  # the refresh button: Pd prints the pad's latent once the daemon has it
@@ -409,7 +471,9 @@ PLAYED = {
     "/dkvae/kit/list": 0,  # issue 22: the kit folder's kits and their programs
 }
 # Pd names that are not $0- local: the public interface of the patches (patches/README.md)
-PUBLIC_PD_NAMES = {"dkvae-osc-out", "dkvae-reply", "dkvae-connect", "dkvae-print", "dkvae-ui"}
+PUBLIC_PD_NAMES = {
+    "dkvae-osc-out", "dkvae-reply", "dkvae-connect", "dkvae-connected", "dkvae-print", "dkvae-ui"
+}  # fmt: skip
 
 
 def test_the_address_table_is_read() -> None:
