@@ -9,7 +9,6 @@ jack, rtmidi or sounddevice.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shutil
@@ -34,11 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SERVER_NAME = "dkvae-bench"
 # The benchmarks' JACK period: the daemon's own default (the tests run at
-# live_harness.TEST_PERIOD, which is larger).
+# harness.live.TEST_PERIOD, which is larger).
 PERIOD = 64
 DEFAULT_MODEL_DIR = ROOT / "dkvae_live" / "models" / "default"
-
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def use_bench_server(name: str = SERVER_NAME) -> None:
@@ -134,16 +131,16 @@ def shipped_models() -> list[Path]:
 
 def choose_model(tmp: Path, requested: Path | None = None) -> tuple[Path, str]:
     """(model path, description): the one asked for, else the shipped default, else the sine
-    test model from tests/synth_models.py (built in `tmp`)."""
+    test model from harness/synth_models.py (built in `tmp`)."""
     if requested is not None:
         return requested, f"{requested} (asked for)"
     if (DEFAULT_MODEL_DIR / "decoder.onnx").exists():
         return DEFAULT_MODEL_DIR, f"shipped default model ({DEFAULT_MODEL_DIR.relative_to(ROOT)})"
-    return sine_model(tmp), "sine test model (tests/synth_models.py; no shipped default model yet)"
+    return sine_model(tmp), "sine test model (harness/synth_models.py; no shipped model yet)"
 
 
 def sine_model(tmp: Path) -> Path:
-    from synth_models import sine_decoder
+    from harness.synth_models import sine_decoder
 
     return sine_decoder(tmp / "sine" / "decoder.onnx").parent
 
@@ -153,7 +150,7 @@ def two_model_folders(root: Path, which: str, second_hz: float) -> list[Path]:
     `second_hz`) for "sine", else two copies of the shipped model ("default") or of the folder
     `which` names."""
     if which == "sine":
-        from synth_models import sine_decoder
+        from harness.synth_models import sine_decoder
 
         return [
             sine_decoder(root / "a" / "decoder.onnx").parent,
@@ -218,41 +215,6 @@ def stats(values: list[float] | np.ndarray) -> dict[str, float]:
         "p99": float(np.percentile(a, 99)),
         "max": float(a.max()),
         "min": float(a.min()),
-    }
-
-
-def compare_xruns(busy: list[tuple[int, float]], idle: list[tuple[int, float]]) -> dict[str, Any]:
-    """Xruns of busy windows against the idle windows taken between them: (xruns, seconds) per
-    window, the i-th idle window next to the i-th busy one.
-
-    On a shared VM the idle rate moves by a factor of 5 within minutes, so a baseline taken once
-    says little; interleaved windows share the machine's noise. Xruns come in bursts, so the
-    test is on the pairs, not on the counts: a one-sided sign test of "the busy window's rate is
-    above its idle neighbour's" (pairs with equal rates left out). `above_idle` is True when that
-    is unlikely by chance (p < 0.05)."""
-    if len(busy) != len(idle) or not busy:
-        raise ValueError("need one idle window per busy window, and at least one")
-
-    def per_minute(windows: list[tuple[int, float]]) -> float:
-        seconds = sum(s for _, s in windows)
-        return 60.0 * sum(x for x, _ in windows) / seconds if seconds > 0 else 0.0
-
-    above = sum(1 for (bx, bs), (ix, is_) in zip(busy, idle, strict=True) if bx * is_ > ix * bs)
-    below = sum(1 for (bx, bs), (ix, is_) in zip(busy, idle, strict=True) if bx * is_ < ix * bs)
-    n = above + below
-    p = sum(math.comb(n, k) for k in range(above, n + 1)) / 2**n if n else 1.0
-    return {
-        "windows": len(busy),
-        "xruns_busy": sum(x for x, _ in busy),
-        "xruns_idle": sum(x for x, _ in idle),
-        "seconds_busy": round(sum(s for _, s in busy), 1),
-        "seconds_idle": round(sum(s for _, s in idle), 1),
-        "per_minute_busy": round(per_minute(busy), 1),
-        "per_minute_idle": round(per_minute(idle), 1),
-        "pairs_busy_above": above,
-        "pairs_busy_below": below,
-        "sign_test_p": round(p, 4),
-        "above_idle": p < 0.05,
     }
 
 

@@ -48,7 +48,7 @@ from common import (
 
 use_bench_server()
 
-from live_harness import Daemon, LateClients, MidiSenderProcess  # noqa: E402
+from harness.live import Daemon, LateClients, MidiSenderProcess  # noqa: E402
 
 GROOVE = (36, 42, 38, 42)  # kick, hat, snare, hat: a 16th-note pattern
 

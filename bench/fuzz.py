@@ -2,9 +2,9 @@
 
 Method: a daemon on the sine test model, its output captured by a JACK client. The fuzz: random
 bytes, truncated and oversized packets, valid addresses with wrong types or counts, NaN, inf
-and huge numbers, bundles nested 300 deep, hostile paths (tests/fuzzing.py), then random MIDI
+and huge numbers, bundles nested 300 deep, hostile paths (harness/fuzzing.py), then random MIDI
 bytes, SysEx, running status and cut messages sent raw over JACK MIDI from a C client
-(bench/raw_midi.py: a Python JACK callback costs this VM xruns of its own). Each part goes in
+(harness/raw_midi.py: a Python JACK callback costs this VM xruns of its own). Each part goes in
 --chunks chunks; each chunk (until the daemon has taken it in) is a busy window, followed by an
 idle window of the same length: on a shared VM the idle xrun rate moves by a factor of 5
 within minutes, so the baseline is taken between the chunks, not once (compare_xruns). Every
@@ -42,9 +42,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
-from common import PERIOD, compare_xruns
-from fuzzing import caught_up_status, datagrams, draw_examples, midi_messages
-from live_harness import (
+from common import PERIOD
+from harness.fuzzing import caught_up_status, datagrams, draw_examples, midi_messages
+from harness.live import (
     Capture,
     Daemon,
     LateClients,
@@ -52,8 +52,9 @@ from live_harness import (
     free_udp_port,
     jack_server,
 )
-from raw_midi import RawMidiSender
-from synth_models import sine_decoder
+from harness.raw_midi import RawMidiSender
+from harness.synth_models import sine_decoder
+from harness.xruns import compare_xruns
 
 PROBE_EVERY = 2000  # datagrams between two valid messages
 
@@ -92,7 +93,7 @@ def send_midi(
     conn: Connection, port: str, examples: list[bytes], chunks: int, per_cycle: int
 ) -> None:
     """In a child process, a chunk each time the parent says so: the raw MIDI messages,
-    `per_cycle` per JACK cycle, until they are gone, from a C JACK client (bench/raw_midi.py).
+    `per_cycle` per JACK cycle, until they are gone, from a C JACK client (harness/raw_midi.py).
     The sender stays in the graph between chunks, so the idle windows have the same clients."""
     midi = RawMidiSender(f"dkvae-fuzz-midi-{os.getpid()}", port, per_cycle)
     for chunk in chunked(examples, chunks):

@@ -24,17 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import PERIOD
-from live_harness import (
+from harness.live import (
     Capture,
     Daemon,
     MidiSender,
     dominant_frequency,
     jack_server,
 )
-from synth_models import expected_frequency, sine_decoder
+from harness.synth_models import expected_frequency, sine_decoder
 
 PAD = 36
 

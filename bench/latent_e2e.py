@@ -63,7 +63,7 @@ from common import (
 
 use_bench_server()
 
-from live_harness import Capture, Daemon, MidiSenderProcess  # noqa: E402
+from harness.live import Capture, Daemon, MidiSenderProcess  # noqa: E402
 
 from dkvae_live.kit import DEFAULT_KIT  # noqa: E402
 

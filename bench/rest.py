@@ -49,7 +49,7 @@ from common import (
 
 use_bench_server()
 
-from live_harness import Daemon  # noqa: E402
+from harness.live import Daemon  # noqa: E402
 
 PROBE_SECONDS = 0.025  # how often a starting daemon is asked for its status
 REPLY_WINDOW_SECONDS = 1.1  # the daemon's reply rate limit counts over a second

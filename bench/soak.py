@@ -10,7 +10,7 @@ Resident memory is read from /proc at the end of the first idle window (warmed u
 played) and of the last, in the same state: every pad rendered in full (a pad that is moving
 plays a one-layer draft, a fifth of the memory), no voice sounding; and after every idle
 window, for the trend (a least-squares slope). Notes are counted where they could be lost:
-sent, written into JACK by the sender (a C client, bench/raw_midi.py), received by the daemon's
+sent, written into JACK by the sender (a C client, harness/raw_midi.py), received by the daemon's
 MIDI input, played by the audio callback, and hits on a pad with no sound; xruns also in the
 2 s after each reload and swap.
 
@@ -31,10 +31,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import PERIOD, ProcessMeter, compare_xruns, two_model_folders
-from live_harness import Daemon, LateClients, OscPeer, jack_server, running_jackd
-from raw_midi import RawMidiSender
-from synth_models import CLASSES
+from common import PERIOD, ProcessMeter, two_model_folders
+from harness.live import Daemon, LateClients, OscPeer, jack_server, running_jackd
+from harness.raw_midi import RawMidiSender
+from harness.synth_models import CLASSES
+from harness.xruns import compare_xruns
 
 from dkvae_live.kit import DEFAULT_KIT, Kit, load_kit, save_kit
 from dkvae_live.model import Decoder
@@ -128,7 +129,7 @@ def main() -> int:
         try:
             daemon.wait_ready()
             osc = daemon.osc
-            # The MIDI sender is a C JACK client in a process of its own (bench/raw_midi.py),
+            # The MIDI sender is a C JACK client in a process of its own (harness/raw_midi.py),
             # which counts what it wrote into JACK; it stays for the idle windows too, or they
             # would have one client fewer.
             meter = ProcessMeter(daemon.proc.pid)

@@ -23,7 +23,6 @@ from typing import Any
 from common import (
     PERIOD,
     bench_jack_server,
-    compare_xruns,
     conditions,
     two_model_folders,
     use_bench_server,
@@ -32,8 +31,9 @@ from common import (
 
 use_bench_server()
 
-from live_harness import Daemon, LateClients  # noqa: E402
-from synth_models import CLASSES  # noqa: E402
+from harness.live import Daemon, LateClients  # noqa: E402
+from harness.synth_models import CLASSES  # noqa: E402
+from harness.xruns import compare_xruns  # noqa: E402
 
 from dkvae_live.kit import Kit, save_kit  # noqa: E402
 from dkvae_live.pads import default_pads  # noqa: E402

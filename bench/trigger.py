@@ -9,7 +9,7 @@ at every phase of the period. JACK's frame time is an estimate from the clock, a
 against the cycles by milliseconds when cycles come late; so MIDI is also measured in the
 graph: onset frame - the frame the sender wrote the note-on at (0 = played in its cycle).
 
-The model is the sine test model (tests/synth_models.py) unless --model is given: its attack is
+The model is the sine test model (harness/synth_models.py) unless --model is given: its attack is
 at sample 0, so the onset found is the daemon's timing and not a model's slow attack; the model
 plays no part in the note path (sounds are rendered ahead).
 
@@ -64,8 +64,7 @@ from common import (
 use_bench_server()
 
 import rtmidi  # noqa: E402
-from latency import measure  # noqa: E402
-from live_harness import (  # noqa: E402
+from harness.live import (  # noqa: E402
     Capture,
     Daemon,
     MidiCapture,
@@ -73,6 +72,7 @@ from live_harness import (  # noqa: E402
     free_udp_port,
     osc_datagram,
 )
+from latency import measure  # noqa: E402
 
 PAD = 36
 SWEEP_GAPS_MS = (

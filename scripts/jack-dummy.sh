@@ -4,7 +4,7 @@
 set -euo pipefail
 rate="${JACK_RATE:-48000}"; period="${JACK_PERIOD:-64}"
 if jack_lsp >/dev/null 2>&1; then exit 0; fi
-log="${TMPDIR:-/tmp}/dkvae-jackd.log"  # tests/live_harness.py reads it (LateClients)
+log="${TMPDIR:-/tmp}/dkvae-jackd.log"  # bench/harness/live.py reads it (LateClients)
 jackd -d dummy -r "$rate" -p "$period" </dev/null >"$log" 2>&1 &
 pid=$!
 if ! jack_wait -w -t 10 >/dev/null 2>&1; then

@@ -17,7 +17,7 @@ if command -v apt-get >/dev/null; then
       || echo "test: could not fetch $p; the tests that need it skip"
   done
 fi
-# Period 256, not 64: see TEST_PERIOD in tests/live_harness.py.
+# Period 256, not 64: see TEST_PERIOD in bench/harness/live.py.
 export JACK_PERIOD="${JACK_PERIOD:-256}"
 jack_pid=$(bash scripts/jack-dummy.sh)
 trap '[ -n "$jack_pid" ] && kill "$jack_pid" 2>/dev/null || true' EXIT

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 
 # As in the daemon (dkvae_live/cli.py): the render worker's numpy work (resampling is a matrix
 # product) runs on one BLAS thread. A pool of BLAS threads beside the worker's real-time thread
@@ -12,11 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from live_harness import Capture, Daemon, jack_running, jack_server
-from synth_models import sine_decoder
+from harness.live import Capture, Daemon, jack_running, jack_server
+from harness.synth_models import sine_decoder
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +32,7 @@ def sine_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def gm_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The General MIDI map with its plain default latents: no velocity timbre, no variation."""
-    from synth_models import CLASSES
+    from harness.synth_models import CLASSES
 
     from dkvae_live.kit import Kit, save_kit
     from dkvae_live.pads import default_pads

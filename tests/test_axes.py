@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth_models import sine_decoder
+from harness.synth_models import sine_decoder
 
 from dkvae_live import axes, descriptors
 from dkvae_live.contract import AXIS_NAMES

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from harness.synth_models import sine_decoder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
-from synth_models import sine_decoder
 
 from dkvae_live.contract import AXIS_NAMES
 from dkvae_live.engine import Engine

@@ -1,14 +1,9 @@
-"""The benchmarks' comparison of busy and idle xruns (bench/common.py: compare_xruns)."""
+"""The benchmarks' comparison of busy and idle xruns (bench/harness/xruns.py)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from common import compare_xruns
+from harness.xruns import compare_xruns
 
 
 def test_rates_are_per_second_so_windows_of_different_lengths_compare() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_harness import Daemon
+from harness.live import Daemon
 
 pytestmark = pytest.mark.jack
 

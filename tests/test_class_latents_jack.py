@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_harness import Capture, Daemon, dominant_frequency
-from synth_models import expected_frequency, sine_decoder
+from harness.live import Capture, Daemon, dominant_frequency
+from harness.synth_models import expected_frequency, sine_decoder
 
 pytestmark = pytest.mark.jack
 

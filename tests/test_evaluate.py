@@ -24,8 +24,8 @@ from dkvae_training.evaluate import (  # noqa: E402
     targets,
 )
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
-from live_harness import dominant_frequency  # noqa: E402
-from synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder  # noqa: E402
+from harness.live import dominant_frequency  # noqa: E402
+from harness.synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder  # noqa: E402
 
 from dkvae_live.class_latents import ClassLatent  # noqa: E402
 

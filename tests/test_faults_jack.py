@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from live_harness import Capture, Daemon, MidiSender, start_jackd, stop_jackd
+from harness.live import Capture, Daemon, MidiSender, start_jackd, stop_jackd
 
 pytestmark = pytest.mark.jack
 
@@ -126,7 +126,7 @@ def test_a_second_daemon_with_the_same_jack_client_name_says_so_and_exits(
 
 
 def test_sighup_reloads_the_kit(jack: None, sine_model: Path, tmp_path: Path) -> None:
-    from synth_models import CLASSES
+    from harness.synth_models import CLASSES
 
     from dkvae_live.kit import Kit, save_kit
     from dkvae_live.pads import default_pads

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import caught_up_status, datagrams, draw_examples, midi_messages, send_examples
-from live_harness import Capture, Daemon
+from harness.fuzzing import caught_up_status, datagrams, draw_examples, midi_messages, send_examples
+from harness.live import Capture, Daemon
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 

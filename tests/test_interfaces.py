@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from osc_doc import documented_addresses
-from synth_models import contract_model, sine_decoder
+from harness.osc_doc import documented_addresses
+from harness.synth_models import contract_model, sine_decoder
 
 from dkvae_live.engine import Engine
 from dkvae_live.model import Decoder, ModelError

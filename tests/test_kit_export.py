@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 from dkvae_training.bank_cli import DRUMKITS, fetch_package
 from dkvae_training.importers.hydrogen import iter_kit, read_kit
-from synth_models import CLASSES
+from harness.synth_models import CLASSES
 
 from dkvae_live.cli import main
 from dkvae_live.kit import DEFAULT_KIT, Kit, load_kit, save_kit

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dkvae_training.bank_cli import DRUMKITS, fetch_package
-from synth_models import CLASSES, linear_encoder, sine_decoder
+from harness.synth_models import CLASSES, linear_encoder, sine_decoder
 
 from dkvae_live.cli import main
 from dkvae_live.kit import load_kit

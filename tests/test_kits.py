@@ -136,15 +136,13 @@ def test_missing_and_binary_kit_files_are_refused(tmp_path: Path) -> None:
         load_kit(tmp_path / "bin.toml", CLASSES, 8)
 
 
+# Saves the two kits it is given, in turn, as fast as it can, into the first path.
 SAVER = """
 import sys
 from pathlib import Path
-from dataclasses import replace
-sys.path.insert(0, {tests!r})
-from test_kits import a_kit
-from dkvae_live.kit import save_kit
-path = Path(sys.argv[1])
-kits = [a_kit(0.25), a_kit(0.75)]
+from dkvae_live.kit import load_kit, save_kit
+path, *given = map(Path, sys.argv[1:])
+kits = [load_kit(p, {classes!r}, 8) for p in given]
 print("saving", flush=True)
 i = 0
 while True:
@@ -154,12 +152,18 @@ while True:
 
 
 def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_kit(tmp_path: Path) -> None:
-    path = tmp_path / "live.toml"
+    given = [tmp_path / "a.toml", tmp_path / "b.toml"]
+    save_kit(a_kit(0.25), given[0])
+    save_kit(a_kit(0.75), given[1])
+    (tmp_path / "saves").mkdir()
+    path = tmp_path / "saves" / "live.toml"
     save_kit(a_kit(0.25), path)
-    script = SAVER.format(tests=str(Path(__file__).parent))
+    script = SAVER.format(classes=CLASSES)
     for round_ in range(15):
         proc = subprocess.Popen(
-            [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", script, str(path), *map(str, given)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert proc.stdout is not None and proc.stdout.readline() == "saving\n"
         time.sleep(0.02 + 0.013 * round_)
@@ -167,7 +171,7 @@ def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_kit(tmp_path: Pat
         proc.wait()
         kit = load_kit(path, CLASSES, 8)  # complete and loadable, every time
         assert kit.pads[36].latent in ((0.25,) * 8, (0.75,) * 8)
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "live.toml"]
+    leftovers = [p.name for p in path.parent.iterdir() if p.name != "live.toml"]
     assert all(name.endswith(".tmp") for name in leftovers)  # at most temp files, never a kit
 
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_harness import Capture, Daemon, dominant_frequency
-from synth_models import expected_frequency, sine_decoder
+from harness.live import Capture, Daemon, dominant_frequency
+from harness.synth_models import expected_frequency, sine_decoder
 
 PAD = 36  # a kick in the General MIDI kit: class 0
 GAP_S = 0.015

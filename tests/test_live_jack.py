@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_harness import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
-from synth_models import expected_frequency
+from harness.live import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
+from harness.synth_models import expected_frequency
 
 from dkvae_live.audio import JackOutput
 from dkvae_live.mixer import FADE_SECONDS, Mixer

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from live_harness import Capture, Daemon, MidiSender, without_xrun
+from harness.live import Capture, Daemon, MidiSender, without_xrun
 
 pytestmark = pytest.mark.jack
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +18,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import soundfile
-from live_harness import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
-from synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder
+from harness.live import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
+from harness.synth_models import CLASSES, expected_frequency, linear_encoder, sine_decoder
 
 from dkvae_live.kit import Kit, load_kit, save_kit
 from dkvae_live.kit_export import EXPORT_JSON
@@ -29,6 +30,7 @@ from dkvae_live.pads import default_pads
 pytestmark = pytest.mark.jack
 LONG = 3.6  # z[1] for a decay of about 1 s
 SHORT = -2.0  # z[1] for a decay of 20 ms
+SAVED = "/dkvae/kit/saved"
 
 
 @dataclass
@@ -287,14 +289,72 @@ def test_the_kit_reloads_when_its_file_changes_and_a_broken_edit_is_ignored(rig:
     assert rig.daemon.proc.poll() is None
 
 
-def test_a_daemon_killed_while_saving_leaves_the_previous_kit(rig: Rig) -> None:
-    before = rig.kit_path.read_text()
-    rig.daemon.osc.send("/dkvae/pad/latent", 36, *([2.0] * 8))
-    rig.daemon.osc.send("/dkvae/kit/save")
-    os.kill(rig.daemon.proc.pid, signal.SIGKILL)
+def stop_all_threads(pid: int, timeout: float = 2.0) -> None:
+    """SIGSTOP `pid` and wait until every one of its threads has stopped (a thread in a system
+    call, fsync say, stops when the call returns)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except OSError:  # a thread that ended meanwhile
+                continue
+        if all(state in "tT" for state in states):
+            return
+        assert time.monotonic() < deadline, f"threads not stopped: {states}"
+
+
+def files_open_for_writing(pid: int, folder: Path) -> list[Path]:
+    """The regular files in `folder` that `pid` holds open for writing."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = Path(os.readlink(fd))
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except OSError:  # closed meanwhile
+            continue
+        flags = int(info.split("flags:", 1)[1].split()[0], 8)
+        if target.parent == folder and flags & os.O_ACCMODE != os.O_RDONLY and target.is_file():
+            found.append(target)
+    return found
+
+
+def test_a_daemon_killed_in_the_middle_of_a_save_leaves_the_kit_saved_before(rig: Rig) -> None:
+    """The daemon is stopped again and again while it saves, until it is caught holding the
+    save's file open for writing (the save under way, not done), and killed there. The kit
+    file must then be the kit saved before, byte for byte: a save that wrote into the kit
+    file itself would have cut it short or replaced it by then."""
+    osc, pid = rig.daemon.osc, rig.daemon.proc.pid
+    folder = rig.kit_path.parent.resolve()
+    saved = rig.kit_path.read_bytes()
+    caught: list[Path] = []
+    for attempt in range(40):
+        # A latent unlike the one on disk, so this save's kit differs from the one saved.
+        osc.send("/dkvae/pad/latent", 36, *([1.0 + attempt % 2] * 8))
+        osc.drain()
+        osc.send("/dkvae/kit/save")
+        deadline = time.monotonic() + 10
+        while not caught:
+            assert time.monotonic() < deadline, "the save neither finished nor was seen"
+            stop_all_threads(pid)
+            caught = files_open_for_writing(pid, folder)
+            if caught:
+                break  # stays stopped, in the middle of the save
+            os.kill(pid, signal.SIGCONT)
+            try:  # let it run a random while; the save's reply means it finished unseen
+                if osc.receive(timeout=random.uniform(0.0002, 0.002)).address == SAVED:
+                    break
+            except TimeoutError:
+                pass
+        if caught:
+            break
+        saved = rig.kit_path.read_bytes()  # that save finished: the kit saved before, now
+    assert caught, "in 40 saves the daemon was never caught saving"
+    os.kill(pid, signal.SIGKILL)
     rig.daemon.proc.wait()
-    kit = load_kit(rig.kit_path, CLASSES, 8)  # old or new, complete either way
-    assert kit.pads[36].latent in ((2.0,) * 8, load_kit_text(before, rig.root).pads[36].latent)
+    assert rig.kit_path.read_bytes() == saved, f"caught writing {caught}"
 
 
 def test_export_over_osc_writes_the_kit_as_it_plays_and_paths_are_confined(rig: Rig) -> None:
@@ -349,12 +409,6 @@ def clean_take(rig: Rig, send: Callable[[], None]) -> np.ndarray:
     take = without_xrun(rig.daemon, rig.capture, lambda: rig.capture.hit(send, 0.1))
     time.sleep(1.0)  # the sound ends before the next one
     return take
-
-
-def load_kit_text(text: str, folder: Path) -> Kit:
-    path = folder / "before.toml"
-    path.write_text(text)
-    return load_kit(path, CLASSES, 8)
 
 
 def test_offline_render_sounds_like_the_live_take(rig: Rig) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_harness import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
-from synth_models import CLASSES, expected_frequency
+from harness.live import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
+from harness.synth_models import CLASSES, expected_frequency
 
 from dkvae_live.kit import Kit, load_kit, save_kit
 from dkvae_live.pads import default_pads

@@ -1,15 +1,13 @@
-"""The fuzz's C MIDI sender (bench/raw_midi.py) on a real JACK server: bytes arrive as sent."""
+"""The fuzz's C MIDI sender (bench/harness/raw_midi.py) on a real JACK server: bytes arrive
+as sent."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from live_harness import MidiCapture, XrunWatch
-from raw_midi import RawMidiSender
+from harness.live import MidiCapture, XrunWatch
+from harness.raw_midi import RawMidiSender
 
 MESSAGES = [
     bytes([0x99, 36, 100]),

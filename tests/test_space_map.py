@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth_models import CLASSES, sine_decoder
+from harness.synth_models import CLASSES, sine_decoder
 
 from dkvae_live.contract import AXIS_NAMES
 from dkvae_live.kit import Kit, save_kit

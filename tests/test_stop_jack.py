@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_harness import Daemon, start_jackd, stop_jackd
-from synth_models import CLASSES
+from harness.live import Daemon, start_jackd, stop_jackd
+from harness.synth_models import CLASSES
 
 from dkvae_live.kit import Kit, save_kit
 from dkvae_live.pads import default_pads

@@ -1,6 +1,6 @@
-"""A raw JACK MIDI sender with a C process callback (bench/raw_midi_sender.c), for the fuzz.
+"""A raw JACK MIDI sender with a C process callback (raw_midi_sender.c beside it), for the fuzz.
 
-`tests/live_harness.py: MidiSender` sends any bytes too, but from a Python callback: every JACK
+`harness.live.MidiSender` sends any bytes too, but from a Python callback: every JACK
 cycle it takes a Python thread and the GIL, and measured into `jack_midi_dump` with the daemon
 idle it raised this VM's xruns by itself (36 against 9 idle, 2026-12-01 16:46). This one costs
 the graph a few microseconds a cycle. It is built on first use with gcc against libjack.so.0,
@@ -28,7 +28,7 @@ def build() -> Path:
     if exe.exists():
         return exe
     if shutil.which("gcc") is None:
-        raise RuntimeError("gcc is needed to build bench/raw_midi_sender.c (apt-get install gcc)")
+        raise RuntimeError("gcc is needed to build raw_midi_sender.c (apt-get install gcc)")
     exe.parent.mkdir(parents=True, exist_ok=True)
     partial = exe.with_suffix(f".{os.getpid()}")
     done = subprocess.run(

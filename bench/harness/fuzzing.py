@@ -11,33 +11,13 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from live_harness import osc_datagram
 
-ADDRESSES = [
-    "/dkvae/trigger",
-    "/dkvae/stop",
-    "/dkvae/pad/latent",
-    "/dkvae/pad/dim",
-    "/dkvae/pad/class",
-    "/dkvae/pad/gain",
-    "/dkvae/pad/pan",
-    "/dkvae/pad/choke_group",
-    "/dkvae/pad/polyphony",
-    "/dkvae/pad/velocity_curve",
-    "/dkvae/pad/timbre_direction",
-    "/dkvae/pad/timbre_amount",
-    "/dkvae/pad/variation",
-    "/dkvae/pad/randomize",
-    "/dkvae/pad/reset",
-    "/dkvae/pad/get",
-    "/dkvae/pad/learn",
-    "/dkvae/pad/encode",
-    "/dkvae/kit/save",
-    "/dkvae/kit/load",
-    "/dkvae/model/load",
-    "/dkvae/status",
-    "/dkvae/reply_to",
-]
+from harness.live import osc_datagram
+from harness.osc_doc import documented_addresses
+
+# Every request address of docs/osc.md, in its order: a new address is fuzzed as soon as it is
+# documented.
+ADDRESSES = list(documented_addresses())
 PATHS = [
     "../../etc/passwd",
     "/etc/shadow",
@@ -181,7 +161,7 @@ def caught_up_status(daemon: Any, attempts: int = 10) -> dict:
 
 def send_examples(daemon: Any, osc_examples: list, midi_examples: list, pause: float) -> None:
     """Send the drawn datagrams (a `pause` every 200) and MIDI messages to a running daemon."""
-    from live_harness import MidiSender
+    from harness.live import MidiSender
 
     for i, datagram in enumerate(osc_examples):
         daemon.osc.send_raw(datagram)
