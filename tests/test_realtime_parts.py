@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_harness import osc_datagram
-from synth_models import sine_decoder
+from harness.live import osc_datagram
+from harness.synth_models import sine_decoder
 
 from dkvae_live.midi_in import MidiInput
 from dkvae_live.mixer import FADE_SECONDS, LIMIT, Mixer
