@@ -221,8 +221,8 @@ def test_a_spectrogram_model_is_checked_at_load_without_iterating_its_phase(
     phase iterations are the sound's quality: they wait for the renders, so the daemon
     answers from the start."""
     import onnx
+    from harness.synth_models import contract_model
     from onnx import TensorProto, helper, numpy_helper
-    from synth_models import contract_model
 
     import dkvae_live.model as model
 
