@@ -7,9 +7,11 @@ model and kit (else the sine test model), nothing sent to it. Everything is read
    callback that returns at once: its process thread runs libjack alone), idle for --floor
    seconds: what any client of this server costs per period on this machine, before the daemon
    starts. Needs a C compiler (cc); skipped without one.
-2. start: --starts daemons, each timed from launch to its first OSC status reply ("served")
-   and to its "ready:" log line (every pad rendered); then SIGTERM -> exit ("stop").
-3. rest: the last daemon, --idle seconds after ready, nothing sent: CPU in % of one core (the
+2. start: --starts daemons, each timed from launch to its first OSC status reply ("served"),
+   to its "ready:" log line (every pad plays: a draft where that is cheaper than its full
+   render) and to its "full quality:" line (every pad plays its full render); then SIGTERM ->
+   exit ("stop").
+3. rest: the last daemon, --idle seconds after full quality, nothing sent: CPU in % of one core (the
    process, and per thread), wake-ups a second per thread (voluntary context switches: the
    thread slept and was woken; involuntary ones beside them), resident memory (RSS; RSS less
    JACK's shared segment, which libjack maps, and locks under a real-time server, in every
@@ -226,11 +228,13 @@ def floor(seconds: float, tmp: Path) -> dict[str, Any] | None:
     return {"cpu_percent": rest["cpu_percent"], "process_thread": busiest}
 
 
-def start_and_serve(model: Path) -> tuple[Daemon, float, float]:
-    """A daemon; seconds from launch to its first OSC reply, and to its "ready:" line."""
+def start_and_serve(model: Path) -> tuple[Daemon, float, float, float]:
+    """A daemon; seconds from launch to its first OSC reply, to its "ready:" line (every pad
+    plays, a draft where that is cheaper) and to its "full quality:" line (every pad plays its
+    full render)."""
     started = time.monotonic()
     daemon = Daemon(model, "--host-api", "JACK")
-    served = None
+    served = ready = None
     while True:
         now = time.monotonic() - started
         if daemon.proc.poll() is not None or now > 120:
@@ -245,9 +249,11 @@ def start_and_serve(model: Path) -> tuple[Daemon, float, float]:
                 pass
         else:
             time.sleep(0.005)
-        if " ready: " in daemon.log():
+        if ready is None and " ready: " in daemon.log():
+            ready = now
+        if ready is not None and " full quality: " in daemon.log():
             daemon.osc.drain()
-            return daemon, served if served is not None else now, now
+            return daemon, served if served is not None else now, ready, now
 
 
 def stop_time(daemon: Daemon) -> float:
@@ -290,17 +296,18 @@ def main() -> int:
         print(f"the daemon at rest on {model_desc}, JACK period {args.period}", flush=True)
         print(f"floor: a client that does nothing, {args.floor:g} s", flush=True)
         result["floor"] = floor(args.floor, Path(tmp))
-        served, ready, stops = [], [], []
+        served, ready, full, stops = [], [], [], []
         for i in range(args.starts):
-            daemon, to_serve, to_ready = start_and_serve(model)
+            daemon, to_serve, to_ready, to_full = start_and_serve(model)
             served.append(to_serve)
             ready.append(to_ready)
+            full.append(to_full)
             if i < args.starts - 1:
                 stops.append(stop_time(daemon))
         try:
             time.sleep(REPLY_WINDOW_SECONDS)  # the probes' replies are out of the rate limit
             status = daemon.osc.status()
-            print(f"rest: {args.idle:g} s after ready, nothing sent", flush=True)
+            print(f"rest: {args.idle:g} s after full quality, nothing sent", flush=True)
             rest = at_rest(daemon.proc.pid, args.idle)
             rest["memory"] = memory(daemon.proc.pid)
             rest["status_threads"] = status["threads"].split()
@@ -311,6 +318,7 @@ def main() -> int:
         result.update(
             start_to_served_s=stats(served),
             start_to_ready_s=stats(ready),
+            start_to_full_s=stats(full),
             stop_s=stats(stops),
             rest=rest,
         )
@@ -348,6 +356,11 @@ def print_result(r: dict[str, Any]) -> None:
                     f"max {s['max']:.2f} of {s['count']}",
                 ],
                 ["start -> ready (s)", f"{rd['median']:.2f}", f"max {rd['max']:.2f}"],
+                [
+                    "start -> full quality (s)",
+                    f"{r['start_to_full_s']['median']:.2f}",
+                    f"max {r['start_to_full_s']['max']:.2f}",
+                ],
                 [
                     "SIGTERM -> exit (s)",
                     f"{st['median']:.2f}",

@@ -170,7 +170,7 @@ class RenderWorker:
         # notes whose full render a change of another pad cut short, or the start left to
         # the loop: rendered in full next, without a draft
         self._unfinished: set[int] = set()
-        self._drafted_at_start: float | None = None  # when the start's drafts were all out
+        self._drafted_at_start: float | None = None  # when the start's first pass ended
         self._rng = np.random.default_rng()
         self._next_decoder: Decoder | None = None
         self._retired: list[object] = []  # old sessions to let go of, one per rest
@@ -278,9 +278,11 @@ class RenderWorker:
             except Exception:
                 log.exception("the first render of the pads failed")
             self._unfinished = set(drafted)
-            self._drafted_at_start = time.monotonic() if drafted else None
+            self._drafted_at_start = time.monotonic()
             settle_heap()
             self._on_first_pass()
+            if not drafted:
+                self._full_quality()
         promote_current_thread(1)
         while not self._stopping:
             self._wake.wait(self._wait_timeout())
@@ -320,18 +322,23 @@ class RenderWorker:
                     )
                 except Exception:  # a worker that dies leaves the pads stale: log, keep going
                     log.exception("render failed for notes %s", sorted(notes))
-                if self._drafted_at_start is not None and not self._unfinished:
-                    log.info(
-                        "full quality: every pad rendered in full %.2f s after its draft",
-                        time.monotonic() - self._drafted_at_start,
-                    )
-                    self._drafted_at_start = None
+                if not self._unfinished:
+                    self._full_quality()
                 time.sleep(BREATH_SECONDS)
             while self._retired:
                 with self._lock:
                     old = self._retired.pop() if self._retired else None
                 del old
                 time.sleep(BREATH_SECONDS)
+
+    def _full_quality(self) -> None:
+        """Log, once after the start, that every pad plays its full render."""
+        if self._drafted_at_start is not None:
+            log.info(
+                "full quality: every pad rendered in full, %.2f s after ready",
+                time.monotonic() - self._drafted_at_start,
+            )
+            self._drafted_at_start = None
 
     @staticmethod
     def _rest(since: float) -> None:

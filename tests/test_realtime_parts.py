@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import subprocess
 import sys
@@ -480,7 +481,9 @@ def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_fu
     assert 20 <= first[1] == full[1] < 300
 
 
-def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(tmp_path: Path) -> None:
+def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Issue 20: ready within a second and a half with a model whose full render is slow. The
     start publishes each layered pad's draft, says it is ready, then renders them in full; a
     plain pad (nothing cheaper to draft) is rendered in full before it says so."""
@@ -508,11 +511,15 @@ def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(tmp_pat
     worker = RenderWorker(
         decoder, pads, 48000, published.append, on_first_pass=lambda: ready.append(layers_now())
     )
+    caplog.set_level(logging.INFO, logger="dkvae_live.renderer")
     worker.start(render_all=True)
     try:
         deadline = time.monotonic() + 5
         while layers_now() != {**dict.fromkeys(layered, VELOCITY_LAYERS), plain: 1}:
             assert time.monotonic() < deadline, layers_now()
+            time.sleep(0.01)
+        while "full quality: every pad" not in caplog.text:  # said once the last is out
+            assert time.monotonic() < deadline
             time.sleep(0.01)
     finally:
         worker.stop()
