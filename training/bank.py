@@ -714,10 +714,10 @@ def import_sources(
             continue  # a bank file that went bad is reported by load_split, not here
     for src in _progress(sources, progress, "importing", total):
         what = f"{src.kit}: {src.instrument} ({src.file_name or src.source})"
-        label = _label(src, rules)
-        if label is None or label == "":
-            (report.excluded if label == "" else report.unlabeled).append(what)
-            log.info("leave out %s: %s", what, "excluded" if label == "" else "no rule labels it")
+        matched, label = rules.classify(src.instrument, src.file_name, src.kit, src.gm_notes)
+        if label is None:
+            (report.excluded if matched else report.unlabeled).append(what)
+            log.info("leave out %s: %s", what, "excluded" if matched else "no rule labels it")
             continue
         try:
             audio, rate = src.load()
@@ -826,37 +826,6 @@ def _fingerprint(audio: np.ndarray) -> np.ndarray:
     v[: head.size] = head
     norm = float(np.linalg.norm(v))
     return v / norm if norm > 0 else v
-
-
-def _label(src: SoundSource, rules: LabelRules) -> str | None:
-    """The class, "" when a rule or the GM map excludes it, None when nothing labels it.
-
-    Rules limited to a kit (fixes for known kits) decide first, then the General MIDI notes,
-    then the other name rules."""
-    for name in (src.instrument, src.file_name):
-        if name:
-            matched, label = rules.match_kit_rule(name, src.kit)
-            if matched:
-                return label or ""
-    votes: Counter[str] = Counter()
-    for note in src.gm_notes:
-        known, label = rules.classify_note(note)
-        if known:
-            votes[label or ""] += 1
-    ranked = votes.most_common(2)
-    gm_label = None
-    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
-        gm_label = ranked[0][0]
-        if gm_label:
-            return gm_label
-    # No note decides, or the notes say "not a drum": the name rules have the last word (a kit
-    # may put a crash choke on GM's vibraslap note). A note's exclusion stands if no rule matches.
-    for name in (src.instrument, src.file_name):
-        if name:
-            matched, label = rules.match(name, src.kit)
-            if matched:
-                return label or ""
-    return gm_label
 
 
 def kits_markdown(bank_dir: str | Path) -> str:
