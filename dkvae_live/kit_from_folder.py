@@ -89,7 +89,7 @@ def class_from_name(
 ) -> str | None:
     """The class the bank's rules give a file (its subfolder's name first, then its file
     name, as the bank's folder importer names it), if the model has that class."""
-    label = rules.classify(folder_instrument(relative), relative.name, kit)
+    _, label = rules.classify(folder_instrument(relative), relative.name, kit)
     return label if label in class_names else None
 
 

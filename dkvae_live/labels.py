@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,30 +272,39 @@ class LabelRules:
             return False, None
         return True, label
 
-    def classify(self, instrument: str, filename: str = "", kit: str = "") -> str | None:
-        """The class of a sound, or None when it is excluded or no rule labels it.
+    def classify(
+        self, instrument: str, file_name: str = "", kit: str = "", gm_notes: Iterable[int] = ()
+    ) -> tuple[bool, str | None]:
+        """The class of a sound, like :meth:`match`: (True, class); (True, None) when a rule or
+        the General MIDI map leaves it out; (False, None) when nothing labels it.
 
-        The instrument name is tried first; the file name (without folders or extension) only
-        when no rule matched the instrument name.
+        Rules limited to a kit (fixes for known kits) decide first, then the General MIDI notes
+        that play the sound (the class most of them give; a tie decides nothing), then the other
+        name rules. Each rule is tried on the instrument name, then on the file name (without
+        folders or extension).
         """
-        matched, label = self.match(instrument, kit)
-        if matched:
-            return label
-        if filename:
-            matched, label = self.match(Path(filename).stem, kit)
+        names = [n for n in (instrument, Path(file_name).stem if file_name else "") if n]
+        for name in names:
+            matched, label = self.match_kit_rule(name, kit)
             if matched:
-                return label
-        return None
-
-    def explain(self, instrument: str, filename: str = "", kit: str = "") -> str:
-        """Why a sound got its label: the rule that matched, or 'no rule matched'."""
-        for name in (_clean_name(instrument), _clean_name(Path(filename).stem) if filename else ""):
-            if not name:
-                continue
-            for rule in self.rules:
-                if rule.matches(name, kit):
-                    return f"{name!r} matched {rule.pattern!r} -> {rule.label}"
-        return "no rule matched"
+                return True, label
+        votes: Counter[str | None] = Counter()
+        for note in gm_notes:
+            known, label = self.classify_note(note)
+            if known:
+                votes[label] += 1
+        ranked = votes.most_common(2)
+        note_decides = bool(ranked) and (len(ranked) == 1 or ranked[0][1] > ranked[1][1])
+        if note_decides and ranked[0][0] is not None:
+            return True, ranked[0][0]
+        # No note decides, or the notes say "not a drum": the name rules have the last word (a
+        # kit may put a crash choke on GM's vibraslap note); a note's exclusion stands if no rule
+        # matches.
+        for name in names:
+            matched, label = self.match(name, kit)
+            if matched:
+                return True, label
+        return note_decides, None
 
 
 def folder_instrument(relative: Path) -> str:

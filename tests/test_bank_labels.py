@@ -55,7 +55,7 @@ REAL_NAMES = [
 
 @pytest.mark.parametrize(("name", "expected"), REAL_NAMES)
 def test_default_rules_label_real_instrument_names(name: str, expected: str) -> None:
-    assert LabelRules().classify(name) == expected
+    assert LabelRules().classify(name) == (True, expected)
 
 
 @pytest.mark.parametrize("name", ["Zap 1", "FX", "Whistle", "Snare Roll", "Metronome Click"])
@@ -63,28 +63,30 @@ def test_exclusion_rules_win_over_class_rules(name: str) -> None:
     rules = LabelRules()
     matched, label = rules.match(name)
     assert matched and label is None
-    assert rules.classify(name) is None
+    assert rules.classify(name) == (True, None)
 
 
 def test_unlabeled_names_fall_back_to_the_file_name_then_stay_out() -> None:
     rules = LabelRules()
-    assert rules.classify("17", "emptySample.flac") is None
+    assert rules.classify("17", "emptySample.flac") == (True, None)
     assert rules.match("emptySample") == (True, None)
-    assert rules.classify("Sample: beats_06-38.flac") is None
-    assert rules.classify("c5 - ", "beats_06-38.flac") is None  # nothing says what it is
-    assert rules.classify("c5 - ", "PowR_BD_1.flac") == "kick"
-    assert rules.classify("c5 - ", "BD_08.aiff") == "kick"
-    assert rules.classify("Snare 1", "hihat.wav") == "snare"  # the instrument name comes first
+    assert rules.classify("Sample: beats_06-38.flac") == (False, None)
+    # nothing says what it is
+    assert rules.classify("c5 - ", "beats_06-38.flac") == (False, None)
+    assert rules.classify("c5 - ", "PowR_BD_1.flac") == (True, "kick")
+    assert rules.classify("c5 - ", "BD_08.aiff") == (True, "kick")
+    # the instrument name comes first
+    assert rules.classify("Snare 1", "hihat.wav") == (True, "snare")
 
 
 def test_kit_specific_rules_fix_known_mislabels() -> None:
     rules = LabelRules()
-    assert rules.classify("Kick", kit="Audiophob") == "tom"
-    assert rules.classify("Pedal HH", kit="Audiophob") == "perc"
-    assert rules.classify("Kick", kit="GMRockKit") == "kick"
-    assert rules.classify("Pedal HH", kit="Millo-Drums_v.1") == "hihat"
-    assert rules.classify("Dununba1 Bell Mute", kit="circAfrique v4") == "perc"
-    assert rules.classify("Ride Bell", kit="GMRockKit") == "cymbal"
+    assert rules.classify("Kick", kit="Audiophob") == (True, "tom")
+    assert rules.classify("Pedal HH", kit="Audiophob") == (True, "perc")
+    assert rules.classify("Kick", kit="GMRockKit") == (True, "kick")
+    assert rules.classify("Pedal HH", kit="Millo-Drums_v.1") == (True, "hihat")
+    assert rules.classify("Dununba1 Bell Mute", kit="circAfrique v4") == (True, "perc")
+    assert rules.classify("Ride Bell", kit="GMRockKit") == (True, "cymbal")
 
 
 def test_gm_notes() -> None:
@@ -113,10 +115,10 @@ def test_rules_from_toml_come_before_the_defaults(tmp_path: Path) -> None:
     )
     rules = load_rules(path)
     assert rules.class_names[-1] == "clap"
-    assert rules.classify("Hand Clap") == "clap"
-    assert rules.classify("Kick", kit="TR808EmulationKit") is None
-    assert rules.classify("Kick", kit="Other") == "kick"
-    assert rules.classify("Cowbell") == "perc"
+    assert rules.classify("Hand Clap") == (True, "clap")
+    assert rules.classify("Kick", kit="TR808EmulationKit") == (True, None)
+    assert rules.classify("Kick", kit="Other") == (True, "kick")
+    assert rules.classify("Cowbell") == (True, "perc")
 
 
 def test_rules_without_defaults_leave_everything_else_out(tmp_path: Path) -> None:
@@ -126,8 +128,8 @@ def test_rules_without_defaults_leave_everything_else_out(tmp_path: Path) -> Non
         '[[rule]]\npattern = "bd"\nlabel = "kick"\n'
     )
     rules = load_rules(path)
-    assert rules.classify("BD 1") == "kick"
-    assert rules.classify("Kick") is None
+    assert rules.classify("BD 1") == (True, "kick")
+    assert rules.classify("Kick") == (False, None)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +190,7 @@ DRUMSYNTH_NAMES = [
 def test_drumsynth_presets_are_labelled_by_folder_and_name(
     folder: str, name: str, expected: str | None
 ) -> None:
-    assert LabelRules().classify(name, kit=f"LMMS DrumSynth {folder}") == expected
+    assert LabelRules().classify(name, kit=f"LMMS DrumSynth {folder}") == (True, expected)
     assert kit_style(f"LMMS DrumSynth {folder}", name) == "electronic"
 
 
@@ -238,7 +240,7 @@ SONIC_PI_NAMES = [
 def test_sonic_pi_samples_are_labelled_by_file_name(
     family: str, name: str, expected: str | None
 ) -> None:
-    assert LabelRules().classify(name, kit=f"Sonic Pi {family}") == expected
+    assert LabelRules().classify(name, kit=f"Sonic Pi {family}") == (True, expected)
 
 
 def test_named_percussion_keeps_its_name() -> None:

@@ -13,6 +13,7 @@ pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.train
 
 from dkvae_training.config import make_config  # noqa: E402
+from dkvae_training.data import Arrays  # noqa: E402
 from dkvae_training.ddsp import (  # noqa: E402
     GLIDE_RATES,
     NoiseBands,
@@ -21,7 +22,7 @@ from dkvae_training.ddsp import (  # noqa: E402
     noise_band_filters,
 )
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
-from dkvae_training.train import Arrays, train  # noqa: E402
+from dkvae_training.train import train  # noqa: E402
 
 SR = 8000
 N = 4096

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.train
 import onnx  # noqa: E402
 from dkvae_export.onnx_export import ExportError, export_decoder, export_run  # noqa: E402
 from dkvae_training.config import make_config  # noqa: E402
+from dkvae_training.data import Arrays  # noqa: E402
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
-from dkvae_training.train import Arrays, train  # noqa: E402
+from dkvae_training.train import train  # noqa: E402
 
 from dkvae_live.model import Decoder, Encoder, ModelError  # noqa: E402
 

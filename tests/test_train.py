@@ -20,8 +20,10 @@ pytestmark = pytest.mark.train
 
 import soundfile as sf  # noqa: E402
 from dkvae_training.config import load_config, make_config  # noqa: E402
+from dkvae_training.data import Arrays, pitch_shifted  # noqa: E402
+from dkvae_training.run_folder import written  # noqa: E402
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
-from dkvae_training.train import Arrays, main, pitch_shifted, train, written  # noqa: E402
+from dkvae_training.train import main, train  # noqa: E402
 
 SR = 8000
 N = 4096

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -47,20 +48,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_mirrored_strategy_trains_and_writes_a_run_folder(tmp_path: Path) -> None:
+def history(run: Path) -> tuple[list[str], list[str]]:
+    """(columns, epochs) of a run folder's history.csv."""
+    with (run / "history.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], [row[0] for row in rows[1:]]
+
+
+def test_mirrored_strategy_writes_the_run_folder_a_normal_run_writes(tmp_path: Path) -> None:
     from dkvae_training.train import main
 
-    run = tmp_path / "run"
+    run, normal = tmp_path / "run", tmp_path / "normal"
     assert main([str(run), *TINY, "--strategy", "mirrored"]) == 0
+    assert main([str(normal), *TINY]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["strategy"] == "mirrored" and summary["epochs_done"] == 2
-    assert (run / "best.weights.h5").exists()
+    assert 1 <= summary["best_epoch"] <= 2
+    assert set(json.loads((normal / "summary.json").read_text())) <= set(summary)
+    assert history(run) == history(normal)  # one header, the same columns, epochs from 0
+    assert history(run)[1] == ["0", "1"]
+    for name in ("best.weights.h5", "config.json", "run.json", "checkpoints/state.json"):
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard").rglob("*tfevents*"))
+    # the run goes on without the strategy, from the state the distributed loop saved
+    assert main([str(run), "--resume", "--epochs", "3", "--verbose", "0"]) == 0
+    assert history(run)[1] == ["0", "1", "2"]
 
 
 @pytest.mark.slow
 def test_two_worker_processes_train_in_sync(tmp_path: Path) -> None:
     workers = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    scratch = tmp_path / "tmp"  # the workers' temporary folder: empty again when they end
+    scratch.mkdir()
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(scratch)}
     procs = [
         subprocess.Popen(
             [
@@ -91,5 +111,10 @@ def test_two_worker_processes_train_in_sync(tmp_path: Path) -> None:
         losses.append(re.findall(r"epoch \d+: loss ([0-9.]+)", out))
     assert len(losses[0]) == 2 and losses[0] == losses[1]  # the same model on both workers
     summary = json.loads((tmp_path / "w0" / "summary.json").read_text())
-    assert summary["replicas"] == 2
+    assert summary["replicas"] == 2 and summary["best_epoch"] >= 1
+    columns, epochs = history(tmp_path / "w0")
+    assert columns[:2] == ["epoch", "beta"] and "val_loss" in columns and epochs == ["0", "1"]
+    assert any((tmp_path / "w0" / "tensorboard").rglob("*tfevents*"))
     assert not (tmp_path / "w1" / "summary.json").exists()  # only the chief writes the run
+    assert sorted(p.name for p in (tmp_path / "w1").iterdir()) == ["run.json", "train.log"]
+    assert not list(scratch.glob("dkvae-worker-*"))

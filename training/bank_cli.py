@@ -25,15 +25,10 @@ from pathlib import Path
 
 from dkvae_live.labels import LabelRules, LabelRulesError, load_rules
 
-from .bank import (
-    BankError,
-    ImportReport,
-    SoundSource,
-    cross_split_duplicates,
-    import_sources,
-    kits_markdown,
-    summarize,
-)
+from .bank_duplicates import cross_split_duplicates
+from .bank_import import ImportReport, SoundSource, import_sources
+from .bank_manifest import BankError
+from .bank_summary import kits_markdown, summarize
 from .licences import GROUPS, WEIGHTS_LICENCE, allowed, parse_licences
 
 log = logging.getLogger("dkvae_training.bank_cli")

@@ -13,7 +13,13 @@ import tensorflow as tf
 from keras import layers
 
 from .config import TrainConfig
-from .seed_vae import build_spectrogram_decoder, log_magnitude, spectrogram_shape
+from .seed_vae import (
+    build_spectrogram_decoder,
+    downsampling_convs,
+    log_magnitude,
+    spectrogram_shape,
+)
+from .vae_base import LossTrackingModel
 
 
 def build_discriminator(cfg: TrainConfig) -> keras.Model:
@@ -24,30 +30,22 @@ def build_discriminator(cfg: TrainConfig) -> keras.Model:
     emb = layers.Embedding(cfg.num_classes, bins, name="class_embedding")(class_index)
     x = layers.Add()([spec, layers.Reshape((1, bins))(emb)])  # class as a learned spectral bias
     x = layers.Reshape((frames, bins, 1))(x)
-    for i, width in enumerate((16, 32, 64, 64)):
-        x = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{i}")(x)
-        x = layers.LeakyReLU(0.2)(x)
+    x = downsampling_convs(x)
     x = layers.GlobalAveragePooling2D()(x)
     logit = layers.Dense(1, name="logit")(x)
     return keras.Model([spec, class_index], logit, name="discriminator")
 
 
-class ConditionalGAN(keras.Model):
+class ConditionalGAN(LossTrackingModel):
     """Alternating discriminator / generator updates with BCE on logits."""
 
     def __init__(self, cfg: TrainConfig, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.cfg = cfg
+        super().__init__(cfg, ("loss", "d_loss", "g_loss"), **kwargs)
         self.decoder = build_spectrogram_decoder(cfg, "decoder", conditional=True)
         self.discriminator = build_discriminator(cfg)
         self.encoder = None
         self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
         self.d_optimizer = keras.optimizers.Adam(cfg.learning_rate, beta_1=0.5)
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "d_loss", "g_loss")}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def call(self, inputs, training=False):
         z, labels = inputs
@@ -75,14 +73,9 @@ class ConditionalGAN(keras.Model):
         g_vars = self.decoder.trainable_variables
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars, strict=True))
         self.optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars, strict=True))
-        return self._update(d_loss, g_loss)
+        return self._update({"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss})
 
     def test_step(self, data):
         audio, labels = data
-        return self._update(*self._gan_losses(audio, labels, training=False))
-
-    def _update(self, d_loss: tf.Tensor, g_loss: tf.Tensor) -> dict[str, tf.Tensor]:
-        self.trackers["loss"].update_state(d_loss + g_loss)
-        self.trackers["d_loss"].update_state(d_loss)
-        self.trackers["g_loss"].update_state(g_loss)
-        return {name: t.result() for name, t in self.trackers.items()}
+        d_loss, g_loss = self._gan_losses(audio, labels, training=False)
+        return self._update({"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss})

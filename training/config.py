@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dkvae_live.labels import CLASS_NAMES_DEFAULT
+
 MODEL_KINDS = ("vae", "seed_vae", "cgan", "ddsp")
-DEFAULT_CLASS_NAMES = ("kick", "snare", "hihat", "tom", "cymbal", "perc")
 
 
 @dataclasses.dataclass
@@ -24,7 +25,7 @@ class TrainConfig:
     sample_rate: int = 44100
     num_samples: int = 44100
     latent_size: int = 8
-    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+    class_names: tuple[str, ...] = CLASS_NAMES_DEFAULT
 
     # optimisation
     batch_size: int = 16

@@ -4,12 +4,16 @@ Keras 3 ``fit`` fails under ``MultiWorkerMirroredStrategy`` ("Attempt to convert
 (PerReplica...) to a Tensor", keras-team/keras#20585), so this is a custom loop: model and
 optimizer built under ``strategy.scope()``, ``experimental_distribute_dataset``, a
 ``tf.function`` step that runs ``strategy.run`` with a GradientTape and scales the loss by the
-global batch size. The run folder is the same as ``dkvae-train`` writes (only worker 0, the
-chief, writes it), so export and evaluation work on it unchanged.
+global batch size. The run folder is kept by :mod:`.run_folder`, as ``dkvae-train`` without a
+strategy keeps it, so export, evaluation and ``--resume`` work on it unchanged.
 
 Multi-worker: start one process per worker with the same ``--workers host:port,...`` list and
-its own ``--worker-index``; each builds ``TF_CONFIG`` from them. Stop decisions (early stopping,
-time budget) are taken by the chief and shared with an all-reduce so workers never diverge.
+its own ``--worker-index``; each builds ``TF_CONFIG`` from them. Worker 0, the chief, writes the
+run folder; every other worker writes only its ``train.log`` and ``run.json`` into the run folder
+it is given, and its (identical) checkpoints into a temporary folder removed when it ends. Stop
+decisions (early stopping, time budget) are taken by the chief and shared with an all-reduce so
+workers never diverge. A multi-worker run is resumed without ``--strategy`` (or with
+``mirrored``): the other workers could not read the chief's checkpoint.
 
     dkvae-train RUN --bank B --strategy multiworker --workers 127.0.0.1:23456,127.0.0.1:23457 \\
         --worker-index 0 &
@@ -20,28 +24,31 @@ time budget) are taken by the chief and shared with an all-reduce so workers nev
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import tempfile
-import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import TrainConfig, save_config
-from .train import (
-    CHECKPOINT_DIR,
-    Arrays,
+from .config import TrainConfig
+from .data import Arrays, training_datasets
+from .run_folder import (
+    TENSORBOARD_DIR,
+    RunFolder,
     RunResult,
-    initial_state,
-    load_optimizer_state,
-    make_dataset,
-    save_optimizer_state,
+    monitored_metric,
+    restore_checkpoint,
+    start_run,
 )
 
 logger = logging.getLogger(__name__)
+
+DISTRIBUTED_KINDS = ("vae", "seed_vae")
 
 
 def make_strategy(name: str, workers: str | None = None, worker_index: int = 0) -> Any:
@@ -75,54 +82,78 @@ def train_distributed(
     worker_index: int = 0,
     resume: bool = False,
     smoke_test: bool = False,
-    verbose: int = 1,
+    verbose: int | str = 1,
 ) -> RunResult:
     """Train ``cfg`` (``vae`` or ``seed_vae``) with a custom loop under a distribution strategy."""
+    if cfg.kind not in DISTRIBUTED_KINDS:
+        raise ValueError(
+            f"--strategy trains {' and '.join(DISTRIBUTED_KINDS)}, not {cfg.kind}: "
+            "train it without --strategy"
+        )
+    if resume and strategy == "multiworker":
+        raise ValueError(
+            "a multi-worker run resumes without --strategy (or with --strategy mirrored)"
+        )
+    if smoke_test:
+        cfg = dataclasses.replace(cfg, epochs=min(cfg.epochs, 2), max_minutes=0.0)
+    strat = make_strategy(strategy, workers, worker_index)
+    train = functools.partial(
+        _train, cfg, train_arrays, val_arrays, strat, strategy, smoke_test=smoke_test
+    )
+    if worker_index == 0:
+        return train(Path(run_dir), chief=True, resume=resume, verbose=verbose)
+    # the other workers save the same checkpoints as the chief (every worker runs the same
+    # operations) into a folder of their own that goes when they end
+    with tempfile.TemporaryDirectory(prefix="dkvae-worker-") as scratch:
+        result = train(Path(scratch), chief=False, resume=False, verbose=0)
+    return dataclasses.replace(result, run_dir=Path(run_dir))
+
+
+def _train(
+    cfg: TrainConfig,
+    train_arrays: Arrays,
+    val_arrays: Arrays | None,
+    strat: Any,
+    strategy: str,
+    out_dir: Path,
+    *,
+    chief: bool,
+    resume: bool,
+    smoke_test: bool,
+    verbose: int | str,
+) -> RunResult:
+    """The custom loop of one worker, writing its run folder ``out_dir``."""
     import keras
     import tensorflow as tf
 
     from .models import build_model
+    from .vae_base import GRADIENT_CLIP_NORM
 
-    if cfg.kind not in ("vae", "seed_vae"):
-        raise ValueError(f"distributed training supports vae and seed_vae, not {cfg.kind}")
-    if smoke_test:
-        cfg = dataclasses.replace(cfg, epochs=min(cfg.epochs, 2), max_minutes=0.0)
-    strat = make_strategy(strategy, workers, worker_index)
-    chief = worker_index == 0
-    # non-chief workers write their (identical) checkpoints to a scratch folder
-    out_dir = Path(run_dir) if chief else Path(tempfile.mkdtemp(prefix="dkvae-worker-"))
-    ckpt = out_dir / CHECKPOINT_DIR
-    ckpt.mkdir(parents=True, exist_ok=True)
-    state = json.loads((ckpt / "state.json").read_text()) if resume and chief else initial_state()
-    if chief and not resume:
-        save_config(cfg, out_dir / "config.json")
-    keras.utils.set_random_seed(cfg.seed)
+    state = start_run(out_dir, cfg, resume=resume)
+    keras.utils.set_random_seed(cfg.seed + int(state["epoch"]))
     with strat.scope():
         model = build_model(cfg)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+        lr = float(state.get("learning_rate", cfg.learning_rate))
+        model.compile(optimizer=keras.optimizers.Adam(lr))
         model.optimizer.build(model.trainable_variables)
-        if resume and chief:
-            model.load_weights(str(ckpt / "last.weights.h5"))
-            load_optimizer_state(model, ckpt / "optimizer.npz")
+        if resume:
+            restore_checkpoint(model, out_dir, state)
     replicas = strat.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
     logger.info(
         "%s strategy: %d replicas in sync, global batch %d", strategy, replicas, global_batch
     )
-    ds = make_dataset(
+    train_ds, val_ds = training_datasets(
+        cfg,
         train_arrays,
-        global_batch,
-        shuffle=True,
-        seed=cfg.seed,
-        gain_augment_db=cfg.gain_augment_db,
+        val_arrays,
+        batch_size=global_batch,
         drop_remainder=True,
+        smoke_test=smoke_test,
     )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    ds = ds.with_options(options)
-    if smoke_test:
-        ds = ds.take(2)
-    dist_ds = strat.experimental_distribute_dataset(ds)
+    dist_ds = strat.experimental_distribute_dataset(train_ds.with_options(options))
     optimizer = model.optimizer
 
     @tf.function
@@ -132,12 +163,16 @@ def train_distributed(
                 values = model.compute_losses(audio, labels, training=True)
                 loss = tf.reduce_sum(values["loss"]) / float(global_batch)
             grads = tape.gradient(loss, model.trainable_variables)
-            grads, _ = tf.clip_by_global_norm(grads, 5.0)
+            grads, _ = tf.clip_by_global_norm(grads, GRADIENT_CLIP_NORM)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss
+            # each loss's share of the global batch mean; summed over replicas below
+            return {k: tf.reduce_sum(v) / float(global_batch) for k, v in values.items()}
 
         per_replica = strat.run(replica_step, args=batch)
-        return strat.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return {
+            k: strat.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()
+        }
 
     @tf.function
     def agree(flag: Any) -> Any:
@@ -145,96 +180,52 @@ def train_distributed(
         per_replica = strat.run(lambda f: tf.identity(f), args=(flag,))
         return strat.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    val_ds = (
-        make_dataset(val_arrays, cfg.batch_size, shuffle=False)
-        if val_arrays is not None and len(val_arrays.labels)
-        else None
+    book = RunFolder(out_dir, cfg, state, monitored_metric(cfg, validation=val_ds is not None))
+    callbacks = keras.callbacks.CallbackList(
+        [
+            book.callback(),
+            keras.callbacks.TensorBoard(str(out_dir / TENSORBOARD_DIR), write_graph=False),
+        ],
+        model=model,
     )
-    if smoke_test and val_ds is not None:
-        val_ds = val_ds.take(1)
     counter = getattr(model, "step_counter", None)
-    history: dict[str, list[float]] = {"loss": [], "val_loss": []}
-    started = time.monotonic()
-    trained_before = float(state["train_seconds"])
-    stop_reason = "epochs"
+    history: dict[str, list[float]] = defaultdict(list)
+    callbacks.on_train_begin()
     for epoch in range(int(state["epoch"]), cfg.epochs):
-        total, steps = 0.0, 0
-        progress = keras.utils.Progbar(
-            None, verbose=1 if chief and verbose == 1 else 0, unit_name="step"
-        )
+        callbacks.on_epoch_begin(epoch)
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        progress = keras.utils.Progbar(None, verbose=1 if verbose == 1 else 0, unit_name="step")
         for batch in dist_ds:
-            loss = float(train_step(batch))
+            values = train_step(batch)
             if counter is not None:
                 counter.assign_add(1.0)
-            total += loss
+            for k, v in values.items():
+                sums[k] += float(v)
             steps += 1
-            progress.update(steps, [("loss", loss)])
-        train_loss = total / max(steps, 1)
-        val_loss = float("nan")
+            progress.update(steps, [("loss", float(values["loss"]))])
+        # as Keras fit reports them: means over the epoch's batches
+        logs = {k: v / max(steps, 1) for k, v in sums.items()}
         if val_ds is not None:
-            vals = [
-                float(tf.reduce_mean(model.compute_losses(a, b, training=False)["loss"]))
-                for a, b in val_ds
-            ]
-            val_loss = float(np.mean(vals))
-        history["loss"].append(train_loss)
-        history["val_loss"].append(val_loss)
-        monitored = val_loss if np.isfinite(val_loss) else train_loss
-        if monitored < state["best"]:
-            state.update(best=monitored, best_epoch=epoch + 1, wait=0)
-            model.save_weights(str(out_dir / "best.weights.h5"))
-        else:
-            state["wait"] += 1
-        elapsed = trained_before + time.monotonic() - started
-        state.update(epoch=epoch + 1, train_seconds=elapsed)
-        model.save_weights(str(ckpt / "last.weights.h5"))
-        save_optimizer_state(model, ckpt / "optimizer.npz")
-        (ckpt / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+            val: dict[str, list[float]] = defaultdict(list)
+            for audio, labels in val_ds:
+                for k, v in model.compute_losses(audio, labels, training=False).items():
+                    val[k].append(float(tf.reduce_mean(v)))
+            logs.update({f"val_{k}": float(np.mean(v)) for k, v in val.items()})
+        for k, v in logs.items():
+            history[k].append(v)
         logger.info(
-            "epoch %d: loss %.4f, val_loss %.4f, %d steps x %d replicas; %.1f min",
+            "epoch %d: loss %.4f, val_loss %.4f, %d steps x %d replicas",
             epoch + 1,
-            train_loss,
-            val_loss,
+            logs["loss"],
+            logs.get("val_loss", float("nan")),
             steps,
             replicas,
-            elapsed / 60.0,
         )
-        if chief:
-            with (out_dir / "history.csv").open("a") as f:
-                f.write(f"{epoch},{train_loss},{val_loss}\n")
-        stop = 0.0
-        if state["wait"] >= cfg.patience:
-            stop, stop_reason = 1.0, "early stopping"
-        elif cfg.max_minutes > 0 and elapsed >= cfg.max_minutes * 60.0:
-            stop, stop_reason = 1.0, "time budget reached"
-        if float(agree(tf.constant(stop if chief else 0.0))) > 0.0:
+        callbacks.on_epoch_end(epoch, logs)
+        if float(agree(tf.constant(1.0 if chief and book.stop else 0.0))) > 0.0:
             if not chief:
-                stop_reason = "stopped by the chief"
+                book.stop_reason = "stopped by the chief"
             break
-    if not (out_dir / "best.weights.h5").exists():
-        model.save_weights(str(out_dir / "best.weights.h5"))
-    if chief:
-        (out_dir / "summary.json").write_text(
-            json.dumps(
-                {
-                    "kind": cfg.kind,
-                    "epochs_done": state["epoch"],
-                    "best_val_loss": state["best"],
-                    "train_minutes": state["train_seconds"] / 60.0,
-                    "stop_reason": stop_reason,
-                    "strategy": strategy,
-                    "replicas": replicas,
-                    "config_hash": cfg.hash(),
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-    return RunResult(
-        out_dir,
-        int(state["epoch"]),
-        float(state["best"]),
-        float(state["train_seconds"]),
-        stop_reason,
-        history,
-    )
+    callbacks.on_train_end()
+    return book.finish(model, dict(history), strategy=strategy, replicas=replicas)

@@ -43,6 +43,7 @@ import numpy as np
 from dkvae_live.class_latents import ClassLatent, fit
 
 from . import yardstick as ys
+from .run_folder import RUN_INFO
 
 logger = logging.getLogger(__name__)
 
@@ -755,11 +756,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/eval-SPLIT)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .bank import load_split
+    from .bank_loading import load_split
 
     bank, cache_dir = args.bank, args.cache_dir
-    if bank is None and not args.onnx and (args.run_dir / "run.json").exists():
-        source = json.loads((args.run_dir / "run.json").read_text())
+    if bank is None and not args.onnx and (args.run_dir / RUN_INFO).exists():
+        source = json.loads((args.run_dir / RUN_INFO).read_text())
         bank = Path(source["bank"]) if source.get("bank") else None
         if cache_dir is None and source.get("cache_dir"):
             cache_dir = Path(source["cache_dir"])

@@ -10,6 +10,7 @@ import numpy as np
 from dkvae_live.contract import LOG_MAGNITUDE, WAVEFORM
 
 from .config import TrainConfig, load_config
+from .run_folder import BEST_WEIGHTS, CONFIG, LAST_WEIGHTS
 
 # model kind -> the contract's output kind of its exported decoder
 OUTPUT_KINDS = {
@@ -18,8 +19,6 @@ OUTPUT_KINDS = {
     "cgan": LOG_MAGNITUDE,
     "ddsp": WAVEFORM,
 }
-BEST_WEIGHTS = "best.weights.h5"
-LAST_WEIGHTS = "checkpoints/last.weights.h5"
 
 
 def build_model(cfg: TrainConfig) -> Any:
@@ -60,7 +59,7 @@ def load_trained(run_dir: Path, checkpoint: str = "best") -> tuple[TrainConfig, 
     ``snapshots/best_at_20min.weights.h5``).
     """
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.json")
+    cfg = load_config(run_dir / CONFIG)
     names = {"best": BEST_WEIGHTS, "last": LAST_WEIGHTS}
     path = run_dir / names.get(checkpoint, checkpoint)
     if not path.exists():

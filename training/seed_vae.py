@@ -21,6 +21,7 @@ from dkvae_live import contract
 from . import losses
 from .config import TrainConfig
 from .dsp import ConvSTFT, num_frames
+from .vae_base import VAEBase, latent_heads
 
 _DOWN = 16  # four stride-2 stages
 
@@ -98,6 +99,15 @@ class _CropSpectrogram(layers.Layer):
         return out
 
 
+def downsampling_convs(x: keras.KerasTensor) -> keras.KerasTensor:
+    """Four stride-2 3x3 Conv2D stages over a spectrogram ``[batch, frames, bins, channels]``:
+    the seed's encoder and its cGAN's discriminator."""
+    for i, width in enumerate((16, 32, 64, 64)):
+        x = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{i}")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    return x
+
+
 def build_spectrogram_encoder(cfg: TrainConfig, name: str = "encoder") -> keras.Model:
     """``audio -> (z_mean, z_log_var)`` with 2-D convs over the log-magnitude STFT."""
     frames, bins = spectrogram_shape(cfg)
@@ -106,20 +116,8 @@ def build_spectrogram_encoder(cfg: TrainConfig, name: str = "encoder") -> keras.
         audio
     )
     x = layers.Reshape((frames, bins, 1))(x)
-    for i, width in enumerate((16, 32, 64, 64)):
-        x = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{i}")(x)
-        x = layers.LeakyReLU(0.2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(128, name="enc_dense")(x)
-    x = layers.LeakyReLU(0.2)(x)
-    z_mean = layers.Dense(cfg.latent_size, name=contract.Z_MEAN)(x)
-    z_log_var = layers.Dense(
-        cfg.latent_size,
-        name=contract.Z_LOG_VAR,
-        kernel_initializer="zeros",
-        bias_initializer=keras.initializers.Constant(-4.0),
-    )(x)
-    return keras.Model(audio, [z_mean, z_log_var], name=name)
+    x = downsampling_convs(x)
+    return keras.Model(audio, latent_heads(x, 128, cfg.latent_size), name=name)
 
 
 def log_magnitude(cfg: TrainConfig, audio: tf.Tensor) -> tf.Tensor:
@@ -142,28 +140,14 @@ def bin_weights(cfg: TrainConfig) -> np.ndarray | None:
     return (density / density.mean()).astype(np.float32)
 
 
-class SeedVAE(keras.Model):
+class SeedVAE(VAEBase):
     """The seed's VAE: MSE on the log spectrogram + KL."""
 
     def __init__(self, cfg: TrainConfig, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.cfg = cfg
+        super().__init__(cfg, ("loss", "log_mse", "kl"), **kwargs)
         self.encoder = build_spectrogram_encoder(cfg)
         self.decoder = build_spectrogram_decoder(cfg, "decoder", conditional=cfg.spec_conditional)
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "log_mse", "kl")}
         self._bin_weights = bin_weights(cfg)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    def call(self, inputs, training=False):
-        audio, labels = inputs
-        z_mean, z_log_var = self.encoder(audio, training=training)
-        z = z_mean
-        if training:
-            z = z_mean + tf.exp(0.5 * z_log_var) * tf.random.normal(tf.shape(z_mean))
-        return self.decoder([z, labels], training=training), z_mean, z_log_var
 
     def compute_losses(
         self, audio: tf.Tensor, labels: tf.Tensor, training: bool
@@ -176,22 +160,3 @@ class SeedVAE(keras.Model):
             fit = tf.reduce_mean(error * self._bin_weights, axis=[1, 2])
         kl = losses.kl_divergence(z_mean, z_log_var)
         return {"loss": fit + self.cfg.kl_weight * kl, "log_mse": mse, "kl": kl}
-
-    def _update(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        for name, value in values.items():
-            self.trackers[name].update_state(tf.reduce_mean(value))
-        return {name: t.result() for name, t in self.trackers.items()}
-
-    def train_step(self, data):
-        audio, labels = data
-        with tf.GradientTape() as tape:
-            values = self.compute_losses(audio, labels, training=True)
-            loss = tf.reduce_mean(values["loss"])
-        grads = tape.gradient(loss, self.trainable_variables)
-        grads, _ = tf.clip_by_global_norm(grads, 5.0)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
-        return self._update(values)
-
-    def test_step(self, data):
-        audio, labels = data
-        return self._update(self.compute_losses(audio, labels, training=False))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import DEFAULT_CLASS_NAMES
+from dkvae_live.labels import CLASS_NAMES_DEFAULT
 
 
 def _render(kind: str, rng: np.random.Generator, sample_rate: int, num_samples: int) -> np.ndarray:
@@ -39,7 +39,7 @@ def synthetic_drums(
     *,
     sample_rate: int = 44100,
     num_samples: int = 44100,
-    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES,
+    class_names: tuple[str, ...] = CLASS_NAMES_DEFAULT,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(audio float32 [n, num_samples], labels int64 [n])``, ``per_class`` sounds per class.

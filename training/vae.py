@@ -32,6 +32,7 @@ from dkvae_live import contract
 from . import losses
 from .config import TrainConfig
 from .dsp import ConvISTFT, ConvSTFT, Upsample, num_frames
+from .vae_base import VAEBase, latent_heads
 
 NUM_UPSAMPLES = 3
 
@@ -195,20 +196,10 @@ def build_encoder(cfg: TrainConfig) -> keras.Model:
     for i, width in enumerate(cfg.enc_channels):
         x = layers.Conv1D(width, 5, strides=2, padding="same", name=f"enc_conv{i}")(x)
         x = layers.LeakyReLU(0.2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(256, name="enc_dense")(x)
-    x = layers.LeakyReLU(0.2)(x)
-    z_mean = layers.Dense(cfg.latent_size, name=contract.Z_MEAN)(x)
-    z_log_var = layers.Dense(
-        cfg.latent_size,
-        name=contract.Z_LOG_VAR,
-        kernel_initializer="zeros",
-        bias_initializer=keras.initializers.Constant(-4.0),
-    )(x)
-    return keras.Model(audio, [z_mean, z_log_var], name="encoder")
+    return keras.Model(audio, latent_heads(x, 256, cfg.latent_size), name="encoder")
 
 
-class ConditionalVAE(keras.Model):
+class ConditionalVAE(VAEBase):
     """Encoder + decoder with the training objective; ``fit`` takes ``(audio, labels)`` batches."""
 
     def __init__(
@@ -216,30 +207,13 @@ class ConditionalVAE(keras.Model):
     ) -> None:
         """``decoder``: another decoder of the same interface (``ddsp``); default the
         STFT decoder of this module."""
-        super().__init__(**kwargs)
-        self.cfg = cfg
+        mel = ("mel",) if cfg.mel_weight > 0 else ()
+        super().__init__(cfg, ("loss", "mstft", *mel, "log_mse", "lowband", "kl", "beta"), **kwargs)
         self.encoder = build_encoder(cfg)
         self.decoder = decoder if decoder is not None else build_decoder(cfg)
         self.step_counter = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="step_counter", dtype="float32"
         )
-        mel = ("mel",) if cfg.mel_weight > 0 else ()
-        names = ("loss", "mstft", *mel, "log_mse", "lowband", "kl", "beta")
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    def call(self, inputs, training=False):
-        audio, labels = inputs
-        z_mean, z_log_var = self.encoder(audio, training=training)
-        if training:
-            eps = tf.random.normal(tf.shape(z_mean))
-            z = z_mean + tf.exp(0.5 * z_log_var) * eps
-        else:
-            z = z_mean
-        return self.decoder([z, labels], training=training), z_mean, z_log_var
 
     def beta(self) -> tf.Tensor:
         if self.cfg.kl_warmup_steps <= 0:
@@ -290,22 +264,5 @@ class ConditionalVAE(keras.Model):
             out["mel"] = mel
         return out
 
-    def _update(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        for name, value in values.items():
-            self.trackers[name].update_state(tf.reduce_mean(value))
-        return {name: t.result() for name, t in self.trackers.items()}
-
-    def train_step(self, data):
-        audio, labels = data
-        with tf.GradientTape() as tape:
-            values = self.compute_losses(audio, labels, training=True)
-            loss = tf.reduce_mean(values["loss"])
-        grads = tape.gradient(loss, self.trainable_variables)
-        grads, _ = tf.clip_by_global_norm(grads, 5.0)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+    def after_train_step(self) -> None:
         self.step_counter.assign_add(1.0)
-        return self._update(values)
-
-    def test_step(self, data):
-        audio, labels = data
-        return self._update(self.compute_losses(audio, labels, training=False))

@@ -601,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from .bank import load_split
+    from .bank_loading import load_split
 
     p = argparse.ArgumentParser(prog="python -m dkvae_training.yardstick", description=main.__doc__)
     p.add_argument("bank", help="bank folder")
@@ -647,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     # per kit: a split's sounds come from a few kits each, so one kit whose sounds are unlike the
     # training kits' (or whose labels are wrong) moves the score by many points at once
-    from .bank import read_manifest
+    from .bank_manifest import read_manifest
 
     kit_of = {row.id: row.kit for row in read_manifest(args.bank)}
     labelled = stick.predict(feats, silent)

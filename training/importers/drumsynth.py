@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter, resample_poly
 
-from ..bank import SoundSource
+from ..bank_import import SoundSource
 
 __all__ = [
     "ENGINE_RATE",

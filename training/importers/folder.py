@@ -19,7 +19,10 @@ from pathlib import Path
 
 from dkvae_live.labels import folder_instrument
 
-from ..bank import AUDIO_SUFFIXES, SoundSource, kit_family, read_audio
+from ..bank_cleaning import read_audio
+from ..bank_import import SoundSource
+from ..bank_manifest import AUDIO_SUFFIXES
+from ..bank_splits import kit_family
 
 __all__ = ["iter_folder", "layer_stem"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bank import SoundSource
+from ..bank_import import SoundSource
 
 __all__ = ["GusError", "iter_gus_folder", "read_patch"]
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from ..bank import SoundSource, read_audio
+from ..bank_cleaning import read_audio
+from ..bank_import import SoundSource
 
 __all__ = ["HydrogenError", "HydrogenKit", "find_kits", "iter_kit", "read_kit"]
 

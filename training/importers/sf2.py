@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from ..bank import SoundSource, kit_family
+from ..bank_import import SoundSource
+from ..bank_splits import kit_family
 
 __all__ = ["Sf2Error", "Sf2Sample", "SoundFont", "iter_sf2", "read_sf2"]
 

@@ -1,0 +1,301 @@
+"""A training run's folder: the files in it, and the bookkeeping at the end of each epoch.
+
+Single-process training (``train.py``) and distributed training (``distributed.py``) keep their
+run folders with this module, so both hold the same files in the same formats::
+
+    config.json            the resolved TrainConfig (export and evaluation read it back)
+    run.json               where the data came from, and the command line
+    train.log              the training log
+    history.csv            one row of metrics per epoch (appended on resume), as Keras's CSVLogger
+                           writes it: a header, then the epoch counted from 0 and the metrics
+    tensorboard/           TensorBoard logs
+    checkpoints/           last.weights.h5, optimizer.npz, state.json (what --resume needs)
+    best.weights.h5        the weights with the lowest validation loss so far
+    snapshots/             the best weights after each of ``snapshot_minutes`` of training
+    summary.json           written when training stops: epochs, time, best validation loss, why
+
+Training stops at ``epochs``, on early stopping (``patience`` epochs without a better validation
+loss), when the loss is not finite, or when ``max_minutes`` of training (summed over resumes)
+have passed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import TrainConfig, save_config
+
+logger = logging.getLogger(__name__)
+
+CONFIG = "config.json"
+RUN_INFO = "run.json"
+TRAIN_LOG = "train.log"
+HISTORY = "history.csv"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINT_DIR = "checkpoints"
+LAST_WEIGHTS = f"{CHECKPOINT_DIR}/last.weights.h5"
+OPTIMIZER_STATE = f"{CHECKPOINT_DIR}/optimizer.npz"
+STATE = f"{CHECKPOINT_DIR}/state.json"
+BEST_WEIGHTS = "best.weights.h5"
+SNAPSHOT_DIR = "snapshots"
+SUMMARY = "summary.json"
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    epochs_done: int
+    best_val_loss: float
+    train_seconds: float
+    stop_reason: str
+    history: dict[str, list[float]]
+
+
+def written(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through a temporary file beside it (same suffix, which Keras and numpy
+    insist on), renamed into place: a Ctrl-C mid-write leaves the old file, never a torn one."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    written(path, lambda tmp: tmp.write_text(text))
+
+
+def initial_state() -> dict[str, Any]:
+    return {"epoch": 0, "best": float("inf"), "best_epoch": 0, "wait": 0, "train_seconds": 0.0}
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads((Path(run_dir) / STATE).read_text())
+    return state
+
+
+def monitored_metric(cfg: TrainConfig, validation: bool) -> str:
+    """The metric whose best value picks ``best.weights.h5`` and drives early stopping."""
+    name = "g_loss" if cfg.kind == "cgan" else "loss"
+    return f"val_{name}" if validation else name
+
+
+def start_run(run_dir: Path, cfg: TrainConfig, *, resume: bool) -> dict[str, Any]:
+    """The state to train from: a new run folder's (its config written), or with ``resume`` the
+    state saved in ``run_dir``."""
+    run_dir = Path(run_dir)
+    if resume:
+        return read_state(run_dir)
+    if (run_dir / STATE).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; use --resume to continue it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / CONFIG)
+    return initial_state()
+
+
+def _optimizers(model: Any) -> list[tuple[Any, list[Any]]]:
+    """Every optimizer of a model with the variables it updates."""
+    if getattr(model, "discriminator", None) is not None:
+        return [
+            (model.optimizer, model.decoder.trainable_variables),
+            (model.d_optimizer, model.discriminator.trainable_variables),
+        ]
+    return [(model.optimizer, model.trainable_variables)]
+
+
+def save_optimizer_state(model: Any, path: Path) -> None:
+    values = [np.asarray(var) for opt, _ in _optimizers(model) for var in opt.variables]
+    written(path, lambda tmp: np.savez(tmp, *values))
+
+
+def load_optimizer_state(model: Any, path: Path) -> None:
+    data = np.load(path)
+    k = 0
+    for opt, variables in _optimizers(model):
+        if not opt.built:
+            opt.build(variables)
+        for var in opt.variables:
+            value = data[f"arr_{k}"]
+            k += 1
+            if tuple(value.shape) != tuple(var.shape):
+                raise ValueError(f"optimizer state {path} does not fit this model")
+            var.assign(value)
+
+
+def restore_checkpoint(model: Any, run_dir: Path, state: Mapping[str, Any]) -> None:
+    """Weights, optimizer state and learning rate of the last finished epoch of ``run_dir``."""
+    model.load_weights(str(run_dir / LAST_WEIGHTS))
+    load_optimizer_state(model, run_dir / OPTIMIZER_STATE)
+    if "learning_rate" in state:
+        model.optimizer.learning_rate.assign(float(state["learning_rate"]))
+    logger.info(
+        "resuming %s at epoch %d (%.1f min trained)",
+        run_dir,
+        state["epoch"],
+        state["train_seconds"] / 60.0,
+    )
+
+
+def append_history(path: Path, epoch: int, logs: Mapping[str, float]) -> None:
+    """One row of ``history.csv`` as Keras's CSVLogger writes it: ``epoch`` from 0, then the
+    metrics in sorted order, then (a run without validation) ``val_`` columns of "NA". A file
+    that exists keeps its header and its columns."""
+    keys = sorted(logs)
+    if not any(k.startswith("val_") for k in keys):
+        keys += [f"val_{k}" for k in keys]
+    columns = ["epoch", *keys]
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="") as fh:
+            columns = next(csv.reader(fh), columns)
+    row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="NA", extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+class RunFolder:
+    """The bookkeeping of one run folder: at each epoch's end the history row, the best and
+    last weights, the optimizer and training state (what ``--resume`` needs), snapshots, and
+    the stop decisions (early stopping, a loss that is not finite, the time budget)."""
+
+    def __init__(
+        self, run_dir: Path, cfg: TrainConfig, state: dict[str, Any], monitor: str
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.state = state
+        self.monitor = monitor
+        self.started = time.monotonic()
+        self.trained_before = float(state["train_seconds"])  # by earlier runs of this folder
+        self.stop_reason = "epochs"
+        self.stop = False
+
+    def elapsed(self) -> float:
+        return self.trained_before + time.monotonic() - self.started
+
+    def _stop(self, reason: str) -> None:
+        self.stop_reason, self.stop = reason, True
+
+    def end_epoch(self, model: Any, epoch: int, logs: Mapping[str, float]) -> None:
+        """Record epoch ``epoch`` (from 0) with its metrics ``logs``; sets ``stop`` (and
+        ``stop_reason``) when training should end here."""
+        append_history(self.run_dir / HISTORY, epoch, logs)
+        value = float(logs.get(self.monitor, np.nan))
+        (self.run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        if np.isfinite(value) and value < self.state["best"]:
+            self.state.update(best=value, best_epoch=epoch + 1, wait=0)
+            written(self.run_dir / BEST_WEIGHTS, lambda tmp: model.save_weights(str(tmp)))
+        else:
+            self.state["wait"] += 1
+        if not np.isfinite(float(logs.get("loss", np.nan))):
+            self._stop("loss is not finite")
+        elapsed = self.elapsed()
+        self.state.update(
+            epoch=epoch + 1,
+            train_seconds=elapsed,
+            learning_rate=float(np.asarray(model.optimizer.learning_rate)),
+        )
+        written(self.run_dir / LAST_WEIGHTS, lambda tmp: model.save_weights(str(tmp)))
+        save_optimizer_state(model, self.run_dir / OPTIMIZER_STATE)
+        write_json(self.run_dir / STATE, self.state)
+        logger.info(
+            "epoch %d: %s; best %s %.5f (epoch %d); %.1f min",
+            epoch + 1,
+            ", ".join(f"{k} {v:.4g}" for k, v in sorted(logs.items())),
+            self.monitor,
+            self.state["best"],
+            self.state["best_epoch"],
+            elapsed / 60.0,
+        )
+        if self.state["wait"] >= self.cfg.patience:
+            self._stop(
+                f"early stopping ({self.cfg.patience} epochs without a better {self.monitor})"
+            )
+        for minutes in self.cfg.snapshot_minutes:
+            snap = self.run_dir / SNAPSHOT_DIR / f"best_at_{minutes:g}min.weights.h5"
+            if elapsed >= minutes * 60.0 and not snap.exists():
+                # the best weights after `minutes` of training: equal-time comparisons
+                snap.parent.mkdir(exist_ok=True)
+                shutil.copyfile(self.run_dir / BEST_WEIGHTS, snap)
+        if self.cfg.max_minutes > 0 and elapsed >= self.cfg.max_minutes * 60.0:
+            self._stop(f"time budget of {self.cfg.max_minutes:g} min reached")
+
+    def callback(self) -> Any:
+        """A Keras callback that calls :meth:`end_epoch` and stops ``fit`` when it says so
+        (built on call, so that importing this module needs no Keras)."""
+        import keras
+
+        book = self
+
+        class _RunFolderCallback(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                book.end_epoch(self.model, epoch, logs or {})
+                if book.stop:
+                    self.model.stop_training = True
+
+        return _RunFolderCallback()
+
+    def finish(self, model: Any, history: dict[str, list[float]], **extra: object) -> RunResult:
+        """Write ``summary.json`` (with ``extra`` fields) and return what the run did. A run
+        that trained no epoch still gets ``best.weights.h5`` (its initial weights)."""
+        if not (self.run_dir / BEST_WEIGHTS).exists():
+            model.save_weights(str(self.run_dir / BEST_WEIGHTS))
+        state = self.state
+        result = RunResult(
+            self.run_dir,
+            int(state["epoch"]),
+            float(state["best"]),
+            float(state["train_seconds"]),
+            self.stop_reason,
+            history,
+        )
+        summary = {
+            "kind": self.cfg.kind,
+            "epochs_done": result.epochs_done,
+            "best_val_loss": result.best_val_loss,
+            "best_epoch": state["best_epoch"],
+            "train_minutes": result.train_seconds / 60.0,
+            "stop_reason": result.stop_reason,
+            **extra,
+            "config_hash": self.cfg.hash(),
+        }
+        write_json(self.run_dir / SUMMARY, summary)
+        logger.info(
+            "stopped after %d epochs (%s); %.1f min; best %s %.5f",
+            result.epochs_done,
+            result.stop_reason,
+            result.train_seconds / 60.0,
+            self.monitor,
+            result.best_val_loss,
+        )
+        return result
+
+
+def interrupted_message(run_dir: Path) -> str:
+    """What a Ctrl-C left: the run folder's last finished epoch, and how to go on."""
+    try:
+        epoch = int(read_state(run_dir)["epoch"])
+    except (OSError, ValueError, KeyError):
+        epoch = 0
+    if epoch == 0:
+        return f"stopped by Ctrl-C before the first epoch ended; nothing to resume in {run_dir}"
+    return (
+        f"stopped by Ctrl-C; {run_dir} keeps epoch {epoch}: "
+        f"dkvae-train --resume {run_dir} continues from there"
+    )
