@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
-import time
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -29,36 +31,46 @@ def test_pad_bank_refuses_bad_values_and_keeps_the_pad() -> None:
 
 
 def test_pad_bank_changes_are_atomic_under_threads() -> None:
-    """Two writers and a reader at once: the reader sees each writer's whole latent, never a
-    mix. It reads until it has seen the latent change from one writer's to the other's many
-    times, so the reads did overlap the writes; threads switch as often as the interpreter
-    allows, so a pad published in two steps would show."""
+    """Two writers at once, and whatever another thread reads is one writer's whole latent,
+    never a mix. A reader thread only catches a pad published in two steps if the scheduler
+    happens to switch in between (the last version of this test passed with such a pad), so
+    the reads run between every two bytecodes of the writers, changes included: at every point
+    where another thread could run, whatever the interpreter or the scheduler."""
     pads = PadBank(default_pads(("kick",), 8), ("kick",), 8)
-    done = threading.Event()
+    pads.update(36, latent=[0.0] * 8)
+    whole = {(value,) * 8 for value in (0.0, 1.0, 2.0)}
+    seen: list[tuple[float, ...]] = []  # the latent at each bytecode, in the order they ran
+    inside_update = 0
+
+    def read_between_bytecodes(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal inside_update
+        frame.f_trace_opcodes = True
+        if event == "opcode":  # the tracer is not traced: its own reads add no bytecodes
+            seen.append(pads.get(36).latent)  # type: ignore[union-attr]
+            inside_update += frame.f_code is PadBank.update.__code__
+        return read_between_bytecodes
 
     def writer(value: float) -> None:
-        while not done.is_set():
-            pads.update(36, latent=[value] * 8)
+        sys.settrace(read_between_bytecodes)
+        try:
+            for _ in range(200):
+                pads.update(36, latent=[value] * 8)
+        finally:
+            sys.settrace(None)
 
     threads = [threading.Thread(target=writer, args=(v,)) for v in (1.0, 2.0)]
-    changes, last = 0, 0.0
-    torn = []
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while changes < 200 and time.monotonic() < deadline:
-            latent = pads.get(36).latent  # type: ignore[union-attr]
-            if len(set(latent)) > 1:
-                torn.append(latent)
-            elif latent[0] != last:
-                changes, last = changes + 1, latent[0]
-    finally:
-        done.set()
         for t in threads:
             t.join()
+    finally:
         sys.setswitchinterval(switch_interval)
-    assert changes >= 200, f"the reads overlapped only {changes} changes of writer"
-    assert torn == [], f"{len(torn)} torn latents, e.g. {torn[0]}"
+    torn = [latent for latent in seen if latent not in whole]
+    assert torn == [], f"{len(torn)} of {len(seen)} reads saw a mix, e.g. {torn[0]}"
+    assert inside_update >= 400 * 10, f"only {inside_update} reads during a change"
+    values = [latent[0] for latent in seen if latent[0] != 0.0]
+    hands = sum(a != b for a, b in itertools.pairwise(values))
+    assert hands >= 10, f"the writers took turns only {hands} times: they did not overlap"
