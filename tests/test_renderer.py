@@ -1,0 +1,400 @@
+"""The render worker of dkvae_live/renderer.py and its sound preparation, without audio."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness.synth_models import sine_decoder
+
+from dkvae_live.model import Decoder
+from dkvae_live.pad_sound import PadSound
+from dkvae_live.pads import PadBank, default_pads
+from dkvae_live.renderer import (
+    REJECTED_ULTRASONIC,
+    SETTLE_SECONDS,
+    ULTRASONIC_LIMIT_DBFS,
+    VARIANTS,
+    VELOCITY_LAYERS,
+    RenderWorker,
+    prepare_sound,
+    ultrasonic_rms,
+)
+
+
+def test_prepare_sound_rejects_nan_and_limits_peaks_and_trims_tails() -> None:
+    assert prepare_sound(np.array([0.1, np.nan], np.float32), 44100, 44100) is None
+    assert prepare_sound(np.array([0.1, np.inf], np.float32), 44100, 44100) is None
+    loud = prepare_sound(np.full(1000, 3.0, np.float32), 44100, 44100)
+    assert loud is not None and np.max(np.abs(loud)) <= 1.0
+    # a 1 kHz burst with no DC in it (the DC blocker turns a DC step into a slow decay)
+    burst = (np.hanning(500) * np.sin(2 * np.pi * 1000 * np.arange(500) / 44100)).astype(np.float32)
+    tail = np.concatenate([burst, np.zeros(44100, np.float32)])
+    trimmed = prepare_sound(tail, 44100, 48000)
+    assert trimmed is not None and 500 < trimmed.shape[0] < 700
+    assert abs(trimmed[-1]) < 0.01  # the cut end fades, no click
+
+
+def tone(hz: float, rms_dbfs: float, rate: int = 44100, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sqrt(2) * 10 ** (rms_dbfs / 20) * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_ultrasonic_rms_measures_only_what_lies_above_20_khz() -> None:
+    audible = tone(15000, -6) + tone(500, -6)
+    sounds = np.stack([tone(21400, -20), audible, audible + tone(20500, -25), tone(21400, -60)])
+    levels = 20 * np.log10(ultrasonic_rms(sounds, 44100) + 1e-12)
+    assert levels[0] == pytest.approx(-20, abs=0.5)
+    assert levels[1] < -100  # loud, and all of it audible
+    assert levels[2] == pytest.approx(-25, abs=0.5)
+    assert levels[3] < -100  # far under the limit: not looked at closely
+    assert not ultrasonic_rms(np.stack([tone(15000, 0, rate=32000)]), 32000).any()
+
+
+def test_a_render_with_loud_ultrasound_is_refused_and_the_pad_keeps_its_sound(
+    tmp_path: Path,
+) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx"))  # 44.1 kHz
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: list[PadSound] = []
+    rejected: list[tuple[int, str]] = []
+    worker = RenderWorker(
+        decoder, pads, 48000, published.append, lambda n, r: rejected.append((n, r))
+    )
+    worker.render_now([36, 38])
+    assert [s.note for s in published] == [36, 38] and not rejected
+    # The sine's pitch is 200 Hz * 2**z0 * (class + 1): 21.4 kHz for the kick at z0 = log2(107).
+    pads.update(36, latent=(float(np.log2(107.0)), 2.0) + (0.0,) * 6, class_name="kick")
+    pads.update(38, latent=(2.0, 2.0) + (0.0,) * 6)  # 800 Hz: a sound
+    worker.render_now([36, 38])
+    assert rejected == [(36, REJECTED_ULTRASONIC)]
+    assert [s.note for s in published] == [36, 38, 38]
+    assert ULTRASONIC_LIMIT_DBFS <= -20  # the sine above is at about -3 dBFS RMS
+
+
+def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Path) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: dict[int, PadSound] = {}
+    worker = RenderWorker(decoder, pads, 48000, lambda s: published.__setitem__(s.note, s))
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        for i in range(200):
+            pads.set_dim(36, 0, i / 200)
+        pads.set_dim(36, 0, 1.0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if 36 in published and worker._rendered[36][0][1][0] == 1.0 and not worker._dirty:
+                break
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    assert worker.renders < 50  # 201 changes, far fewer renders
+    want = decoder.render(np.array([pads.get(36).latent], np.float32), [0])[0]  # type: ignore[union-attr]
+    expected = prepare_sound(want, info.sample_rate, 48000)
+    assert expected is not None
+    assert np.allclose(published[36].variants[0][0], expected)
+
+
+def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path) -> None:
+    # A real-time thread that renders without end makes Linux stop every real-time thread
+    # of its core (JACK's too) once they use 95 % of a second. Each decoder run here takes
+    # 50 ms (without the GIL, as onnxruntime runs a big model) and changes arrive faster.
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    runs: list[tuple[float, float]] = []
+    real_render = decoder.render
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        start = time.monotonic()
+        time.sleep(0.05)
+        audio = real_render(z, classes, draft)
+        runs.append((start, time.monotonic()))
+        return audio
+
+    decoder.render = slow_render  # type: ignore[method-assign]
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    worker = RenderWorker(decoder, pads, 48000, lambda s: None)
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        end = time.monotonic() + 1.5
+        i = 0
+        while time.monotonic() < end:
+            pads.set_dim(36 + i % 4, 0, (i % 100) / 100)
+            i += 1
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    assert len(runs) > 10
+    busy = sum(b - a for a, b in runs)
+    assert busy / (runs[-1][1] - runs[0][0]) < 0.85
+
+
+def test_a_pad_swept_renders_drafts_and_its_full_layers_once_it_is_still(tmp_path: Path) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5, variation=0.1)
+    full = [VELOCITY_LAYERS] * VARIANTS  # layers per variant
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    worker.render_now([36])
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        sweep_end = time.monotonic() + 1.0
+        i = 0
+        while time.monotonic() < sweep_end:  # a knob swept for a second, 200 moves
+            pads.set_dim(36, 0, (i % 100) / 100)
+            i += 1
+            time.sleep(0.005)
+        swept = published[1:]
+        decoded = worker.renders - sum(full)
+        time.sleep(SETTLE_SECONDS + 0.3)
+    finally:
+        worker.stop()
+    drafts = [s for s in swept if [v.shape[0] for v in s.variants] == [1]]
+    assert len(drafts) >= 5
+    assert len(swept) - len(drafts) <= 2  # the first move after a still pad is rendered in full
+    assert decoded <= len(drafts) + 2 * sum(full)  # a draft decodes one latent, not 40
+    after = [[v.shape[0] for v in s.variants] for s in published[1 + len(swept) :]]
+    assert after[-1] == full  # still again: in full, once
+    assert after.count(full) == 1
+
+
+def test_two_settings_sent_together_are_not_a_sweep(tmp_path: Path) -> None:
+    # A patch that sets a pad's timbre direction and then its amount, and hits it: the hit
+    # must have its velocity layers, not a draft.
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    worker.render_now([36])
+    time.sleep(SETTLE_SECONDS)  # start-up is long past
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6)
+        deadline = time.monotonic() + 2
+        while len(published) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        pads.update(36, timbre_amount=0.5)  # rendered once more, right after the first
+        while len(published) < 4 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(SETTLE_SECONDS + 0.1)
+    finally:
+        worker.stop()
+    layers = [[v.shape[0] for v in s.variants] for s in published]
+    # at start, the direction (no layers yet), the amount: its first sound, then in full, once
+    assert layers == [[1], [1], [1], [VELOCITY_LAYERS]]
+
+
+def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded(
+    tmp_path: Path,
+) -> None:
+    """A hit right after a change must not wait for every velocity layer (issue 21): the pad's
+    own latent is decoded and published first, then the rest of the pad."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    real_render = decoder.render
+    calls: list[tuple[int, bool, float]] = []
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        time.sleep(0.03)  # a big model's decoder call
+        calls.append((len(z), draft, time.monotonic()))
+        return real_render(z, classes, draft)
+
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    published: list[tuple[float, PadSound]] = []
+    worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
+    worker.render_now([36])
+    decoder.render = slow_render  # type: ignore[method-assign]
+    time.sleep(SETTLE_SECONDS)
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        changed = time.monotonic()
+        pads.set_dim(36, 0, 2.0)
+        deadline = changed + 2
+        while len(published) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    assert [(n, draft) for n, draft, _ in calls] == [(1, True), (VELOCITY_LAYERS, False)]
+    (first_at, first), (_, full) = published[1:]
+    assert first_at < calls[1][2] and first_at - changed < 0.1  # before the layers were decoded
+    own = prepare_sound(
+        real_render(np.array([pads.get(36).latent], np.float32), np.array([0]))[0],
+        info.sample_rate,
+        48000,
+    )  # type: ignore[union-attr]
+    assert own is not None and [v.shape[0] for v in first.variants] == [1]
+    assert np.allclose(first.variants[0][0], own)  # the new latent, not the old sound
+    assert [v.shape[0] for v in full.variants] == [VELOCITY_LAYERS]
+
+
+def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_full_pad(
+    tmp_path: Path,
+) -> None:
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    real_render = decoder.render
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        time.sleep(0.02 * len(z))  # the full pad (5 layers) takes 100 ms, its draft 20
+        return real_render(z, classes, draft)
+
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    worker = RenderWorker(decoder, pads, 48000, lambda s: None)
+    worker.render_now([36, 38])
+    decoder.render = slow_render  # type: ignore[method-assign]
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        pads.set_dim(36, 0, 2.0)  # layers: a draft first
+        time.sleep(0.5)
+        pads.set_dim(38, 0, 2.0)  # a plain pad: its full render is its first sound
+        time.sleep(0.3)
+        pads.update(38, gain=0.5)  # nothing to render: no latency
+        time.sleep(0.1)
+    finally:
+        worker.stop()
+    first, full = worker.latencies()
+    assert len(first) == len(full) == 2
+    assert 20 <= first[0] < 100 <= full[0] < 400  # the draft, then the five layers
+    assert 20 <= first[1] == full[1] < 300
+
+
+def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 20: ready within a second and a half with a model whose full render is slow. The
+    start publishes each layered pad's draft, says it is ready, then renders them in full; a
+    plain pad (nothing cheaper to draft) is rendered in full before it says so."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    real_render = decoder.render
+    calls: list[tuple[int, bool]] = []
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        time.sleep(0.02 * len(z))
+        calls.append((len(z), draft))
+        return real_render(z, classes, draft)
+
+    decoder.render = slow_render  # type: ignore[method-assign]
+    info = decoder.info
+    pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:3]), info.class_names, 8)
+    layered, plain = pads.notes()[:2], pads.notes()[2]
+    for note in layered:
+        pads.update(note, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    published: list[PadSound] = []
+    ready: list[dict[int, int]] = []  # at on_first_pass: each note's layers published last
+
+    def layers_now() -> dict[int, int]:
+        return {s.note: s.variants[0].shape[0] for s in published}
+
+    worker = RenderWorker(
+        decoder, pads, 48000, published.append, on_first_pass=lambda: ready.append(layers_now())
+    )
+    caplog.set_level(logging.INFO, logger="dkvae_live.renderer")
+    worker.start(render_all=True)
+    try:
+        deadline = time.monotonic() + 5
+        while layers_now() != {**dict.fromkeys(layered, VELOCITY_LAYERS), plain: 1}:
+            assert time.monotonic() < deadline, layers_now()
+            time.sleep(0.01)
+        while "full quality: every pad" not in caplog.text:  # said once the last is out
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    assert ready == [{**dict.fromkeys(layered, 1), plain: 1}]
+    assert calls[:2] == [(2, True), (1, False)]  # both drafts in one call, then the plain pad
+    assert sorted(n for n, draft in calls[2:] if not draft) == [2 * VELOCITY_LAYERS]
+
+
+def test_a_long_full_render_pass_yields_to_a_change_of_another_pad(tmp_path: Path) -> None:
+    """Issue 21: a pad changed while the worker renders other pads in full (a kit load, a
+    sweep's settled pads) plays its first sound after the decoder call under way, not after
+    the whole pass; the pads left are rendered in full afterwards."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=2205))
+    real_render = decoder.render
+
+    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+        time.sleep(0.01 * len(z))  # a full pass of the varying pads below: about 3 s
+        return real_render(z, classes, draft)
+
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    varying = pads.notes()[:8]
+    changed_pad = pads.notes()[8]
+    published: list[tuple[float, PadSound]] = []
+    worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
+    worker.render_now(pads.notes())
+    decoder.render = slow_render  # type: ignore[method-assign]
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        for note in varying:  # 8 pads x 8 variants x 1 layer: 64 latents to render in full
+            pads.update(note, variation=0.2)
+        deadline = time.monotonic() + 10
+        while sum(s.note in varying and len(s.variants) == VARIANTS for _, s in published) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        changed = time.monotonic()  # the full pass is under way
+        pads.set_dim(changed_pad, 0, 1.5)
+        while not any(s.note == changed_pad and t > changed for t, s in published):
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        first_sound = next(t for t, s in published if s.note == changed_pad and t > changed)
+        while {s.note for _, s in published if len(s.variants) == VARIANTS} != set(varying):
+            assert time.monotonic() < deadline, "the pads left were never rendered in full"
+            time.sleep(0.01)
+        pass_ended = max(t for t, s in published if len(s.variants) == VARIANTS)
+    finally:
+        worker.stop()
+    assert first_sound - changed < 0.5 < pass_ended - changed
+
+
+def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
+    tmp_path: Path,
+) -> None:
+    old = Decoder(sine_decoder(tmp_path / "a.onnx", num_samples=4410))
+    new = Decoder(sine_decoder(tmp_path / "b.onnx", num_samples=4410, base_hz=400.0))
+    info = old.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: dict[int, PadSound] = {}
+    worker = RenderWorker(old, pads, 48000, lambda s: published.__setitem__(s.note, s))
+    worker.render_now(pads.notes())
+    before = {note: s.variants[0] for note, s in published.items()}
+    retired = threading.Event()  # stands for the old encoder
+    gone = [weakref.ref(old), weakref.ref(retired)]
+    worker.start()
+    try:
+        worker.swap_decoder(new, retired)
+        del old, retired
+        deadline = time.monotonic() + 5
+        while any(ref() is not None for ref in gone) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(ref() is None for ref in gone), "the old decoder or encoder is still held"
+    finally:
+        worker.stop()
+    assert set(published) == set(pads.notes())
+    for note, sound in published.items():
+        pad = pads.get(note)
+        assert pad is not None
+        raw = new.render(np.array([pad.latent], np.float32), [info.class_index(pad.class_name)])
+        expected = prepare_sound(raw[0], info.sample_rate, 48000)
+        assert expected is not None and np.allclose(sound.variants[0][0], expected)
+        assert not np.allclose(before[note][0][:1000], expected[:1000])  # it did change
