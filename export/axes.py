@@ -8,6 +8,7 @@ through the daemon's loader), so the axes move what the daemon plays. See
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,23 @@ logger = logging.getLogger(__name__)
 
 PER_CLASS = 200  # latents drawn, rendered and measured per class
 SPREAD = 1.5  # how much wider than the class's training sounds they are drawn
+REFINE_SOUNDS = 30  # training sounds per class whose latents each correction measures
+REFINE_ROUNDS = 2  # corrections, each rendering REFINE_SOUNDS x 2 x latent_size sounds per class
+
+
+def _measure(decoder: Decoder, latents: np.ndarray, classes: np.ndarray, batch: int) -> np.ndarray:
+    """The descriptors [n, 4] of what ``decoder`` plays from ``latents`` [n, latent_size] of
+    ``classes`` [n], rendered ``batch`` at a time."""
+    info = decoder.info
+    audio = np.concatenate(
+        [
+            decoder.render(latents[i : i + batch], classes[i : i + batch])
+            for i in range(0, len(latents), batch)
+        ]
+    )
+    return descriptors.measure_all(
+        audio, info.sample_rate, [info.class_names[int(i)] for i in classes]
+    )
 
 
 def add_axes(
@@ -30,6 +48,8 @@ def add_axes(
     batch: int = 32,
     per_class: int = PER_CLASS,
     seed: int = 0,
+    refine_sounds: int = REFINE_SOUNDS,
+    rounds: int = REFINE_ROUNDS,
 ) -> dict[str, axes.ClassAxes]:
     """Fit each class's axes on the training split ``audio``, write them into ``decoder.onnx``
     and check that the daemon loads it.
@@ -37,8 +57,12 @@ def add_axes(
     The spread of each descriptor comes from the real sounds. The directions come from what the
     decoder plays: ``per_class`` latents drawn from a Gaussian fitted to the encoder's latents
     of the class's sounds, widened by SPREAD (pads sit anywhere about the class, not only where
-    its training sounds lie), rendered and measured.
+    its training sounds lie), rendered and measured. Then :func:`dkvae_live.axes.refine`
+    corrects them ``rounds`` times, each time at the latents of ``refine_sounds`` training
+    sounds of the class picked at random, moved along them the way the acceptance test moves a
+    pad, and measures the result at ``refine_sounds`` more.
     """
+    started = time.monotonic()
     decoder_path = Path(model_dir) / contract.DECODER_FILE
     decoder = Decoder(decoder_path)
     info = decoder.info
@@ -55,22 +79,9 @@ def add_axes(
         [regions[n].sample(rng, SPREAD) for n in regions for _ in range(per_class)], np.float32
     )
     drawn_labels = np.repeat([info.class_index(n) for n in regions], per_class)
-    played = np.concatenate(
-        [
-            decoder.render(drawn[i : i + batch], drawn_labels[i : i + batch])
-            for i in range(0, len(drawn), batch)
-        ]
-    )
     fitted = axes.fit(
-        drawn,
-        drawn_labels,
-        info.class_names,
-        descriptors.measure_all(
-            played, info.sample_rate, [info.class_names[int(i)] for i in drawn_labels]
-        ),
-        std,
+        drawn, drawn_labels, info.class_names, _measure(decoder, drawn, drawn_labels, batch), std
     )
-    write_metadata(decoder_path, contract.AXES, axes.to_json(fitted))
     for name, c in fitted.items():
         logger.info(
             "axes of %s from %d sounds: %s",
@@ -78,6 +89,43 @@ def add_axes(
             c.sounds,
             ", ".join(f"{a} r2 {r:.2f}" for a, r in zip(contract.AXIS_NAMES, c.r2, strict=True)),
         )
+    linear = time.monotonic()
+    for name in list(fitted) if rounds > 0 else []:
+        mine = np.flatnonzero(labels == info.class_index(name))
+        if len(mine) < axes.MIN_SOUNDS:
+            continue
+        # rounds + 1 sets of sounds, apart from each other as far as the class has sounds
+        order = rng.permutation(mine)
+        size = min(refine_sounds, len(mine))
+        latents = [z[order[(k * size + np.arange(size)) % len(order)]] for k in range(rounds + 1)]
+
+        def measure(at: np.ndarray, name: str = name) -> np.ndarray:
+            return _measure(decoder, at, np.full(len(at), info.class_index(name)), batch)
+
+        fitted[name], history = axes.refine(fitted[name], latents, measure)
+        kept = axes.best(history)
+        for i, step in enumerate(history):
+            logger.info(
+                "axes of %s, %s measured at %d sounds: own %s stds per unit, others %s as much",
+                name,
+                "linear fit" if i == 0 else f"correction {i}",
+                len(latents[i]),
+                "/".join(f"{v:.2f}" for v in step.own),
+                "/".join(f"{v:.2f}" for v in step.cross),
+            )
+        logger.info(
+            "axes of %s kept: own %s, others %s as much",
+            name,
+            "/".join(f"{v:.2f}" for v in kept.own),
+            "/".join(f"{v:.2f}" for v in kept.cross),
+        )
+    logger.info(
+        "axes fitted in %.0f s (linear fit %.0f s, refinement %.0f s)",
+        time.monotonic() - started,
+        linear - started,
+        time.monotonic() - linear,
+    )
+    write_metadata(decoder_path, contract.AXES, axes.to_json(fitted))
     return fitted
 
 

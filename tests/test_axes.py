@@ -67,6 +67,70 @@ def test_the_fit_finds_the_latent_dimensions_that_move_pitch_and_decay(tmp_path:
         assert abs(change[other]) < 0.3
 
 
+def curved(z: np.ndarray) -> np.ndarray:
+    """A 'decoder and descriptors' in one: brightness and decay follow z[0] and z[1], and z[4]
+    pushes them apart by its cube, which a fit over a wide region reads as a strong linear link
+    but which hardly moves them where this class's sounds lie (|z[4]| small)."""
+    z = np.asarray(z, np.float64)
+    bend = 0.5 * z[:, 4] ** 3
+    return np.stack([z[:, 0] + bend, z[:, 1] - bend, z[:, 2], z[:, 3]], axis=1)
+
+
+def realized(directions: np.ndarray, z: np.ndarray) -> axes.Measured:
+    """The acceptance test's measure of ``directions`` at ``z``."""
+    return axes.Measured.of(directions, axes.response(curved, z, directions, np.ones(4)))
+
+
+def test_refine_removes_the_cross_talk_the_linear_fit_leaves_where_sounds_lie() -> None:
+    rng = np.random.default_rng(3)
+    wide = rng.normal(0.0, 1.5, (400, 6))  # as export draws the linear fit's latents
+    labels = np.zeros(len(wide), np.int64)
+    linear = axes.fit(wide, labels, ["tom"], curved(wide), {"tom": np.ones(4)})["tom"]
+    sounds = [rng.normal(0.0, 0.3, (30, 6)) for _ in range(3)]  # where the class's sounds lie
+    elsewhere = rng.normal(0.0, 0.3, (30, 6))  # other sounds of the class, to check on
+    before = realized(linear.directions, elsewhere)
+    # brightness moves decay by most of its own move, and back (a third of that on average
+    # over the other three), and each moves its own by half what it should
+    assert np.all(before.cross[:2] > 0.2) and np.all(before.own[:2] < 0.6)
+    refined, history = axes.refine(linear, sounds, curved)
+    assert len(history) == 3  # the linear fit, two corrections
+    np.testing.assert_allclose(history[0].cross[:2], before.cross[:2], rtol=0.2)
+    after = realized(refined.directions, elsewhere)
+    np.testing.assert_allclose(after.own, 1.0, atol=0.1)
+    assert np.all(after.cross < 0.05)
+    assert np.all(np.linalg.norm(refined.directions, axis=1) <= axes.MAX_NORM + 1e-9)
+    np.testing.assert_array_equal(refined.std, linear.std)  # only the directions move
+
+
+def test_the_direction_measured_best_is_kept_per_axis() -> None:
+    first = axes.Measured(np.eye(4, 6), np.array([1.0, 1.0, 1.0, 1.0]), np.array([0.2] * 4))
+    second = axes.Measured(
+        2 * np.eye(4, 6),
+        np.array([1.0, 1.0, -1.0, 0.05]),  # pitch the wrong way, punch hardly at all
+        np.array([0.1, 0.3, 0.0, 0.0]),
+    )
+    kept = axes.best([first, second])
+    np.testing.assert_array_equal(np.diag(kept.directions), [2.0, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(kept.cross, [0.1, 0.2, 0.2, 0.2])
+    # where no candidate moves its own descriptor, the first (the linear fit) is kept
+    nowhere = [axes.Measured(k * np.eye(4, 6), np.zeros(4), np.zeros(4)) for k in (1.0, 2.0)]
+    np.testing.assert_array_equal(axes.best(nowhere).directions, np.eye(4, 6))
+
+
+def test_a_clean_direction_is_kept_as_it_is() -> None:
+    """Directions whose measured response is already one std of their own descriptor and
+    nothing else are a fixed point of the correction."""
+    directions = np.linalg.qr(np.random.default_rng(4).normal(size=(6, 6)))[0][:4]
+    moves = axes.probes(directions, np.random.default_rng(5).normal(size=(20, 6)))
+    assert moves.shape == (6, 6)
+    np.testing.assert_array_equal(moves[:4], directions)
+    np.testing.assert_allclose(directions @ moves[4:].T, 0.0, atol=1e-12)  # the rest of space
+    measured = np.zeros((10, 6, 4))
+    measured[:, np.arange(4), np.arange(4)] = 1.0
+    measured[:, 4:] = np.random.default_rng(6).normal(size=(10, 2, 4))  # the rest: noise
+    np.testing.assert_allclose(axes.correct(moves, measured), directions, atol=1e-9)
+
+
 def _entry(latent_size: int = 8, **override: object) -> dict[str, object]:
     entry: dict[str, object] = {
         a: {"direction": [0.1 * (i + 1)] * latent_size, "std": 1.0 + i, "r2": 0.5}
