@@ -88,12 +88,12 @@ def test_the_inputs_are_served_while_the_pads_are_still_rendering(
             except OSError:
                 continue
         assert first.address == "/dkvae/pad", first.params
-        daemon.osc.drain()
-        status = daemon.osc.status()
-        ready_then = " ready: " in daemon.log()
-        assert int(status["pads_ready"]) < int(status["pads"]) or not ready_then, status
-        assert not ready_then, "the first reply came only once every pad was rendered"
+        # every pad may play its draft by now; their full renders (40 sounds a pad) take longer
+        assert " full quality: " not in daemon.log(), "the first reply came only at the end"
         daemon.wait_ready(timeout=60)
+        while " full quality: " not in daemon.log():
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
         time.sleep(1.1)  # the status replies above count against the rate limit
         status = daemon.osc.status()
         assert int(status["pads_ready"]) == int(status["pads"]) == len(pads)

@@ -107,7 +107,8 @@ def test_a_stop_during_the_first_render_of_the_pads_is_prompt_and_orderly(
             assert time.monotonic() < deadline and daemon.proc.poll() is None, daemon.log()
             time.sleep(0.02)
         time.sleep(0.2)
-        assert " ready: " not in daemon.log()  # still rendering
+        # still rendering: every pad plays its draft by now, its full render is under way
+        assert " full quality: " not in daemon.log()
         sent = time.monotonic()
         daemon.proc.send_signal(signal.SIGTERM)
         code = daemon.proc.wait(timeout=5)
