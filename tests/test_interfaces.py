@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from harness.osc_doc import documented_addresses
-from harness.synth_models import contract_model, sine_decoder
+from harness.synth_models import sine_decoder, spectrogram_decoder
 
 from dkvae_live.engine import Engine
 from dkvae_live.model import Decoder, ModelError
@@ -107,53 +107,21 @@ def test_missing_truncated_and_garbage_model_files_are_refused(tmp_path: Path) -
 
 def test_log_magnitude_models_are_played_with_a_phase_made_for_them(tmp_path: Path) -> None:
     """A decoder whose output is a log-magnitude STFT of a 1 kHz tone plays a 1 kHz tone."""
-    from onnx import TensorProto, helper, numpy_helper
-
     from dkvae_live.phase import stft
 
     rate, n_fft, hop, length = 16000, 512, 128, 8000
     tone = np.sin(2 * np.pi * 1000 * np.arange(length) / rate).astype(np.float32)[None]
     frames = length // hop + 1
     log_mag = np.log(np.abs(stft(tone, n_fft, hop, frames)) + 1e-6)
-    # The graph ignores z and class: it broadcasts the stored spectrogram over the batch.
-    graph = helper.make_graph(
-        [
-            helper.make_node("Shape", ["class_index"], ["n"]),
-            helper.make_node("Concat", ["n", "tail"], ["shape"], axis=0),
-            helper.make_node("Expand", ["spec", "shape"], ["log_magnitude"]),
-            helper.make_node("ReduceSum", ["z"], ["unused"], keepdims=0),
-        ],
-        "spectrogram_decoder",
-        [
-            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 8]),
-            helper.make_tensor_value_info("class_index", TensorProto.INT64, ["batch"]),
-        ],
-        [
-            helper.make_tensor_value_info(
-                "log_magnitude", TensorProto.FLOAT, ["batch", frames, n_fft // 2 + 1]
-            )
-        ],
-        [
-            numpy_helper.from_array(log_mag.astype(np.float32), "spec"),
-            numpy_helper.from_array(np.array([frames, n_fft // 2 + 1], np.int64), "tail"),
-        ],
+    path = spectrogram_decoder(
+        tmp_path / "decoder.onnx",
+        log_mag[0],
+        sample_rate=rate,
+        num_samples=length,
+        n_fft=n_fft,
+        hop_length=hop,
+        log_offset="1e-6",
     )
-    meta: dict[str, str | None] = {
-        "dkvae.contract_version": "1",
-        "dkvae.role": "decoder",
-        "dkvae.model_kind": "test",
-        "dkvae.output_kind": "log_magnitude",
-        "dkvae.sample_rate": str(rate),
-        "dkvae.num_samples": str(length),
-        "dkvae.latent_size": "8",
-        "dkvae.class_names": '["kick"]',
-        "dkvae.n_fft": str(n_fft),
-        "dkvae.hop_length": str(hop),
-        "dkvae.log_offset": "1e-6",
-    }
-    model = contract_model(graph, meta)
-    path = tmp_path / "decoder.onnx"
-    onnx.save(model, str(path))
     audio = Decoder(path).render(np.zeros((1, 8), np.float32), np.array([0]))[0]
     spectrum = np.abs(np.fft.rfft(audio))
     assert np.argmax(spectrum) * rate / length == pytest.approx(1000, abs=5)

@@ -17,49 +17,20 @@ def test_a_spectrogram_model_is_checked_at_load_without_iterating_its_phase(
     """Loading runs the graph once per class (a broken one fails at load), but the
     phase iterations are the sound's quality: they wait for the renders, so the daemon
     answers from the start."""
-    import onnx
-    from harness.synth_models import contract_model
-    from onnx import TensorProto, helper, numpy_helper
+    from harness.synth_models import spectrogram_decoder
 
     import dkvae_live.model as model
 
     frames, bins = 33, 257
-    graph = helper.make_graph(
-        [
-            helper.make_node("Shape", ["class_index"], ["n"]),
-            helper.make_node("Concat", ["n", "tail"], ["shape"], axis=0),
-            helper.make_node("Expand", ["spec", "shape"], ["log_magnitude"]),
-            helper.make_node("ReduceSum", ["z"], ["unused"], keepdims=0),
-        ],
-        "spectrogram_decoder",
-        [
-            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 8]),
-            helper.make_tensor_value_info("class_index", TensorProto.INT64, ["batch"]),
-        ],
-        [
-            helper.make_tensor_value_info(
-                "log_magnitude", TensorProto.FLOAT, ["batch", frames, bins]
-            )
-        ],
-        [
-            numpy_helper.from_array(np.full((frames, bins), -3.0, np.float32), "spec"),
-            numpy_helper.from_array(np.array([frames, bins], np.int64), "tail"),
-        ],
+    path = spectrogram_decoder(
+        tmp_path / "decoder.onnx",
+        np.full((frames, bins), -3.0, np.float32),
+        sample_rate=16000,
+        num_samples=4096,
+        n_fft=512,
+        hop_length=128,
+        class_names='["kick", "snare"]',
     )
-    meta: dict[str, str | None] = {
-        "dkvae.contract_version": "1",
-        "dkvae.role": "decoder",
-        "dkvae.model_kind": "test",
-        "dkvae.output_kind": "log_magnitude",
-        "dkvae.sample_rate": "16000",
-        "dkvae.num_samples": "4096",
-        "dkvae.latent_size": "8",
-        "dkvae.class_names": '["kick", "snare"]',
-        "dkvae.n_fft": "512",
-        "dkvae.hop_length": "128",
-    }
-    path = tmp_path / "decoder.onnx"
-    onnx.save(contract_model(graph, meta), str(path))
     iterations: list[int] = []
     real = model.invert
 

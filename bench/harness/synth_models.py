@@ -29,6 +29,60 @@ def contract_model(graph: onnx.GraphProto, metadata: dict[str, str | None]) -> o
     return model
 
 
+def spectrogram_decoder(
+    path: Path,
+    log_magnitude: np.ndarray,
+    *,
+    sample_rate: int,
+    num_samples: int,
+    n_fft: int,
+    hop_length: int,
+    class_names: str = '["kick"]',
+    log_offset: str | None = None,
+) -> Path:
+    """A log-magnitude decoder that plays `log_magnitude` [frames, bins] whatever z and class
+    it is given (it broadcasts the stored spectrogram over the batch)."""
+    frames, bins = log_magnitude.shape
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["class_index"], ["n"]),
+            helper.make_node("Concat", ["n", "tail"], ["shape"], axis=0),
+            helper.make_node("Expand", ["spec", "shape"], ["log_magnitude"]),
+            helper.make_node("ReduceSum", ["z"], ["unused"], keepdims=0),
+        ],
+        "spectrogram_decoder",
+        [
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("class_index", TensorProto.INT64, ["batch"]),
+        ],
+        [
+            helper.make_tensor_value_info(
+                "log_magnitude", TensorProto.FLOAT, ["batch", frames, bins]
+            )
+        ],
+        [
+            numpy_helper.from_array(np.asarray(log_magnitude, np.float32), "spec"),
+            numpy_helper.from_array(np.array([frames, bins], np.int64), "tail"),
+        ],
+    )
+    meta: dict[str, str | None] = {
+        "dkvae.contract_version": "1",
+        "dkvae.role": "decoder",
+        "dkvae.model_kind": "test",
+        "dkvae.output_kind": "log_magnitude",
+        "dkvae.sample_rate": str(sample_rate),
+        "dkvae.num_samples": str(num_samples),
+        "dkvae.latent_size": "8",
+        "dkvae.class_names": class_names,
+        "dkvae.n_fft": str(n_fft),
+        "dkvae.hop_length": str(hop_length),
+        "dkvae.log_offset": log_offset,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(contract_model(graph, meta), str(path))
+    return path
+
+
 def expected_frequency(z0: float, class_index: int, base_hz: float = 200.0) -> float:
     return base_hz * 2.0**z0 * (1 + class_index)
 
