@@ -337,12 +337,9 @@ def kit_daemon(jack: None, sine_model: Path, gm_kit: Path, tmp_path: Path) -> It
 
 
 @needs_pd
-@pytest.mark.jack
-def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
-    kit_daemon: Daemon, pd_runner: Callable[..., PdProcess], tmp_path: Path
-) -> None:
-    daemon = kit_daemon
-    capture = own_capture(daemon)
+def open_main_patch(daemon: Daemon, pd_runner: Callable[..., PdProcess]) -> tuple[PdProcess, Fudi]:
+    """dkvae.pd connected to `daemon`, printing its replies, and the harness's remote for its
+    controls."""
     reply_port, remote_port = free_udp_port(), free_udp_port()
     pd = pd_runner(
         [PATCHES / "dkvae.pd", UI_REMOTE],
@@ -350,7 +347,16 @@ def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
         "dkvae-print 1",
         f"harness-listen {remote_port}",
     )
-    ui = Fudi(remote_port)
+    return pd, Fudi(remote_port)
+
+
+@pytest.mark.jack
+def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
+    kit_daemon: Daemon, pd_runner: Callable[..., PdProcess], tmp_path: Path
+) -> None:
+    daemon = kit_daemon
+    capture = own_capture(daemon)
+    pd, ui = open_main_patch(daemon, pd_runner)
     try:
         # the status display is fed by the daemon's replies (/dkvae/reply_to, /dkvae/status)
         pd.wait_for(r"^dkvae-status: model sine-test$")
@@ -410,14 +416,7 @@ def test_main_pd_patch_lists_the_kit_folder_and_loads_a_kit_by_its_program(
     save_kit(Kit("low", pads), kits / "a-low.toml")  # place 0
     save_kit(Kit("high", pads, program=7), kits / "b-high.toml")  # says program 7
     save_kit(Kit("mid", pads), kits / "c-mid.toml")  # place 2
-    reply_port, remote_port = free_udp_port(), free_udp_port()
-    pd = pd_runner(
-        [PATCHES / "dkvae.pd", UI_REMOTE],
-        f"dkvae-connect 127.0.0.1 {daemon.osc_port} {reply_port}",
-        "dkvae-print 1",
-        f"harness-listen {remote_port}",
-    )
-    ui = Fudi(remote_port)
+    pd, ui = open_main_patch(daemon, pd_runner)
     try:
         pd.wait_for(r"^dkvae-status: model sine-test$")  # replies reach the patch
         pd.wait_for(r"^harness: ready", poke=lambda: ui("ready"))
