@@ -18,7 +18,8 @@ model and kit (else the sine test model), nothing sent to it. Everything is read
    client; PSS, shared pages divided among the processes that map them) and where it goes
    (/proc/PID/smaps by mapping; the status's sounds_mib).
 4. breakdown (--breakdown): a child process that loads the daemon's parts one after another
-   (imports, decoder, encoder, every pad rendered) and prints its resident memory after each.
+   (imports, decoder, encoder, every pad rendered) and prints its resident memory after each,
+   and its peak so far (VmHWM).
 
     .venv/bin/python bench/rest.py [--period 64] [--idle 60] [--starts 3] [--breakdown]
 """
@@ -74,7 +75,7 @@ import ctypes, json, sys
 from pathlib import Path
 def rss():
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "RssFile")}
+    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "RssFile", "VmHWM")}
 steps = [("python", rss())]
 import numpy as np
 steps.append(("+ numpy", rss()))
@@ -421,10 +422,11 @@ def print_result(r: dict[str, Any]) -> None:
                     f"{m['VmRSS'] - last:+.0f}",
                     f"{m['RssAnon']:.0f}",
                     f"{m['RssFile']:.0f}",
+                    f"{m['VmHWM']:.0f}",
                 ]
             )
             last = m["VmRSS"]
-        print(table(["step", "RSS", "change", "anonymous", "file"], rows))
+        print(table(["step", "RSS", "change", "anonymous", "file", "peak so far"], rows))
         print(f"(the rendered sounds alone: {b['sounds_mib']:.1f} MiB)")
 
 

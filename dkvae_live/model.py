@@ -278,14 +278,19 @@ class Decoder:
         milliseconds instead of tens (the same sound for a waveform model)."""
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
+        # a run's phase is made before the next run: the phase's temporaries are then a run's
+        # size, not the whole batch's (five complex copies of a 40-latent pad's spectrogram)
         runs = []
         for i in range(0, max(1, z.shape[0]), RUN_BATCH):
             feed = {
                 contract.Z: z[i : i + RUN_BATCH],
                 contract.CLASS_INDEX: classes[i : i + RUN_BATCH],
             }
-            runs.append(self._session.run(None, feed)[0])
-        output = runs[0] if len(runs) == 1 else np.concatenate(runs)
+            runs.append(self._audio(self._session.run(None, feed)[0], draft))
+        return runs[0] if len(runs) == 1 else np.concatenate(runs)
+
+    def _audio(self, output: np.ndarray, draft: bool) -> np.ndarray:
+        """One decoder run's output as audio float32 [batch, num_samples]."""
         if self.info.output_kind == contract.LOG_MAGNITUDE:
             magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
             output = invert(

@@ -90,6 +90,9 @@ def running_jackd_log() -> Path | None:
 # JACK named the daemon in none of 6 swaps, where at 128 (23:28) it named it 40 times in 17.
 # Latency at 64 is the benchmarks' to measure.
 TEST_PERIOD = int(os.environ.get("JACK_PERIOD", "256"))
+# The port limit of the servers started here, as scripts/jack-dummy.sh sets it: it sizes the
+# shared segment that every client (the daemon too) keeps resident.
+PORT_MAX = int(os.environ.get("JACK_PORT_MAX", "256"))
 
 
 def start_jackd(
@@ -99,7 +102,7 @@ def start_jackd(
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed (apt-get install jackd2)")
     log = open(jackd_log_path(name), "ab")  # noqa: SIM115
-    args = ["jackd"] + (["-n", name] if name else [])
+    args = ["jackd", "--port-max", str(PORT_MAX)] + (["-n", name] if name else [])
     args += [] if os.geteuid() == 0 else ["--no-realtime"]
     args += ["-d", "dummy", "-r", str(rate), "-p", str(period)]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
