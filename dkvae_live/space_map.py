@@ -21,6 +21,7 @@ from .model import Decoder, ModelError, ModelInfo
 from .pads import Pad
 
 POINTS = 400  # latents drawn per class
+LABEL_MERGE = 0.06  # pads closer than this part of a panel's width share a label
 
 
 def plane(info: ModelInfo, class_name: str) -> np.ndarray:
@@ -72,13 +73,23 @@ def draw_map(
                     arrowprops={"arrowstyle": "->", "color": "tab:blue"},
                 )
                 panel.text(dx, dy, f"+1 {axis}", color="tab:blue", fontsize=8)
+        # pads that sit (nearly) on one spot share one label, "35, 36", not two on top
+        near = LABEL_MERGE * float(np.ptp(xy, axis=0).max() or 1.0)
+        labels: list[tuple[float, float, list[str]]] = []
         for note, pad in sorted(pads.items()):
             if pad.class_name != name:
                 continue
             x, y = (np.asarray(pad.latent) - centre) @ basis.T
             panel.scatter([x], [y], s=40, color="tab:red", zorder=3)
-            panel.annotate(str(note), (x, y), xytext=(4, 4), textcoords="offset points")
             placed[note] = (float(x), float(y))
+            for lx, ly, notes in labels:
+                if math.hypot(x - lx, y - ly) < near:
+                    notes.append(str(note))
+                    break
+            else:
+                labels.append((float(x), float(y), [str(note)]))
+        for x, y, notes in labels:
+            panel.annotate(", ".join(notes), (x, y), xytext=(4, 4), textcoords="offset points")
         panel.set_title(name)
         panel.set_xlabel("main direction 1")
         panel.set_ylabel("main direction 2")

@@ -5,6 +5,7 @@ Run it whenever the shipped model or default kit changes, after ``scripts/model_
 (which empties ``examples/``) and ``scripts/make_default_kit.py``:
 
     .venv/bin/python scripts/make_demo.py
+    .venv/bin/dkvae-live map -o docs/map.png   # the README's map, from the same model and kit
 
 It is ``dkvae-live render --demo`` at the model's own sample rate, kept as 16-bit FLAC, and it
 refuses to write a file over MAX_BYTES (the repository keeps its examples small).
