@@ -43,7 +43,8 @@ def stft(audio: np.ndarray, n_fft: int, hop: int, n_frames: int) -> np.ndarray:
 def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     """The inverse of `stft` (least squares, window-square normalised): float32 [batch, length]."""
     window = hann(n_fft)
-    frames = (np.fft.irfft(spec, n=n_fft, axis=-1) * window).astype(np.float32)
+    frames = np.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32, copy=False)
+    frames *= window
     batch, n_frames, _ = frames.shape
     total = n_fft + hop * (n_frames - 1)
     out = np.zeros((batch, total + n_fft), np.float32)
@@ -85,8 +86,10 @@ def phase_from_gradients(magnitude: np.ndarray, n_fft: int, hop: int) -> np.ndar
     step += np.float32(2 * np.pi * hop / n_fft) * bins
     # wrapped to [0, 2 pi) by floor: numpy's float32 mod is twenty times slower
     step -= np.float32(2 * np.pi) * np.floor(step * np.float32(1 / (2 * np.pi)))
+    # summed frame by frame: numpy's cumsum along a middle axis takes three times as long
     walked = np.zeros_like(log_mag)
-    np.cumsum(step, axis=1, out=walked[:, 1:])
+    for frame in range(1, n_frames):
+        np.add(walked[:, frame - 1], step[:, frame - 1], out=walked[:, frame])
     # our frames are read from their first sample, half a window before the centre: (-1)^bin
     offset = np.where(bins % 2 == 1, np.float32(np.pi), np.float32(0.0))
     power = np.square(magnitude, dtype=np.float32).sum(axis=-1)
