@@ -6,7 +6,7 @@ Everything here runs in the render worker or at start-up, never in the audio cal
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,10 @@ PHASE_ITERATIONS = 4
 
 class ModelError(Exception):
     """A model file is missing, unreadable or does not follow the model contract."""
+
+
+class RenderStopped(Exception):
+    """`Decoder.render` was told to stop before it was done."""
 
 
 @dataclass(frozen=True)
@@ -272,35 +276,59 @@ class Decoder:
                 f"[batch, {self.info.num_samples}]"
             )
 
-    def render(self, z: np.ndarray, class_index: np.ndarray, draft: bool = False) -> np.ndarray:
+    def render(
+        self,
+        z: np.ndarray,
+        class_index: np.ndarray,
+        draft: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples].
         A draft of a log-magnitude model keeps the phase its gradients give, unrefined: a few
-        milliseconds instead of tens (the same sound for a waveform model)."""
+        milliseconds instead of tens (the same sound for a waveform model).
+
+        `stop` is asked before each decoder run and, for a log-magnitude model, before each
+        sound's phase; when it says True the render is abandoned with RenderStopped, so that
+        the caller can serve something more urgent after about one sound's work."""
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
         # a run's phase is made before the next run: the phase's temporaries are then a run's
         # size, not the whole batch's (five complex copies of a 40-latent pad's spectrogram)
         runs = []
         for i in range(0, max(1, z.shape[0]), RUN_BATCH):
+            if stop is not None and stop():
+                raise RenderStopped
             feed = {
                 contract.Z: z[i : i + RUN_BATCH],
                 contract.CLASS_INDEX: classes[i : i + RUN_BATCH],
             }
-            runs.append(self._audio(self._session.run(None, feed)[0], draft))
+            runs.append(self._audio(self._session.run(None, feed)[0], draft, stop))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
-    def _audio(self, output: np.ndarray, draft: bool) -> np.ndarray:
+    def _audio(
+        self, output: np.ndarray, draft: bool, stop: Callable[[], bool] | None
+    ) -> np.ndarray:
         """One decoder run's output as audio float32 [batch, num_samples]."""
-        if self.info.output_kind == contract.LOG_MAGNITUDE:
-            magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
-            output = invert(
-                magnitude,
-                self.info.n_fft,
-                self.info.hop_length,
-                self.info.num_samples,
-                0 if draft else self._phase_iterations,
+        if self.info.output_kind != contract.LOG_MAGNITUDE:
+            return np.asarray(output, dtype=np.float32)
+        magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
+        iterations = 0 if draft else self._phase_iterations
+        # with `stop`, sound by sound: a sound's phase in full is tens of milliseconds
+        step = magnitude.shape[0] if stop is None else 1
+        pieces = []
+        for row in range(0, magnitude.shape[0], step):
+            if stop is not None and stop():
+                raise RenderStopped
+            pieces.append(
+                invert(
+                    magnitude[row : row + step],
+                    self.info.n_fft,
+                    self.info.hop_length,
+                    self.info.num_samples,
+                    iterations,
+                )
             )
-        return np.asarray(output, dtype=np.float32)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
 class Encoder:

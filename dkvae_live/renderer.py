@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Sequence
 import numpy as np
 
 from .dcblock import dc_block
-from .model import RUN_BATCH, Decoder
+from .model import RUN_BATCH, Decoder, RenderStopped
 from .pad_sound import PadSound
 from .pads import Pad, PadBank
 from .resample import resample
@@ -318,7 +318,11 @@ class RenderWorker:
                     # the changed pads first: what was left of a pass cut short waits for them
                     order = sorted(dirty) + sorted(notes - dirty)
                     self._unfinished = self._render(
-                        order, rest=self._rest, drafts=moving, interruptible=True
+                        order,
+                        rest=self._rest,
+                        drafts=moving,
+                        interruptible=True,
+                        protected=dirty - first,
                     )
                 except Exception:  # a worker that dies leaves the pads stale: log, keep going
                     log.exception("render failed for notes %s", sorted(notes))
@@ -403,12 +407,16 @@ class RenderWorker:
         drafts: Collection[int] = (),
         first_sound: bool = False,
         interruptible: bool = False,
+        protected: Collection[int] = (),
     ) -> set[int]:
         """Render these pads and publish each; a pad whose sound is cached is published as is,
         a pad in `drafts` is drawn as a draft. `first_sound`: these drafts come just before
         their full renders, so they do not count as renders for telling a sweep.
-        `interruptible`: when another pad changes meanwhile, stop after the decoder call under
-        way, so that its first sound need not wait for this whole pass; returns the notes left.
+        `interruptible`: when another pad changes meanwhile, stop within the sound under way
+        (its work is lost), so that the change's first sound need not wait for this whole
+        pass; returns the notes left. Drafts and the pads in `protected` (changed pads with
+        no draft before: this render is the first sound of their change) are never cut short,
+        or a pad moved without pause would never be heard.
 
         Pads go to the decoder a few at a time (about RUN_BATCH latents), with `rest` called
         after each run: after a model swap every pad is rendered, and this real-time thread
@@ -452,20 +460,38 @@ class RenderWorker:
             if interruptible and i > 0 and self._dirty:
                 return {pad.note for later in groups[i:] for pad, _, _ in later}
             started = time.monotonic()
-            self._render_group(group, first_sound)
+            # a full group is abandoned within a sound (a pad of 40 latents in full is seconds
+            # of work), unless it is a first sound
+            urgent = group[0][2] or any(pad.note in protected for pad, _, _ in group)
+            stop = self._changed if interruptible and not urgent else None
+            try:
+                self._render_group(group, first_sound, stop)
+            except RenderStopped:
+                rest(started)
+                return {pad.note for later in groups[i:] for pad, _, _ in later}
             rest(started)
         return set()
 
+    def _changed(self) -> bool:
+        """Whether a pad changed (or the worker is stopping) since this pass took its work."""
+        return self._stopping or bool(self._dirty)
+
     def _render_group(
-        self, group: list[tuple[Pad, list[tuple[float, ...]], bool]], first_sound: bool = False
+        self,
+        group: list[tuple[Pad, list[tuple[float, ...]], bool]],
+        first_sound: bool = False,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         """Render a few pads in one decoder call: (pad, its latents, whether a draft) each,
-        all drafts or none."""
+        all drafts or none. `stop`: see Decoder.render (nothing is published then)."""
         info = self.decoder.info
         latents = [latent for _, pad_latents, _ in group for latent in pad_latents]
         classes = [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls]
         audio = self.decoder.render(
-            np.array(latents, np.float32), np.array(classes, np.int64), draft=group[0][2]
+            np.array(latents, np.float32),
+            np.array(classes, np.int64),
+            draft=group[0][2],
+            stop=stop,
         )
         self.renders += len(latents)
         ultrasonic = ultrasonic_rms(audio, info.sample_rate)

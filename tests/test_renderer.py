@@ -6,12 +6,14 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from harness.synth_models import sine_decoder
+from harness.synth_models import sine_decoder, spectrogram_decoder
 
+from dkvae_live import model
 from dkvae_live.model import Decoder
 from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import PadBank, default_pads
@@ -25,6 +27,8 @@ from dkvae_live.renderer import (
     prepare_sound,
     ultrasonic_rms,
 )
+
+Stop = Callable[[], bool] | None  # Decoder.render's `stop`
 
 
 def test_prepare_sound_rejects_nan_and_limits_peaks_and_trims_tails() -> None:
@@ -112,10 +116,12 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
     runs: list[tuple[float, float]] = []
     real_render = decoder.render
 
-    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+    def slow_render(
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+    ) -> np.ndarray:
         start = time.monotonic()
         time.sleep(0.05)
-        audio = real_render(z, classes, draft)
+        audio = real_render(z, classes, draft, stop)
         runs.append((start, time.monotonic()))
         return audio
 
@@ -208,10 +214,12 @@ def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded
     real_render = decoder.render
     calls: list[tuple[int, bool, float]] = []
 
-    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+    def slow_render(
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+    ) -> np.ndarray:
         time.sleep(0.03)  # a big model's decoder call
         calls.append((len(z), draft, time.monotonic()))
-        return real_render(z, classes, draft)
+        return real_render(z, classes, draft, stop)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -250,9 +258,11 @@ def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_fu
     decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
     real_render = decoder.render
 
-    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+    def slow_render(
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+    ) -> np.ndarray:
         time.sleep(0.02 * len(z))  # the full pad (5 layers) takes 100 ms, its draft 20
-        return real_render(z, classes, draft)
+        return real_render(z, classes, draft, stop)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -287,10 +297,12 @@ def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(
     real_render = decoder.render
     calls: list[tuple[int, bool]] = []
 
-    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+    def slow_render(
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+    ) -> np.ndarray:
         time.sleep(0.02 * len(z))
         calls.append((len(z), draft))
-        return real_render(z, classes, draft)
+        return real_render(z, classes, draft, stop)
 
     decoder.render = slow_render  # type: ignore[method-assign]
     info = decoder.info
@@ -331,9 +343,11 @@ def test_a_long_full_render_pass_yields_to_a_change_of_another_pad(tmp_path: Pat
     decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=2205))
     real_render = decoder.render
 
-    def slow_render(z: np.ndarray, classes: np.ndarray, draft: bool = False) -> np.ndarray:
+    def slow_render(
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+    ) -> np.ndarray:
         time.sleep(0.01 * len(z))  # a full pass of the varying pads below: about 3 s
-        return real_render(z, classes, draft)
+        return real_render(z, classes, draft, stop)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -365,6 +379,99 @@ def test_a_long_full_render_pass_yields_to_a_change_of_another_pad(tmp_path: Pat
     finally:
         worker.stop()
     assert first_sound - changed < 0.5 < pass_ended - changed
+
+
+def test_a_pad_rendered_in_full_for_seconds_yields_within_a_sound_to_a_change_of_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: a spectrogram model's full render of a varying pad with velocity layers (40
+    sounds, each with its phase refined: seconds) is cut short within a sound when another pad
+    changes; that pad's first sound comes at once, and the long pad is rendered in full after."""
+    frames, bins = 1 + 4096 // 128, 512 // 2 + 1
+    decoder = Decoder(
+        spectrogram_decoder(
+            tmp_path / "d.onnx",
+            np.full((frames, bins), -3.0, np.float32),
+            sample_rate=16000,
+            num_samples=4096,
+            n_fft=512,
+            hop_length=128,
+            class_names='["kick", "snare"]',
+        )
+    )
+    real_invert = model.invert
+
+    def slow_invert(magnitude: np.ndarray, *args: int) -> np.ndarray:
+        if args[-1] > 0:  # a sound kept: its phase refined, 40 ms a sound
+            time.sleep(0.04 * magnitude.shape[0])
+        return real_invert(magnitude, *args)
+
+    monkeypatch.setattr(model, "invert", slow_invert)
+    info = decoder.info
+    pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:2]), info.class_names, 8)
+    long_pad, other = pads.notes()
+    published: list[tuple[float, PadSound]] = []
+    worker = RenderWorker(decoder, pads, 16000, lambda s: published.append((time.monotonic(), s)))
+    worker.render_now(pads.notes())
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        pads.update(
+            long_pad, timbre_direction=(1.0,) + (0.0,) * 7, timbre_amount=0.5, variation=0.2
+        )
+        deadline = time.monotonic() + 10
+        while not any(s.note == long_pad for _, s in published[2:]):  # its draft
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        time.sleep(0.2)  # its full render (1.6 s) is under way
+        changed = time.monotonic()
+        pads.set_dim(other, 0, 1.5)
+        while not any(s.note == other and t > changed for t, s in published):
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        first_sound = next(t for t, s in published if s.note == other and t > changed)
+        while not any(s.note == long_pad and len(s.variants) == VARIANTS for _, s in published):
+            assert time.monotonic() < deadline, "the long pad was never rendered in full"
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    assert first_sound - changed < 0.3
+    full = next(s for _, s in published if s.note == long_pad and len(s.variants) == VARIANTS)
+    assert full.variants[0].shape[0] == VELOCITY_LAYERS
+
+
+def test_a_plain_pad_moved_without_pause_is_heard_all_along(tmp_path: Path) -> None:
+    """A pad with nothing cheaper to draft (one latent, a waveform model) has its full render
+    as the first sound of each change: a change that comes during it must not cut it short,
+    or a knob turned without pause would not be heard until it stops."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    real_render = decoder.render
+
+    def slow_render(
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+    ) -> np.ndarray:
+        time.sleep(0.03)
+        return real_render(z, classes, draft, stop)
+
+    decoder.render = slow_render  # type: ignore[method-assign]
+    info = decoder.info
+    pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:1]), info.class_names, 8)
+    (note,) = pads.notes()
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        end = time.monotonic() + 1.0
+        i = 0
+        while time.monotonic() < end:  # a change every 2 ms, faster than a render
+            pads.set_dim(note, 0, (i % 100) / 100)
+            i += 1
+            time.sleep(0.002)
+        heard = len(published)
+    finally:
+        worker.stop()
+    assert heard >= 10
 
 
 def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
