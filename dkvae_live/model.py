@@ -37,7 +37,7 @@ class ModelError(Exception):
 
 
 class RenderStopped(Exception):
-    """`Decoder.render` was told to stop before it was done."""
+    """Raised by a `Decoder.render` caller's `between` to abandon the render."""
 
 
 @dataclass(frozen=True)
@@ -281,44 +281,44 @@ class Decoder:
         z: np.ndarray,
         class_index: np.ndarray,
         draft: bool = False,
-        stop: Callable[[], bool] | None = None,
+        between: Callable[[], None] | None = None,
     ) -> np.ndarray:
         """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples].
         A draft of a log-magnitude model keeps the phase its gradients give, unrefined: a few
         milliseconds instead of tens (the same sound for a waveform model).
 
-        `stop` is asked before each decoder run and, for a log-magnitude model, before each
-        sound's phase; when it says True the render is abandoned with RenderStopped, so that
-        the caller can serve something more urgent after about one sound's work."""
+        `between` is called before each decoder run and, for a log-magnitude model, before
+        each sound's phase: the caller can serve something more urgent after about one
+        sound's work, or abandon the render by raising (RenderStopped)."""
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
         # a run's phase is made before the next run: the phase's temporaries are then a run's
         # size, not the whole batch's (five complex copies of a 40-latent pad's spectrogram)
         runs = []
         for i in range(0, max(1, z.shape[0]), RUN_BATCH):
-            if stop is not None and stop():
-                raise RenderStopped
+            if between is not None:
+                between()
             feed = {
                 contract.Z: z[i : i + RUN_BATCH],
                 contract.CLASS_INDEX: classes[i : i + RUN_BATCH],
             }
-            runs.append(self._audio(self._session.run(None, feed)[0], draft, stop))
+            runs.append(self._audio(self._session.run(None, feed)[0], draft, between))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
     def _audio(
-        self, output: np.ndarray, draft: bool, stop: Callable[[], bool] | None
+        self, output: np.ndarray, draft: bool, between: Callable[[], None] | None
     ) -> np.ndarray:
         """One decoder run's output as audio float32 [batch, num_samples]."""
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
         magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
         iterations = 0 if draft else self._phase_iterations
-        # with `stop`, sound by sound: a sound's phase in full is tens of milliseconds
-        step = magnitude.shape[0] if stop is None else 1
+        # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
+        step = magnitude.shape[0] if between is None else 1
         pieces = []
         for row in range(0, magnitude.shape[0], step):
-            if stop is not None and stop():
-                raise RenderStopped
+            if between is not None:
+                between()
             pieces.append(
                 invert(
                     magnitude[row : row + step],

@@ -170,6 +170,9 @@ class RenderWorker:
         # notes whose full render a change of another pad cut short, or the start left to
         # the loop: rendered in full next, without a draft
         self._unfinished: set[int] = set()
+        # changed pads whose draft was made in the middle of a full render: in full next
+        self._drafted_midway: set[int] = set()
+        self._work_since = 0.0  # when the work not yet rested for began (_rest)
         self._drafted_at_start: float | None = None  # when the start's first pass ended
         self._rng = np.random.default_rng()
         self._next_decoder: Decoder | None = None
@@ -208,7 +211,7 @@ class RenderWorker:
         """How long to sleep before looking again for drafts that have settled and variants
         used up; None: until asked."""
         now = time.monotonic()
-        if self._unfinished:
+        if self._unfinished or self._drafted_midway:
             return 0.0
         if self._drafts:  # the first to settle is rendered in full then
             settles = min(self._rendered_at.get(n, now) for n in self._drafts) + SETTLE_SECONDS
@@ -291,11 +294,8 @@ class RenderWorker:
                 return
             self._wake.clear()
             with self._lock:
-                dirty, self._dirty = self._dirty, set()
-                for note in dirty & self._requested.keys():
-                    since = self._requested.pop(note)
-                    self._awaiting_first.setdefault(note, since)  # the player waits since
-                    self._awaiting_full[note] = since  # a sweep's full pad comes once it is still
+                dirty = self._take(self._dirty)
+                midway, self._drafted_midway = self._drafted_midway, set()
                 decoder, self._next_decoder = self._next_decoder, None
                 if decoder is not None:  # under the lock: latest_decoder never sees the old
                     self._retired.append(self.decoder)
@@ -311,6 +311,7 @@ class RenderWorker:
                     log.exception("render failed for notes %s", sorted(first))
                 with self._lock:  # changed again meanwhile: drafted first next time round
                     dirty -= self._dirty
+            dirty |= midway
             notes = dirty | settled | self._used_up() | self._unfinished
             self._unfinished = set()
             if notes:
@@ -318,11 +319,7 @@ class RenderWorker:
                     # the changed pads first: what was left of a pass cut short waits for them
                     order = sorted(dirty) + sorted(notes - dirty)
                     self._unfinished = self._render(
-                        order,
-                        rest=self._rest,
-                        drafts=moving,
-                        interruptible=True,
-                        protected=dirty - first,
+                        order, rest=self._rest, drafts=moving, interruptible=True
                     )
                 except Exception:  # a worker that dies leaves the pads stale: log, keep going
                     log.exception("render failed for notes %s", sorted(notes))
@@ -334,6 +331,39 @@ class RenderWorker:
                     old = self._retired.pop() if self._retired else None
                 del old
                 time.sleep(BREATH_SECONDS)
+
+    def _take(self, notes: Collection[int]) -> set[int]:
+        """Take these changed pads from the dirty set (under the lock) and start the clocks of
+        their first sound and full pad."""
+        taken = set(notes)
+        self._dirty -= taken
+        for note in taken & self._requested.keys():
+            since = self._requested.pop(note)
+            self._awaiting_first.setdefault(note, since)  # the player waits since
+            self._awaiting_full[note] = since  # a sweep's full pad comes once it is still
+        return taken
+
+    def _between_sounds(self) -> None:
+        """Called by the decoder between the sounds of a full render, which for a pad of many
+        latents with a spectrogram model is seconds of work: a stop is prompt, and a pad
+        changed meanwhile plays its draft now, not after the render (its full render comes
+        first in the next pass). A pad with nothing cheaper to draft waits, as a sweep's does."""
+        if self._stopping:
+            raise RenderStopped
+        # the rest for the sound just made, here rather than after the whole call
+        if time.monotonic() - self._work_since > BREATH_SECONDS:
+            self._rest(self._work_since)
+        self._work_since = time.monotonic()
+        if not self._dirty:
+            return
+        with self._lock:
+            candidates = {n for n in self._dirty if self._draft_is_cheaper(n)}
+            moving, _ = self._moving_and_settled(candidates)
+            first = self._take(candidates - moving)
+        if first:
+            self._render(sorted(first), rest=self._rest, drafts=first, first_sound=True)
+            self._drafted_midway |= first
+            self._work_since = time.monotonic()  # the drafts had their rest
 
     def _full_quality(self) -> None:
         """Log, once after the start, that every pad plays its full render."""
@@ -407,16 +437,14 @@ class RenderWorker:
         drafts: Collection[int] = (),
         first_sound: bool = False,
         interruptible: bool = False,
-        protected: Collection[int] = (),
     ) -> set[int]:
         """Render these pads and publish each; a pad whose sound is cached is published as is,
         a pad in `drafts` is drawn as a draft. `first_sound`: these drafts come just before
         their full renders, so they do not count as renders for telling a sweep.
-        `interruptible`: when another pad changes meanwhile, stop within the sound under way
-        (its work is lost), so that the change's first sound need not wait for this whole
-        pass; returns the notes left. Drafts and the pads in `protected` (changed pads with
-        no draft before: this render is the first sound of their change) are never cut short,
-        or a pad moved without pause would never be heard.
+        `interruptible`: when another pad changes meanwhile, stop after the decoder call under
+        way, so that its first sound need not wait for this whole pass; returns the notes
+        left. Within a call, a changed pad's draft is made between two sounds
+        (_between_sounds).
 
         Pads go to the decoder a few at a time (about RUN_BATCH latents), with `rest` called
         after each run: after a model swap every pad is rendered, and this real-time thread
@@ -459,31 +487,25 @@ class RenderWorker:
                 return set()
             if interruptible and i > 0 and self._dirty:
                 return {pad.note for later in groups[i:] for pad, _, _ in later}
-            started = time.monotonic()
-            # a full group is abandoned within a sound (a pad of 40 latents in full is seconds
-            # of work), unless it is a first sound
-            urgent = group[0][2] or any(pad.note in protected for pad, _, _ in group)
-            stop = self._changed if interruptible and not urgent else None
+            self._work_since = time.monotonic()
+            between = self._between_sounds if interruptible and not group[0][2] else None
             try:
-                self._render_group(group, first_sound, stop)
-            except RenderStopped:
-                rest(started)
-                return {pad.note for later in groups[i:] for pad, _, _ in later}
-            rest(started)
+                self._render_group(group, first_sound, between)
+            except RenderStopped:  # the worker stops
+                return set()
+            rest(self._work_since)
         return set()
-
-    def _changed(self) -> bool:
-        """Whether a pad changed (or the worker is stopping) since this pass took its work."""
-        return self._stopping or bool(self._dirty)
 
     def _render_group(
         self,
         group: list[tuple[Pad, list[tuple[float, ...]], bool]],
         first_sound: bool = False,
-        stop: Callable[[], bool] | None = None,
+        between: Callable[[], None] | None = None,
     ) -> None:
         """Render a few pads in one decoder call: (pad, its latents, whether a draft) each,
-        all drafts or none. `stop`: see Decoder.render (nothing is published then)."""
+        all drafts or none. `between`: see Decoder.render. A pad that changed meanwhile is
+        published all the same (its new sound is queued), unless the draft of its new sound
+        is out already."""
         info = self.decoder.info
         latents = [latent for _, pad_latents, _ in group for latent in pad_latents]
         classes = [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls]
@@ -491,7 +513,7 @@ class RenderWorker:
             np.array(latents, np.float32),
             np.array(classes, np.int64),
             draft=group[0][2],
-            stop=stop,
+            between=between,
         )
         self.renders += len(latents)
         ultrasonic = ultrasonic_rms(audio, info.sample_rate)
@@ -501,6 +523,8 @@ class RenderWorker:
             count = len(pad_latents)
             rows = slice(start, start + count)
             start += count
+            if not draft and pad.note in self._drafted_midway:  # its newer sound is out
+                continue
             if np.any(ultrasonic[rows] > limit):  # the pad keeps the sound it had
                 self._on_rejected(pad.note, REJECTED_ULTRASONIC)
                 continue
@@ -531,7 +555,6 @@ class RenderWorker:
                 self._drafts.discard(pad.note)
                 self._rendered[pad.note] = (_sound_key(pad), variants)
                 self._hits_at_render[pad.note] = self._hits[pad.note]
-            # The pad may have changed while we rendered; a newer request is already queued.
             self._publish_pad(pad, variants)
             self._published_latency(pad.note, full=not draft)
 

@@ -28,7 +28,7 @@ from dkvae_live.renderer import (
     ultrasonic_rms,
 )
 
-Stop = Callable[[], bool] | None  # Decoder.render's `stop`
+Between = Callable[[], None] | None  # Decoder.render's `between`
 
 
 def test_prepare_sound_rejects_nan_and_limits_peaks_and_trims_tails() -> None:
@@ -113,16 +113,24 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
     # of its core (JACK's too) once they use 95 % of a second. Each decoder run here takes
     # 50 ms (without the GIL, as onnxruntime runs a big model) and changes arrive faster.
     decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
-    runs: list[tuple[float, float]] = []
+    runs: list[tuple[float, float, float]] = []  # start, end, time spent in `between`
     real_render = decoder.render
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
     ) -> np.ndarray:
         start = time.monotonic()
         time.sleep(0.05)
-        audio = real_render(z, classes, draft, stop)
-        runs.append((start, time.monotonic()))
+        waited = [0.0]  # in the worker's rests and the drafts it makes in between
+
+        def timed() -> None:
+            assert between is not None
+            since = time.monotonic()
+            between()
+            waited[0] += time.monotonic() - since
+
+        audio = real_render(z, classes, draft, timed if between else None)
+        runs.append((start, time.monotonic(), waited[0]))
         return audio
 
     decoder.render = slow_render  # type: ignore[method-assign]
@@ -141,8 +149,8 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
     finally:
         worker.stop()
     assert len(runs) > 10
-    busy = sum(b - a for a, b in runs)
-    assert busy / (runs[-1][1] - runs[0][0]) < 0.85
+    busy = sum(end - start - waited for start, end, waited in runs)
+    assert busy / (max(end for _, end, _ in runs) - min(start for start, _, _ in runs)) < 0.85
 
 
 def test_a_pad_swept_renders_drafts_and_its_full_layers_once_it_is_still(tmp_path: Path) -> None:
@@ -215,11 +223,11 @@ def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded
     calls: list[tuple[int, bool, float]] = []
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
     ) -> np.ndarray:
         time.sleep(0.03)  # a big model's decoder call
         calls.append((len(z), draft, time.monotonic()))
-        return real_render(z, classes, draft, stop)
+        return real_render(z, classes, draft, between)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -259,10 +267,10 @@ def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_fu
     real_render = decoder.render
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
     ) -> np.ndarray:
         time.sleep(0.02 * len(z))  # the full pad (5 layers) takes 100 ms, its draft 20
-        return real_render(z, classes, draft, stop)
+        return real_render(z, classes, draft, between)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -298,11 +306,11 @@ def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(
     calls: list[tuple[int, bool]] = []
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
     ) -> np.ndarray:
         time.sleep(0.02 * len(z))
         calls.append((len(z), draft))
-        return real_render(z, classes, draft, stop)
+        return real_render(z, classes, draft, between)
 
     decoder.render = slow_render  # type: ignore[method-assign]
     info = decoder.info
@@ -344,10 +352,10 @@ def test_a_long_full_render_pass_yields_to_a_change_of_another_pad(tmp_path: Pat
     real_render = decoder.render
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
     ) -> np.ndarray:
         time.sleep(0.01 * len(z))  # a full pass of the varying pads below: about 3 s
-        return real_render(z, classes, draft, stop)
+        return real_render(z, classes, draft, between)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -381,12 +389,13 @@ def test_a_long_full_render_pass_yields_to_a_change_of_another_pad(tmp_path: Pat
     assert first_sound - changed < 0.5 < pass_ended - changed
 
 
-def test_a_pad_rendered_in_full_for_seconds_yields_within_a_sound_to_a_change_of_another(
+def test_a_pad_rendered_in_full_for_seconds_makes_way_within_a_sound_for_another_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 21: a spectrogram model's full render of a varying pad with velocity layers (40
-    sounds, each with its phase refined: seconds) is cut short within a sound when another pad
-    changes; that pad's first sound comes at once, and the long pad is rendered in full after."""
+    sounds, each with its phase refined: seconds) makes way, between two sounds, for the draft
+    of another pad that changes meanwhile; then it goes on, and the long pad is published in
+    full."""
     frames, bins = 1 + 4096 // 128, 512 // 2 + 1
     decoder = Decoder(
         spectrogram_decoder(
@@ -448,10 +457,10 @@ def test_a_plain_pad_moved_without_pause_is_heard_all_along(tmp_path: Path) -> N
     real_render = decoder.render
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, stop: Stop = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
     ) -> np.ndarray:
         time.sleep(0.03)
-        return real_render(z, classes, draft, stop)
+        return real_render(z, classes, draft, between)
 
     decoder.render = slow_render  # type: ignore[method-assign]
     info = decoder.info
