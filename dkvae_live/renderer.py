@@ -357,9 +357,11 @@ class RenderWorker:
         if not self._dirty:
             return
         with self._lock:
-            candidates = {n for n in self._dirty if self._draft_is_cheaper(n)}
-            moving, _ = self._moving_and_settled(candidates)
-            first = self._take(candidates - moving)
+            changed = set(self._dirty)
+        candidates = {n for n in changed if self._draft_is_cheaper(n)}  # reads the pads
+        moving, _ = self._moving_and_settled(candidates)
+        with self._lock:
+            first = self._take((candidates - moving) & self._dirty)
         if first:
             self._render(sorted(first), rest=self._rest, drafts=first, first_sound=True)
             self._drafted_midway |= first
