@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dkvae_live.kit import DEFAULT_KIT, CcMapping, Kit, KitError, load_kit, save_kit
+from dkvae_live.model import Decoder
 from dkvae_live.pads import Pad, default_pads
 from dkvae_live.paths import confine
 
@@ -40,8 +41,9 @@ def test_a_saved_kit_loads_back_the_same(tmp_path: Path) -> None:
     assert load_kit(tmp_path / "k.toml", CLASSES, 8) == kit
 
 
-def test_the_shipped_default_kit_fits_a_six_class_8_dim_model() -> None:
-    kit = load_kit(DEFAULT_KIT, CLASSES, 8)
+def test_the_shipped_default_kit_fits_the_shipped_model() -> None:
+    info = Decoder().info
+    kit = load_kit(DEFAULT_KIT, info.class_names, info.latent_size)
     assert {36, 38, 42, 46}.issubset(kit.pads)
     assert kit.pads[42].choke_group == kit.pads[46].choke_group == 1
 
