@@ -29,6 +29,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
+from . import contract
 from .dcblock import dc_block
 from .model import RUN_BATCH, Decoder, RenderStopped
 from .pad_sound import PadSound
@@ -400,7 +401,7 @@ class RenderWorker:
         latent, or the model's full render refines a phase the draft leaves as it comes."""
         pad = self.pads.get(note)
         return pad is not None and (
-            _full_render_size(pad) > 1 or self.decoder.info.output_kind == "log_magnitude"
+            _full_render_size(pad) > 1 or self.decoder.info.output_kind == contract.LOG_MAGNITUDE
         )
 
     def _used_up(self) -> set[int]:
@@ -476,10 +477,14 @@ class RenderWorker:
             todo.append((pad, self._latents(pad, draft), draft))
         # drafts first, and never in one decoder call with full renders: a call is one or other
         todo.sort(key=lambda item: not item[2])
+        # A spectrogram model's full render is mostly each sound's phase, which a batch does
+        # not make cheaper: there each pad is a call of its own, published as soon as it is done.
+        alone = self.decoder.info.output_kind == contract.LOG_MAGNITUDE
         groups: list[list[tuple[Pad, list[tuple[float, ...]], bool]]] = []
         size = 0
         for item in todo:
-            if not groups or size >= RUN_BATCH or groups[-1][0][2] != item[2]:
+            full_alone = alone and not item[2]
+            if not groups or size >= RUN_BATCH or groups[-1][0][2] != item[2] or full_alone:
                 groups.append([])
                 size = 0
             groups[-1].append(item)

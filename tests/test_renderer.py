@@ -483,6 +483,40 @@ def test_a_plain_pad_moved_without_pause_is_heard_all_along(tmp_path: Path) -> N
     assert heard >= 10
 
 
+def test_a_spectrogram_models_pads_are_rendered_in_full_one_call_each(tmp_path: Path) -> None:
+    """Its full render is mostly each sound's phase, which a batch does not make cheaper: a
+    changed pad is published as soon as its own sounds are done, not with its neighbours'."""
+    frames, bins = 1 + 4096 // 128, 512 // 2 + 1
+    decoder = Decoder(
+        spectrogram_decoder(
+            tmp_path / "d.onnx",
+            np.full((frames, bins), -3.0, np.float32),
+            sample_rate=16000,
+            num_samples=4096,
+            n_fft=512,
+            hop_length=128,
+            class_names='["kick", "snare"]',
+        )
+    )
+    calls: list[tuple[int, bool]] = []
+    real_render = decoder.render
+
+    def counting_render(
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
+    ) -> np.ndarray:
+        calls.append((len(z), draft))
+        return real_render(z, classes, draft, between)
+
+    info = decoder.info
+    pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:2]), info.class_names, 8)
+    worker = RenderWorker(decoder, pads, 16000, lambda s: None)
+    decoder.render = counting_render  # type: ignore[method-assign]
+    for note in pads.notes():
+        pads.update(note, timbre_direction=(1.0,) + (0.0,) * 7, timbre_amount=0.5)
+    worker.render_now(pads.notes())
+    assert calls == [(VELOCITY_LAYERS, False), (VELOCITY_LAYERS, False)]
+
+
 def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
     tmp_path: Path,
 ) -> None:
