@@ -24,7 +24,7 @@ import shutil
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -100,9 +100,15 @@ class _RecordingDecoder:
         self.info = decoder.info
         self.latents: list[np.ndarray] = []
 
-    def render(self, z: np.ndarray, class_index: np.ndarray, draft: bool = False) -> np.ndarray:
+    def render(
+        self,
+        z: np.ndarray,
+        class_index: np.ndarray,
+        draft: bool = False,
+        between: Callable[[], None] | None = None,
+    ) -> np.ndarray:
         self.latents.append(np.array(z, np.float32).reshape(-1, self.info.latent_size))
-        return self.decoder.render(z, class_index, draft=draft)
+        return self.decoder.render(z, class_index, draft=draft, between=between)
 
 
 def render_pads(decoder: Decoder, kit: Kit, samplerate: int, seed: int = 0) -> list[PadExport]:
