@@ -207,30 +207,37 @@ class PadBank:
     def update(self, note: int, **changes: Any) -> Pad:
         """Change some fields of one pad; ValueError (pad unchanged) if the result is not valid.
         A new latent or class without new axis values starts the axes again from zero."""
-        if ("latent" in changes or "class_name" in changes) and "axes" not in changes:
-            changes["axes"] = ()
-        for key in ("latent", "timbre_direction", "axes"):
-            if key in changes:
-                changes[key] = tuple(float(v) for v in changes[key])
+        return self._change(note, lambda pad: changes)
+
+    def set_dim(self, note: int, dim: int, value: float) -> Pad:
+        if not 0 <= dim < self.latent_size:
+            raise ValueError(f"dimension must be in range 0..{self.latent_size - 1}, got {dim}")
+
+        def one_dim(pad: Pad) -> dict[str, Any]:
+            latent = list(pad.latent)
+            latent[dim] = value
+            return {"latent": latent}
+
+        return self._change(note, one_dim)
+
+    def _change(self, note: int, changes_of: Callable[[Pad], dict[str, Any]]) -> Pad:
+        """Replace a pad by itself with `changes_of(pad)`, read and written under the lock: two
+        threads changing two dimensions at once both keep theirs."""
         with self._lock:
             pad = self._pads.get(note)
             if pad is None:
                 raise ValueError(f"no pad on note {note}; pads are on notes {self.notes()}")
+            changes = dict(changes_of(pad))
+            if ("latent" in changes or "class_name" in changes) and "axes" not in changes:
+                changes["axes"] = ()
+            for key in ("latent", "timbre_direction", "axes"):
+                if key in changes:
+                    changes[key] = tuple(float(v) for v in changes[key])
             new = replace(pad, **changes)
             check_pad(new, self.class_names, self.latent_size)
             self._pads[note] = new
         self.on_change(note)
         return new
-
-    def set_dim(self, note: int, dim: int, value: float) -> Pad:
-        if not 0 <= dim < self.latent_size:
-            raise ValueError(f"dimension must be in range 0..{self.latent_size - 1}, got {dim}")
-        pad = self.get(note)
-        if pad is None:
-            raise ValueError(f"no pad on note {note}; pads are on notes {self.notes()}")
-        latent = list(pad.latent)
-        latent[dim] = value
-        return self.update(note, latent=latent)
 
     def replace_all(self, pads: dict[int, Pad]) -> None:
         """Swap in a whole kit at once (checked first: a bad kit changes nothing)."""

@@ -47,7 +47,7 @@ def test_pad_bank_changes_are_atomic_under_threads() -> None:
         frame.f_trace_opcodes = True
         if event == "opcode":  # the tracer is not traced: its own reads add no bytecodes
             seen.append(pads.get(36).latent)  # type: ignore[union-attr]
-            inside_update += frame.f_code is PadBank.update.__code__
+            inside_update += frame.f_code is PadBank._change.__code__
         return read_between_bytecodes
 
     def writer(value: float) -> None:
@@ -74,3 +74,37 @@ def test_pad_bank_changes_are_atomic_under_threads() -> None:
     values = [latent[0] for latent in seen if latent[0] != 0.0]
     hands = sum(a != b for a, b in itertools.pairwise(values))
     assert hands >= 10, f"the writers took turns only {hands} times: they did not overlap"
+
+
+def test_two_dimensions_set_at_once_on_one_pad_both_stay() -> None:
+    """Two controllers on two dimensions of one pad, turned at once from two threads: neither
+    change is lost (a change read the pad, and wrote back a latent the other had changed)."""
+    pads = PadBank(default_pads(("kick",), 8), ("kick",), 8)
+    pads.update(36, latent=[0.0] * 8)
+    seen: list[tuple[float, ...]] = []  # the latent after each change, in the order read
+    order = threading.Lock()
+
+    def read(note: int) -> None:
+        with order:
+            seen.append(pads.get(note).latent)  # type: ignore[union-attr]
+
+    pads.on_change = read
+
+    def turn(dim: int) -> None:
+        for value in range(1, 2001):
+            pads.set_dim(36, dim, value / 400)
+
+    threads = [threading.Thread(target=turn, args=(dim,)) for dim in (0, 1)]
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    for dim in (0, 1):
+        went_back = sum(b[dim] < a[dim] for a, b in itertools.pairwise(seen))
+        assert went_back == 0, f"dimension {dim} went back {went_back} times: a change was lost"
+    assert pads.get(36).latent[:2] == (5.0, 5.0)  # type: ignore[union-attr]
