@@ -16,34 +16,17 @@ from typing import Any
 import numpy as np
 
 from .contract import AXIS_NAMES
+from .labels import GM_DRUM_CLASSES
 
-# General MIDI percussion (channel 10) note -> (class name, choke group).
-# Choke group 1 is the hi-hat: a closed or pedal hat cuts an open one.
+# General MIDI percussion (channel 10) note -> (class name, choke group), notes 35-59: the
+# classes the bank gives those notes' sounds (labels.GM_DRUM_CLASSES: a side stick trains as a
+# snare, a hand clap as perc), so a pad plays the class its GM name was learned as. Choke group 1
+# is the hi-hat: a closed or pedal hat (42, 44) cuts an open one (46).
+_HIHAT_CHOKE = {42: 1, 44: 1, 46: 1}
 GM_DRUMS: dict[int, tuple[str, int]] = {
-    35: ("kick", 0),
-    36: ("kick", 0),
-    37: ("perc", 0),  # side stick
-    38: ("snare", 0),
-    39: ("perc", 0),  # hand clap
-    40: ("snare", 0),  # electric snare
-    41: ("tom", 0),
-    42: ("hihat", 1),  # closed
-    43: ("tom", 0),
-    44: ("hihat", 1),  # pedal
-    45: ("tom", 0),
-    46: ("hihat", 1),  # open
-    47: ("tom", 0),
-    48: ("tom", 0),
-    49: ("cymbal", 0),  # crash 1
-    50: ("tom", 0),
-    51: ("cymbal", 0),  # ride 1
-    52: ("cymbal", 0),  # china
-    53: ("cymbal", 0),  # ride bell
-    54: ("perc", 0),  # tambourine
-    55: ("cymbal", 0),  # splash
-    56: ("perc", 0),  # cowbell
-    57: ("cymbal", 0),  # crash 2
-    59: ("cymbal", 0),  # ride 2
+    note: (label, _HIHAT_CHOKE.get(note, 0))
+    for note in range(35, 60)
+    if (label := GM_DRUM_CLASSES.get(note)) is not None
 }
 
 MAX_GAIN = 4.0
