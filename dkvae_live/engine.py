@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import contract
 from .audio import AudioOutput, JackOutput, open_output
 from .kit import (
     DEFAULT_KIT,
@@ -134,7 +135,7 @@ class Engine:
 
     @staticmethod
     def _encoder_beside(decoder: Decoder) -> Encoder | None:
-        path = decoder.path.parent / "encoder.onnx"
+        path = decoder.path.parent / contract.ENCODER_FILE
         if not path.exists():
             return None
         try:
