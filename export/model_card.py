@@ -219,7 +219,12 @@ def render_card(
         f"{summary['best_val_loss']:.4f} at epoch {summary.get('best_epoch', '?')}",
         *design_lines(cfg),
         f"- Adam, learning rate {cfg['learning_rate']} (halved on plateaus), "
-        f"gain augmentation {cfg['gain_augment_db']} dB",
+        f"gain augmentation {cfg['gain_augment_db']} dB"
+        + (
+            f", the training split played again at {cfg['pitch_augment_semitones']} semitones"
+            if cfg.get("pitch_augment_semitones")
+            else ""
+        ),
         "",
     ]
     bank = Path(source["bank"]) if source.get("bank") else None

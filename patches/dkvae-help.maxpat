@@ -203,7 +203,7 @@
      "outlettype": [
       ""
      ],
-     "text": "/dkvae/pad/latent 36 0. 0. 0. 0. 0. 0. 0. 0."
+     "text": "/dkvae/pad/latent 36 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0."
     }
    },
    {
@@ -878,7 +878,7 @@
      "outlettype": [
       ""
      ],
-     "text": "/dkvae/pad/timbre_direction 36 1. 0. 0. 0. 0. 0. 0. 0."
+     "text": "/dkvae/pad/timbre_direction 36 1. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0."
     }
    },
    {

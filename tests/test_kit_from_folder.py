@@ -154,7 +154,7 @@ def test_the_kit_plays_every_pad_a_sound_of_its_own(
 
 
 def test_a_kit_file_is_replaced_only_with_force(
-    pack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], decoder: Decoder
 ) -> None:
     out = tmp_path / "mine.toml"
     out.write_text("# my own kit\n")
@@ -165,7 +165,8 @@ def test_a_kit_file_is_replaced_only_with_force(
     )
     assert out.read_text() == "# my own kit\n"
     assert main([*command, "--force"]) == 0
-    assert len(load_kit(out, CLASSES, 8).pads) == 2  # its two files
+    info = decoder.info  # the shipped model, which the command uses
+    assert len(load_kit(out, info.class_names, info.latent_size).pads) == 2  # its two files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.toml"]  # no temporaries left
     assert main(["kit-from-folder", str(pack), "-o", str(tmp_path / "kit.txt")]) == 2
     assert "a kit file's name ends in .toml" in capsys.readouterr().err
