@@ -17,20 +17,11 @@ def test_a_spectrogram_model_is_checked_at_load_without_iterating_its_phase(
     """Loading runs the graph once per class (a broken one fails at load), but the
     phase iterations are the sound's quality: they wait for the renders, so the daemon
     answers from the start."""
-    from harness.synth_models import spectrogram_decoder
+    from harness.synth_models import flat_spectrogram_decoder
 
     import dkvae_live.model as model
 
-    frames, bins = 33, 257
-    path = spectrogram_decoder(
-        tmp_path / "decoder.onnx",
-        np.full((frames, bins), -3.0, np.float32),
-        sample_rate=16000,
-        num_samples=4096,
-        n_fft=512,
-        hop_length=128,
-        class_names='["kick", "snare"]',
-    )
+    path = flat_spectrogram_decoder(tmp_path / "decoder.onnx")
     iterations: list[int] = []
     real = model.invert
 

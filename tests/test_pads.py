@@ -59,15 +59,7 @@ def test_pad_bank_changes_are_atomic_under_threads() -> None:
             sys.settrace(None)
 
     threads = [threading.Thread(target=writer, args=(v,)) for v in (1.0, 2.0)]
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(switch_interval)
+    run_interleaved(threads)
     torn = [latent for latent in seen if latent not in whole]
     assert torn == [], f"{len(torn)} of {len(seen)} reads saw a mix, e.g. {torn[0]}"
     assert inside_update >= 400 * 10, f"only {inside_update} reads during a change"
@@ -95,6 +87,15 @@ def test_two_dimensions_set_at_once_on_one_pad_both_stay() -> None:
             pads.set_dim(36, dim, value / 400)
 
     threads = [threading.Thread(target=turn, args=(dim,)) for dim in (0, 1)]
+    run_interleaved(threads)
+    for dim in (0, 1):
+        went_back = sum(b[dim] < a[dim] for a, b in itertools.pairwise(seen))
+        assert went_back == 0, f"dimension {dim} went back {went_back} times: a change was lost"
+    assert pads.get(36).latent[:2] == (5.0, 5.0)  # type: ignore[union-attr]
+
+
+def run_interleaved(threads: list[threading.Thread]) -> None:
+    """Start the threads and wait for them, switching between them as often as Python can."""
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -104,7 +105,3 @@ def test_two_dimensions_set_at_once_on_one_pad_both_stay() -> None:
             t.join()
     finally:
         sys.setswitchinterval(switch_interval)
-    for dim in (0, 1):
-        went_back = sum(b[dim] < a[dim] for a, b in itertools.pairwise(seen))
-        assert went_back == 0, f"dimension {dim} went back {went_back} times: a change was lost"
-    assert pads.get(36).latent[:2] == (5.0, 5.0)  # type: ignore[union-attr]

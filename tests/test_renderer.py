@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness.synth_models import sine_decoder, spectrogram_decoder
+from harness.synth_models import flat_spectrogram_decoder, sine_decoder
 
 from dkvae_live import model
 from dkvae_live.model import Decoder
@@ -396,18 +396,7 @@ def test_a_pad_rendered_in_full_for_seconds_makes_way_within_a_sound_for_another
     sounds, each with its phase refined: seconds) makes way, between two sounds, for the draft
     of another pad that changes meanwhile; then it goes on, and the long pad is published in
     full."""
-    frames, bins = 1 + 4096 // 128, 512 // 2 + 1
-    decoder = Decoder(
-        spectrogram_decoder(
-            tmp_path / "d.onnx",
-            np.full((frames, bins), -3.0, np.float32),
-            sample_rate=16000,
-            num_samples=4096,
-            n_fft=512,
-            hop_length=128,
-            class_names='["kick", "snare"]',
-        )
-    )
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"))
     real_invert = model.invert
 
     def slow_invert(magnitude: np.ndarray, *args: int) -> np.ndarray:
@@ -486,18 +475,7 @@ def test_a_plain_pad_moved_without_pause_is_heard_all_along(tmp_path: Path) -> N
 def test_a_spectrogram_models_pads_are_rendered_in_full_one_call_each(tmp_path: Path) -> None:
     """Its full render is mostly each sound's phase, which a batch does not make cheaper: a
     changed pad is published as soon as its own sounds are done, not with its neighbours'."""
-    frames, bins = 1 + 4096 // 128, 512 // 2 + 1
-    decoder = Decoder(
-        spectrogram_decoder(
-            tmp_path / "d.onnx",
-            np.full((frames, bins), -3.0, np.float32),
-            sample_rate=16000,
-            num_samples=4096,
-            n_fft=512,
-            hop_length=128,
-            class_names='["kick", "snare"]',
-        )
-    )
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"))
     calls: list[tuple[int, bool]] = []
     real_render = decoder.render
 

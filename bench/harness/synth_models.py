@@ -83,6 +83,21 @@ def spectrogram_decoder(
     return path
 
 
+def flat_spectrogram_decoder(path: Path) -> Path:
+    """A small log-magnitude decoder (16 kHz, 4096 samples, STFT 512 / 128, classes kick and
+    snare) that plays one flat spectrogram: for tests of the phase and the render path."""
+    n_fft, hop, num_samples = 512, 128, 4096
+    return spectrogram_decoder(
+        path,
+        np.full((1 + num_samples // hop, n_fft // 2 + 1), -3.0, np.float32),
+        sample_rate=16000,
+        num_samples=num_samples,
+        n_fft=n_fft,
+        hop_length=hop,
+        class_names='["kick", "snare"]',
+    )
+
+
 def expected_frequency(z0: float, class_index: int, base_hz: float = 200.0) -> float:
     return base_hz * 2.0**z0 * (1 + class_index)
 
