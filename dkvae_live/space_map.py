@@ -73,6 +73,7 @@ def draw_map(
                     arrowprops={"arrowstyle": "->", "color": "tab:blue"},
                 )
                 panel.text(dx, dy, f"+1 {axis}", color="tab:blue", fontsize=8)
+                panel.update_datalim([(dx, dy)])  # the arrow and its label inside the panel
         # pads that sit (nearly) on one spot share one label, "35, 36", not two on top
         near = LABEL_MERGE * float(np.ptp(xy, axis=0).max() or 1.0)
         labels: list[tuple[float, float, list[str]]] = []
