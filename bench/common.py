@@ -28,7 +28,7 @@ from typing import Any
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-from harness.live import PORT_MAX
+from harness.live import jackd_command
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -76,22 +76,9 @@ def bench_jack_server(
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_path = RESULTS / f"jackd-{name}-{period}.log"
     log = open(log_path, "wb")  # noqa: SIM115
-    args = [
-        "jackd",
-        "--port-max",
-        str(PORT_MAX),
-        "-n",
-        name,
-        "-d",
-        "dummy",
-        "-r",
-        str(rate),
-        "-p",
-        str(period),
-    ]
-    if os.geteuid() != 0:
-        args.insert(1, "--no-realtime")
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        jackd_command(rate, period, name), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+    )
     pid_file = RESULTS / f"jackd-{name}.pid"  # for run_all, should this process be killed
     pid_file.write_text(str(proc.pid))
     try:

@@ -24,10 +24,10 @@ import shutil
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import soundfile
@@ -100,15 +100,10 @@ class _RecordingDecoder:
         self.info = decoder.info
         self.latents: list[np.ndarray] = []
 
-    def render(
-        self,
-        z: np.ndarray,
-        class_index: np.ndarray,
-        draft: bool = False,
-        between: Callable[[], None] | None = None,
-    ) -> np.ndarray:
+    def render(self, z: np.ndarray, class_index: np.ndarray, **options: Any) -> np.ndarray:
+        """Decoder.render, with whatever options the worker passes (draft, between)."""
         self.latents.append(np.array(z, np.float32).reshape(-1, self.info.latent_size))
-        return self.decoder.render(z, class_index, draft=draft, between=between)
+        return self.decoder.render(z, class_index, **options)
 
 
 def render_pads(decoder: Decoder, kit: Kit, samplerate: int, seed: int = 0) -> list[PadExport]:

@@ -304,7 +304,7 @@ class RenderWorker:
             if decoder is not None:
                 self._rendered.clear()
             moving, settled = self._moving_and_settled(dirty)
-            first = {n for n in dirty - moving if self._draft_is_cheaper(n)}
+            first = self._drafted_first(dirty, moving)
             if first:  # what the next hit needs first: each changed pad's draft
                 try:
                     self._render(sorted(first), rest=self._rest, drafts=first, first_sound=True)
@@ -359,10 +359,9 @@ class RenderWorker:
             return
         with self._lock:
             changed = set(self._dirty)
-        candidates = {n for n in changed if self._draft_is_cheaper(n)}  # reads the pads
-        moving, _ = self._moving_and_settled(candidates)
+        candidates = self._drafted_first(changed, self._moving_and_settled(changed)[0])
         with self._lock:
-            first = self._take((candidates - moving) & self._dirty)
+            first = self._take(candidates & self._dirty)
         if first:
             self._render(sorted(first), rest=self._rest, drafts=first, first_sound=True)
             self._drafted_midway |= first
@@ -395,6 +394,11 @@ class RenderWorker:
         recent = {n for n, at in self._rendered_at.items() if now - at < SETTLE_SECONDS}
         moving = dirty & recent & self._quick
         return moving, self._drafts - recent - dirty
+
+    def _drafted_first(self, changed: set[int], moving: set[int]) -> set[int]:
+        """The changed pads whose first sound is a draft: those not moving (a sweep's drafts
+        are its renders) and cheaper to draft than to render in full. Reads the pads."""
+        return {n for n in changed - moving if self._draft_is_cheaper(n)}
 
     def _draft_is_cheaper(self, note: int) -> bool:
         """Whether a draft of this pad costs less than its full render: it has more than one

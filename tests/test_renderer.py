@@ -8,6 +8,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,8 +28,6 @@ from dkvae_live.renderer import (
     prepare_sound,
     ultrasonic_rms,
 )
-
-Between = Callable[[], None] | None  # Decoder.render's `between`
 
 
 def test_prepare_sound_rejects_nan_and_limits_peaks_and_trims_tails() -> None:
@@ -117,7 +116,10 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
     real_render = decoder.render
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
+        z: np.ndarray,
+        classes: np.ndarray,
+        draft: bool = False,
+        between: Callable[[], None] | None = None,
     ) -> np.ndarray:
         start = time.monotonic()
         time.sleep(0.05)
@@ -223,11 +225,11 @@ def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded
     calls: list[tuple[int, bool, float]] = []
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, **options: Any
     ) -> np.ndarray:
         time.sleep(0.03)  # a big model's decoder call
         calls.append((len(z), draft, time.monotonic()))
-        return real_render(z, classes, draft, between)
+        return real_render(z, classes, draft, **options)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -267,10 +269,10 @@ def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_fu
     real_render = decoder.render
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, **options: Any
     ) -> np.ndarray:
         time.sleep(0.02 * len(z))  # the full pad (5 layers) takes 100 ms, its draft 20
-        return real_render(z, classes, draft, between)
+        return real_render(z, classes, draft, **options)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -306,11 +308,11 @@ def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(
     calls: list[tuple[int, bool]] = []
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, **options: Any
     ) -> np.ndarray:
         time.sleep(0.02 * len(z))
         calls.append((len(z), draft))
-        return real_render(z, classes, draft, between)
+        return real_render(z, classes, draft, **options)
 
     decoder.render = slow_render  # type: ignore[method-assign]
     info = decoder.info
@@ -352,10 +354,10 @@ def test_a_long_full_render_pass_yields_to_a_change_of_another_pad(tmp_path: Pat
     real_render = decoder.render
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, **options: Any
     ) -> np.ndarray:
         time.sleep(0.01 * len(z))  # a full pass of the varying pads below: about 3 s
-        return real_render(z, classes, draft, between)
+        return real_render(z, classes, draft, **options)
 
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
@@ -446,10 +448,10 @@ def test_a_plain_pad_moved_without_pause_is_heard_all_along(tmp_path: Path) -> N
     real_render = decoder.render
 
     def slow_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, **options: Any
     ) -> np.ndarray:
         time.sleep(0.03)
-        return real_render(z, classes, draft, between)
+        return real_render(z, classes, draft, **options)
 
     decoder.render = slow_render  # type: ignore[method-assign]
     info = decoder.info
@@ -480,10 +482,10 @@ def test_a_spectrogram_models_pads_are_rendered_in_full_one_call_each(tmp_path: 
     real_render = decoder.render
 
     def counting_render(
-        z: np.ndarray, classes: np.ndarray, draft: bool = False, between: Between = None
+        z: np.ndarray, classes: np.ndarray, draft: bool = False, **options: Any
     ) -> np.ndarray:
         calls.append((len(z), draft))
-        return real_render(z, classes, draft, between)
+        return real_render(z, classes, draft, **options)
 
     info = decoder.info
     pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:2]), info.class_names, 8)

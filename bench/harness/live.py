@@ -95,6 +95,14 @@ TEST_PERIOD = int(os.environ.get("JACK_PERIOD", "256"))
 PORT_MAX = int(os.environ.get("JACK_PORT_MAX", "256"))
 
 
+def jackd_command(rate: int, period: int, name: str | None = None) -> list[str]:
+    """The command line of a dummy-driver JACK server as the tests and benchmarks start it
+    (named `name`, else the default server)."""
+    args = ["jackd", "--port-max", str(PORT_MAX)] + (["-n", name] if name else [])
+    args += [] if os.geteuid() == 0 else ["--no-realtime"]
+    return [*args, "-d", "dummy", "-r", str(rate), "-p", str(period)]
+
+
 def start_jackd(
     rate: int = 48000, period: int = TEST_PERIOD, name: str | None = None
 ) -> subprocess.Popen:
@@ -102,10 +110,9 @@ def start_jackd(
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed (apt-get install jackd2)")
     log = open(jackd_log_path(name), "ab")  # noqa: SIM115
-    args = ["jackd", "--port-max", str(PORT_MAX)] + (["-n", name] if name else [])
-    args += [] if os.geteuid() == 0 else ["--no-realtime"]
-    args += ["-d", "dummy", "-r", str(rate), "-p", str(period)]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        jackd_command(rate, period, name), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+    )
     log.close()
     env = dict(os.environ, **({"JACK_DEFAULT_SERVER": name} if name else {}))
     subprocess.run(["jack_wait", "-w", "-t", "10"], capture_output=True, env=env)
