@@ -239,6 +239,32 @@ def test_resume_with_changed_settings_records_them_and_restarts_the_best(tmp_pat
     assert state["epoch"] == 3 and state["best_epoch"] == 3
 
 
+def test_resume_at_a_new_learning_rate_keeps_the_best(tmp_path: Path) -> None:
+    """A run on a long plateau is resumed at a lower rate: it trains at that rate, and the best
+    epoch so far still counts (the objective is the same)."""
+    run = tmp_path / "run"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    assert main([str(run), "--synthetic", "1", "--verbose", "0", *sets]) == 0
+    before = json.loads((run / "checkpoints/state.json").read_text())
+    args = [
+        str(run),
+        "--resume",
+        "--epochs",
+        "3",
+        "--set",
+        "learning_rate=0.0002",
+        "--verbose",
+        "0",
+    ]
+    assert main(args) == 0
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    assert state["epoch"] == 3
+    assert state["learning_rate"] == pytest.approx(0.0002)
+    rows = list(csv.DictReader((run / "history.csv").read_text().splitlines()))
+    last_val = float(rows[-1]["val_loss"])
+    assert state["best"] == pytest.approx(min(before["best"], last_val))
+
+
 def test_a_checkpoint_write_cut_short_leaves_the_old_file_whole(tmp_path: Path) -> None:
     """Ctrl-C in the middle of saving a checkpoint (a resume once found a torn optimizer.npz)."""
     path = tmp_path / "optimizer.npz"

@@ -180,10 +180,13 @@ def resumed_settings(
     source.setdefault("resumes", []).append(
         {"at_epoch": state["epoch"], "overrides": overrides, "command": sys.argv}
     )
-    if set(overrides) - {"epochs", "max_minutes", "patience", "snapshot_minutes"}:
+    if "learning_rate" in overrides:
+        # the saved rate (lowered on plateaus) is what a resume trains at; an explicit one wins
+        state.update(learning_rate=float(overrides["learning_rate"]), wait=0)
+    if set(overrides) - {"epochs", "max_minutes", "patience", "snapshot_minutes", "learning_rate"}:
         # the objective changed: earlier validation losses are not comparable
         state.update(best=float("inf"), wait=0)
-        write_json(run_dir / STATE, state)
+    write_json(run_dir / STATE, state)
     write_json(run_dir / RUN_INFO, source)
     save_config(cfg, run_dir / CONFIG)
     logger.info("resuming with changed settings: %s", overrides)
