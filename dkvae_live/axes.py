@@ -47,10 +47,15 @@ class ClassAxes:
         """The latent offset of these axis values (in ``AXIS_NAMES`` order)."""
         return np.asarray(values, np.float64) @ self.directions
 
+    def main_axes(self) -> tuple[int, int]:
+        """The two axes the latent predicts best (``r2``), in that order: what ``/dkvae/pad/xy``
+        moves, and the plane the map draws."""
+        first, second = np.argsort(-self.r2, kind="stable")[:2]
+        return int(first), int(second)
+
     def main_directions(self) -> np.ndarray:
-        """[2, latent_size]: an orthonormal basis of the plane of the two directions that move
-        the descriptors most (the XY pad's and the map's plane)."""
-        q, _ = np.linalg.qr(self.directions[np.argsort(-self.r2, kind="stable")[:2]].T)
+        """[2, latent_size]: an orthonormal basis of the plane of the two main axes."""
+        q, _ = np.linalg.qr(self.directions[list(self.main_axes())].T)
         return np.asarray(q.T)
 
 

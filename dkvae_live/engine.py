@@ -43,7 +43,7 @@ from .model import Decoder, Encoder, ModelError, ModelInfo, read_sound
 from .osc_api import OscApi
 from .osc_in import OscServer
 from .outputs import STEREO, pairs_wanted, router
-from .pad_axes import move
+from .pad_axes import main_axes, move
 from .pad_axes import values as axis_values
 from .pads import Pad, PadBank, default_pads
 from .programs import kit_for_program
@@ -449,11 +449,18 @@ class Engine:
 
     def set_axis(self, note: int, name: int | str, value: float) -> tuple[float, ...]:
         """Put one timbre axis of a pad at `value` (-3..3); its values in AXIS_NAMES order."""
-        pad = self.pads.get(note)
-        if pad is None:
-            raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
-        changes = move(pad, self.info.axes, name, value)
-        return axis_values(self.pads.update(note, **changes))
+        axes = self.info.axes
+        return axis_values(self.pads.change(note, lambda pad: move(pad, axes, {name: value})))
+
+    def set_xy(self, note: int, x: float, y: float) -> tuple[float, ...]:
+        """Put the two main axes of a pad's class (its XY plane) at `x` and `y`, as one change."""
+        axes = self.info.axes
+
+        def xy(pad: Pad) -> dict[str, Any]:
+            x_axis, y_axis = main_axes(pad, axes)
+            return move(pad, axes, {x_axis: x, y_axis: y})
+
+        return axis_values(self.pads.change(note, xy))
 
     def reset_pad(self, note: int) -> None:
         """Put a pad's latent and axes back as its kit had them (the GM map's, for a new pad)."""

@@ -21,7 +21,7 @@ from .kit import KIT_SUFFIX, Kit, KitError
 from .kit_export import ExportError, export_kit
 from .model import Decoder, ModelError, ModelInfo
 from .osc_in import OscServer, Sender
-from .pad_axes import axis_index
+from .pad_axes import axis_index, main_axes
 from .pad_axes import values as axis_values
 from .pads import PadBank
 from .paths import confine
@@ -61,6 +61,7 @@ class Instrument(Protocol):
     def stop_all(self) -> None: ...
     def reset_pad(self, note: int) -> None: ...
     def set_axis(self, note: int, name: int | str, value: float) -> tuple[float, ...]: ...
+    def set_xy(self, note: int, x: float, y: float) -> tuple[float, ...]: ...
     def learn(
         self, note: int, dim: int, axis: str | None, on_learned: Callable[[int, int], None]
     ) -> None: ...
@@ -94,6 +95,7 @@ class OscApi:
         osc.add("/dkvae/pad/get", "note:i", self._get)
         osc.add("/dkvae/pad/learn", "note:i dim:i", self._learn)
         osc.add("/dkvae/pad/axis", "note:i name:n value:f", self._axis)
+        osc.add("/dkvae/pad/xy", "note:i x:f y:f", self._xy)
         osc.add("/dkvae/pad/axes", "note:i", self._axes)
         osc.add("/dkvae/pad/learn_axis", "note:i name:n", self._learn_axis)
         osc.add("/dkvae/pad/encode", "note:i path:s", self._encode)
@@ -209,10 +211,14 @@ class OscApi:
     def _axis(self, args: list[Any], sender: Sender) -> None:
         self.engine.set_axis(self._note(args[0]), args[1], args[2])
 
+    def _xy(self, args: list[Any], sender: Sender) -> None:
+        self.engine.set_xy(self._note(args[0]), args[1], args[2])
+
     def _axes(self, args: list[Any], sender: Sender) -> None:
         pad = self.engine.pads.get(self._note(args[0]))
         assert pad is not None
-        self.osc.reply(sender, "/dkvae/pad/axes", pad.note, *axis_values(pad))
+        plane = main_axes(pad, self.engine.info.axes)
+        self.osc.reply(sender, "/dkvae/pad/axes", pad.note, *axis_values(pad), *plane)
 
     def _learn_axis(self, args: list[Any], sender: Sender) -> None:
         note, axis = self._note(args[0]), AXIS_NAMES[axis_index(args[1])]

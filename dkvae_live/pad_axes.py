@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from .axes import ClassAxes
 from .contract import AXIS_NAMES
 from .kit import KIT_DECIMALS
 from .pads import AXIS_LIMIT, Pad
+
+NO_AXIS = "none"  # the axis name /dkvae/pad/axes replies where a class has no axes
 
 
 def axis_index(name: int | str) -> int:
@@ -30,13 +34,21 @@ def values(pad: Pad) -> tuple[float, ...]:
     return pad.axes or (0.0,) * len(AXIS_NAMES)
 
 
-def move(pad: Pad, axes: Mapping[str, ClassAxes], name: int | str, value: float) -> dict[str, Any]:
-    """The changes (latent and axes) that put axis `name` of `pad` at `value`."""
-    index = axis_index(name)
-    if not -AXIS_LIMIT <= value <= AXIS_LIMIT:
-        raise ValueError(
-            f"axis value must be in range -{AXIS_LIMIT:g}..{AXIS_LIMIT:g}, got {value}"
-        )
+def main_axes(pad: Pad, axes: Mapping[str, ClassAxes]) -> tuple[str, str]:
+    """The names of the two axes ``/dkvae/pad/xy`` moves for the pad's class; ``none`` where
+    the model has no axes for it."""
+    class_axes = axes.get(pad.class_name)
+    if class_axes is None:
+        return NO_AXIS, NO_AXIS
+    x, y = class_axes.main_axes()
+    return AXIS_NAMES[x], AXIS_NAMES[y]
+
+
+def move(
+    pad: Pad, axes: Mapping[str, ClassAxes], targets: Mapping[int | str, float]
+) -> dict[str, Any]:
+    """The changes (latent and axes) that put each axis of `targets` (name or index: value)
+    of `pad` at its value, in one step."""
     class_axes = axes.get(pad.class_name)
     if class_axes is None:
         raise ValueError(
@@ -44,11 +56,15 @@ def move(pad: Pad, axes: Mapping[str, ClassAxes], name: int | str, value: float)
             "dkvae-export MODEL --axes-only --bank BANK)"
         )
     now = list(values(pad))
-    step = value - now[index]
-    now[index] = value
+    step = np.zeros(len(pad.latent))
+    for name, value in targets.items():
+        index = axis_index(name)
+        if not -AXIS_LIMIT <= value <= AXIS_LIMIT:
+            raise ValueError(
+                f"axis value must be in range -{AXIS_LIMIT:g}..{AXIS_LIMIT:g}, got {value}"
+            )
+        step += (value - now[index]) * class_axes.directions[index]
+        now[index] = value
     # at the kit file's precision, so that a kit saved now loads again as this very pad
-    latent = [
-        round(z + step * d, KIT_DECIMALS)
-        for z, d in zip(pad.latent, class_axes.directions[index], strict=True)
-    ]
+    latent = [round(z + d, KIT_DECIMALS) for z, d in zip(pad.latent, step, strict=True)]
     return {"latent": latent, "axes": tuple(now)}

@@ -190,7 +190,7 @@ class PadBank:
     def update(self, note: int, **changes: Any) -> Pad:
         """Change some fields of one pad; ValueError (pad unchanged) if the result is not valid.
         A new latent or class without new axis values starts the axes again from zero."""
-        return self._change(note, lambda pad: changes)
+        return self.change(note, lambda pad: changes)
 
     def set_dim(self, note: int, dim: int, value: float) -> Pad:
         if not 0 <= dim < self.latent_size:
@@ -201,11 +201,11 @@ class PadBank:
             latent[dim] = value
             return {"latent": latent}
 
-        return self._change(note, one_dim)
+        return self.change(note, one_dim)
 
-    def _change(self, note: int, changes_of: Callable[[Pad], dict[str, Any]]) -> Pad:
+    def change(self, note: int, changes_of: Callable[[Pad], dict[str, Any]]) -> Pad:
         """Replace a pad by itself with `changes_of(pad)`, read and written under the lock: two
-        threads changing two dimensions at once both keep theirs."""
+        threads changing two dimensions (or axes) at once both keep theirs."""
         with self._lock:
             pad = self._pads.get(note)
             if pad is None:

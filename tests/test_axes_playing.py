@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,27 +9,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from harness.synth_models import sine_decoder
+from harness.synth_models import SINE_DECAY_STEP, SINE_PITCH_STEP, sine_axes_json, sine_decoder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from dkvae_live.contract import AXIS_NAMES
 from dkvae_live.engine import Engine
 from dkvae_live.kit import load_kit
 from dkvae_live.osc_api import OscApi
 from dkvae_live.osc_in import OscServer
 from dkvae_live.settings import Settings
 
-PITCH = np.array([0.5, 0, 0, 0, 0, 0, 0, 0])  # the sine model's z[0]: half an octave up
-DECAY = np.array([0, 0.25, 0, 0, 0, 0, 0, 0])
-
-
-def axes_json() -> str:
-    entry: dict[str, Any] = {
-        name: {"direction": list(d), "std": 1.0}
-        for name, d in zip(AXIS_NAMES, (PITCH, DECAY, PITCH, -DECAY), strict=True)
-    }
-    return json.dumps({"kick": entry})
+PITCH = np.array(SINE_PITCH_STEP)  # the sine model's z[0]: half an octave up
+DECAY = np.array(SINE_DECAY_STEP)
 
 
 class Remote:
@@ -61,7 +51,9 @@ class Remote:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    model = sine_decoder(tmp_path / "model" / "decoder.onnx", metadata={"dkvae.axes": axes_json()})
+    model = sine_decoder(
+        tmp_path / "model" / "decoder.onnx", metadata={"dkvae.axes": sine_axes_json()}
+    )
     yield Engine(Settings(model=model, kit_dir=tmp_path / "kits"))
 
 
@@ -78,14 +70,38 @@ def test_an_axis_moves_the_pad_from_its_latent_as_loaded(engine: Engine, remote:
     remote.send("/dkvae/pad/axis", 36, 1, -1.0)  # decay, by index
     remote.send("/dkvae/pad/axis", 36, "pitch", 1.0)  # back down: relative to the loaded latent
     remote.send("/dkvae/pad/axes", 36)
-    assert remote.reply() == ("/dkvae/pad/axes", [36, 0.0, -1.0, 1.0, 0.0])
+    assert remote.reply() == ("/dkvae/pad/axes", [36, 0.0, -1.0, 1.0, 0.0, "punch", "pitch"])
     played = np.array(engine.pads.get(36).latent)  # type: ignore[union-attr]
     np.testing.assert_allclose(played, loaded + PITCH - DECAY, atol=1e-6)
     remote.send("/dkvae/pad/reset", 36)
     assert remote.reply()[0] == "/dkvae/pad"
     remote.send("/dkvae/pad/axes", 36)
-    assert remote.reply() == ("/dkvae/pad/axes", [36, 0.0, 0.0, 0.0, 0.0])
+    assert remote.reply() == ("/dkvae/pad/axes", [36, 0.0, 0.0, 0.0, 0.0, "punch", "pitch"])
     np.testing.assert_allclose(engine.pads.get(36).latent, loaded)  # type: ignore[union-attr]
+
+
+def test_the_xy_pad_moves_the_two_best_fitted_axes_at_once(engine: Engine, remote: Remote) -> None:
+    """x and y set the class's two main axes (by r2) in one change: one render, not two."""
+    loaded = np.array(engine.pads.get(36).latent)  # type: ignore[union-attr]
+    changes: list[int] = []
+    tell = engine.pads.on_change
+    engine.pads.on_change = lambda note: (changes.append(note), tell(note))  # type: ignore[func-returns-value]
+    remote.send("/dkvae/pad/xy", 36, 1.0, -2.0)
+    remote.send("/dkvae/pad/axes", 36)
+    assert remote.reply() == ("/dkvae/pad/axes", [36, 0.0, 0.0, -2.0, 1.0, "punch", "pitch"])
+    assert changes == [36]
+    played = np.array(engine.pads.get(36).latent)  # type: ignore[union-attr]
+    np.testing.assert_allclose(played, loaded + 1.0 * -DECAY - 2.0 * PITCH, atol=1e-6)
+    # a class without axes names none, and its XY pad is refused saying why
+    remote.send("/dkvae/pad/axes", 38)
+    assert remote.reply() == ("/dkvae/pad/axes", [38, 0.0, 0.0, 0.0, 0.0, "none", "none"])
+    remote.send("/dkvae/pad/xy", 38, 0.5, 0.5)
+    address, (what, why) = remote.reply()
+    assert (address, what) == ("/dkvae/error", "/dkvae/pad/xy")
+    assert "no axes for class 'snare'" in why
+    remote.send("/dkvae/pad/xy", 36, 0.0, 3.5)
+    assert "axis value must be in range -3..3" in remote.reply()[1][1]
+    assert engine.pads.get(36).axes == (0.0, 0.0, -2.0, 1.0)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

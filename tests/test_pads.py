@@ -47,7 +47,7 @@ def test_pad_bank_changes_are_atomic_under_threads() -> None:
         frame.f_trace_opcodes = True
         if event == "opcode":  # the tracer is not traced: its own reads add no bytecodes
             seen.append(pads.get(36).latent)  # type: ignore[union-attr]
-            inside_update += frame.f_code is PadBank._change.__code__
+            inside_update += frame.f_code is PadBank.change.__code__
         return read_between_bytecodes
 
     def writer(value: float) -> None:

@@ -102,6 +102,24 @@ def expected_frequency(z0: float, class_index: int, base_hz: float = 200.0) -> f
     return base_hz * 2.0**z0 * (1 + class_index)
 
 
+# Timbre axes for the sine model's kick (metadata ``dkvae.axes``): pitch moves z[0] (half an
+# octave a step), decay z[1]; brightness follows pitch and punch falls with decay, as they do on
+# a sine. By fit (r2) the two main axes, the XY pad's, are punch (x) and pitch (y).
+SINE_PITCH_STEP = (0.5, 0, 0, 0, 0, 0, 0, 0)
+SINE_DECAY_STEP = (0, 0.25, 0, 0, 0, 0, 0, 0)
+SINE_AXES_R2 = {"brightness": 0.2, "decay": 0.1, "pitch": 0.5, "punch": 0.7}
+
+
+def sine_axes_json() -> str:
+    pitch, decay = SINE_PITCH_STEP, tuple(-v for v in SINE_DECAY_STEP)
+    steps = {"brightness": pitch, "decay": SINE_DECAY_STEP, "pitch": pitch, "punch": decay}
+    entry = {
+        name: {"direction": list(step), "std": 1.0, "r2": SINE_AXES_R2[name]}
+        for name, step in steps.items()
+    }
+    return json.dumps({"kick": entry})
+
+
 def sine_decoder(
     path: Path,
     *,
