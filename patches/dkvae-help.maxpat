@@ -13,7 +13,7 @@
    80,
    80,
    900,
-   1100
+   1130
   ],
   "bglocked": 0,
   "openinpresentation": 0,
@@ -49,7 +49,7 @@
      "numoutlets": 0,
      "patching_rect": [
       20,
-      1060,
+      1090,
       164,
       22
      ],
@@ -559,7 +559,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      840,
+      870,
       300,
       22
      ],
@@ -577,7 +577,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      840,
+      870,
       320,
       20
      ],
@@ -592,7 +592,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      870,
+      900,
       300,
       22
      ],
@@ -610,7 +610,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      870,
+      900,
       320,
       20
      ],
@@ -625,7 +625,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      900,
+      930,
       300,
       22
      ],
@@ -643,7 +643,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      900,
+      930,
       320,
       20
      ],
@@ -706,7 +706,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      930,
+      960,
       300,
       22
      ],
@@ -724,7 +724,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      930,
+      960,
       320,
       20
      ],
@@ -1003,7 +1003,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      750,
+      780,
       300,
       22
      ],
@@ -1021,11 +1021,11 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      750,
-      320,
+      780,
+      540,
       20
      ],
-     "text": "ask for them: /dkvae/pad/axes; needs a model with axes"
+     "text": "ask for them: /dkvae/pad/axes note, 4 values, the XY pad's x and y axis names (a model with axes)"
     }
    },
    {
@@ -1036,7 +1036,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      780,
+      810,
       300,
       22
      ],
@@ -1054,7 +1054,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      780,
+      810,
       320,
       20
      ],
@@ -1069,7 +1069,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      810,
+      840,
       300,
       22
      ],
@@ -1087,7 +1087,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      810,
+      840,
       320,
       20
      ],
@@ -1102,7 +1102,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      960,
+      990,
       300,
       22
      ],
@@ -1120,7 +1120,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      960,
+      990,
       320,
       20
      ],
@@ -1135,7 +1135,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      990,
+      1020,
       300,
       22
      ],
@@ -1153,7 +1153,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      990,
+      1020,
       320,
       20
      ],
@@ -1168,7 +1168,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      1020,
+      1050,
       300,
       22
      ],
@@ -1186,11 +1186,44 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      1020,
+      1050,
       320,
       20
      ],
      "text": "swap the model (a folder or .onnx) while playing"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-72",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      20,
+      750,
+      300,
+      22
+     ],
+     "text": "/dkvae/pad/xy 36 1. -0.5"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-73",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      750,
+      540,
+      20
+     ],
+     "text": "the XY pad: x and y on the two main axes of the pad's class, -3..3"
     }
    }
   ],
@@ -1595,6 +1628,18 @@
     "patchline": {
      "source": [
       "obj-70",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
       0
      ],
      "destination": [

@@ -24,7 +24,7 @@ import onnx
 import pytest
 from harness.live import Capture, Daemon, XrunWatch, dominant_frequency, free_udp_port
 from harness.osc_doc import OSC_DOC, documented_addresses, documented_replies
-from harness.synth_models import CLASSES, expected_frequency
+from harness.synth_models import CLASSES, expected_frequency, sine_axes_json, sine_decoder
 from patch_flow import (
     PdFlow,
     Sent,
@@ -415,6 +415,75 @@ def test_main_pd_patch_shows_the_status_and_plays_the_selected_pad(
     assert pd.errors() == [], pd.console
 
 
+@pytest.fixture
+def axes_daemon(jack: None, gm_kit: Path, tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon on the sine model with timbre axes for its kick."""
+    model = sine_decoder(
+        tmp_path / "model" / "decoder.onnx", metadata={"dkvae.axes": sine_axes_json()}
+    )
+    d = Daemon(model, "--kit", str(gm_kit))
+    try:
+        d.wait_ready()
+        yield d
+    finally:
+        d.stop()
+
+
+def axes_settled(daemon: Daemon, note: int, want: list[float], timeout: float = 5.0) -> list:
+    """The pad's axis values and XY axis names, once its values are `want`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        daemon.osc.drain()
+        daemon.osc.send("/dkvae/pad/axes", note)
+        reply = daemon.osc.receive()
+        assert reply.address == "/dkvae/pad/axes"
+        if list(reply.params[1:5]) == pytest.approx(want):
+            time.sleep(0.1)  # the render worker's moment
+            return list(reply.params[1:])
+        assert time.monotonic() < deadline, f"pad {note} axes never got to {want}: {reply.params}"
+        time.sleep(0.05)
+
+
+@needs_pd
+@pytest.mark.jack
+def test_main_pd_patch_plays_the_timbre_axes_and_the_xy_pad(
+    axes_daemon: Daemon, pd_runner: Callable[..., PdProcess]
+) -> None:
+    """The four axis sliders and the XY pad of dkvae.pd move the selected pad (heard in its
+    pitch: the sine model's pitch axis is half an octave a step), and the patch shows the axes
+    the daemon replies, with the names of the XY pad's two."""
+    daemon = axes_daemon
+    capture = own_capture(daemon)
+    pd, ui = open_main_patch(daemon, pd_runner)
+    try:
+        shown = pd.wait_for(r"^dkvae-pad: axes (.*)$").group(1).split()  # pad 36 at start
+        pd.wait_for(r"^harness: ready", poke=lambda: ui("ready"))
+        plain = hit(capture, daemon, lambda: ui("ui hit"))
+        time.sleep(0.3)
+        ui("ui pitch 1")  # the pitch slider
+        axes_settled(daemon, 36, [0, 0, 1, 0])
+        up = hit(capture, daemon, lambda: ui("ui hit"))
+        time.sleep(0.3)
+        ui("ui y -1")  # the XY pad's y: pitch, here; x (punch) stays
+        axes_settled(daemon, 36, [0, 0, -1, 0])
+        ui("ui x 0.5")
+        final = axes_settled(daemon, 36, [0, 0, -1, 0.5])
+        down = hit(capture, daemon, lambda: ui("ui hit"))
+        mark = len(pd.lines)
+        ui("ui get")  # refresh: the patch asks again and shows what the daemon has
+        refreshed = pd.wait_for(r"^dkvae-pad: axes (.*)$", after=mark).group(1).split()
+    finally:
+        ui.close()
+        capture.close()
+    assert shown == ["0", "0", "0", "0", "punch", "pitch"]
+    assert final[4:] == ["punch", "pitch"]
+    f = lambda audio: dominant_frequency(audio[:4096], capture.rate)  # noqa: E731
+    assert f(up) / f(plain) == pytest.approx(2**0.5, rel=0.02)
+    assert f(down) / f(plain) == pytest.approx(2**-0.5, rel=0.02)
+    assert refreshed == ["0", "0", "-1", "0.5", "punch", "pitch"]
+    assert pd.errors() == [], pd.console
+
+
 @needs_pd
 @pytest.mark.jack
 def test_main_pd_patch_lists_the_kit_folder_and_loads_a_kit_by_its_program(
@@ -480,6 +549,9 @@ PLAYED = {
     "/dkvae/reply_to": 1,
     "/dkvae/status": 0,
     "/dkvae/kit/list": 0,  # issue 22: the kit folder's kits and their programs
+    "/dkvae/pad/axis": 3,  # issue 23: four labelled axis sliders
+    "/dkvae/pad/xy": 3,  # and an XY pad
+    "/dkvae/pad/axes": 1,
 }
 # Pd names that are not $0- local: the public interface of the patches (patches/README.md)
 PUBLIC_PD_NAMES = {
