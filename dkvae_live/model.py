@@ -259,6 +259,9 @@ class Decoder:
             axes=_axes(meta, self.path, class_names, latent_size),
         )
         self._phase_iterations = phase_iterations
+        # a run with this shrinks the session's arena at its end: see release_arena
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._check_renders()
 
     def _check_renders(self) -> None:
@@ -304,6 +307,16 @@ class Decoder:
             }
             runs.append(self._audio(self._session.run(None, feed)[0], draft, between))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
+
+    def release_arena(self) -> None:
+        """Give back what the session's arena kept from the renders so far (its tensors for a
+        batch of RUN_BATCH latents): one one-latent run that shrinks the arena at its end. For a
+        decoder at rest; the next render grows the arena again."""
+        feed = {
+            contract.Z: np.zeros((1, self.info.latent_size), np.float32),
+            contract.CLASS_INDEX: np.zeros(1, np.int64),
+        }
+        self._session.run(None, feed, self._shrink)
 
     def _audio(
         self, output: np.ndarray, draft: bool, between: Callable[[], None] | None

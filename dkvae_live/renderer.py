@@ -35,7 +35,7 @@ from .model import RUN_BATCH, Decoder, RenderStopped
 from .pad_sound import PadSound
 from .pads import Pad, PadBank
 from .resample import resample
-from .rt import name_current_thread, promote_current_thread, settle_heap
+from .rt import name_current_thread, promote_current_thread, release_free_memory, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ THREAD_NAME = "dkvae-render"
 BREATH_SECONDS = 0.0005  # rest after each render pass: a flood of latent moves cannot make this
 # real-time thread take a whole core; the moves that arrive meanwhile coalesce into one render
 REST_FRACTION = 0.25  # rest after each decoder run, as a part of its time (RenderWorker._rest)
+# With no decoder run for this long, the decoder's arena is given back (Decoder.release_arena):
+# a daemon at rest holds no batch's tensors, and one knob turned now and then finds them kept
+ARENA_REST_SECONDS = 5.0
 SETTLE_SECONDS = 0.15  # renders of a pad closer than this are quick; the third in a row a draft
 # A render whose content above ULTRASONIC_HZ is louder than ULTRASONIC_LIMIT_DBFS (RMS) is
 # refused: it is no sound anyone hears, and a tweeter or an ear can be hurt by it (a CGAN drew
@@ -174,6 +177,8 @@ class RenderWorker:
         # changed pads whose draft was made in the middle of a full render: in full next
         self._drafted_midway: set[int] = set()
         self._work_since = 0.0  # when the work not yet rested for began (_rest)
+        self._last_run = 0.0  # when the decoder last ran
+        self._arena_held = False  # it ran since its arena was last given back
         self._drafted_at_start: float | None = None  # when the start's first pass ended
         self._rng = np.random.default_rng()
         self._next_decoder: Decoder | None = None
@@ -222,7 +227,19 @@ class RenderWorker:
         if varying and now - self._hit_at < HIT_WATCH_SECONDS:
             self._asleep = False
             return REFRESH_SECONDS
+        if self._arena_held:
+            return max(0.0, self._last_run + ARENA_REST_SECONDS - now)
         return None
+
+    def _release_arena_at_rest(self) -> None:
+        if not self._arena_held or time.monotonic() - self._last_run < ARENA_REST_SECONDS:
+            return
+        self._arena_held = False
+        try:
+            self.decoder.release_arena()
+        except Exception:  # the memory stays held; the pads play on
+            log.exception("giving back the decoder's arena failed")
+        release_free_memory()
 
     def swap_decoder(self, decoder: Decoder, *retired: object) -> None:
         """Render every pad with `decoder` and publish; the old sounds play until then.
@@ -332,6 +349,7 @@ class RenderWorker:
                     old = self._retired.pop() if self._retired else None
                 del old
                 time.sleep(BREATH_SECONDS)
+            self._release_arena_at_rest()
 
     def _take(self, notes: Collection[int]) -> set[int]:
         """Take these changed pads from the dirty set (under the lock) and start the clocks of
@@ -520,6 +538,8 @@ class RenderWorker:
         info = self.decoder.info
         latents = [latent for _, pad_latents, _ in group for latent in pad_latents]
         classes = [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls]
+        self._arena_held = True
+        self._last_run = time.monotonic()
         audio = self.decoder.render(
             np.array(latents, np.float32),
             np.array(classes, np.int64),

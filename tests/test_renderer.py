@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from harness.synth_models import flat_spectrogram_decoder, sine_decoder
 
-from dkvae_live import model
+from dkvae_live import model, renderer
 from dkvae_live.model import Decoder
 from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import PadBank, default_pads
@@ -105,6 +105,43 @@ def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Pa
     expected = prepare_sound(want, info.sample_rate, 48000)
     assert expected is not None
     assert np.allclose(published[36].variants[0][0], expected)
+
+
+def test_the_worker_gives_the_decoders_arena_back_once_at_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no render for ARENA_REST_SECONDS the decoder's arena is given back, once; a change
+    renders (the arena grows again) and, once the pads rest again, gives it back again."""
+    monkeypatch.setattr(renderer, "ARENA_REST_SECONDS", 0.3)
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    released: list[float] = []
+    release = decoder.release_arena
+    monkeypatch.setattr(
+        decoder, "release_arena", lambda: (released.append(time.monotonic()), release())
+    )
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    ready = threading.Event()
+    worker = RenderWorker(decoder, pads, 48000, lambda s: None, on_first_pass=ready.set)
+    pads.on_change = worker.request
+    worker.start(render_all=True)
+    try:
+        assert ready.wait(10)
+        time.sleep(1.0)
+        at_rest = list(released)
+        renders = worker.renders
+        pads.set_dim(36, 0, 1.0)
+        time.sleep(1.0)
+    finally:
+        worker.stop()
+    assert len(at_rest) == 1  # once, not every ARENA_REST_SECONDS
+    assert worker.renders > renders
+    assert len(released) == 2 and released[1] - released[0] < 1.0 + 0.3
+    # and what it does: the session runs on after it, the same sound
+    z = np.array([pads.get(36).latent], np.float32)  # type: ignore[union-attr]
+    before = decoder.render(z, [0])
+    decoder.release_arena()
+    np.testing.assert_array_equal(decoder.render(z, [0]), before)
 
 
 def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path) -> None:
