@@ -69,7 +69,9 @@ class Engine:
         self.settings = settings
         self.dropped = Dropped(log)
         decoder = Decoder(settings.model)  # the render worker's: it alone runs and swaps it
-        self.encoder = self._encoder_beside(decoder)
+        # built at the first /dkvae/pad/encode, on the job thread: nothing else needs it, and
+        # a session held all day for a request that may never come is memory at rest
+        self._encoder: Encoder | None = None
         info = decoder.info
         kit = self._initial_kit(info)
         self.pads = PadBank(kit.pads, info.class_names, info.latent_size)
@@ -133,16 +135,14 @@ class Engine:
             )
             return Kit("general-midi", default_pads(info.class_names, info.latent_size))
 
-    @staticmethod
-    def _encoder_beside(decoder: Decoder) -> Encoder | None:
-        path = decoder.path.parent / contract.ENCODER_FILE
-        if not path.exists():
-            return None
-        try:
-            return Encoder(path, decoder.info)
-        except ModelError as exc:
-            log.warning("encoder not used: %s", exc)
-            return None
+    def _encoder_now(self) -> Encoder:
+        """The playing model's encoder (built now if this is its first use)."""
+        if self._encoder is None:
+            path = self.decoder.path.parent / contract.ENCODER_FILE
+            if not path.exists():
+                raise ValueError("this model has no encoder (encoder.onnx beside decoder.onnx)")
+            self._encoder = Encoder(path, self.decoder.info)
+        return self._encoder
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -424,14 +424,11 @@ class Engine:
                 f"{decoder.path}: has no class {', '.join(sorted(missing))}, "
                 "which the kit's pads use"
             )
-        # The encoder's session is built before the re-render of every pad starts: building a
-        # session holds the GIL in stretches, and the render worker (real-time, in the decoder
-        # without the GIL) could take this thread's core while it held it. The old sessions
-        # are let go of by the render worker, one at a time.
-        encoder = self._encoder_beside(decoder)
+        # The old sessions are let go of by the render worker, one at a time; the new model's
+        # encoder is built at its first use.
         self._add_outputs(self.pads.snapshot().values(), info.class_names)
         self.pads.class_names = info.class_names
-        retired, self.encoder = self.encoder, encoder
+        retired, self._encoder = self._encoder, None
         settle_heap()
         self.renderer.swap_decoder(decoder, retired)
         log.info("model %s (%s) loaded from %s", info.name, info.model_kind, decoder.path)
@@ -471,11 +468,10 @@ class Engine:
         self.pads.update(note, latent=loaded[0], axes=loaded[1])
 
     def encode_into_pad(self, note: int, path: Path) -> tuple[float, ...]:
-        if self.encoder is None:
-            raise ValueError("this model has no encoder (encoder.onnx beside decoder.onnx)")
+        encoder = self._encoder_now()
         info = self.info
         sound = read_sound(path, info.sample_rate, info.num_samples)
-        latent = self.encoder.encode(sound[None])[0]
+        latent = encoder.encode(sound[None])[0]
         return self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).tolist()).latent
 
     def status(self) -> dict[str, Any]:

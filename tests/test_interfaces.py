@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import soundfile
 from harness.osc_doc import documented_addresses
-from harness.synth_models import sine_decoder, spectrogram_decoder
+from harness.synth_models import linear_encoder, sine_decoder, spectrogram_decoder
 
 from dkvae_live.engine import Engine
-from dkvae_live.model import Decoder, ModelError
+from dkvae_live.model import Decoder, ModelError, read_sound
 from dkvae_live.osc_api import OscApi
 from dkvae_live.osc_in import OscServer
 from dkvae_live.settings import Settings
@@ -250,3 +251,25 @@ def test_the_readme_layout_names_every_module_of_the_daemon() -> None:
     modules = {p.name for p in (ROOT / "dkvae_live").glob("*.py")} | {"_mixer.c"}
     missing = sorted(m for m in modules - {"__init__.py"} if m not in layout)
     assert not missing, f"README's Layout section lacks {missing}"
+
+
+def test_the_encoder_is_built_at_its_first_use_and_follows_a_model_swap(tmp_path: Path) -> None:
+    """A daemon at rest holds no encoder session; /dkvae/pad/encode builds the playing model's,
+    and a model swap lets it go (the new model here has none, and says so)."""
+    model = sine_decoder(tmp_path / "a" / "decoder.onnx")
+    _, weights = linear_encoder(tmp_path / "a" / "encoder.onnx")
+    sine_decoder(tmp_path / "b" / "decoder.onnx")
+    wav = tmp_path / "kits" / "hit.wav"
+    wav.parent.mkdir()
+    sound = np.sin(np.arange(22050) / 10.0).astype(np.float32) * np.exp(-np.arange(22050) / 4e3)
+    soundfile.write(wav, sound, 44100)
+    engine = Engine(Settings(model=model, kit_dir=tmp_path / "kits"))
+    assert engine._encoder is None
+    latent = engine.encode_into_pad(38, wav)
+    assert engine._encoder is not None
+    want = read_sound(wav, 44100, 22050) @ weights
+    assert latent == pytest.approx(np.clip(want, -9.9, 9.9).tolist(), abs=1e-4)
+    engine.load_model(tmp_path / "b")
+    assert engine._encoder is None
+    with pytest.raises(ValueError, match="this model has no encoder"):
+        engine.encode_into_pad(38, wav)
