@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -203,7 +203,7 @@ def conditions(**extra: Any) -> dict[str, Any]:
     }
 
 
-def stats(values: list[float] | np.ndarray) -> dict[str, float]:
+def stats(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     """count, median, p99, max (and min) of a list of numbers; NaN when empty."""
     a = np.asarray(values, float)
     if a.size == 0:

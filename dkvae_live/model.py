@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from numpy.typing import ArrayLike
 
 from . import contract
 from .axes import ClassAxes
@@ -281,8 +282,8 @@ class Decoder:
 
     def render(
         self,
-        z: np.ndarray,
-        class_index: np.ndarray,
+        z: ArrayLike,
+        class_index: ArrayLike,
         draft: bool = False,
         between: Callable[[], None] | None = None,
     ) -> np.ndarray:

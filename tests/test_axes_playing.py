@@ -85,7 +85,12 @@ def test_the_xy_pad_moves_the_two_best_fitted_axes_at_once(engine: Engine, remot
     loaded = np.array(engine.pads.get(36).latent)  # type: ignore[union-attr]
     changes: list[int] = []
     tell = engine.pads.on_change
-    engine.pads.on_change = lambda note: (changes.append(note), tell(note))  # type: ignore[func-returns-value]
+
+    def on_change(note: int) -> None:
+        changes.append(note)
+        tell(note)
+
+    engine.pads.on_change = on_change
     remote.send("/dkvae/pad/xy", 36, 1.0, -2.0)
     remote.send("/dkvae/pad/axes", 36)
     assert remote.reply() == ("/dkvae/pad/axes", [36, 0.0, 0.0, -2.0, 1.0, "punch", "pitch"])

@@ -161,7 +161,9 @@ def test_the_sfz_maps_every_pad_layer_and_round_robin_as_the_daemon_plays_them(
         for rr in range(1, variants + 1):
             for velocity in range(1, 128):
                 for layer in range(layers):
-                    (ops,) = [r for r in found if r["sample"].endswith(f"-v{layer + 1}-rr{rr}.wav")]
+                    (ops,) = [
+                        r for r in found if str(r["sample"]).endswith(f"-v{layer + 1}-rr{rr}.wav")
+                    ]
                     got = sfz_weight(velocity, ops)  # type: ignore[arg-type]
                     want = daemon_weight(velocity, layer, layers)
                     assert got == pytest.approx(want, abs=1 / 31), (note, velocity, layer)

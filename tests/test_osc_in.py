@@ -12,14 +12,15 @@ def test_osc_signatures_convert_or_say_what_is_wrong() -> None:
     params = parse_signature("note:i velocity:i?")
     assert check_arguments(params, [36.0]) == [36]
     assert check_arguments(params, [36, 90.0]) == [36, 90]
-    for bad, message in [
+    wrong: list[tuple[list[object], str]] = [
         ([], "missing argument note"),
         ([36.5], "note must be a whole number"),
         (["36"], "note must be a number"),
         ([True], "note must be a number"),
         ([36, 1, 2], "too many arguments"),
         ([float("nan")], "finite"),
-    ]:
+    ]
+    for bad, message in wrong:
         with pytest.raises(ValueError, match=message):
             check_arguments(params, bad)
     latent = parse_signature("note:i values:f*")

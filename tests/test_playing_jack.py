@@ -11,7 +11,9 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import mido
 import numpy as np
@@ -48,7 +50,7 @@ class Rig:
         assert msg.address == "/dkvae/pad", msg.params
         return list(msg.params)
 
-    def reply(self, address: str) -> list[object]:
+    def reply(self, address: str) -> list[Any]:
         """The next reply with this address (skipping others); fails on /dkvae/error."""
         return self.daemon.osc.reply(address)
 
@@ -141,7 +143,7 @@ def test_velocity_moves_timbre_in_the_set_direction(rig: Rig) -> None:
     time.sleep(0.3)
     pitches = {}
     for velocity in (1, 64, 127):
-        sound = cap.hit(lambda v=velocity: osc.send("/dkvae/trigger", 36, v), 0.04)
+        sound = cap.hit(partial(osc.send, "/dkvae/trigger", 36, velocity), 0.04)
         pitches[velocity] = dominant_frequency(sound, cap.rate)
         time.sleep(0.15)
     assert pitches[1] == pytest.approx(expected_frequency(-0.5, 0), rel=0.03)
@@ -431,8 +433,7 @@ def test_offline_render_sounds_like_the_live_take(rig: Rig) -> None:
     midi = MidiSender(rig.daemon.midi_port)
     try:
         live = [
-            clean_take(rig, lambda n=note, v=velocity: midi.note_on(n, v))
-            for _, note, velocity in notes
+            clean_take(rig, partial(midi.note_on, note, velocity)) for _, note, velocity in notes
         ]
     finally:
         midi.close()

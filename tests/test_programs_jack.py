@@ -148,7 +148,7 @@ def test_kit_list_replies_with_the_folders_kits_and_programs(rig: Rig) -> None:
     osc = rig.daemon.osc
     osc.drain()
     osc.send("/dkvae/kit/list")
-    entries = []
+    entries: list[tuple[object, object, str]] = []
     while True:
         message = osc.receive(timeout=5.0)
         if message.address == "/dkvae/kit/list/end":

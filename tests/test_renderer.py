@@ -8,7 +8,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -95,13 +95,20 @@ def test_the_render_worker_coalesces_a_burst_of_changes_latest_wins(tmp_path: Pa
         pads.set_dim(36, 0, 1.0)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            if 36 in published and worker._rendered[36][0][1][0] == 1.0 and not worker._dirty:
+            # the rendered sound key's [1] is the pad's latent
+            if (
+                36 in published
+                and cast(tuple[float, ...], worker._rendered[36][0][1])[0] == 1.0
+                and not worker._dirty
+            ):
                 break
             time.sleep(0.01)
     finally:
         worker.stop()
     assert worker.renders < 50  # 201 changes, far fewer renders
-    want = decoder.render(np.array([pads.get(36).latent], np.float32), [0])[0]  # type: ignore[union-attr]
+    pad = pads.get(36)
+    assert pad is not None
+    want = decoder.render(np.array([pad.latent], np.float32), [0])[0]
     expected = prepare_sound(want, info.sample_rate, 48000)
     assert expected is not None
     assert np.allclose(published[36].variants[0][0], expected)
@@ -116,9 +123,12 @@ def test_the_worker_gives_the_decoders_arena_back_once_at_rest(
     decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
     released: list[float] = []
     release = decoder.release_arena
-    monkeypatch.setattr(
-        decoder, "release_arena", lambda: (released.append(time.monotonic()), release())
-    )
+
+    def counted_release() -> None:
+        released.append(time.monotonic())
+        release()
+
+    monkeypatch.setattr(decoder, "release_arena", counted_release)
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
     ready = threading.Event()
@@ -172,7 +182,7 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
         runs.append((start, time.monotonic(), waited[0]))
         return audio
 
-    decoder.render = slow_render  # type: ignore[method-assign]
+    decoder.render = slow_render  # type: ignore[method-assign,assignment]
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
     worker = RenderWorker(decoder, pads, 48000, lambda s: None)
@@ -274,7 +284,7 @@ def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded
     published: list[tuple[float, PadSound]] = []
     worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
     worker.render_now([36])
-    decoder.render = slow_render  # type: ignore[method-assign]
+    decoder.render = slow_render  # type: ignore[method-assign,assignment]
     time.sleep(SETTLE_SECONDS)
     pads.on_change = worker.request
     worker.start()
@@ -289,11 +299,13 @@ def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded
     assert [(n, draft) for n, draft, _ in calls] == [(1, True), (VELOCITY_LAYERS, False)]
     (first_at, first), (_, full) = published[1:]
     assert first_at < calls[1][2] and first_at - changed < 0.1  # before the layers were decoded
+    pad = pads.get(36)
+    assert pad is not None
     own = prepare_sound(
-        real_render(np.array([pads.get(36).latent], np.float32), np.array([0]))[0],
+        real_render(np.array([pad.latent], np.float32), np.array([0]))[0],
         info.sample_rate,
         48000,
-    )  # type: ignore[union-attr]
+    )
     assert own is not None and [v.shape[0] for v in first.variants] == [1]
     assert np.allclose(first.variants[0][0], own)  # the new latent, not the old sound
     assert [v.shape[0] for v in full.variants] == [VELOCITY_LAYERS]
@@ -316,7 +328,7 @@ def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_fu
     pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
     worker = RenderWorker(decoder, pads, 48000, lambda s: None)
     worker.render_now([36, 38])
-    decoder.render = slow_render  # type: ignore[method-assign]
+    decoder.render = slow_render  # type: ignore[method-assign,assignment]
     pads.on_change = worker.request
     worker.start()
     try:
@@ -351,7 +363,7 @@ def test_at_start_every_pad_plays_a_draft_before_any_is_rendered_in_full(
         calls.append((len(z), draft))
         return real_render(z, classes, draft, **options)
 
-    decoder.render = slow_render  # type: ignore[method-assign]
+    decoder.render = slow_render  # type: ignore[method-assign,assignment]
     info = decoder.info
     pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:3]), info.class_names, 8)
     layered, plain = pads.notes()[:2], pads.notes()[2]
@@ -403,7 +415,7 @@ def test_a_long_full_render_pass_yields_to_a_change_of_another_pad(tmp_path: Pat
     published: list[tuple[float, PadSound]] = []
     worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
     worker.render_now(pads.notes())
-    decoder.render = slow_render  # type: ignore[method-assign]
+    decoder.render = slow_render  # type: ignore[method-assign,assignment]
     pads.on_change = worker.request
     worker.start()
     try:
@@ -490,7 +502,7 @@ def test_a_plain_pad_moved_without_pause_is_heard_all_along(tmp_path: Path) -> N
         time.sleep(0.03)
         return real_render(z, classes, draft, **options)
 
-    decoder.render = slow_render  # type: ignore[method-assign]
+    decoder.render = slow_render  # type: ignore[method-assign,assignment]
     info = decoder.info
     pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:1]), info.class_names, 8)
     (note,) = pads.notes()
@@ -527,7 +539,7 @@ def test_a_spectrogram_models_pads_are_rendered_in_full_one_call_each(tmp_path: 
     info = decoder.info
     pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:2]), info.class_names, 8)
     worker = RenderWorker(decoder, pads, 16000, lambda s: None)
-    decoder.render = counting_render  # type: ignore[method-assign]
+    decoder.render = counting_render  # type: ignore[method-assign,assignment]
     for note in pads.notes():
         pads.update(note, timbre_direction=(1.0,) + (0.0,) * 7, timbre_amount=0.5)
     worker.render_now(pads.notes())
@@ -546,7 +558,7 @@ def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
     worker.render_now(pads.notes())
     before = {note: s.variants[0] for note, s in published.items()}
     retired = threading.Event()  # stands for the old encoder
-    gone = [weakref.ref(old), weakref.ref(retired)]
+    gone: list[weakref.ref[object]] = [weakref.ref(old), weakref.ref(retired)]
     worker.start()
     try:
         worker.swap_decoder(new, retired)

@@ -130,7 +130,7 @@ def sine_decoder(
     base_hz: float = 200.0,
     decay_s: float = 0.08,
     amplitude: float = 0.8,
-    metadata: dict[str, str] | None = None,
+    metadata: dict[str, str | None] | None = None,
     output_name: str = "audio",
     work_layers: int = 0,
 ) -> Path:
