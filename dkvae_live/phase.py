@@ -131,14 +131,19 @@ def invert(
     then `iterations` of fast Griffin-Lim."""
     n_frames = magnitude.shape[1]
     spec = magnitude * phase_from_gradients(magnitude, n_fft, hop)
-    previous = spec
+    previous = None
     for _ in range(iterations):
         projected = stft(istft(spec, n_fft, hop, length), n_fft, hop, n_frames)
-        # in place, and the magnitude over |x| as one real array: a complex division and
-        # fresh temporaries cost more than the transforms
-        spec = np.subtract(projected, previous)
-        spec *= np.float32(_MOMENTUM)
-        spec += projected
+        if previous is None:
+            # the momentum extrapolates from the previous projection; the gradient phase's
+            # spectrum is none (not consistent), and extrapolating from it undid the first step
+            spec = projected.copy()
+        else:
+            # in place, and the magnitude over |x| as one real array: a complex division and
+            # fresh temporaries cost more than the transforms
+            spec = np.subtract(projected, previous)
+            spec *= np.float32(_MOMENTUM)
+            spec += projected
         previous = projected
         scale = np.abs(spec)
         np.maximum(scale, np.float32(_TINY), out=scale)
