@@ -27,10 +27,12 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # when the session was dropped held the GIL for 10 ms, seven audio periods.
 RUN_BATCH = 8
 # Fast Griffin-Lim iterations after the gradient phase of a log-magnitude decoder's sound
-# (dkvae_live.phase): a draft has none; a sound kept has as many as are heard. On a model's own
-# magnitudes more than 4 change the mel distance by hundredths of a dB, at twice the time
-# (bench/phase.py). The load-time check renders drafts.
+# (dkvae_live.phase): a sound kept has as many as are heard (on a model's own magnitudes more
+# than 4 change the mel distance by hundredths of a dB, at twice the time: bench/phase.py); a
+# draft, the first sound after a change, one: with none, a big move's draft sounded more like
+# the sound before it than like its own. The load-time check renders drafts.
 PHASE_ITERATIONS = 4
+DRAFT_ITERATIONS = 1
 
 
 class ModelError(Exception):
@@ -288,8 +290,8 @@ class Decoder:
         between: Callable[[], None] | None = None,
     ) -> np.ndarray:
         """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples].
-        A draft of a log-magnitude model keeps the phase its gradients give, unrefined: a few
-        milliseconds instead of tens (the same sound for a waveform model).
+        A draft of a log-magnitude model refines the phase its gradients give only
+        DRAFT_ITERATIONS times: several times quicker (the same sound for a waveform model).
 
         `between` is called before each decoder run and, for a log-magnitude model, before
         each sound's phase: the caller can serve something more urgent after about one
@@ -326,7 +328,9 @@ class Decoder:
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
         magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
-        iterations = 0 if draft else self._phase_iterations
+        iterations = (
+            min(DRAFT_ITERATIONS, self._phase_iterations) if draft else self._phase_iterations
+        )
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
         step = magnitude.shape[0] if between is None else 1
         pieces = []
