@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from .osc_in import OscServer
 from .outputs import STEREO, pairs_wanted, router
 from .pad_axes import main_axes, move
 from .pad_axes import values as axis_values
-from .pads import Pad, PadBank, default_pads
+from .pads import Pad, PadBank, check_output_name, default_pads
 from .programs import kit_for_program
 from .renderer import RenderWorker
 from .rt import name_current_thread, settle_heap, thread_names
@@ -448,6 +449,18 @@ class Engine:
         """Put one timbre axis of a pad at `value` (-3..3); its values in AXIS_NAMES order."""
         axes = self.info.axes
         return axis_values(self.pads.change(note, lambda pad: move(pad, axes, {name: value})))
+
+    def set_output(self, note: int, output: str) -> None:
+        """Play a pad on the output pair `output` too ("": the main pair only). With `--outputs
+        per-pad` a pair no pad had yet gets its JACK ports first; ValueError for a name that
+        cannot name a pair."""
+        pad = self.pads.get(note)
+        if pad is None:
+            raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
+        if output:
+            check_output_name(output)
+        self._add_outputs([replace(pad, output=output)], self.info.class_names)
+        self.pads.update(note, output=output)
 
     def set_xy(self, note: int, x: float, y: float) -> tuple[float, ...]:
         """Put the two main axes of a pad's class (its XY plane) at `x` and `y`, as one change."""

@@ -62,6 +62,7 @@ class Instrument(Protocol):
     def reset_pad(self, note: int) -> None: ...
     def set_axis(self, note: int, name: int | str, value: float) -> tuple[float, ...]: ...
     def set_xy(self, note: int, x: float, y: float) -> tuple[float, ...]: ...
+    def set_output(self, note: int, output: str) -> None: ...
     def learn(
         self, note: int, dim: int, axis: str | None, on_learned: Callable[[int, int], None]
     ) -> None: ...
@@ -89,6 +90,7 @@ class OscApi:
         osc.add("/dkvae/pad/class", "note:i class:n", self._class)
         for field, kind in PAD_FIELDS.items():
             osc.add(f"/dkvae/pad/{field}", f"note:i {field}:{kind}", self._field(field))
+        osc.add("/dkvae/pad/output", "note:i output:s", self._output)
         osc.add("/dkvae/pad/timbre_direction", "note:i values:f*", self._timbre_direction)
         osc.add("/dkvae/pad/randomize", "note:i amount:f?", self._randomize)
         osc.add("/dkvae/pad/reset", "note:i", self._reset)
@@ -168,6 +170,11 @@ class OscApi:
             self.engine.pads.update(self._note(args[0]), **{field: args[1]})
 
         return handler
+
+    def _output(self, args: list[Any], sender: Sender) -> None:
+        note, output = self._note(args[0]), args[1]
+        # a new pair's JACK ports are made first: on the job thread
+        self._job("/dkvae/pad/output", sender, lambda: self.engine.set_output(note, output))
 
     def _timbre_direction(self, args: list[Any], sender: Sender) -> None:
         self.engine.pads.update(self._note(args[0]), timbre_direction=args[1:])

@@ -13,7 +13,7 @@
    80,
    80,
    900,
-   1130
+   1160
   ],
   "bglocked": 0,
   "openinpresentation": 0,
@@ -49,7 +49,7 @@
      "numoutlets": 0,
      "patching_rect": [
       20,
-      1090,
+      1120,
       164,
       22
      ],
@@ -394,7 +394,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      600,
+      630,
       300,
       22
      ],
@@ -412,7 +412,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      600,
+      630,
       320,
       20
      ],
@@ -427,7 +427,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      630,
+      660,
       300,
       22
      ],
@@ -445,7 +445,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      630,
+      660,
       320,
       20
      ],
@@ -460,7 +460,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      660,
+      690,
       300,
       22
      ],
@@ -478,7 +478,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      660,
+      690,
       320,
       20
      ],
@@ -493,7 +493,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      690,
+      720,
       300,
       22
      ],
@@ -511,7 +511,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      690,
+      720,
       320,
       20
      ],
@@ -559,7 +559,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      870,
+      900,
       300,
       22
      ],
@@ -577,7 +577,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      870,
+      900,
       320,
       20
      ],
@@ -592,7 +592,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      900,
+      930,
       300,
       22
      ],
@@ -610,7 +610,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      900,
+      930,
       320,
       20
      ],
@@ -625,7 +625,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      930,
+      960,
       300,
       22
      ],
@@ -643,7 +643,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      930,
+      960,
       320,
       20
      ],
@@ -706,7 +706,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      960,
+      990,
       300,
       22
      ],
@@ -724,7 +724,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      960,
+      990,
       320,
       20
      ],
@@ -805,7 +805,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      450,
+      480,
       300,
       22
      ],
@@ -823,7 +823,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      450,
+      480,
       320,
       20
      ],
@@ -838,7 +838,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      480,
+      510,
       300,
       22
      ],
@@ -856,7 +856,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      480,
+      510,
       320,
       20
      ],
@@ -871,7 +871,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      510,
+      540,
       300,
       22
      ],
@@ -889,7 +889,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      510,
+      540,
       320,
       20
      ],
@@ -904,7 +904,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      540,
+      570,
       300,
       22
      ],
@@ -922,7 +922,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      540,
+      570,
       320,
       20
      ],
@@ -937,7 +937,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      570,
+      600,
       300,
       22
      ],
@@ -955,7 +955,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      570,
+      600,
       320,
       20
      ],
@@ -970,7 +970,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      720,
+      750,
       300,
       22
      ],
@@ -988,7 +988,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      720,
+      750,
       320,
       20
      ],
@@ -1003,7 +1003,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      780,
+      810,
       300,
       22
      ],
@@ -1021,7 +1021,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      780,
+      810,
       540,
       20
      ],
@@ -1036,7 +1036,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      810,
+      840,
       300,
       22
      ],
@@ -1054,7 +1054,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      810,
+      840,
       320,
       20
      ],
@@ -1069,7 +1069,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      840,
+      870,
       300,
       22
      ],
@@ -1087,7 +1087,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      840,
+      870,
       320,
       20
      ],
@@ -1102,7 +1102,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      990,
+      1020,
       300,
       22
      ],
@@ -1120,7 +1120,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      990,
+      1020,
       320,
       20
      ],
@@ -1135,7 +1135,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      1020,
+      1050,
       300,
       22
      ],
@@ -1153,7 +1153,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      1020,
+      1050,
       320,
       20
      ],
@@ -1168,7 +1168,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      1050,
+      1080,
       300,
       22
      ],
@@ -1186,7 +1186,7 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      1050,
+      1080,
       320,
       20
      ],
@@ -1204,7 +1204,7 @@
      ],
      "patching_rect": [
       20,
-      750,
+      780,
       300,
       22
      ],
@@ -1219,11 +1219,44 @@
      "numoutlets": 0,
      "patching_rect": [
       340,
-      750,
+      780,
       540,
       20
      ],
      "text": "the XY pad: x and y on the two main axes of the pad's class, -3..3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-74",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      20,
+      450,
+      300,
+      22
+     ],
+     "text": "/dkvae/pad/output 45 toms"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-75",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      340,
+      450,
+      320,
+      20
+     ],
+     "text": "with --outputs per-pad: also on the pair toms_1/toms_2"
     }
    }
   ],
@@ -1644,6 +1677,18 @@
      ],
      "destination": [
       "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-2",
+      0
+     ],
+     "source": [
+      "obj-74",
       0
      ]
     }

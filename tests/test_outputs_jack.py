@@ -107,3 +107,46 @@ def test_per_pad_outputs_group_the_pads_the_kit_names_and_leave_the_rest_on_the_
     toms_pair, main = kick
     assert not np.any(toms_pair)  # a pad without `output`: the main pair alone
     assert np.max(np.abs(main)) == pytest.approx(PEAK, rel=0.05)
+
+
+def test_a_pad_put_on_a_pair_over_osc_gets_its_ports_plays_there_and_is_saved(
+    jack: None, sine_model: Path, gm_kit: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "kits").mkdir()
+    daemon = Daemon(
+        sine_model, "--kit", str(gm_kit), "--kit-dir", str(tmp_path / "kits"),
+        "--outputs", "per-pad",
+    )  # fmt: skip
+    try:
+        daemon.wait_ready()
+        before = daemon.osc.status()["output_ports"].split(", ")
+        daemon.osc.send("/dkvae/pad/output", KICK, "kicks")
+        daemon.osc.send("/dkvae/pad/output", SNARE, "out")  # the main pair's own name
+        refused = daemon.osc.receive()
+        deadline = time.monotonic() + 5
+        while "kicks" not in daemon.osc.status()["output_ports"]:
+            assert time.monotonic() < deadline, "no kicks pair"
+            time.sleep(0.05)
+        after = daemon.osc.status()["output_ports"].split(", ")
+        capture = Capture(
+            daemon.port_pattern("kicks_1"), seconds=30.0, also=(daemon.audio_port_pattern,)
+        )
+        try:
+            capture.wait_until(1)
+            time.sleep(0.2)  # the kick's sound published again, on its pair
+            kick = without_xrun(daemon, capture, lambda: hits(daemon, capture, KICK))
+        finally:
+            capture.close()
+        daemon.osc.send("/dkvae/kit/save", "routed")
+        saved = Path(daemon.osc.reply("/dkvae/kit/saved")[0])
+    finally:
+        daemon.stop()
+    assert before == [f"{daemon.client_name}:out_{i}" for i in (1, 2)]
+    assert after == before + [f"{daemon.client_name}:kicks_{i}" for i in (1, 2)]
+    assert refused.address == "/dkvae/error"
+    assert refused.params[0] == "/dkvae/pad/output" and "main pair" in refused.params[1]
+    kicks_pair, main = kick
+    assert np.max(np.abs(kicks_pair)) == pytest.approx(PEAK, rel=0.05)
+    np.testing.assert_array_equal(main, kicks_pair)
+    pads = load_kit(saved, CLASSES, 8).pads
+    assert (pads[KICK].output, pads[SNARE].output) == ("kicks", "")
