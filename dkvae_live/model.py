@@ -29,10 +29,11 @@ RUN_BATCH = 8
 # Fast Griffin-Lim iterations after the gradient phase of a log-magnitude decoder's sound
 # (dkvae_live.phase): a sound kept has as many as are heard (on a model's own magnitudes more
 # than 4 change the mel distance by hundredths of a dB, at twice the time: bench/phase.py); a
-# draft, the first sound after a change, one: with none, a big move's draft sounded more like
-# the sound before it than like its own. The load-time check renders drafts.
+# draft, the first sound after a change, none. One made a big move's draft closer to its own
+# sound, but bench/latent_e2e.py heard the new sound later with it on every kind of pad
+# (docs/performance.md). The load-time check renders drafts.
 PHASE_ITERATIONS = 4
-DRAFT_ITERATIONS = 1
+DRAFT_ITERATIONS = 0
 
 
 class ModelError(Exception):
@@ -291,7 +292,8 @@ class Decoder:
     ) -> np.ndarray:
         """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples].
         A draft of a log-magnitude model refines the phase its gradients give only
-        DRAFT_ITERATIONS times: several times quicker (the same sound for a waveform model).
+        DRAFT_ITERATIONS times (none): several times quicker (the same sound for a waveform
+        model).
 
         `between` is called before each decoder run and, for a log-magnitude model, before
         each sound's phase: the caller can serve something more urgent after about one
