@@ -330,9 +330,7 @@ class Decoder:
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
         magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
-        iterations = (
-            min(DRAFT_ITERATIONS, self._phase_iterations) if draft else self._phase_iterations
-        )
+        iterations = DRAFT_ITERATIONS if draft else self._phase_iterations
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
         step = magnitude.shape[0] if between is None else 1
         pieces = []

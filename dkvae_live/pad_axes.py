@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from .axes import ClassAxes
 from .contract import AXIS_NAMES
 from .kit import KIT_DECIMALS
@@ -55,16 +53,15 @@ def move(
             f"this model has no axes for class {pad.class_name!r} (add them with "
             "dkvae-export MODEL --axes-only --bank BANK)"
         )
-    now = list(values(pad))
-    step = np.zeros(len(pad.latent))
+    before = values(pad)
+    now = list(before)
     for name, value in targets.items():
-        index = axis_index(name)
         if not -AXIS_LIMIT <= value <= AXIS_LIMIT:
             raise ValueError(
                 f"axis value must be in range -{AXIS_LIMIT:g}..{AXIS_LIMIT:g}, got {value}"
             )
-        step += (value - now[index]) * class_axes.directions[index]
-        now[index] = value
+        now[axis_index(name)] = value
+    step = class_axes.offset([a - b for a, b in zip(now, before, strict=True)])
     # at the kit file's precision, so that a kit saved now loads again as this very pad
     latent = [round(z + d, KIT_DECIMALS) for z, d in zip(pad.latent, step, strict=True)]
     return {"latent": latent, "axes": tuple(now)}
