@@ -100,6 +100,9 @@ class TrainConfig:
     # each bin by the mel scale's density there, mean 1, so that the few bins under 1 kHz, which
     # the ear and the mel distance resolve finely, weigh as much as the many bins above
     spec_loss_weighting: str = "flat"
+    # weight of issue 18's mel distance (dB, on the decoder's magnitudes) beside the log-MSE; the
+    # log-MSE alone spends most of its gradient on bins 80-120 dB under the peak
+    spec_mel_db_weight: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -165,3 +165,30 @@ def log_mel_l1(
         lo = tf.math.log(tf.matmul(o, fb) + 1e-10)
         total += 0.5 * tf.reduce_mean(tf.abs(lt - lo), axis=[1, 2])  # 0.5: magnitude, not power
     return total / float(max(1, len(sizes)))
+
+
+def heard_mel_distance(
+    target_magnitude: tf.Tensor,
+    output_magnitude: tf.Tensor,
+    filterbank: np.ndarray,
+    floor_db: float,
+    frame_range_db: float,
+) -> tf.Tensor:
+    """Issue 18's mel distance (dB) on STFT magnitudes ``[batch, frames, bins]``, differentiable:
+    power through ``filterbank`` ``[bins, bands]``, both floored at the target's peak band power
+    minus ``floor_db``, the mean absolute dB difference over the target's frames within
+    ``frame_range_db`` of its loudest; ``[batch]``. What lies under the floor gives no gradient,
+    so a decoder trained on it spends nothing on bins no one hears."""
+    fb = tf.constant(filterbank, tf.float32)
+    t_power, o_power = tf.square(target_magnitude), tf.square(output_magnitude)
+    t_mel, o_mel = tf.matmul(t_power, fb), tf.matmul(o_power, fb)
+    floor = tf.reduce_max(t_mel, axis=[1, 2], keepdims=True) * 10.0 ** (-floor_db / 10.0)
+    floor = tf.maximum(floor, 1e-30)
+    db = (10.0 / np.log(10.0)) * tf.abs(
+        tf.math.log(tf.maximum(t_mel, floor)) - tf.math.log(tf.maximum(o_mel, floor))
+    )
+    frame_power = tf.reduce_sum(t_power, axis=2)
+    loudest = tf.reduce_max(frame_power, axis=1, keepdims=True)
+    heard = tf.cast(frame_power >= loudest * 10.0 ** (-frame_range_db / 10.0), tf.float32)
+    per_frame = tf.reduce_mean(db, axis=2)
+    return tf.reduce_sum(per_frame * heard, axis=1) / tf.maximum(tf.reduce_sum(heard, axis=1), 1.0)

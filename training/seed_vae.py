@@ -18,7 +18,7 @@ from keras import layers, ops
 
 from dkvae_live import contract
 
-from . import losses
+from . import losses, yardstick
 from .config import TrainConfig
 from .dsp import ConvSTFT, num_frames
 from .vae_base import VAEBase, latent_heads
@@ -141,22 +141,36 @@ def bin_weights(cfg: TrainConfig) -> np.ndarray | None:
 
 
 class SeedVAE(VAEBase):
-    """The seed's VAE: MSE on the log spectrogram + KL."""
+    """The seed's VAE: MSE on the log spectrogram + KL, and optionally issue 18's mel distance on
+    the decoded magnitudes (``spec_mel_db_weight``)."""
 
     def __init__(self, cfg: TrainConfig, **kwargs: object) -> None:
-        super().__init__(cfg, ("loss", "log_mse", "kl"), **kwargs)
+        super().__init__(cfg, ("loss", "log_mse", "mel_db", "kl"), **kwargs)
         self.encoder = build_spectrogram_encoder(cfg)
         self.decoder = build_spectrogram_decoder(cfg, "decoder", conditional=cfg.spec_conditional)
         self._bin_weights = bin_weights(cfg)
+        self._mel_filterbank = yardstick.mel_filterbank(
+            cfg.sample_rate, cfg.spec_n_fft, yardstick.MEL_BANDS
+        )
 
     def compute_losses(
         self, audio: tf.Tensor, labels: tf.Tensor, training: bool
     ) -> dict[str, tf.Tensor]:
         out, z_mean, z_log_var = self((audio, labels), training=training)
-        error = tf.square(out - log_magnitude(self.cfg, audio))
+        magnitude = losses.stft_magnitude(audio, self.cfg.spec_n_fft, self.cfg.spec_hop_length)
+        error = tf.square(out - tf.math.log(magnitude + self.cfg.log_offset))
         mse = tf.reduce_mean(error, axis=[1, 2])
         fit = mse
         if self._bin_weights is not None:
             fit = tf.reduce_mean(error * self._bin_weights, axis=[1, 2])
+        mel_db = losses.heard_mel_distance(
+            magnitude,
+            tf.exp(out),
+            self._mel_filterbank,
+            yardstick.MEL_FLOOR_DB,
+            yardstick.MEL_FRAME_RANGE_DB,
+        )
+        if self.cfg.spec_mel_db_weight > 0.0:
+            fit = fit + self.cfg.spec_mel_db_weight * mel_db
         kl = losses.kl_divergence(z_mean, z_log_var)
-        return {"loss": fit + self.cfg.kl_weight * kl, "log_mse": mse, "kl": kl}
+        return {"loss": fit + self.cfg.kl_weight * kl, "log_mse": mse, "mel_db": mel_db, "kl": kl}
