@@ -164,7 +164,13 @@ def design_lines(cfg: dict[str, Any]) -> list[str]:
             f"{cfg['spec_hop_length']}) from {layers}"
             + (", conditioned on the class" if cfg.get("spec_conditional") else "")
             + "; the daemon gives it a phase (dkvae_live/phase.py)",
-            f"- loss: log-spectrogram MSE + {kl}",
+            "- loss: log-spectrogram MSE"
+            + (
+                f" + issue 18's mel distance (dB, on the decoded magnitudes) x {mel_db}"
+                if (mel_db := cfg.get("spec_mel_db_weight", 0.0))
+                else ""
+            )
+            + f" + {kl}",
         ]
     return [
         f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "

@@ -33,3 +33,6 @@ def test_a_spectrogram_model_is_described_as_one() -> None:
     text = "\n".join(design_lines({**cfg, "kl_warmup_steps": 0, "spec_decoder": "conv1d"}))
     assert "log-magnitude STFT (n_fft 2048 / hop 256)" in text
     assert "1-D transposed convolutions" in text and "inverse STFT" not in text
+    assert "mel distance" not in text
+    tuned = "\n".join(design_lines({**cfg, "kl_warmup_steps": 0, "spec_mel_db_weight": 0.5}))
+    assert "MSE + issue 18's mel distance (dB, on the decoded magnitudes) x 0.5 + KL" in tuned
