@@ -292,8 +292,7 @@ class Decoder:
     ) -> np.ndarray:
         """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples].
         A draft of a log-magnitude model refines the phase its gradients give only
-        DRAFT_ITERATIONS times (none): several times quicker (the same sound for a waveform
-        model).
+        DRAFT_ITERATIONS times: several times quicker (the same sound for a waveform model).
 
         `between` is called before each decoder run and, for a log-magnitude model, before
         each sound's phase: the caller can serve something more urgent after about one

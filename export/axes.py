@@ -24,8 +24,8 @@ PER_CLASS = 200  # latents drawn, rendered and measured per class
 SPREAD = 1.5  # how much wider than the class's training sounds they are drawn
 REFINE_SOUNDS = 30  # training sounds per class whose latents each correction measures
 # corrections, each rendering REFINE_SOUNDS x 2 x latent_size sounds per class; the best is kept
-# (the default model of 2026-12-06 met tests/test_axes_acceptance.py with 3, not with 2; its
-# successor, trained on, with 4 (pitch cross-talk 0.51 with 3))
+# (the fewest with which the shipped default meets tests/test_axes_acceptance.py: the model
+# card and docs/bake-off.md say how many each default needed)
 REFINE_ROUNDS = 4
 
 

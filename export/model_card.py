@@ -159,18 +159,15 @@ def design_lines(cfg: dict[str, Any]) -> list[str]:
             if cfg.get("spec_decoder") == "conv1d"
             else "2-D transposed convolutions"
         )
+        mel_term = ""
+        if mel_db := cfg.get("spec_mel_db_weight", 0.0):
+            mel_term = f" + issue 18's mel distance (dB, on the decoded magnitudes) x {mel_db}"
         return [
             f"- decoder: log-magnitude STFT (n_fft {cfg['spec_n_fft']} / hop "
             f"{cfg['spec_hop_length']}) from {layers}"
             + (", conditioned on the class" if cfg.get("spec_conditional") else "")
             + "; the daemon gives it a phase (dkvae_live/phase.py)",
-            "- loss: log-spectrogram MSE"
-            + (
-                f" + issue 18's mel distance (dB, on the decoded magnitudes) x {mel_db}"
-                if (mel_db := cfg.get("spec_mel_db_weight", 0.0))
-                else ""
-            )
-            + f" + {kl}",
+            f"- loss: log-spectrogram MSE{mel_term} + {kl}",
         ]
     return [
         f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "
