@@ -17,6 +17,8 @@
  *
  * Each block: play the pending events, mix the voices in chunks of DK_CHUNK frames, apply the
  * master gain and the limiter (per chunk, so live and offline renders limit alike), clip.
+ * Sounds are 16-bit samples with a scale per variant (pad_sound.py), as a hardware sampler
+ * keeps them: half the memory of float samples, the mix itself in float.
  *
  * Output pairs: pair 0, the main pair, is the whole mix, and the only one dk_mix plays
  * (PortAudio, offline render). On JACK up to DK_PAIRS - 1 more (--outputs, outputs.py) carry
@@ -84,7 +86,8 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "atomic long long must be lock-free")
 enum { DK_NOTE_ON = 1, DK_STOP_ALL = 2 };
 
 typedef struct {
-    const float *variant[DK_MAX_VARIANTS]; /* each [layers][length[v]], C order */
+    const int16_t *variant[DK_MAX_VARIANTS]; /* each [layers][length[v]], C order */
+    float scale[DK_MAX_VARIANTS];            /* a sample of variant v is worth scale[v] */
     int length[DK_MAX_VARIANTS];
     int variants, layers;
     float gain_left, gain_right, velocity_curve;
@@ -98,8 +101,8 @@ typedef struct {
 
 typedef struct {
     int sound; /* record index, -1: the slot is free */
-    const float *a, *b; /* the two velocity layers crossfaded; b may be NULL */
-    float weight_a, weight_b, left, right;
+    const int16_t *a, *b; /* the two velocity layers crossfaded; b may be NULL */
+    float weight_a, weight_b, left, right; /* the weights include the variant's scale */
     int length, pos, fade_pos; /* fade_pos -1: not fading */
     int note, choke_group, pair;
     uint64_t age;
@@ -221,8 +224,8 @@ static void free_memory(dk_mixer *m) {
 void dk_set_master_gain(dk_mixer *m, float gain) { atomic_store(&m->master_gain, gain); }
 
 /* Fill record `id` (one that no note plays and no voice uses); returns 0, or -1 if bad. */
-int dk_set_sound(dk_mixer *m, int id, int variants, int layers, const float **data,
-                 const int *lengths, float gain_left, float gain_right, int choke_group,
+int dk_set_sound(dk_mixer *m, int id, int variants, int layers, const int16_t **data,
+                 const float *scales, const int *lengths, float gain_left, float gain_right, int choke_group,
                  int polyphony, float velocity_curve, int pair) {
     if (id < 0 || id >= m->n_sounds || variants < 1 || variants > DK_MAX_VARIANTS || layers < 1 ||
         pair < 0 || pair >= DK_PAIRS)
@@ -230,6 +233,7 @@ int dk_set_sound(dk_mixer *m, int id, int variants, int layers, const float **da
     dk_sound *s = &m->sounds[id];
     for (int v = 0; v < variants; v++) {
         s->variant[v] = data[v];
+        s->scale[v] = scales[v];
         s->length[v] = lengths[v];
     }
     s->variants = variants;
@@ -366,8 +370,8 @@ static void note_on(dk_mixer *m, int note, int velocity) {
     float weight = position - (float)low;
     v->a = sound->variant[variant] + (size_t)low * (size_t)length;
     v->b = weight > 0.0f ? v->a + length : NULL;
-    v->weight_a = 1.0f - weight;
-    v->weight_b = weight;
+    v->weight_a = (1.0f - weight) * sound->scale[variant];
+    v->weight_b = weight * sound->scale[variant];
     float level = powf((float)velocity / 127.0f, sound->velocity_curve);
     v->left = sound->gain_left * level;
     v->right = sound->gain_right * level;
@@ -429,10 +433,10 @@ static void mix_voices(dk_mixer *m, int n_pairs, int frames) {
                            ? &m->pairs[v->pair]
                            : NULL;
         if (main != NULL || own != NULL) {
-            const float *a = v->a + v->pos, *b = v->b ? v->b + v->pos : NULL;
+            const int16_t *a = v->a + v->pos, *b = v->b ? v->b + v->pos : NULL;
             for (int i = 0; i < n; i++) {
-                x[i] = a[i] * v->weight_a;
-                if (b) x[i] += b[i] * v->weight_b;
+                x[i] = (float)a[i] * v->weight_a;
+                if (b) x[i] += (float)b[i] * v->weight_b;
                 if (v->fade_pos >= 0) {
                     int f = v->fade_pos + i;
                     x[i] *= f < m->fade_samples ? 1.0f - (float)f * fade_step : 0.0f;

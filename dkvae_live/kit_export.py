@@ -187,8 +187,8 @@ def _num(value: float) -> str:
 
 def write_samples(folder: Path, pads: Sequence[PadExport], samplerate: int) -> None:
     for p in pads:
-        for variant, names in zip(p.sound.variants, p.files, strict=True):
-            for row, name in zip(variant, names, strict=True):
+        for v, names in enumerate(p.files):
+            for row, name in zip(p.sound.audio(v), names, strict=True):
                 soundfile.write(str(folder / name), row, samplerate, subtype=SAMPLE_SUBTYPE)
 
 

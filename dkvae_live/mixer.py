@@ -22,7 +22,7 @@ from typing import overload
 
 import numpy as np
 
-from .pad_sound import PadSound
+from .pad_sound import SAMPLE_DTYPE, PadSound
 
 FADE_SECONDS = 0.005  # a cut voice fades out over this long: no click
 LIMIT = 0.98  # the mix never goes above this (-0.2 dBFS); DK_LIMIT in _mixer.c
@@ -55,7 +55,7 @@ def _load_library() -> tuple[ctypes.PyDLL, ctypes.CDLL]:
         ("dk_new", p, [i, i, i, f, i]),
         ("dk_free", None, [p]),
         ("dk_set_master_gain", None, [p, f]),
-        ("dk_set_sound", i, [p, i, i, i, p, p, f, f, i, i, f, i]),
+        ("dk_set_sound", i, [p, i, i, i, p, p, p, f, f, i, i, f, i]),
         ("dk_publish", None, [p, i, i]),
         ("dk_sound_voices", i, [p, i]),
         ("dk_cycles", u64, [p]),
@@ -171,10 +171,12 @@ class Mixer:
         variants = sound.variants
         if not 1 <= len(variants) <= MAX_VARIANTS:
             raise ValueError(f"a sound has 1 to {MAX_VARIANTS} variants, not {len(variants)}")
+        if len(sound.scales) != len(variants):
+            raise ValueError("a sound has one scale per variant")
         layers = variants[0].shape[0]
         for v in variants:
-            if v.dtype != np.float32 or v.ndim != 2 or v.shape[0] != layers:
-                raise ValueError("variants are float32 [layers, samples], all of one layer count")
+            if v.dtype != SAMPLE_DTYPE or v.ndim != 2 or v.shape[0] != layers:
+                raise ValueError("variants are int16 [layers, samples], all of one layer count")
             if not v.flags.c_contiguous or v.shape[1] < 1:
                 raise ValueError("variant buffers must be C-contiguous and not empty")
         state = self._audio_state()
@@ -191,6 +193,7 @@ class Mixer:
         record = self._free.pop()
         count = len(sound.variants)
         data = (ctypes.c_void_p * count)(*(v.ctypes.data for v in sound.variants))
+        scales = (ctypes.c_float * count)(*sound.scales)
         lengths = (ctypes.c_int * count)(*(v.shape[1] for v in sound.variants))
         _lib.dk_set_sound(
             state,
@@ -198,6 +201,7 @@ class Mixer:
             count,
             sound.variants[0].shape[0],
             data,
+            scales,
             lengths,
             sound.gain_left,
             sound.gain_right,

@@ -32,7 +32,7 @@ import numpy as np
 from . import contract
 from .dcblock import dc_block
 from .model import RUN_BATCH, Decoder, RenderStopped
-from .pad_sound import PadSound
+from .pad_sound import PadSound, encode
 from .pads import Pad, PadBank
 from .resample import resample
 from .rt import name_current_thread, promote_current_thread, release_free_memory, settle_heap
@@ -118,6 +118,10 @@ def stack_layers(layers: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+# A pad's rendered variants as the mixer takes them: 16-bit [layers, samples] and their scales.
+_Variants = tuple[tuple[np.ndarray, ...], tuple[float, ...]]
+
+
 def _variant_count(pad: Pad) -> int:
     return VARIANTS if pad.variation > 0.0 else 1
 
@@ -166,7 +170,7 @@ class RenderWorker:
         self._render_all = False
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         # Per note: the sound key and variants last rendered, and the hit count at publication.
-        self._rendered: dict[int, tuple[tuple[object, ...], tuple[np.ndarray, ...]]] = {}
+        self._rendered: dict[int, tuple[tuple[object, ...], _Variants]] = {}
         self._hits_at_render: dict[int, int] = {}
         self._rendered_at: dict[int, float] = {}  # per note: when its last render was published
         self._quick: set[int] = set()  # notes whose last render came quickly after the one before
@@ -223,7 +227,7 @@ class RenderWorker:
             settles = min(self._rendered_at.get(n, now) for n in self._drafts) + SETTLE_SECONDS
             return max(REFRESH_SECONDS, settles - now)
         self._asleep = True  # before reading _hit_at: a hit after this read wakes us
-        varying = any(len(variants) > 1 for _, variants in self._rendered.values())
+        varying = any(len(variants) > 1 for _, (variants, _) in self._rendered.values())
         if varying and now - self._hit_at < HIT_WATCH_SECONDS:
             self._asleep = False
             return REFRESH_SECONDS
@@ -430,7 +434,7 @@ class RenderWorker:
         """Pads that vary per hit and have played half their variants since they were rendered."""
         return {
             note
-            for note, (key, variants) in self._rendered.items()
+            for note, (key, (variants, _)) in self._rendered.items()
             if len(variants) > 1
             and self._hits[note] - self._hits_at_render.get(note, 0) >= len(variants) // 2
         }
@@ -567,8 +571,12 @@ class RenderWorker:
                 continue
             sounds = [p for p in prepared if p is not None]
             layers = len(sounds) // (1 if draft else _variant_count(pad))
-            variants = tuple(
-                stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)
+            encoded = [
+                encode(stack_layers(sounds[i : i + layers])) for i in range(0, len(sounds), layers)
+            ]
+            variants = (
+                tuple(samples for samples, _ in encoded),
+                tuple(scale for _, scale in encoded),
             )
             if first_sound:  # its full render follows at once
                 self._publish_pad(pad, variants)
@@ -600,12 +608,12 @@ class RenderWorker:
             if full_since is not None:
                 self._full_pad_ms.append(round(1000.0 * (now - full_since), 2))
 
-    def _publish_pad(self, pad: Pad, variants: tuple[np.ndarray, ...]) -> None:
+    def _publish_pad(self, pad: Pad, variants: _Variants) -> None:
         left, right = pad.channel_gains()
         self._publish(
             PadSound(
                 pad.note,
-                variants,
+                *variants,
                 left,
                 right,
                 pad.choke_group,

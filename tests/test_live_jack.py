@@ -221,7 +221,7 @@ def test_the_jack_audio_thread_plays_on_while_python_holds_the_gil(jack: None) -
     garbage collection, a flood of OSC) does not stop the audio or a hit queued before it."""
     mixer = Mixer(4, 0.5)
     output = JackOutput(mixer, f"dkvae-test-gil-{os.getpid()}", None, None)
-    mixer.publish(PadSound(36, (np.full((1, 48000), 0.1, np.float32),), 1.0, 1.0, 0, 4))
+    mixer.publish(PadSound.from_audio(36, (np.full((1, 48000), 0.1, np.float32),), 1.0, 1.0, 0, 4))
     output.start()
     interval = sys.getswitchinterval()
     try:

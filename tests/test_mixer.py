@@ -21,7 +21,9 @@ LEVEL = 0.25  # every test sound: a few of them add up under the limiter's thres
 
 
 def sound(note: int, length: int = 1000, choke: int = 0, polyphony: int = 4) -> PadSound:
-    return PadSound(note, (np.full((1, length), LEVEL, np.float32),), 1.0, 1.0, choke, polyphony)
+    return PadSound.from_audio(
+        note, (np.full((1, length), LEVEL, np.float32),), 1.0, 1.0, choke, polyphony
+    )
 
 
 def mixer_with(*sounds: PadSound, polyphony: int = 4) -> Mixer:
@@ -42,13 +44,32 @@ def render(mixer: Mixer, frames: int, block: int = 64) -> np.ndarray:
 @pytest.mark.parametrize("block", [1, 63, 64, 65, 128, 8192, 8193])
 def test_a_voice_plays_its_sound_once_whatever_the_block_size(block: int) -> None:
     ramp = np.arange(1, 301, dtype=np.float32) / 1000
-    mixer = mixer_with(PadSound(36, (ramp[None],), 1.0, 0.5, 0, 4))
+    ramp_sound = PadSound.from_audio(36, (ramp[None],), 1.0, 0.5, 0, 4)
+    mixer = mixer_with(ramp_sound)
     assert mixer.note_on(36, 127)
     out = render(mixer, 1000, block)
-    assert np.array_equal(out[:300, 0], ramp)
-    assert np.array_equal(out[:300, 1], 0.5 * ramp)
+    played = ramp_sound.audio(0)[0]
+    assert np.array_equal(out[:300, 0], played)
+    assert np.array_equal(out[:300, 1], 0.5 * played)
     assert not out[300:].any()
     assert mixer.voices_active == 0 and mixer.notes_played == 1
+
+
+@pytest.mark.parametrize("peak", [0.5, 0.0005])
+def test_a_sound_keeps_16_bits_under_its_own_peak(peak: float) -> None:
+    # Half of float's memory, and a quiet sound as clean as a loud one: a sine's error is the
+    # 16-bit quantisation noise under its own peak (98 dB in theory), not under full scale.
+    t = np.arange(4800) / RATE
+    tone = (peak * np.sin(2 * np.pi * 441 * t)).astype(np.float32)
+    s = PadSound.from_audio(36, (tone[None],), 1.0, 1.0, 0, 4)
+    assert s.variants[0].nbytes == tone.nbytes // 2
+    mixer = mixer_with(s)
+    mixer.note_on(36, 127)
+    error = render(mixer, tone.size)[:, 0] - tone
+    snr_db = 10 * np.log10(
+        np.mean(tone.astype(np.float64) ** 2) / np.mean(error.astype(np.float64) ** 2)
+    )
+    assert 95 < snr_db < 110
 
 
 def test_voices_add_up_and_velocity_scales_linearly() -> None:
@@ -99,7 +120,7 @@ def test_per_pad_polyphony_fades_the_pads_oldest_hit() -> None:
 def test_velocity_crossfades_the_two_nearest_layers_and_hits_walk_the_variants() -> None:
     layers = np.array([[0.1] * 200, [0.2] * 200, [0.3] * 200], np.float32)
     variants = (layers, layers + 0.05)
-    mixer = mixer_with(PadSound(36, variants, 1.0, 1.0, 0, 4, velocity_curve=0.0))
+    mixer = mixer_with(PadSound.from_audio(36, variants, 1.0, 1.0, 0, 4, velocity_curve=0.0))
     for velocity, variant in [(1, 0), (127, 1), (32, 0)]:  # curve 0: velocity moves timbre only
         mixer.note_on(36, velocity)
         out = render(mixer, 256)
@@ -107,7 +128,7 @@ def test_velocity_crossfades_the_two_nearest_layers_and_hits_walk_the_variants()
         low = int(position)
         high = min(low + 1, 2)
         expected = (1 - (position - low)) * layers[low, 0] + (position - low) * layers[high, 0]
-        assert out[0, 0] == pytest.approx(expected + 0.05 * variant, abs=1e-6)
+        assert out[0, 0] == pytest.approx(expected + 0.05 * variant, abs=1e-5)  # 16 bits
     assert list(mixer.hits[36:37]) == [3]
 
 
@@ -151,7 +172,7 @@ def test_64_simultaneous_loud_hits_stay_under_full_scale_without_clipping() -> N
     rng = np.random.default_rng(1)
     for note in range(36, 100):
         tone = np.sin(2 * np.pi * rng.uniform(60, 2000) * t) * np.exp(-t / 0.3)
-        mixer.publish(PadSound(note, (tone.astype(np.float32)[None],), 1.0, 1.0, 0, 4))
+        mixer.publish(PadSound.from_audio(note, (tone.astype(np.float32)[None],), 1.0, 1.0, 0, 4))
     for note in range(36, 100):
         mixer.note_on(note, 127)
     out = np.zeros((48000, 2), np.float32)
@@ -169,8 +190,8 @@ def test_the_limiter_gain_glides_back_without_steps() -> None:
     mixer.configure(48000)
     loud = np.full((1, 64), 4.0, np.float32)
     quiet = np.full((1, 48000), 0.5, np.float32)
-    mixer.publish(PadSound(36, (loud,), 1.0, 1.0, 0, 4))
-    mixer.publish(PadSound(38, (quiet,), 1.0, 1.0, 0, 4))
+    mixer.publish(PadSound.from_audio(36, (loud,), 1.0, 1.0, 0, 4))
+    mixer.publish(PadSound.from_audio(38, (quiet,), 1.0, 1.0, 0, 4))
     mixer.note_on(36, 127)
     mixer.note_on(38, 127)
     out = np.zeros((24000, 2), np.float32)

@@ -58,7 +58,7 @@ def test_the_stereo_mix_holds_every_pad_whatever_pair_it_also_plays_on() -> None
         mixer.configure(48000)
         mixer.add_pair("kick")
         for note, tone in tones.items():
-            mixer.publish(PadSound(note, (tone,), 0.9, 0.6, 0, 4, output=outputs[note]))
+            mixer.publish(PadSound.from_audio(note, (tone,), 0.9, 0.6, 0, 4, output=outputs[note]))
         out = np.zeros((4000, 2), np.float32)
         mixer.note_on(36, 127)
         mixer.process(out[:100])
