@@ -18,6 +18,7 @@ from . import contract
 from .axes import ClassAxes
 from .axes import from_json as axes_from_json
 from .class_latents import ClassLatent, from_json
+from .decay_guard import guard_decay
 from .phase import invert
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
@@ -312,6 +313,17 @@ class Decoder:
             runs.append(self._audio(self._session.run(None, feed)[0], draft, between))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
+    def output(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
+        """The decoder's own output for z [batch, latent_size] (its `output_kind`: audio, or log
+        magnitudes), nothing done to it: for benchmarks and checks."""
+        feed = {
+            contract.Z: np.ascontiguousarray(z, dtype=np.float32).reshape(
+                -1, self.info.latent_size
+            ),
+            contract.CLASS_INDEX: np.asarray(class_index, dtype=np.int64).reshape(-1),
+        }
+        return np.asarray(self._session.run(None, feed)[0])
+
     def release_arena(self) -> None:
         """Give back what the session's arena kept from the renders so far (its tensors for a
         batch of RUN_BATCH latents): one one-latent run that shrinks the arena at its end. For a
@@ -328,7 +340,7 @@ class Decoder:
         """One decoder run's output as audio float32 [batch, num_samples]."""
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
-        magnitude = np.maximum(np.exp(output) - self.info.log_offset, 0.0)
+        magnitude = guard_decay(np.maximum(np.exp(output) - self.info.log_offset, 0.0))
         iterations = DRAFT_ITERATIONS if draft else self._phase_iterations
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
         step = magnitude.shape[0] if between is None else 1
