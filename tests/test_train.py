@@ -265,6 +265,30 @@ def test_resume_at_a_new_learning_rate_keeps_the_best(tmp_path: Path) -> None:
     assert state["best"] == pytest.approx(min(before["best"], last_val))
 
 
+def test_a_fork_starts_from_the_sources_best_epoch_with_changed_settings(tmp_path: Path) -> None:
+    """Try a loss weight from where a run was best, in a new folder, the run itself untouched."""
+    source, fork = tmp_path / "source", tmp_path / "fork"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    assert main([str(source), "--synthetic", "1", "--epochs", "3", "--verbose", "0", *sets]) == 0
+    state = json.loads((source / "checkpoints/state.json").read_text())
+    state.update(best_epoch=2)  # as if epoch 3 had been worse
+    (source / "checkpoints/state.json").write_text(json.dumps(state))
+    untouched = {f: (source / f).read_bytes() for f in ("history.csv", "best.weights.h5")}
+    args = ["--fork", str(source), "--epochs", "4", "--set", "log_mse_weight=0.7"]
+    assert main([str(fork), *args, "--verbose", "0"]) == 0
+    assert {f: (source / f).read_bytes() for f in untouched} == untouched
+    rows = list(csv.DictReader((fork / "history.csv").read_text().splitlines()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # epochs 1-2 kept, 3-4 its own
+    info = json.loads((fork / "run.json").read_text())
+    assert info["forked_from"]["epoch"] == 2 and info["forked_from"]["source_epochs"] == 3
+    assert info["resumes"][0]["overrides"] == {"log_mse_weight": 0.7, "epochs": 4}
+    assert load_config(fork / "config.json").log_mse_weight == 0.7
+    assert json.loads((fork / "checkpoints/state.json").read_text())["epoch"] == 4
+    # a folder that holds a run already, or a bank beside --fork, is refused
+    assert main([str(fork), "--fork", str(source), "--verbose", "0"]) == 2
+    assert main([str(tmp_path / "x"), "--fork", str(source), "--synthetic", "1"]) == 2
+
+
 def test_a_checkpoint_write_cut_short_leaves_the_old_file_whole(tmp_path: Path) -> None:
     """Ctrl-C in the middle of saving a checkpoint (a resume once found a torn optimizer.npz)."""
     path = tmp_path / "optimizer.npz"

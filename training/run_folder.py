@@ -93,6 +93,47 @@ def monitored_metric(cfg: TrainConfig, validation: bool) -> str:
     return f"val_{name}" if validation else name
 
 
+def fork_run(source: Path, run_dir: Path, command: list[str]) -> None:
+    """Make ``run_dir`` a new run that starts where ``source`` was best: its settings, its best
+    weights as the last finished epoch, its history up to then; ``--resume`` goes on from there,
+    with other settings where given. The source is not touched. Approximations, recorded in
+    ``run.json``: the optimizer's state is the source's last (exact when its last epoch was its
+    best), and the training time so far is the source's, in proportion to the epochs kept."""
+    source, run_dir = Path(source), Path(run_dir)
+    for name in (CONFIG, RUN_INFO, STATE, BEST_WEIGHTS, OPTIMIZER_STATE):
+        if not (source / name).exists():
+            raise FileNotFoundError(f"{source} is not a run to fork: it has no {name}")
+    if (run_dir / STATE).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; fork into a new folder")
+    state = read_state(source)
+    best_epoch = int(state["best_epoch"])
+    (run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / CONFIG, run_dir / CONFIG)
+    shutil.copyfile(source / BEST_WEIGHTS, run_dir / BEST_WEIGHTS)
+    shutil.copyfile(source / BEST_WEIGHTS, run_dir / LAST_WEIGHTS)
+    shutil.copyfile(source / OPTIMIZER_STATE, run_dir / OPTIMIZER_STATE)
+    if (source / HISTORY).exists():  # Keras's epochs count from 0
+        with (source / HISTORY).open(newline="") as f:
+            rows = list(csv.reader(f))
+        kept = [rows[0], *(r for r in rows[1:] if int(r[0]) < best_epoch)]
+        with (run_dir / HISTORY).open("w", newline="") as f:
+            csv.writer(f).writerows(kept)
+    info = json.loads((source / RUN_INFO).read_text())
+    info["forked_from"] = {
+        "run": str(source.resolve()),
+        "epoch": best_epoch,
+        "source_epochs": int(state["epoch"]),
+        "command": command,
+    }
+    write_json(run_dir / RUN_INFO, info)
+    seconds = float(state["train_seconds"]) * best_epoch / max(1, int(state["epoch"]))
+    write_json(
+        run_dir / STATE,
+        {**state, "epoch": best_epoch, "wait": 0, "train_seconds": seconds},
+    )
+    logger.info("forked %s at its best epoch %d into %s", source, best_epoch, run_dir)
+
+
 def start_run(run_dir: Path, cfg: TrainConfig, *, resume: bool) -> dict[str, Any]:
     """The state to train from: a new run folder's (its config written), or with ``resume`` the
     state saved in ``run_dir``."""

@@ -28,6 +28,7 @@ from .run_folder import (
     TRAIN_LOG,
     RunFolder,
     RunResult,
+    fork_run,
     interrupted_message,
     monitored_metric,
     restore_checkpoint,
@@ -144,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="shorthand for --set epochs=N")
     p.add_argument("--max-minutes", type=float, help="shorthand for --set max_minutes=M")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    p.add_argument(
+        "--fork",
+        type=Path,
+        metavar="RUN",
+        help="start RUN_DIR from RUN's best epoch and go on as --resume (with --set changes)",
+    )
     p.add_argument("--smoke-test", action="store_true", help="train 2 epochs of 2 steps")
     p.add_argument(
         "--strategy",
@@ -209,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
             overrides["epochs"] = args.epochs
         if args.max_minutes is not None:
             overrides["max_minutes"] = args.max_minutes
+        if args.fork is not None:
+            if args.resume or args.bank or args.synthetic:
+                raise ValueError("--fork takes its bank and settings from the run it forks")
+            fork_run(args.fork, run_dir, sys.argv)
+            args.resume = True
         if args.resume:
             cfg, source = resumed_settings(run_dir, overrides)
             bank = Path(source["bank"]) if source.get("bank") else None
