@@ -19,6 +19,7 @@ pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.train
 
 import soundfile as sf  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from dkvae_training.config import load_config, make_config  # noqa: E402
 from dkvae_training.data import Arrays, pitch_shifted  # noqa: E402
 from dkvae_training.run_folder import written  # noqa: E402
@@ -287,6 +288,54 @@ def test_a_fork_starts_from_the_sources_best_epoch_with_changed_settings(tmp_pat
     # a folder that holds a run already, or a bank beside --fork, is refused
     assert main([str(fork), "--fork", str(source), "--verbose", "0"]) == 2
     assert main([str(tmp_path / "x"), "--fork", str(source), "--synthetic", "1"]) == 2
+
+
+def _weights(path: Path, group: str) -> dict[str, np.ndarray]:
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        if group in f:
+            f[group].visititems(
+                lambda name, obj: out.__setitem__(name, obj[()]) if hasattr(obj, "shape") else None
+            )
+    return out
+
+
+def test_the_adversarial_stage_trains_the_decoder_alone_from_where_a_run_was_best(
+    tmp_path: Path,
+) -> None:
+    source, stage = tmp_path / "source", tmp_path / "stage"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    args = [str(source), "--config", "seed_vae", "--synthetic", "1", "--verbose", "0", *sets]
+    assert main(args) == 0
+    args = ["--fork", str(source), "--epochs", "3", "--set", "adversarial_weight=0.1"]
+    assert main([str(stage), *args, "--verbose", "0"]) == 0
+    before, after = source / "best.weights.h5", stage / "checkpoints/last.weights.h5"
+    assert _weights(after, "discriminator")  # a discriminator of its own, saved for a resume
+    assert not _weights(before, "discriminator")
+    encoder = _weights(before, "encoder")
+    assert encoder and all(
+        np.array_equal(v, _weights(after, "encoder")[k]) for k, v in encoder.items()
+    )
+    decoder = _weights(before, "decoder")
+    assert any(not np.array_equal(v, _weights(after, "decoder")[k]) for k, v in decoder.items())
+    # and it resumes with its discriminator and both optimizers
+    assert main([str(stage), "--resume", "--epochs", "4", "--verbose", "0"]) == 0
+    assert json.loads((stage / "checkpoints/state.json").read_text())["epoch"] == 4
+
+
+def test_the_adversarial_losses() -> None:
+    from dkvae_training.adversarial import WIDTHS, discriminator_loss, generator_losses
+
+    def outputs(score: float, feature: float) -> list[tf.Tensor]:
+        return [tf.fill((2, 3), feature)] * len(WIDTHS) + [tf.fill((2, 3), score)]
+
+    # a discriminator sure of both (real over 1, generated under -1) has nothing to learn
+    assert float(discriminator_loss(outputs(1.5, 0.0), outputs(-1.5, 0.0))) == 0.0
+    assert float(discriminator_loss(outputs(0.0, 0.0), outputs(0.0, 0.0))) == 2.0
+    adversarial, matching = generator_losses(outputs(1.0, 0.5), outputs(-0.5, 0.25))
+    assert (float(adversarial), float(matching)) == (0.5, 0.25)
 
 
 def test_a_checkpoint_write_cut_short_leaves_the_old_file_whole(tmp_path: Path) -> None:

@@ -103,6 +103,12 @@ class TrainConfig:
     # weight of issue 18's mel distance (dB, on the decoder's magnitudes) beside the log-MSE; the
     # log-MSE alone spends most of its gradient on bins 80-120 dB under the peak
     spec_mel_db_weight: float = 0.0
+    # seed_vae's adversarial stage (issue 18, as RAVE's second stage): > 0 trains the decoder
+    # alone (the encoder frozen) against multi-scale discriminators on its log magnitudes, with
+    # this weight on their hinge loss and feature matching beside the losses above
+    adversarial_weight: float = 0.0
+    discriminator_learning_rate: float = 1e-4
+    discriminator_scales: int = 3  # each scale halves the spectrogram in time and frequency
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

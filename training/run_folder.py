@@ -177,9 +177,26 @@ def load_optimizer_state(model: Any, path: Path) -> None:
 
 
 def restore_checkpoint(model: Any, run_dir: Path, state: Mapping[str, Any]) -> None:
-    """Weights, optimizer state and learning rate of the last finished epoch of ``run_dir``."""
-    model.load_weights(str(run_dir / LAST_WEIGHTS))
-    load_optimizer_state(model, run_dir / OPTIMIZER_STATE)
+    """Weights, optimizer state and learning rate of the last finished epoch of ``run_dir``.
+    A run that enters its adversarial stage (seed_vae's ``adversarial_weight``) starts it from
+    weights that have no discriminator: those get a new one, and new optimizers."""
+    import h5py
+
+    path = run_dir / LAST_WEIGHTS
+    with h5py.File(path, "r") as f:
+        stage_starts = (
+            getattr(model, "discriminator", None) is not None and "discriminator" not in f
+        )
+    if stage_starts:
+        before = type(model)(dataclasses.replace(model.cfg, adversarial_weight=0.0))
+        before((np.zeros((1, model.cfg.num_samples), np.float32), np.zeros(1, np.int64)))
+        before.load_weights(str(path))
+        model.encoder.set_weights(before.encoder.get_weights())
+        model.decoder.set_weights(before.decoder.get_weights())
+        logger.info("adversarial stage: a new discriminator and new optimizers")
+    else:
+        model.load_weights(str(path))
+        load_optimizer_state(model, run_dir / OPTIMIZER_STATE)
     if "learning_rate" in state:
         model.optimizer.learning_rate.assign(float(state["learning_rate"]))
     logger.info(

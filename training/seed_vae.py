@@ -21,7 +21,7 @@ from dkvae_live import contract
 from . import losses, yardstick
 from .config import TrainConfig
 from .dsp import ConvSTFT, num_frames
-from .vae_base import VAEBase, latent_heads
+from .vae_base import GRADIENT_CLIP_NORM, VAEBase, latent_heads
 
 _DOWN = 16  # four stride-2 stages
 
@@ -145,20 +145,47 @@ class SeedVAE(VAEBase):
     the decoded magnitudes (``spec_mel_db_weight``)."""
 
     def __init__(self, cfg: TrainConfig, **kwargs: object) -> None:
-        super().__init__(cfg, ("loss", "log_mse", "mel_db", "kl"), **kwargs)
+        adversarial = ("adversarial", "feature_matching", "d_loss")
+        names = (
+            "loss",
+            "log_mse",
+            "mel_db",
+            "kl",
+            *(adversarial if cfg.adversarial_weight else ()),
+        )
+        super().__init__(cfg, names, **kwargs)
         self.encoder = build_spectrogram_encoder(cfg)
         self.decoder = build_spectrogram_decoder(cfg, "decoder", conditional=cfg.spec_conditional)
         self._bin_weights = bin_weights(cfg)
         self._mel_filterbank = yardstick.mel_filterbank(
             cfg.sample_rate, cfg.spec_n_fft, yardstick.MEL_BANDS
         )
+        self.discriminator: keras.Model | None = None
+        if cfg.adversarial_weight > 0.0:
+            from .adversarial import build_discriminator
+
+            self.encoder.trainable = False  # the decoder alone learns in this stage
+            self.discriminator = build_discriminator(cfg)
+            self.d_optimizer = keras.optimizers.Adam(
+                cfg.discriminator_learning_rate, beta_1=0.5, beta_2=0.9
+            )
 
     def compute_losses(
         self, audio: tf.Tensor, labels: tf.Tensor, training: bool
     ) -> dict[str, tf.Tensor]:
+        values, out, target = self._reconstruction(audio, labels, training)
+        if self.discriminator is not None:
+            values.update(self._adversarial(out, target, training)[0])
+        return values
+
+    def _reconstruction(
+        self, audio: tf.Tensor, labels: tf.Tensor, training: bool
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
+        """The losses that fit the sound, the decoder's log magnitudes and their target."""
         out, z_mean, z_log_var = self((audio, labels), training=training)
         magnitude = losses.stft_magnitude(audio, self.cfg.spec_n_fft, self.cfg.spec_hop_length)
-        error = tf.square(out - tf.math.log(magnitude + self.cfg.log_offset))
+        target = tf.math.log(magnitude + self.cfg.log_offset)
+        error = tf.square(out - target)
         mse = tf.reduce_mean(error, axis=[1, 2])
         fit = mse
         if self._bin_weights is not None:
@@ -173,4 +200,43 @@ class SeedVAE(VAEBase):
         if self.cfg.spec_mel_db_weight > 0.0:
             fit = fit + self.cfg.spec_mel_db_weight * mel_db
         kl = losses.kl_divergence(z_mean, z_log_var)
-        return {"loss": fit + self.cfg.kl_weight * kl, "log_mse": mse, "mel_db": mel_db, "kl": kl}
+        values = {"loss": fit + self.cfg.kl_weight * kl, "log_mse": mse, "mel_db": mel_db, "kl": kl}
+        return values, out, target
+
+    def _adversarial(
+        self, out: tf.Tensor, target: tf.Tensor, training: bool
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """The adversarial stage's terms (``loss`` stays the reconstruction's, so validation
+        losses compare with the stage before), and the decoder's share of the objective."""
+        from .adversarial import discriminator_loss, generator_losses
+
+        assert self.discriminator is not None
+        real = self.discriminator(target, training=training)
+        fake = self.discriminator(out, training=training)
+        adversarial, matching = generator_losses(real, fake)
+        d_loss = discriminator_loss(real, [tf.stop_gradient(f) for f in fake])
+        terms = {"adversarial": adversarial, "feature_matching": matching, "d_loss": d_loss}
+        return terms, self.cfg.adversarial_weight * (adversarial + matching)
+
+    def train_step(self, data):
+        if self.discriminator is None:
+            return super().train_step(data)
+        from .adversarial import discriminator_loss
+
+        audio, labels = data
+        with tf.GradientTape() as tape:
+            values, out, target = self._reconstruction(audio, labels, training=True)
+            terms, share = self._adversarial(out, target, training=True)
+            objective = tf.reduce_mean(values["loss"]) + share
+        g_vars = self.decoder.trainable_variables
+        grads, _ = tf.clip_by_global_norm(tape.gradient(objective, g_vars), GRADIENT_CLIP_NORM)
+        self.optimizer.apply_gradients(zip(grads, g_vars, strict=True))
+        with tf.GradientTape() as d_tape:
+            real = self.discriminator(target, training=True)
+            fake = self.discriminator(tf.stop_gradient(out), training=True)
+            d_loss = discriminator_loss(real, fake)
+        d_vars = self.discriminator.trainable_variables
+        d_grads, _ = tf.clip_by_global_norm(d_tape.gradient(d_loss, d_vars), GRADIENT_CLIP_NORM)
+        self.d_optimizer.apply_gradients(zip(d_grads, d_vars, strict=True))
+        self.after_train_step()
+        return self._update({**values, **terms, "d_loss": d_loss})
