@@ -306,16 +306,13 @@ class Decoder:
         for i in range(0, max(1, z.shape[0]), RUN_BATCH):
             if between is not None:
                 between()
-            feed = {
-                contract.Z: z[i : i + RUN_BATCH],
-                contract.CLASS_INDEX: classes[i : i + RUN_BATCH],
-            }
-            runs.append(self._audio(self._session.run(None, feed)[0], draft, between))
+            output = self.output(z[i : i + RUN_BATCH], classes[i : i + RUN_BATCH])
+            runs.append(self._audio(output, draft, between))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
     def output(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
         """The decoder's own output for z [batch, latent_size] (its `output_kind`: audio, or log
-        magnitudes), nothing done to it: for benchmarks and checks."""
+        magnitudes), nothing done to it."""
         feed = {
             contract.Z: np.ascontiguousarray(z, dtype=np.float32).reshape(
                 -1, self.info.latent_size
