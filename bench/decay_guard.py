@@ -49,10 +49,10 @@ def main() -> None:
         raise SystemExit(f"{args.model}: needs a log-magnitude model with class latents")
     real = load_split(args.bank, args.split, sample_rate=info.sample_rate)
     rng = np.random.default_rng(args.seed)
+    frames = info.num_samples // info.hop_length + 1  # the decoder's own frame count
     rows, result = [], {}
     for index, name in enumerate(info.class_names):
         audio = ys.prepare(real.audio[real.labels == index][:, : info.num_samples])[0]
-        frames = decoder.info.num_samples // info.hop_length + 1
         real_cut = audibly_cut(
             np.abs(stft(audio, info.n_fft, info.hop_length, frames)), args.range, args.by
         )

@@ -11,14 +11,23 @@ SAMPLE_DTYPE = np.int16  # what the mixer plays from: half float32's memory, as 
 FULL_SCALE = 32767  # the largest sample; a variant's peak is stored as this
 
 
+# Variants as the mixer takes them: 16-bit [layers, samples] each, and each one's scale.
+Encoded = tuple[tuple[np.ndarray, ...], tuple[float, ...]]
+
+
 def encode(audio: np.ndarray) -> tuple[np.ndarray, float]:
     """A float [layers, samples] buffer as 16-bit samples and the scale that gives them back
     (audio ~= samples * scale): each variant uses the whole 16 bits, so a quiet one keeps its
     96 dB below its own peak, not below full scale."""
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     scale = (peak if peak > 0.0 else 1.0) / FULL_SCALE
-    samples = np.rint(np.asarray(audio, np.float64) / scale).astype(SAMPLE_DTYPE)
-    return np.ascontiguousarray(samples), scale
+    return np.rint(np.asarray(audio, np.float64) / scale).astype(SAMPLE_DTYPE), scale
+
+
+def encode_variants(variants: Sequence[np.ndarray]) -> Encoded:
+    """Each float variant [layers, samples] through `encode`: (samples, scales)."""
+    encoded = [encode(v) for v in variants]
+    return tuple(samples for samples, _ in encoded), tuple(scale for _, scale in encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +65,9 @@ class PadSound:
         output: str = "",
     ) -> PadSound:
         """A sound from float variants [velocity_layers, samples], stored as 16 bits."""
-        encoded = [encode(v) for v in variants]
         return cls(
             note,
-            tuple(samples for samples, _ in encoded),
-            tuple(scale for _, scale in encoded),
+            *encode_variants(variants),
             gain_left,
             gain_right,
             choke_group,

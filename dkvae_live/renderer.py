@@ -32,7 +32,7 @@ import numpy as np
 from . import contract
 from .dcblock import dc_block
 from .model import RUN_BATCH, Decoder, RenderStopped
-from .pad_sound import PadSound, encode
+from .pad_sound import Encoded, PadSound, encode_variants
 from .pads import Pad, PadBank
 from .resample import resample
 from .rt import name_current_thread, promote_current_thread, release_free_memory, settle_heap
@@ -118,10 +118,6 @@ def stack_layers(layers: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-# A pad's rendered variants as the mixer takes them: 16-bit [layers, samples] and their scales.
-_Variants = tuple[tuple[np.ndarray, ...], tuple[float, ...]]
-
-
 def _variant_count(pad: Pad) -> int:
     return VARIANTS if pad.variation > 0.0 else 1
 
@@ -170,7 +166,7 @@ class RenderWorker:
         self._render_all = False
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         # Per note: the sound key and variants last rendered, and the hit count at publication.
-        self._rendered: dict[int, tuple[tuple[object, ...], _Variants]] = {}
+        self._rendered: dict[int, tuple[tuple[object, ...], Encoded]] = {}
         self._hits_at_render: dict[int, int] = {}
         self._rendered_at: dict[int, float] = {}  # per note: when its last render was published
         self._quick: set[int] = set()  # notes whose last render came quickly after the one before
@@ -571,12 +567,8 @@ class RenderWorker:
                 continue
             sounds = [p for p in prepared if p is not None]
             layers = len(sounds) // (1 if draft else _variant_count(pad))
-            encoded = [
-                encode(stack_layers(sounds[i : i + layers])) for i in range(0, len(sounds), layers)
-            ]
-            variants = (
-                tuple(samples for samples, _ in encoded),
-                tuple(scale for _, scale in encoded),
+            variants = encode_variants(
+                [stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)]
             )
             if first_sound:  # its full render follows at once
                 self._publish_pad(pad, variants)
@@ -608,7 +600,7 @@ class RenderWorker:
             if full_since is not None:
                 self._full_pad_ms.append(round(1000.0 * (now - full_since), 2))
 
-    def _publish_pad(self, pad: Pad, variants: _Variants) -> None:
+    def _publish_pad(self, pad: Pad, variants: Encoded) -> None:
         left, right = pad.channel_gains()
         self._publish(
             PadSound(

@@ -175,7 +175,10 @@ class SeedVAE(VAEBase):
     ) -> dict[str, tf.Tensor]:
         values, out, target = self._reconstruction(audio, labels, training)
         if self.discriminator is not None:
-            values.update(self._adversarial(out, target, training)[0])
+            from .adversarial import discriminator_loss
+
+            terms, _, real, fake = self._adversarial(out, target, training)
+            values.update(terms, d_loss=discriminator_loss(real, fake))
         return values
 
     def _reconstruction(
@@ -205,18 +208,18 @@ class SeedVAE(VAEBase):
 
     def _adversarial(
         self, out: tf.Tensor, target: tf.Tensor, training: bool
-    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        """The adversarial stage's terms (``loss`` stays the reconstruction's, so validation
-        losses compare with the stage before), and the decoder's share of the objective."""
-        from .adversarial import discriminator_loss, generator_losses
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor, list[tf.Tensor], list[tf.Tensor]]:
+        """The decoder's adversarial terms (``loss`` stays the reconstruction's, so validation
+        losses compare with the stage before), their weighted share of its objective, and the
+        discriminator's outputs on the real and the decoded spectrograms."""
+        from .adversarial import generator_losses
 
         assert self.discriminator is not None
         real = self.discriminator(target, training=training)
         fake = self.discriminator(out, training=training)
         adversarial, matching = generator_losses(real, fake)
-        d_loss = discriminator_loss(real, [tf.stop_gradient(f) for f in fake])
-        terms = {"adversarial": adversarial, "feature_matching": matching, "d_loss": d_loss}
-        return terms, self.cfg.adversarial_weight * (adversarial + matching)
+        terms = {"adversarial": adversarial, "feature_matching": matching}
+        return terms, self.cfg.adversarial_weight * (adversarial + matching), real, fake
 
     def train_step(self, data):
         if self.discriminator is None:
@@ -226,7 +229,7 @@ class SeedVAE(VAEBase):
         audio, labels = data
         with tf.GradientTape() as tape:
             values, out, target = self._reconstruction(audio, labels, training=True)
-            terms, share = self._adversarial(out, target, training=True)
+            terms, share, _, _ = self._adversarial(out, target, training=True)
             objective = tf.reduce_mean(values["loss"]) + share
         g_vars = self.decoder.trainable_variables
         grads, _ = tf.clip_by_global_norm(tape.gradient(objective, g_vars), GRADIENT_CLIP_NORM)
