@@ -218,8 +218,10 @@ def render_card(
         f"{source.get('validation_sounds')} validation sounds)",
         f"- trained {summary['train_minutes']:.1f} min on this machine's 2 shared CPU "
         f"cores (nice 10, beside other work), {summary['epochs_done']} epochs of batch "
-        f"{cfg['batch_size']}; stopped by: {summary['stop_reason']}; best validation loss "
-        f"{summary['best_val_loss']:.4f} at epoch {summary.get('best_epoch', '?')}",
+        f"{cfg['batch_size']}; stopped by: {summary['stop_reason']}; best "
+        f"{summary.get('monitor', 'val_loss')} "
+        f"{summary.get('best', summary.get('best_val_loss', float('nan'))):.4f} "
+        f"at epoch {summary.get('best_epoch', '?')}",
         *design_lines(cfg),
         f"- Adam, learning rate {cfg['learning_rate']} (halved on plateaus), "
         f"gain augmentation {cfg['gain_augment_db']} dB"

@@ -320,6 +320,12 @@ def test_the_adversarial_stage_trains_the_decoder_alone_from_where_a_run_was_bes
     )
     decoder = _weights(before, "decoder")
     assert any(not np.array_equal(v, _weights(after, "decoder")[k]) for k, v in decoder.items())
+    # its best epoch is its own, judged by the mel distance, not by the loss it gives up
+    state = json.loads((stage / "checkpoints/state.json").read_text())
+    rows = list(csv.DictReader((stage / "history.csv").read_text().splitlines()))
+    stage_mel = [float(r["val_mel_db"]) for r in rows[2:]]
+    assert state["monitor"] == "val_mel_db" and state["best"] == pytest.approx(min(stage_mel))
+    assert state["best_epoch"] == 3 + int(np.argmin(stage_mel))
     # and it resumes with its discriminator and both optimizers
     assert main([str(stage), "--resume", "--epochs", "4", "--verbose", "0"]) == 0
     assert json.loads((stage / "checkpoints/state.json").read_text())["epoch"] == 4

@@ -10,12 +10,12 @@ run folders with this module, so both hold the same files in the same formats::
                            writes it: a header, then the epoch counted from 0 and the metrics
     tensorboard/           TensorBoard logs
     checkpoints/           last.weights.h5, optimizer.npz, state.json (what --resume needs)
-    best.weights.h5        the weights with the lowest validation loss so far
+    best.weights.h5        the weights with the best monitored metric so far (``monitored_metric``)
     snapshots/             the best weights after each of ``snapshot_minutes`` of training
-    summary.json           written when training stops: epochs, time, best validation loss, why
+    summary.json           written when training stops: epochs, time, best metric, why
 
-Training stops at ``epochs``, on early stopping (``patience`` epochs without a better validation
-loss), when the loss is not finite, or when ``max_minutes`` of training (summed over resumes)
+Training stops at ``epochs``, on early stopping (``patience`` epochs without a better monitored
+metric), when the loss is not finite, or when ``max_minutes`` of training (summed over resumes)
 have passed.
 """
 
@@ -56,7 +56,7 @@ SUMMARY = "summary.json"
 class RunResult:
     run_dir: Path
     epochs_done: int
-    best_val_loss: float
+    best: float  # of the monitored metric
     train_seconds: float
     stop_reason: str
     history: dict[str, list[float]]
@@ -88,8 +88,15 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 
 
 def monitored_metric(cfg: TrainConfig, validation: bool) -> str:
-    """The metric whose best value picks ``best.weights.h5`` and drives early stopping."""
-    name = "g_loss" if cfg.kind == "cgan" else "loss"
+    """The metric whose best value picks ``best.weights.h5`` and drives early stopping.
+
+    The adversarial stage watches the mel distance: its reconstruction loss rises as the
+    decoder trades the magnitude fit for texture, so that loss cannot say which epoch sounds
+    closest (issue 18's measure 1 is this mel distance)."""
+    if cfg.kind == "seed_vae" and cfg.adversarial_weight > 0.0:
+        name = "mel_db"
+    else:
+        name = "g_loss" if cfg.kind == "cgan" else "loss"
     return f"val_{name}" if validation else name
 
 
@@ -239,6 +246,13 @@ class RunFolder:
         self.cfg = cfg
         self.state = state
         self.monitor = monitor
+        # runs from before this record watched their loss
+        before = dataclasses.replace(cfg, adversarial_weight=0.0)
+        recorded = state.get("monitor", monitored_metric(before, monitor.startswith("val_")))
+        if recorded != monitor:
+            logger.info("the best epoch is now judged by %s (was %s)", monitor, recorded)
+            state.update(best=float("inf"), wait=0)
+        state["monitor"] = monitor
         self.started = time.monotonic()
         self.trained_before = float(state["train_seconds"])  # by earlier runs of this folder
         self.stop_reason = "epochs"
@@ -326,7 +340,8 @@ class RunFolder:
         summary = {
             "kind": self.cfg.kind,
             "epochs_done": result.epochs_done,
-            "best_val_loss": result.best_val_loss,
+            "monitor": self.monitor,
+            "best": result.best,
             "best_epoch": state["best_epoch"],
             "train_minutes": result.train_seconds / 60.0,
             "stop_reason": result.stop_reason,
@@ -340,7 +355,7 @@ class RunFolder:
             result.stop_reason,
             result.train_seconds / 60.0,
             self.monitor,
-            result.best_val_loss,
+            result.best,
         )
         return result
 

@@ -86,6 +86,7 @@ def train(
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor=monitor,
+                mode="min",
                 factor=0.5,
                 patience=max(3, cfg.patience // 4),
                 min_lr=cfg.min_learning_rate,
@@ -259,10 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             list(cfg.class_names),
         )
         logger.info(
-            "stops after epoch %d, after %d epochs without a better validation loss, or %s; "
+            "stops after epoch %d, after %d epochs without a better %s, or %s; "
             "Ctrl-C stops it keeping the last finished epoch for --resume",
             cfg.epochs,
             cfg.patience,
+            monitored_metric(cfg, validation=val_arrays is not None),
             f"after {cfg.max_minutes:g} min of training"
             if cfg.max_minutes > 0
             else "never on time (no budget: --max-minutes M sets one)",
