@@ -7,8 +7,9 @@ Method: the process is pinned to one CPU. Two measurements per model:
   here also a batch of one kit's pads (the shipped default kit's pad count) and of one
   velocity-layer set (dkvae_live.renderer.VELOCITY_LAYERS latents);
 - the daemon's whole render path for the same batches: `Decoder.render` (a spectrogram model's
-  phase included) and `prepare_sound` for each sound (resample to 48 kHz, check, trim), what the
-  render worker does before a sound can be played; in full and as a draft (the first sound of
+  phase included, made up to where the sound falls under the worker's floor) and
+  `prepare_sound` for each sound (resample to 48 kHz, check, trim), what the render worker
+  does before a sound can be played; in full and as a draft (the first sound of
   a changed pad: a spectrogram model's phase unrefined, the same as in full otherwise);
 - `prepare_sound` alone, per sound, over a kit's worth of different rendered sounds (issue 21:
   it cost as much as the decoder).
@@ -36,7 +37,7 @@ from common import RESULTS, conditions, shipped_models, sine_model, table, write
 
 from dkvae_live.kit import DEFAULT_KIT, load_kit
 from dkvae_live.model import Decoder
-from dkvae_live.renderer import VELOCITY_LAYERS, prepare_sound
+from dkvae_live.renderer import SILENCE, VELOCITY_LAYERS, prepare_sound
 
 DEVICE_RATE = 48000
 
@@ -74,7 +75,7 @@ def time_batches(model_dir: Path, renders: int, batches: dict[str, int]) -> dict
         )
 
         def full(z: np.ndarray = z, c: np.ndarray = classes, draft: bool = False) -> None:
-            for raw in decoder.render(z, c, draft=draft):
+            for raw in decoder.render(z, c, draft=draft, floor=SILENCE):
                 prepare_sound(raw, info.sample_rate, DEVICE_RATE)
 
         full_ms = bench_model.time_runs(full, max(10, n // 2), 3)
@@ -98,7 +99,8 @@ def time_prepare(model_dir: Path, sounds: int, renders: int) -> dict[str, float]
     info = decoder.info
     rng = np.random.default_rng(1)
     z = rng.standard_normal((sounds, info.latent_size)).astype(np.float32)
-    raw = decoder.render(z, (np.arange(sounds) % len(info.class_names)).astype(np.int64))
+    classes = (np.arange(sounds) % len(info.class_names)).astype(np.int64)
+    raw = decoder.render(z, classes, floor=SILENCE)
     index = iter(range(1 << 30))
 
     def one() -> None:

@@ -290,10 +290,13 @@ class Decoder:
         class_index: ArrayLike,
         draft: bool = False,
         between: Callable[[], None] | None = None,
+        floor: float = 0.0,
     ) -> np.ndarray:
         """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples].
         A draft of a log-magnitude model refines the phase its gradients give only
         DRAFT_ITERATIONS times: several times quicker (the same sound for a waveform model).
+        A log-magnitude model's sound is silent from where its magnitudes can no longer reach
+        `floor` (phase.audible_frames), and its phase is made only up to there.
 
         `between` is called before each decoder run and, for a log-magnitude model, before
         each sound's phase: the caller can serve something more urgent after about one
@@ -307,7 +310,7 @@ class Decoder:
             if between is not None:
                 between()
             output = self.output(z[i : i + RUN_BATCH], classes[i : i + RUN_BATCH])
-            runs.append(self._audio(output, draft, between))
+            runs.append(self._audio(output, draft, between, floor))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
     def output(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
@@ -332,7 +335,11 @@ class Decoder:
         self._session.run(None, feed, self._shrink)
 
     def _audio(
-        self, output: np.ndarray, draft: bool, between: Callable[[], None] | None
+        self,
+        output: np.ndarray,
+        draft: bool,
+        between: Callable[[], None] | None,
+        floor: float,
     ) -> np.ndarray:
         """One decoder run's output as audio float32 [batch, num_samples]."""
         if self.info.output_kind != contract.LOG_MAGNITUDE:
@@ -352,6 +359,7 @@ class Decoder:
                     self.info.hop_length,
                     self.info.num_samples,
                     iterations,
+                    floor,
                 )
             )
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)

@@ -124,12 +124,45 @@ def _time_slope(log_mag: np.ndarray, frame: int) -> np.ndarray:
     return (log_mag[after] - log_mag[before]) / np.float32(after - before)
 
 
+def audible_frames(magnitude: np.ndarray, n_fft: int, hop: int, floor: float) -> int:
+    """How many of `magnitude`'s first frames [batch, frames, bins] make every sample of the
+    inverse (any phase) that can reach `floor`: after the last such sample only frames follow
+    whose samples all stay under it.
+
+    A frame's samples are at most 2 sum|X| / n_fft; the overlap-add of Hann-windowed frames
+    at a hop of n_fft/3 or finer makes a sample at most 4/3 of the largest frame over it (the
+    sum of the windows over the sum of their squares). The frames that overlap the last loud
+    one's samples are kept too, so those samples are exact."""
+    n_frames = magnitude.shape[1]
+    if floor <= 0.0 or n_fft < 3 * hop:
+        return n_frames
+    bound = magnitude.sum(axis=-1).max(axis=0) * np.float32(2 / n_fft * 4 / 3)
+    loud = np.flatnonzero(bound >= floor)
+    last = int(loud[-1]) if loud.size else 0
+    return min(n_frames, last + n_fft // hop)
+
+
 def invert(
-    magnitude: np.ndarray, n_fft: int, hop: int, length: int, iterations: int = 0
+    magnitude: np.ndarray,
+    n_fft: int,
+    hop: int,
+    length: int,
+    iterations: int = 0,
+    floor: float = 0.0,
 ) -> np.ndarray:
     """Audio float32 [batch, length] from `magnitude` [batch, frames, bins]: the gradient phase,
-    then `iterations` of fast Griffin-Lim."""
-    n_frames = magnitude.shape[1]
+    then `iterations` of fast Griffin-Lim.
+
+    With a `floor`, the frames after the last that can sound above it (`audible_frames`) are
+    not inverted and the audio is silent there: a drum's magnitudes are mostly tail, and the
+    work is in proportion to the frames inverted."""
+    n_frames = audible_frames(magnitude, n_fft, hop, floor)
+    if n_frames < magnitude.shape[1]:
+        # the last sample the kept frames make in full: half a window after the last loud one
+        kept = min(length, (n_frames - n_fft // hop) * hop + n_fft // 2)
+        audio = np.zeros((magnitude.shape[0], length), np.float32)
+        audio[:, :kept] = invert(magnitude[:, :n_frames], n_fft, hop, kept, iterations)
+        return audio
     spec = magnitude * phase_from_gradients(magnitude, n_fft, hop)
     previous = None
     for _ in range(iterations):

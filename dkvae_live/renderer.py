@@ -94,6 +94,9 @@ def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.nd
     """
     if not np.all(np.isfinite(audio)):
         return None
+    # a silent tail (Decoder.render's floor) costs nothing to filter and resample
+    nonzero = np.flatnonzero(audio)
+    audio = audio[: nonzero[-1] + 1 if nonzero.size else 0]
     sound = resample(dc_block(audio, model_rate), model_rate, device_rate)
     magnitude = np.abs(sound)
     peak = float(magnitude.max()) if sound.size else 0.0
@@ -545,6 +548,7 @@ class RenderWorker:
             np.array(classes, np.int64),
             draft=group[0][2],
             between=between,
+            floor=SILENCE,
         )
         self.renders += len(latents)
         ultrasonic = ultrasonic_rms(audio, info.sample_rate)

@@ -78,3 +78,21 @@ def test_silence_and_a_single_frame_are_no_trouble() -> None:
     assert silent.shape == (1, RATE) and not np.any(silent)
     one = phase.invert(np.ones((1, 1, N_FFT // 2 + 1)), N_FFT, HOP, 200, iterations=2)
     assert one.shape == (1, 200) and np.all(np.isfinite(one))
+
+
+@pytest.mark.parametrize(("n_fft", "hop"), [(N_FFT, HOP), (2048, 256)])
+def test_a_tail_under_the_floor_is_not_inverted_and_nothing_above_it_changes(
+    drums: np.ndarray, n_fft: int, hop: int
+) -> None:
+    """A drum's magnitudes are mostly tail: with a floor, only the frames that can still sound
+    above it are inverted (the render worker's floor is -80 dBFS, what it trims anyway)."""
+    frames = 1 + RATE // hop
+    mag = np.abs(phase.stft(drums, n_fft, hop, frames))
+    floor = 10 ** (-80 / 20)
+    kept = phase.audible_frames(mag, n_fft, hop, floor)
+    assert kept < 0.8 * frames
+    for iterations in (0, 2):
+        whole = phase.invert(mag, n_fft, hop, RATE, iterations)
+        cut = phase.invert(mag, n_fft, hop, RATE, iterations, floor=floor)
+        assert cut.shape == whole.shape
+        assert np.max(np.abs(cut - whole)) < floor

@@ -169,6 +169,7 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
         classes: np.ndarray,
         draft: bool = False,
         between: Callable[[], None] | None = None,
+        floor: float = 0.0,
     ) -> np.ndarray:
         start = time.monotonic()
         time.sleep(0.05)
@@ -180,7 +181,7 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
             between()
             waited[0] += time.monotonic() - since
 
-        audio = real_render(z, classes, draft, timed if between else None)
+        audio = real_render(z, classes, draft, timed if between else None, floor)
         runs.append((start, time.monotonic(), waited[0]))
         return audio
 
