@@ -324,6 +324,8 @@ def test_the_adversarial_stage_trains_the_decoder_alone_from_where_a_run_was_bes
     state = json.loads((stage / "checkpoints/state.json").read_text())
     rows = list(csv.DictReader((stage / "history.csv").read_text().splitlines()))
     stage_mel = [float(r["val_mel_db"]) for r in rows[2:]]
+    # the discriminator's losses are columns from the stage on
+    assert rows[1]["val_d_loss"] == "NA" and np.isfinite(float(rows[2]["val_d_loss"]))
     assert state["monitor"] == "val_mel_db" and state["best"] == pytest.approx(min(stage_mel))
     assert state["best_epoch"] == 3 + int(np.argmin(stage_mel))
     # and it resumes with its discriminator and both optimizers

@@ -217,21 +217,32 @@ def restore_checkpoint(model: Any, run_dir: Path, state: Mapping[str, Any]) -> N
 def append_history(path: Path, epoch: int, logs: Mapping[str, float]) -> None:
     """One row of ``history.csv`` as Keras's CSVLogger writes it: ``epoch`` from 0, then the
     metrics in sorted order, then (a run without validation) ``val_`` columns of "NA". A file
-    that exists keeps its header and its columns."""
+    that exists keeps its columns; metrics new to it (a stage that adds losses) are added as
+    columns, "NA" in the rows before."""
     keys = sorted(logs)
     if not any(k.startswith("val_") for k in keys):
         keys += [f"val_{k}" for k in keys]
-    columns = ["epoch", *keys]
-    new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        with path.open(newline="") as fh:
-            columns = next(csv.reader(fh), columns)
     row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, restval="NA", extrasaction="ignore")
-        if new:
+    rows: list[dict[str, Any]] = []
+    columns = ["epoch", *keys]
+    if path.exists() and path.stat().st_size > 0:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            kept = list(reader.fieldnames or [])
+        columns = kept + [k for k in keys if k not in kept]
+        if columns == kept:
+            with path.open("a", newline="") as fh:
+                csv.DictWriter(fh, columns, restval="NA", extrasaction="ignore").writerow(row)
+            return
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, columns, restval="NA", extrasaction="ignore")
             writer.writeheader()
-        writer.writerow(row)
+            writer.writerows([*rows, row])
+
+    written(path, write)
 
 
 class RunFolder:
