@@ -5,8 +5,9 @@ shipped default kit (or the GM map), a `RenderWorker` on the model, started as i
 (its thread asks for SCHED_FIFO 1). Each trial changes pad 36's latent with `PadBank.update`
 (what the OSC handler calls) and waits for the worker to publish the pad's first sound (its
 draft) and then its full pad; the time from the update to the first publication is the
-worker's share of "latent change -> next hit new". The next trial waits for the full pad, so
-each change finds the worker idle, as after a knob turned once. The same draft (decoder and
+worker's share of "latent change -> next hit new", to the second its full-pad time. The next
+trial waits for the full pad, so each change finds the worker idle, as after a knob turned
+once. The same draft (decoder and
 phase, `Decoder.render(draft=True)`) and its `prepare_sound` are then timed alone on the
 latents of the trials, so the table splits the first sound into the draft's render, its
 preparation (resample to 48 kHz, check, trim) and the rest (waking the worker, the GIL, the
@@ -19,11 +20,14 @@ bursts, as the audio callback, MIDI and OSC threads of the daemon do.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in the daemon; before numpy loads
 
 import numpy as np
 from common import RESULTS, choose_model, conditions, stats, table, write_json
@@ -85,7 +89,7 @@ def main() -> int:
         for h in helpers:
             h.start()
         rng = np.random.default_rng(0)
-        total, latents = [], []
+        total, full_ms, latents = [], [], []
         for _ in range(args.trials):
             latent = rng.normal(0.0, 1.0, info.latent_size).round(3).tolist()
             full.clear()
@@ -95,6 +99,7 @@ def main() -> int:
             if not full.wait(2.0):
                 continue
             total.append((published[0] - start) * 1000)
+            full_ms.append((published[1] - start) * 1000)
             latents.append(latent)
             time.sleep(0.05)
         stop.set()
@@ -118,6 +123,7 @@ def main() -> int:
             "trials": args.trials,
         },
         "change_to_first_sound_ms": stats(total),
+        "change_to_full_pad_ms": stats(full_ms),
         "draft_render_ms": stats(dec_ms),
         "prepare_sound_ms": stats(prep_ms),
     }
@@ -145,6 +151,10 @@ def main() -> int:
             "",
             "",
         ]
+    )
+    f = result["change_to_full_pad_ms"]
+    rows.append(
+        ["change -> full pad published", *(f"{f[k]:.2f}" for k in ("median", "p99", "max"))]
     )
     print(table(["ms", "median", "p99", "max"], rows))
     write_json(args.json, result)
