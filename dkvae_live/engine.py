@@ -255,12 +255,12 @@ class Engine:
             return
         if not self.mixer.note_on(note, velocity):  # the mixer clamps it to 1..127
             self.dropped.count("note.queue_full", f"note {note}: the audio is not keeping up")
-        self.renderer.hit()
+        self.renderer.hit(note, velocity)
 
     def _note_played_by_callback(self, note: int, velocity: int) -> None:
         """A JACK MIDI note-on: the audio callback played it already; count what it missed."""
         if self._has_pad(note):
-            self.renderer.hit()
+            self.renderer.hit(note, velocity)
 
     def _has_pad(self, note: int) -> bool:
         """Whether a pad plays `note`; a note without one is counted as dropped."""

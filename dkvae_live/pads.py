@@ -70,13 +70,19 @@ class Pad:
         """The latents of `layers` velocity layers from softest to hardest (one if no timbre)."""
         if self.timbre_amount == 0.0 or not any(self.timbre_direction) or layers < 2:
             return [self.latent]
-        return [
-            tuple(
-                z + self.timbre_amount * (2.0 * i / (layers - 1) - 1.0) * d
-                for z, d in zip(self.latent, self.timbre_direction, strict=True)
-            )
-            for i in range(layers)
-        ]
+        return [self._timbre_at(i / (layers - 1)) for i in range(layers)]
+
+    def velocity_latent(self, velocity: int) -> tuple[float, ...]:
+        """The latent a hit at `velocity` (1-127) hears: where the mixer crossfades the
+        velocity layers, velocity 1 on the softest and 127 on the hardest."""
+        return self._timbre_at((min(max(velocity, 1), 127) - 1) / 126)
+
+    def _timbre_at(self, position: float) -> tuple[float, ...]:
+        """The latent moved along the timbre direction, softest (0) to hardest (1)."""
+        if self.timbre_amount == 0.0 or not any(self.timbre_direction):
+            return self.latent
+        step = self.timbre_amount * (2.0 * position - 1.0)
+        return tuple(z + step * d for z, d in zip(self.latent, self.timbre_direction, strict=True))
 
     def channel_gains(self) -> tuple[float, float]:
         """Equal-power pan law: (left, right) gains at this pad's gain."""

@@ -3,13 +3,14 @@
 Changes are coalesced (latest wins): a burst of 100 latent moves on one pad while a render runs
 costs one more render, not 100. A pad that keeps moving (a knob swept from Max or a MIDI
 controller: a third change in a row, each within SETTLE_SECONDS of the last render) is
-rendered as a draft, its own latent alone: one velocity layer, no variants, a fifth to a
-fortieth of the work, so the sweep is heard sooner and costs the CPU (and JACK's threads
-beside it) less; once it has been still for SETTLE_SECONDS it is rendered in full. A few
-settings sent together (a patch setting a pad's timbre) are not a sweep. Any other change is
-drawn as a draft first too, published, and then rendered in full at once: the next hit plays the
-new latent after one decoder run, not after every layer and variant (and, for a log-magnitude
-model, before its phase is refined).
+rendered as a draft, one latent alone (its latent at the velocity it was last played at,
+played at every velocity): no variants, a fifth to a fortieth of the work, so the sweep is
+heard sooner and costs the CPU (and JACK's threads beside it) less; once it has been still
+for SETTLE_SECONDS it is rendered in full. A few settings sent together (a patch setting a
+pad's timbre) are not a sweep. Any other change is drawn as a draft first too, published,
+and then rendered in full at once: the next hit plays the new latent after one decoder run,
+not after every layer and variant (and, for a log-magnitude model, before its phase is
+refined).
 
 In full, a pad is the velocity layers (when velocity moves timbre) of one or more variants (when
 the pad varies per hit), all in one batched decoder call. The worker resamples each sound to the
@@ -52,6 +53,8 @@ REST_FRACTION = 0.25  # rest after each decoder run, as a part of its time (Rend
 # With no decoder run for this long, the decoder's arena is given back (Decoder.release_arena):
 # a daemon at rest holds no batch's tensors, and one knob turned now and then finds them kept
 ARENA_REST_SECONDS = 5.0
+# a pad's draft before it is first played: its own latent, the middle of its velocity layers
+DRAFT_VELOCITY = 64
 SETTLE_SECONDS = 0.15  # renders of a pad closer than this are quick; the third in a row a draft
 # A render whose content above ULTRASONIC_HZ is louder than ULTRASONIC_LIMIT_DBFS (RMS) is
 # refused: it is no sound anyone hears, and a tweeter or an ear can be hurt by it (a CGAN drew
@@ -165,6 +168,8 @@ class RenderWorker:
         self._wake = threading.Event()
         self._stopping = False
         self._hit_at = -HIT_WATCH_SECONDS  # monotonic time of the last hit we were told of
+        # the velocity each note was last played at: what its draft sounds like
+        self._velocity = [DRAFT_VELOCITY] * 128
         self._asleep = False  # asleep with no timeout: a hit must wake us
         self._render_all = False
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
@@ -210,8 +215,10 @@ class RenderWorker:
         with self._lock:
             return list(self._first_sound_ms), list(self._full_pad_ms)
 
-    def hit(self) -> None:
-        """A note was played (any thread): look for used-up variants for a while."""
+    def hit(self, note: int, velocity: int) -> None:
+        """A note was played (any thread): look for used-up variants for a while; the pad's
+        drafts are its sound at this velocity."""
+        self._velocity[note & 127] = velocity
         self._hit_at = time.monotonic()
         if self._asleep:
             self._wake.set()
@@ -440,9 +447,10 @@ class RenderWorker:
 
     def _latents(self, pad: Pad, draft: bool) -> list[tuple[float, ...]]:
         """Every latent to render for a pad: variants x velocity layers, variant-major; a
-        draft's is the pad's own latent alone (its middle layer)."""
+        draft's is one latent alone: the pad's at the velocity it was last played at, so that a
+        player who keeps that velocity hears the draft of their sound."""
         if draft:
-            return [pad.latent]
+            return [pad.velocity_latent(self._velocity[pad.note])]
         base = [pad]
         if pad.variation > 0.0:
             offsets = self._rng.normal(0.0, pad.variation, (VARIANTS, len(pad.latent)))

@@ -314,6 +314,45 @@ def test_a_changed_pad_plays_its_first_sound_before_its_other_layers_are_decoded
     assert [v.shape[0] for v in full.variants] == [VELOCITY_LAYERS]
 
 
+def test_a_changed_pads_first_sound_is_its_sound_at_the_velocity_it_was_last_played_at(
+    tmp_path: Path,
+) -> None:
+    """The draft is one latent; a player hitting hard hears the draft of their hard hit, not
+    the pad's middle layer (velocity moves timbre along the pad's direction)."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    worker.render_now([36])
+    time.sleep(SETTLE_SECONDS)
+    pads.on_change = worker.request
+    worker.hit(36, 127)
+    worker.start()
+    try:
+        pads.set_dim(36, 0, 2.0)
+        deadline = time.monotonic() + 2
+        while len(published) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    pad = pads.get(36)
+    assert pad is not None
+    first = published[1]
+
+    def sound(latent: tuple[float, ...]) -> np.ndarray:
+        audio = decoder.render(np.array([latent], np.float32), np.array([0]))[0]
+        prepared = prepare_sound(audio, info.sample_rate, 48000)
+        assert prepared is not None
+        return prepared
+
+    hard, middle = sound(pad.velocity_latents(VELOCITY_LAYERS)[-1]), sound(pad.latent)
+    assert [v.shape[0] for v in first.variants] == [1]
+    assert np.allclose(first.audio(0)[0], hard, atol=QUANTUM)
+    assert not np.allclose(hard, middle, atol=100 * QUANTUM)
+
+
 def test_the_worker_reports_the_time_from_a_change_to_its_first_sound_and_its_full_pad(
     tmp_path: Path,
 ) -> None:
