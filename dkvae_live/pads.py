@@ -68,7 +68,7 @@ class Pad:
 
     def velocity_latents(self, layers: int) -> list[tuple[float, ...]]:
         """The latents of `layers` velocity layers from softest to hardest (one if no timbre)."""
-        if self.timbre_amount == 0.0 or not any(self.timbre_direction) or layers < 2:
+        if not self._moves_timbre() or layers < 2:
             return [self.latent]
         return [self._timbre_at(i / (layers - 1)) for i in range(layers)]
 
@@ -77,9 +77,12 @@ class Pad:
         velocity layers, velocity 1 on the softest and 127 on the hardest."""
         return self._timbre_at((min(max(velocity, 1), 127) - 1) / 126)
 
+    def _moves_timbre(self) -> bool:
+        return self.timbre_amount != 0.0 and any(self.timbre_direction)
+
     def _timbre_at(self, position: float) -> tuple[float, ...]:
         """The latent moved along the timbre direction, softest (0) to hardest (1)."""
-        if self.timbre_amount == 0.0 or not any(self.timbre_direction):
+        if not self._moves_timbre():
             return self.latent
         step = self.timbre_amount * (2.0 * position - 1.0)
         return tuple(z + step * d for z, d in zip(self.latent, self.timbre_direction, strict=True))
