@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dkvae_training.bank import BankError
 
+from .axes import REFINE_ROUNDS
 from .onnx_export import DEFAULT_TOLERANCE, ExportError, export_run
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(brightness, decay, pitch, punch; on --bank) and write them into its decoder.onnx",
     )
     p.add_argument(
+        "--refine-rounds",
+        type=int,
+        default=REFINE_ROUNDS,
+        metavar="N",
+        help=f"with --axes-only: corrections of the fitted axes, the best kept (default "
+        f"{REFINE_ROUNDS}; each about 150 s for six classes on 2 cores)",
+    )
+    p.add_argument(
         "--no-axes",
         action="store_true",
         help="fit no timbre axes: the model plays without /dkvae/pad/axis (the axes can be "
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.class_latents_only:
         return _fit_only(args.run_dir, args.bank, "--class-latents-only", "class latents")
     if args.axes_only:
-        return _fit_only(args.run_dir, args.bank, "--axes-only", "axes")
+        return _fit_only(args.run_dir, args.bank, "--axes-only", "axes", args.refine_rounds)
     try:
         result = export_run(
             args.run_dir,
@@ -93,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _fit_only(model_dir: Path, bank: Path | None, flag: str, what: str) -> int:
-    """``--class-latents-only`` / ``--axes-only``: fit ``what`` on ``bank`` into a model."""
+def _fit_only(
+    model_dir: Path, bank: Path | None, flag: str, what: str, rounds: int = REFINE_ROUNDS
+) -> int:
+    """``--class-latents-only`` / ``--axes-only``: fit ``what`` on ``bank`` into a model
+    (the axes with ``rounds`` corrections)."""
     from dkvae_live.model import ModelError
 
     from .axes import add_axes_from_bank
@@ -103,9 +115,11 @@ def _fit_only(model_dir: Path, bank: Path | None, flag: str, what: str) -> int:
     if bank is None:
         logger.error("%s needs --bank", flag)
         return 2
-    add = add_axes_from_bank if what == "axes" else add_class_latents_from_bank
     try:
-        fitted = add(model_dir, bank)
+        if what == "axes":
+            fitted: dict[str, object] = dict(add_axes_from_bank(model_dir, bank, rounds=rounds))
+        else:
+            fitted = dict(add_class_latents_from_bank(model_dir, bank))
     except (ModelError, BankError, FileNotFoundError) as exc:
         logger.error("%s not written: %s", what, exc)
         return 1

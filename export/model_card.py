@@ -168,6 +168,16 @@ def design_lines(cfg: dict[str, Any]) -> list[str]:
             + (", conditioned on the class" if cfg.get("spec_conditional") else "")
             + "; the daemon gives it a phase (dkvae_live/phase.py)",
             f"- loss: log-spectrogram MSE{mel_term} + {kl}",
+            *(
+                [
+                    f"- adversarial stage: the decoder alone (encoder frozen), its loss plus "
+                    f"{adversarial} x (hinge + feature matching) from discriminators on its log "
+                    f"magnitudes at {cfg.get('discriminator_scales', 3)} scales "
+                    "(training/adversarial.py)"
+                ]
+                if (adversarial := cfg.get("adversarial_weight", 0.0))
+                else []
+            ),
         ]
     return [
         f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "

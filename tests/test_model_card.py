@@ -36,3 +36,6 @@ def test_a_spectrogram_model_is_described_as_one() -> None:
     assert "mel distance" not in text
     tuned = "\n".join(design_lines({**cfg, "kl_warmup_steps": 0, "spec_mel_db_weight": 0.5}))
     assert "MSE + issue 18's mel distance (dB, on the decoded magnitudes) x 0.5 + KL" in tuned
+    assert "adversarial" not in tuned
+    staged = "\n".join(design_lines({**cfg, "kl_warmup_steps": 0, "adversarial_weight": 0.1}))
+    assert "adversarial stage: the decoder alone" in staged and "0.1 x (hinge" in staged
