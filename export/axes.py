@@ -138,7 +138,12 @@ def add_axes(
 
 
 def add_axes_from_bank(
-    model_dir: Path, bank: Path, cache_dir: Path | None = None, rounds: int = REFINE_ROUNDS
+    model_dir: Path,
+    bank: Path,
+    cache_dir: Path | None = None,
+    rounds: int = REFINE_ROUNDS,
+    refine_sounds: int = REFINE_SOUNDS,
 ) -> dict[str, axes.ClassAxes]:
     """:func:`add_axes` on the training split of ``bank``, read at the model's rate."""
-    return add_axes(model_dir, *training_split(model_dir, bank, cache_dir), rounds=rounds)
+    audio, labels = training_split(model_dir, bank, cache_dir)
+    return add_axes(model_dir, audio, labels, rounds=rounds, refine_sounds=refine_sounds)

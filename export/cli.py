@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dkvae_training.bank import BankError
 
-from .axes import REFINE_ROUNDS
+from .axes import REFINE_ROUNDS, REFINE_SOUNDS
 from .onnx_export import DEFAULT_TOLERANCE, ExportError, export_run
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"{REFINE_ROUNDS}; each about 150 s for six classes on 2 cores)",
     )
     p.add_argument(
+        "--refine-sounds",
+        type=int,
+        default=REFINE_SOUNDS,
+        metavar="N",
+        help=f"with --axes-only: training sounds per class that each correction measures "
+        f"(default {REFINE_SOUNDS}; the time grows with it)",
+    )
+    p.add_argument(
         "--no-axes",
         action="store_true",
         help="fit no timbre axes: the model plays without /dkvae/pad/axis (the axes can be "
@@ -81,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.class_latents_only:
         return _fit_only(args.run_dir, args.bank, "--class-latents-only", "class latents")
     if args.axes_only:
-        return _fit_only(args.run_dir, args.bank, "--axes-only", "axes", args.refine_rounds)
+        rounds, sounds = args.refine_rounds, args.refine_sounds
+        return _fit_only(args.run_dir, args.bank, "--axes-only", "axes", rounds, sounds)
     try:
         result = export_run(
             args.run_dir,
@@ -103,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fit_only(
-    model_dir: Path, bank: Path | None, flag: str, what: str, rounds: int = REFINE_ROUNDS
+    model_dir: Path,
+    bank: Path | None,
+    flag: str,
+    what: str,
+    rounds: int = REFINE_ROUNDS,
+    sounds: int = REFINE_SOUNDS,
 ) -> int:
     """``--class-latents-only`` / ``--axes-only``: fit ``what`` on ``bank`` into a model
-    (the axes with ``rounds`` corrections)."""
+    (the axes with ``rounds`` corrections, each measured at ``sounds`` sounds a class)."""
     from dkvae_live.model import ModelError
 
     from .axes import add_axes_from_bank
@@ -117,7 +131,9 @@ def _fit_only(
         return 2
     try:
         if what == "axes":
-            fitted: dict[str, object] = dict(add_axes_from_bank(model_dir, bank, rounds=rounds))
+            fitted: dict[str, object] = dict(
+                add_axes_from_bank(model_dir, bank, rounds=rounds, refine_sounds=sounds)
+            )
         else:
             fitted = dict(add_class_latents_from_bank(model_dir, bank))
     except (ModelError, BankError, FileNotFoundError) as exc:
