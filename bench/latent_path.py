@@ -104,7 +104,9 @@ def main() -> int:
             time.sleep(0.05)
         stop.set()
         worker.stop()
-        cls = np.array([info.class_index(pads.get(PAD).class_name)], np.int64)
+        pad = pads.get(PAD)
+        assert pad is not None, f"the kit has no pad {PAD}"
+        cls = np.array([info.class_index(pad.class_name)], np.int64)
         dec_ms, prep_ms = [], []
         for latent in latents:
             z = np.array([latent], np.float32)
