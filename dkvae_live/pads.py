@@ -75,6 +75,8 @@ class Pad:
     def velocity_latent(self, velocity: int) -> tuple[float, ...]:
         """The latent a hit at `velocity` (1-127) hears: where the mixer crossfades the
         velocity layers, velocity 1 on the softest and 127 on the hardest."""
+        if not self._moves_timbre():
+            return self.latent
         return self._timbre_at((min(max(velocity, 1), 127) - 1) / 126)
 
     def _moves_timbre(self) -> bool:
@@ -82,8 +84,6 @@ class Pad:
 
     def _timbre_at(self, position: float) -> tuple[float, ...]:
         """The latent moved along the timbre direction, softest (0) to hardest (1)."""
-        if not self._moves_timbre():
-            return self.latent
         step = self.timbre_amount * (2.0 * position - 1.0)
         return tuple(z + step * d for z, d in zip(self.latent, self.timbre_direction, strict=True))
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dkvae_training.bank import BankError
 
-from .axes import REFINE_ROUNDS, REFINE_SOUNDS
+from dkvae_live.model import ModelError
+
+from .axes import REFINE_ROUNDS, REFINE_SOUNDS, add_axes_from_bank
+from .class_latents import add_class_latents_from_bank
 from .onnx_export import DEFAULT_TOLERANCE, ExportError, export_run
 
 logger = logging.getLogger(__name__)
@@ -87,10 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.class_latents_only:
-        return _fit_only(args.run_dir, args.bank, "--class-latents-only", "class latents")
+        return _fit_only(
+            args.run_dir,
+            args.bank,
+            "--class-latents-only",
+            "class latents",
+            add_class_latents_from_bank,
+        )
     if args.axes_only:
-        rounds, sounds = args.refine_rounds, args.refine_sounds
-        return _fit_only(args.run_dir, args.bank, "--axes-only", "axes", rounds, sounds)
+        add_axes = functools.partial(
+            add_axes_from_bank, rounds=args.refine_rounds, refine_sounds=args.refine_sounds
+        )
+        return _fit_only(args.run_dir, args.bank, "--axes-only", "axes", add_axes)
     try:
         result = export_run(
             args.run_dir,
@@ -116,26 +129,15 @@ def _fit_only(
     bank: Path | None,
     flag: str,
     what: str,
-    rounds: int = REFINE_ROUNDS,
-    sounds: int = REFINE_SOUNDS,
+    add: Callable[[Path, Path], Mapping[str, object]],
 ) -> int:
-    """``--class-latents-only`` / ``--axes-only``: fit ``what`` on ``bank`` into a model
-    (the axes with ``rounds`` corrections, each measured at ``sounds`` sounds a class)."""
-    from dkvae_live.model import ModelError
-
-    from .axes import add_axes_from_bank
-    from .class_latents import add_class_latents_from_bank
-
+    """``--class-latents-only`` / ``--axes-only``: fit ``what`` on ``bank`` into a model with
+    ``add``."""
     if bank is None:
         logger.error("%s needs --bank", flag)
         return 2
     try:
-        if what == "axes":
-            fitted: dict[str, object] = dict(
-                add_axes_from_bank(model_dir, bank, rounds=rounds, refine_sounds=sounds)
-            )
-        else:
-            fitted = dict(add_class_latents_from_bank(model_dir, bank))
+        fitted = add(model_dir, bank)
     except (ModelError, BankError, FileNotFoundError) as exc:
         logger.error("%s not written: %s", what, exc)
         return 1

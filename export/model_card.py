@@ -162,23 +162,21 @@ def design_lines(cfg: dict[str, Any]) -> list[str]:
         mel_term = ""
         if mel_db := cfg.get("spec_mel_db_weight", 0.0):
             mel_term = f" + issue 18's mel distance (dB, on the decoded magnitudes) x {mel_db}"
-        return [
+        lines = [
             f"- decoder: log-magnitude STFT (n_fft {cfg['spec_n_fft']} / hop "
             f"{cfg['spec_hop_length']}) from {layers}"
             + (", conditioned on the class" if cfg.get("spec_conditional") else "")
             + "; the daemon gives it a phase (dkvae_live/phase.py)",
             f"- loss: log-spectrogram MSE{mel_term} + {kl}",
-            *(
-                [
-                    f"- adversarial stage: the decoder alone (encoder frozen), its loss plus "
-                    f"{adversarial} x (hinge + feature matching) from discriminators on its log "
-                    f"magnitudes at {cfg.get('discriminator_scales', 3)} scales "
-                    "(training/adversarial.py)"
-                ]
-                if (adversarial := cfg.get("adversarial_weight", 0.0))
-                else []
-            ),
         ]
+        if adversarial := cfg.get("adversarial_weight", 0.0):
+            lines.append(
+                f"- adversarial stage: the decoder alone (encoder frozen), its loss plus "
+                f"{adversarial} x (hinge + feature matching) from discriminators on its log "
+                f"magnitudes at {cfg.get('discriminator_scales', 3)} scales "
+                "(training/adversarial.py)"
+            )
+        return lines
     return [
         f"- decoder: STFT n_fft {cfg['n_fft']} / hop {cfg['hop_length']} through a fixed "
         "inverse STFT, "
