@@ -260,3 +260,33 @@ def test_export_with_a_bank_fits_class_latents_through_the_exported_encoder(
         Decoder(result.decoder_path).render(zs, np.arange(4)),
         Decoder(full.decoder_path).render(zs, np.arange(4)),
     )
+
+
+def test_a_seed_vae_s_weights_read_back_from_its_onnx_files_are_its_own(
+    exported: dict[str, tuple[Path, Any, Any]], tmp_path: Path
+) -> None:
+    """scripts/weights_from_onnx.py: the run folder a shipped model's training goes on from."""
+    import runpy
+
+    import h5py
+
+    run, _, result = exported["seed_vae"]
+    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts/weights_from_onnx.py"))
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    back = tmp_path / "back"
+    args = ["--bank", str(tmp_path), "--epoch", "2", "--minutes", "1", *sets]
+    script["main"]([str(result.decoder_path.parent), str(back), *args])
+
+    def weights(path: Path) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda k, v: out.__setitem__(k, v[()]) if hasattr(v, "shape") else None)
+        return out
+
+    want, got = weights(run / "best.weights.h5"), weights(back / "best.weights.h5")
+    learned = [k for k in want if k.startswith(("encoder", "decoder"))]
+    assert learned and set(learned) <= set(got)
+    for k in learned:
+        np.testing.assert_allclose(got[k], want[k], atol=1e-7, err_msg=k)
+    state = json.loads((back / "checkpoints/state.json").read_text())
+    assert state["epoch"] == 2 and state["train_seconds"] == 60.0

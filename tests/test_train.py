@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import signal
@@ -456,3 +457,38 @@ def test_the_seed_vae_trains_on_the_mel_distance_when_asked(tmp_path: Path) -> N
     plain = train(tiny_config("seed_vae"), tmp_path / "plain", tiny_arrays(), None, verbose=0)
     p = plain.history
     assert p["loss"][-1] - cfg.kl_weight * p["kl"][-1] == pytest.approx(p["log_mse"][-1], rel=1e-3)
+
+
+def test_a_packed_run_unpacks_on_another_machine_and_goes_on(tmp_path: Path) -> None:
+    """The resume file is what a session commits for the next one: float16 weights, the run's
+    texts, no optimizer moments; unpacked, the run goes on from its last epoch."""
+    run, moved = tmp_path / "run", tmp_path / "elsewhere/run"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    args = [str(run), "--config", "seed_vae", "--synthetic", "1", "--verbose", "0", *sets]
+    assert main(args) == 0
+    packed = tmp_path / "r.h5"
+    assert main([str(run), "--pack", str(packed)]) == 0
+    last = run / "checkpoints/last.weights.h5"
+    assert packed.stat().st_size < 0.6 * last.stat().st_size  # float16, no optimizer
+    assert main([str(moved), "--unpack", str(packed), "--epochs", "3", "--verbose", "0"]) == 0
+    state = json.loads((moved / "checkpoints/state.json").read_text())
+    assert state["epoch"] == 3
+    rows = list(csv.DictReader((moved / "history.csv").read_text().splitlines()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    info = json.loads((moved / "run.json").read_text())
+    assert info["unpacked_from"]["epoch"] == 2
+    cfg = load_config(run / "config.json")
+    assert load_config(moved / "config.json") == dataclasses.replace(cfg, epochs=3)
+    # the weights came back as float32, within float16's rounding of the packed ones
+    from dkvae_training.resume_file import unpack
+
+    unpack(packed, tmp_path / "again")
+    before = _weights(last, "decoder")
+    after = _weights(tmp_path / "again/best.weights.h5", "decoder")
+    assert before.keys() == after.keys()
+    for k, v in before.items():
+        assert after[k].dtype == np.float32
+        np.testing.assert_allclose(after[k], v, rtol=1e-3, atol=1e-6)
+    # a folder that holds a run is not overwritten, and a weights file is not a resume file
+    assert main([str(moved), "--unpack", str(packed), "--verbose", "0"]) == 2
+    assert main([str(tmp_path / "y"), "--unpack", str(last), "--verbose", "0"]) == 2

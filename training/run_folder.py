@@ -203,7 +203,10 @@ def restore_checkpoint(model: Any, run_dir: Path, state: Mapping[str, Any]) -> N
         logger.info("adversarial stage: a new discriminator and new optimizers")
     else:
         model.load_weights(str(path))
-        load_optimizer_state(model, run_dir / OPTIMIZER_STATE)
+        if (run_dir / OPTIMIZER_STATE).exists():
+            load_optimizer_state(model, run_dir / OPTIMIZER_STATE)
+        else:  # weights read back from a model's files (scripts/weights_from_onnx.py)
+            logger.info("no optimizer state in %s: a new optimizer", run_dir / CHECKPOINT_DIR)
     if "learning_rate" in state:
         model.optimizer.learning_rate.assign(float(state["learning_rate"]))
     logger.info(

@@ -3,8 +3,9 @@
 The run folder's files are listed in :mod:`.run_folder`. Training stops at ``epochs``, on early
 stopping, or when ``max_minutes`` of training (summed over resumes) have passed; there is no
 time budget unless one is set. Ctrl-C stops it too: the last finished epoch stays for
-``--resume``. ``--strategy`` trains ``vae`` and ``seed_vae`` with ``tf.distribute``
-(:mod:`.distributed`); ``cgan`` and ``ddsp`` train only without it.
+``--resume``. ``--pack`` and ``--unpack`` carry a run's resume state to another machine in one
+small file (:mod:`.resume_file`). ``--strategy`` trains ``vae`` and ``seed_vae`` with
+``tf.distribute`` (:mod:`.distributed`); ``cgan`` and ``ddsp`` train only without it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from .config import MODEL_KINDS, TrainConfig, load_config, make_config, save_config
 from .data import Arrays, load_arrays, synthetic_arrays, training_datasets
+from .resume_file import pack, unpack
 from .run_folder import (
     CONFIG,
     RUN_INFO,
@@ -152,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="start RUN_DIR from RUN's best epoch and go on as --resume (with --set changes)",
     )
+    p.add_argument(
+        "--pack",
+        type=Path,
+        metavar="FILE",
+        help="write RUN_DIR's resume state to FILE, small enough to commit, and stop",
+    )
+    p.add_argument(
+        "--unpack",
+        type=Path,
+        metavar="FILE",
+        help="make RUN_DIR from the resume FILE (--pack) and go on as --resume",
+    )
     p.add_argument("--smoke-test", action="store_true", help="train 2 epochs of 2 steps")
     p.add_argument(
         "--strategy",
@@ -217,10 +231,18 @@ def main(argv: list[str] | None = None) -> int:
             overrides["epochs"] = args.epochs
         if args.max_minutes is not None:
             overrides["max_minutes"] = args.max_minutes
-        if args.fork is not None:
-            if args.resume or args.bank or args.synthetic:
-                raise ValueError("--fork takes its bank and settings from the run it forks")
-            fork_run(args.fork, run_dir, sys.argv)
+        if args.pack is not None:
+            pack(run_dir, args.pack)
+            return 0
+        if args.fork is not None or args.unpack is not None:
+            if args.resume or args.bank or args.synthetic or (args.fork and args.unpack):
+                raise ValueError(
+                    "--fork and --unpack take the bank and settings from the run they start from"
+                )
+            if args.fork is not None:
+                fork_run(args.fork, run_dir, sys.argv)
+            else:
+                unpack(args.unpack, run_dir)
             args.resume = True
         if args.resume:
             cfg, source = resumed_settings(run_dir, overrides)
