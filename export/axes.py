@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dkvae_live import axes, class_latents, contract, descriptors
-from dkvae_live.model import Decoder, Encoder
+from dkvae_live.model import Decoder, Encoder, ModelError
 
 from .class_latents import training_split, write_metadata
 
@@ -147,3 +147,35 @@ def add_axes_from_bank(
     """:func:`add_axes` on the training split of ``bank``, read at the model's rate."""
     audio, labels = training_split(model_dir, bank, cache_dir)
     return add_axes(model_dir, audio, labels, rounds=rounds, refine_sounds=refine_sounds)
+
+
+def copy_axes(model_dir: Path, source_dir: Path) -> dict[str, axes.ClassAxes]:
+    """Give the model in ``model_dir`` the timbre axes of the model in ``source_dir``, whose
+    encoder must be the same: a decoder trained on alone (an adversarial stage) keeps its
+    source's latent space, and axes fitted there; tests/test_axes_acceptance.py (with
+    ``DKVAE_AXES_MODEL``) then says whether they still move what they name."""
+    import onnx
+    from onnx import numpy_helper
+
+    source = Decoder(source_dir / "decoder.onnx")
+    if not source.info.axes:
+        raise ModelError(f"{source.path} has no axes to copy")
+
+    def encoder_weights(folder: Path) -> list[tuple[str, tuple[int, ...], bytes]]:
+        """Its constants, in an order of their own (an export numbers folded ones afresh)."""
+        proto = onnx.load(str(folder / "encoder.onnx"))
+        arrays = (numpy_helper.to_array(i) for i in proto.graph.initializer)
+        return sorted((a.dtype.str, a.shape, a.tobytes()) for a in arrays)
+
+    if encoder_weights(model_dir) != encoder_weights(source_dir):
+        raise ModelError(
+            f"{model_dir} does not have {source_dir}'s encoder, so not its latent space: "
+            "fit its own axes with --axes-only"
+        )
+    decoder_path = model_dir / "decoder.onnx"
+    info = Decoder(decoder_path).info
+    if (info.latent_size, info.class_names) != (source.info.latent_size, source.info.class_names):
+        raise ModelError(f"{model_dir} and {source_dir} differ in latent size or classes")
+    write_metadata(decoder_path, contract.AXES, axes.to_json(source.info.axes))
+    logger.info("axes of %s copied into %s", source_dir, decoder_path)
+    return dict(source.info.axes)

@@ -12,7 +12,7 @@ from dkvae_training.bank import BankError
 
 from dkvae_live.model import ModelError
 
-from .axes import REFINE_ROUNDS, REFINE_SOUNDS, add_axes_from_bank
+from .axes import REFINE_ROUNDS, REFINE_SOUNDS, add_axes_from_bank, copy_axes
 from .class_latents import add_class_latents_from_bank
 from .onnx_export import DEFAULT_TOLERANCE, ExportError, export_run
 
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="RUN_FOLDER is an exported model folder: only fit its timbre axes "
         "(brightness, decay, pitch, punch; on --bank) and write them into its decoder.onnx",
+    )
+    p.add_argument(
+        "--axes-from",
+        type=Path,
+        metavar="MODEL",
+        help="RUN_FOLDER is an exported model folder with MODEL's encoder (its decoder trained "
+        "on alone): give it MODEL's timbre axes",
     )
     p.add_argument(
         "--refine-rounds",
@@ -104,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             add_axes_from_bank, rounds=args.refine_rounds, refine_sounds=args.refine_sounds
         )
         return _fit_only(args.run_dir, args.bank, "--axes-only", "axes", add_axes)
+    if args.axes_from is not None:
+        try:
+            copied = copy_axes(args.run_dir, args.axes_from)
+        except (ModelError, FileNotFoundError) as exc:
+            logger.error("axes not written: %s", exc)
+            return 1
+        print(f"axes of {len(copied)} classes written to {args.run_dir / 'decoder.onnx'}")
+        return 0
     try:
         result = export_run(
             args.run_dir,

@@ -190,3 +190,39 @@ def test_broken_axes_are_refused_naming_the_key(tmp_path: Path, value: str, mess
     with pytest.raises(ModelError) as err:
         Decoder(path)
     assert "'dkvae.axes'" in str(err.value) and message in str(err.value)
+
+
+def test_a_decoder_trained_on_alone_takes_its_source_s_axes_and_no_other_does(
+    tmp_path: Path,
+) -> None:
+    """dkvae-export MODEL --axes-from SOURCE: the adversarial stage trains the decoder alone, so
+    the latent space, and the axes fitted in it, are its source's; a model with another
+    encoder is refused."""
+    import shutil
+
+    import onnx
+    from dkvae_export.class_latents import write_metadata
+    from dkvae_export.cli import main
+    from onnx import numpy_helper
+
+    from dkvae_live.model import DEFAULT_MODEL_DIR
+
+    source = Decoder(DEFAULT_MODEL_DIR / "decoder.onnx").info
+    stage, other = tmp_path / "stage", tmp_path / "other"
+    for folder in (stage, other):
+        shutil.copytree(DEFAULT_MODEL_DIR, folder, ignore=shutil.ignore_patterns("examples"))
+        write_metadata(folder / "decoder.onnx", "dkvae.axes", "{}")
+        assert Decoder(folder / "decoder.onnx").info.axes == {}
+    proto = onnx.load(str(other / "encoder.onnx"))
+    first = next(i for i in proto.graph.initializer if i.dims)
+    first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) * 1.01, first.name))
+    onnx.save(proto, str(other / "encoder.onnx"))
+
+    assert main([str(stage), "--axes-from", str(DEFAULT_MODEL_DIR)]) == 0
+    copied = Decoder(stage / "decoder.onnx").info.axes
+    assert set(copied) == set(source.axes)
+    for name, ours in copied.items():
+        np.testing.assert_allclose(ours.directions, source.axes[name].directions, atol=1e-6)
+    assert main([str(other), "--axes-from", str(DEFAULT_MODEL_DIR)]) == 1
+    assert Decoder(other / "decoder.onnx").info.axes == {}
+    assert main([str(other), "--axes-from", str(stage / "missing")]) == 1
