@@ -172,8 +172,12 @@ def test_cli_smoke_test_from_a_bank_folder_and_resume(tmp_path: Path) -> None:
     assert main([str(run), "--resume", "--smoke-test", "--verbose", "0"]) == 0
 
 
-def test_ctrl_c_stops_with_one_message_and_the_run_resumes(tmp_path: Path) -> None:
-    """A real SIGINT to a real dkvae-train: no traceback, the state kept, --resume goes on."""
+@pytest.mark.parametrize(("stop", "by"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_kill_stops_with_one_message_and_the_run_resumes(
+    tmp_path: Path, stop: signal.Signals, by: str
+) -> None:
+    """A real SIGINT (or SIGTERM) to a real dkvae-train: no traceback, the state kept, one line
+    that says how to go on, and --resume goes on."""
     run = tmp_path / "run"
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     command = [sys.executable, "-m", "dkvae_training.train", str(run), "--synthetic", "1"]
@@ -191,12 +195,12 @@ def test_ctrl_c_stops_with_one_message_and_the_run_resumes(tmp_path: Path) -> No
         time.sleep(0.1)
     assert proc.poll() is None, proc.communicate()[1]
     time.sleep(0.3)  # into a later epoch
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + stop, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "stops after epoch 10000, after " in err and "no budget: --max-minutes M" in err
-    found = re.search(r"stopped by Ctrl-C; \S+ keeps epoch (\d+): dkvae-train --resume ", err)
+    found = re.search(rf"stopped by {by}; \S+ keeps epoch (\d+): dkvae-train --resume ", err)
     assert found, err
     kept = int(found.group(1))
     assert json.loads(state.read_text())["epoch"] == kept >= 1

@@ -374,15 +374,16 @@ class RunFolder:
         return result
 
 
-def interrupted_message(run_dir: Path) -> str:
-    """What a Ctrl-C left: the run folder's last finished epoch, and how to go on."""
+def interrupted_message(run_dir: Path, by: str = "Ctrl-C") -> str:
+    """What a Ctrl-C (or another stop ``by``) left: the run folder's last finished epoch, and
+    how to go on."""
     try:
         epoch = int(read_state(run_dir)["epoch"])
     except (OSError, ValueError, KeyError):
         epoch = 0
     if epoch == 0:
-        return f"stopped by Ctrl-C before the first epoch ended; nothing to resume in {run_dir}"
+        return f"stopped by {by} before the first epoch ended; nothing to resume in {run_dir}"
     return (
-        f"stopped by Ctrl-C; {run_dir} keeps epoch {epoch}: "
+        f"stopped by {by}; {run_dir} keeps epoch {epoch}: "
         f"dkvae-train --resume {run_dir} continues from there"
     )

@@ -15,7 +15,9 @@ import dataclasses
 import functools
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +217,18 @@ def resumed_settings(
     return cfg, source
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job's time limit): stop as Ctrl-C does, keeping the last epoch."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -313,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         logger.error("%s", exc)
         return 2
-    except KeyboardInterrupt:
-        logger.warning("%s", interrupted_message(run_dir))
-        return 130  # as a shell reports a process ended by SIGINT
+    except KeyboardInterrupt as stop:
+        by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        logger.warning("%s", interrupted_message(run_dir, by))
+        return 128 + (signal.SIGTERM if by == "SIGTERM" else signal.SIGINT)  # as a shell says
     return 0
 
 
