@@ -45,13 +45,16 @@ _STORED_AS = "dkvae.float32_as_float16"
 
 def _copy(src: Any, dst: Any, *, pack: bool) -> None:
     """Groups, datasets and attributes of ``src`` into ``dst``: float32 to float16 (``pack``) or
-    back."""
+    back. Packing leaves out the optimizers' state, which a Keras weights file holds too: a
+    second moment under float16's range would come back as 0 and blow up its weight's step."""
     import h5py
 
     for key, value in src.attrs.items():
         if key != _STORED_AS:
             dst.attrs[key] = value
     for name, item in src.items():
+        if pack and src.name == "/" and name.endswith("optimizer"):
+            continue
         if isinstance(item, h5py.Group):
             _copy(item, dst.create_group(name), pack=pack)
             continue
