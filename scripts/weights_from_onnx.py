@@ -93,6 +93,7 @@ def load_into(keras_model: Any, weights: dict[tuple[str, str], np.ndarray], what
 
 
 def check(model: Any, model_dir: Path, latent_size: int, num_samples: int) -> None:
+    """Stop unless the Keras decoder and encoder compute what ``model_dir``'s ONNX files do."""
     rng = np.random.default_rng(0)
     z = rng.standard_normal((6, latent_size)).astype(np.float32)
     labels = np.arange(6, dtype=np.int64)
@@ -116,8 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model_dir", type=Path, help="a folder with decoder.onnx and encoder.onnx")
     p.add_argument("run_dir", type=Path, help="the run folder to make")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting the model was trained with (as dkvae-train --set)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting the model was trained with (as dkvae-train --set)",
+    )
     p.add_argument("--bank", type=Path, required=True, help="the bank it was trained on")
     p.add_argument("--epoch", type=int, required=True, help="the epoch the weights are from")
     p.add_argument("--minutes", type=float, required=True, help="its training time so far")
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         "learning_rate": cfg.learning_rate,
     }
     run_folder.write_json(run_dir / run_folder.STATE, state)
-    print(f"{run_dir}: epoch {args.epoch}, no optimizer state; json: {json.dumps(state)}")
+    print(f"{run_dir}: epoch {args.epoch}, no optimizer state: {json.dumps(state)}")
 
 
 if __name__ == "__main__":

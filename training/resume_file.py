@@ -7,7 +7,7 @@ config, ``run.json``, the state and the history. It leaves out the optimizer's m
 goes on with a new optimizer, at the saved learning rate.
 
     dkvae-train runs/r5a --pack training/checkpoints/r5a.h5     # write it
-    dkvae-train runs/r5a --unpack training/checkpoints/r5a.h5   # a run folder again, then --resume
+    dkvae-train runs/r5a --unpack training/checkpoints/r5a.h5   # a run folder again, and on
 
 The file is HDF5: the weights file's groups and datasets as they were, float32 datasets stored
 as float16 (marked, to be read back as float32), the text files as attributes of its root.
@@ -97,7 +97,8 @@ def pack(run_dir: Path, path: Path) -> int:
         "%s: %s at epoch %d, %.1f MB", path, run_dir, int(state["epoch"]), size / 2**20
     )
     if size > COMMIT_LIMIT_BYTES:
-        logger.warning("%s is over the %d MB a committed resume file may take", path, 20)
+        limit = COMMIT_LIMIT_BYTES // 2**20
+        logger.warning("%s is over the %d MB a committed resume file may take", path, limit)
     return size
 
 
