@@ -22,7 +22,7 @@ pytestmark = pytest.mark.train
 import soundfile as sf  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from dkvae_training.config import load_config, make_config  # noqa: E402
-from dkvae_training.data import Arrays, pitch_shifted  # noqa: E402
+from dkvae_training.data import EQ_TILT_CAP_DB, Arrays, make_dataset, pitch_shifted  # noqa: E402
 from dkvae_training.run_folder import written  # noqa: E402
 from dkvae_training.synthetic import synthetic_drums  # noqa: E402
 from dkvae_training.train import main, train  # noqa: E402
@@ -390,6 +390,36 @@ def test_pitch_augmentation_plays_each_sound_faster_and_slower() -> None:
     d0, up, down = (energy_time(out.audio[i]) for i in (0, 2, 4))
     assert up / d0 == pytest.approx(0.5, rel=0.1)
     assert down / d0 == pytest.approx(2.0, rel=0.1)
+
+
+def test_eq_tilt_gives_each_sound_its_own_spectral_slope() -> None:
+    """White noise through the tilt: each sound's level falls or rises by its own slope per
+    octave about 1 kHz, within the range asked, capped, peak-normalised; none without it."""
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((64, N)).astype(np.float32) * 0.3
+    arrays = Arrays(noise, np.arange(64) % 6, ("a",) * 6)
+
+    def slopes(audio: np.ndarray) -> np.ndarray:  # dB per octave, 250 Hz against 2 kHz
+        power = np.abs(np.fft.rfft(audio, axis=1)) ** 2
+        hz = np.fft.rfftfreq(N, 1 / SR)
+        band = [power[:, (hz > f / 1.2) & (hz < f * 1.2)].mean(axis=1) for f in (250.0, 2000.0)]
+        return 10 * np.log10(band[1] / band[0]) / 3.0
+
+    def batches(**augment: Any) -> tuple[np.ndarray, np.ndarray]:
+        ds = make_dataset(arrays, 64, shuffle=False, sample_rate=SR, **augment)
+        audio, labels = next(iter(ds))
+        return np.asarray(audio), np.asarray(labels)
+
+    plain, labels = batches()
+    np.testing.assert_array_equal(plain, noise)
+    tilted, labels = batches(eq_tilt_augment_db=4.0)
+    np.testing.assert_array_equal(labels, arrays.labels)
+    moved = slopes(tilted) - slopes(noise)
+    assert np.all(np.abs(moved) < 4.0 + 0.5)
+    assert moved.min() < -2.0 and moved.max() > 2.0  # each its own, both ways
+    np.testing.assert_allclose(np.abs(tilted).max(axis=1), 1.0, rtol=1e-5)
+    steep, _ = batches(eq_tilt_augment_db=40.0)  # capped: no band lifted or cut past the cap
+    assert np.all(np.abs(slopes(steep) - slopes(noise)) < 2 * EQ_TILT_CAP_DB / 3.0 + 0.5)
 
 
 def test_mel_weighting_weighs_low_bins_more_and_still_trains(tmp_path: Path) -> None:

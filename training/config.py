@@ -41,6 +41,10 @@ class TrainConfig:
     # faster or slower, so it gets shorter or longer too); a bank of a few kits per class
     # generalises poorly to unseen kits, and a drum's tuning is what differs most between kits
     pitch_augment_semitones: tuple[float, ...] = ()
+    # each training sound through a random spectral tilt of up to this many dB per octave either
+    # way (about 1 kHz, at most EQ_TILT_CAP_DB), then peak-normalised again: kits differ in
+    # their microphones and EQ as much as in their tuning, and the decoder learns its kits'
+    eq_tilt_augment_db: float = 0.0
 
     # conditional VAE ("vae"): decoder
     n_fft: int = 256

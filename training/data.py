@@ -68,16 +68,39 @@ def pitch_shifted(arrays: Arrays, semitones: Sequence[float], sample_rate: int) 
     return Arrays(np.concatenate(audio), np.concatenate(labels), arrays.class_names)
 
 
+EQ_TILT_CENTRE_HZ = 1000.0
+EQ_TILT_CAP_DB = 18.0  # the most a tilt lifts or cuts any frequency
+
+
+def eq_tilted(audio: Any, db_per_octave: float, sample_rate: int) -> Any:
+    """Each sound of the batch ``audio`` [batch, samples] (a tensor) through its own random
+    tilt, uniform in +-``db_per_octave`` about EQ_TILT_CENTRE_HZ, and peak-normalised again."""
+    import tensorflow as tf
+
+    n = tf.shape(audio)[1]
+    bins = n // 2 + 1
+    hz = tf.linspace(0.0, sample_rate / 2.0, bins)
+    octaves = tf.math.log(tf.maximum(hz, 20.0) / EQ_TILT_CENTRE_HZ) / tf.math.log(2.0)
+    slope = tf.random.uniform((tf.shape(audio)[0], 1), -db_per_octave, db_per_octave)
+    db = tf.clip_by_value(slope * octaves[None, :], -EQ_TILT_CAP_DB, EQ_TILT_CAP_DB)
+    spectrum = tf.signal.rfft(audio) * tf.cast(tf.pow(10.0, db / 20.0), tf.complex64)
+    out = tf.signal.irfft(spectrum, fft_length=[n])
+    return out / tf.maximum(tf.reduce_max(tf.abs(out), axis=1, keepdims=True), 1e-9)
+
+
 def make_dataset(
     arrays: Arrays,
     batch_size: int,
     *,
     shuffle: bool,
     gain_augment_db: float = 0.0,
+    eq_tilt_augment_db: float = 0.0,
+    sample_rate: int = 44100,
     seed: int = 0,
     drop_remainder: bool = False,
 ) -> Any:
-    """A ``tf.data.Dataset`` of ``(audio, labels)`` batches (random gain when augmenting)."""
+    """A ``tf.data.Dataset`` of ``(audio, labels)`` batches (when augmenting: a random tilt,
+    then a random gain)."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(
@@ -86,6 +109,9 @@ def make_dataset(
     if shuffle:
         ds = ds.shuffle(len(arrays.labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if eq_tilt_augment_db > 0.0:
+        tilt = float(eq_tilt_augment_db)
+        ds = ds.map(lambda a, y: (eq_tilted(a, tilt, sample_rate), y), num_parallel_calls=1)
     if gain_augment_db > 0.0:
         db = float(gain_augment_db)
 
@@ -107,9 +133,9 @@ def training_datasets(
     smoke_test: bool = False,
 ) -> tuple[Any, Any | None]:
     """(training, validation or None) datasets with the config's augmentations: the pitch
-    shifts, then a random gain per batch on the training set. ``drop_remainder`` None drops a
-    last partial training batch when there is a full one. ``smoke_test`` keeps 2 training
-    batches and 1 validation batch."""
+    shifts, then a random tilt per sound and a random gain per batch on the training set.
+    ``drop_remainder`` None drops a last partial training batch when there is a full one.
+    ``smoke_test`` keeps 2 training batches and 1 validation batch."""
     if cfg.pitch_augment_semitones:
         train_arrays = pitch_shifted(train_arrays, cfg.pitch_augment_semitones, cfg.sample_rate)
         logger.info(
@@ -122,6 +148,8 @@ def training_datasets(
         batch_size,
         shuffle=True,
         gain_augment_db=cfg.gain_augment_db,
+        eq_tilt_augment_db=cfg.eq_tilt_augment_db,
+        sample_rate=cfg.sample_rate,
         seed=cfg.seed,
         drop_remainder=(
             len(train_arrays.labels) >= batch_size if drop_remainder is None else drop_remainder
