@@ -290,6 +290,10 @@ def test_a_fork_starts_from_the_sources_best_epoch_with_changed_settings(tmp_pat
     assert info["resumes"][0]["overrides"] == {"log_mse_weight": 0.7, "epochs": 4}
     assert load_config(fork / "config.json").log_mse_weight == 0.7
     assert json.loads((fork / "checkpoints/state.json").read_text())["epoch"] == 4
+    # a source without optimizer state (weights read back from a model's ONNX files) forks too
+    (source / "checkpoints/optimizer.npz").unlink()
+    assert main([str(tmp_path / "again"), *args, "--verbose", "0"]) == 0
+    assert json.loads((tmp_path / "again/checkpoints/state.json").read_text())["epoch"] == 4
     # a folder that holds a run already, or a bank beside --fork, is refused
     assert main([str(fork), "--fork", str(source), "--verbose", "0"]) == 2
     assert main([str(tmp_path / "x"), "--fork", str(source), "--synthetic", "1"]) == 2

@@ -107,7 +107,7 @@ def fork_run(source: Path, run_dir: Path, command: list[str]) -> None:
     ``run.json``: the optimizer's state is the source's last (exact when its last epoch was its
     best), and the training time so far is the source's, in proportion to the epochs kept."""
     source, run_dir = Path(source), Path(run_dir)
-    for name in (CONFIG, RUN_INFO, STATE, BEST_WEIGHTS, OPTIMIZER_STATE):
+    for name in (CONFIG, RUN_INFO, STATE, BEST_WEIGHTS):
         if not (source / name).exists():
             raise FileNotFoundError(f"{source} is not a run to fork: it has no {name}")
     if (run_dir / STATE).exists():
@@ -118,7 +118,8 @@ def fork_run(source: Path, run_dir: Path, command: list[str]) -> None:
     shutil.copyfile(source / CONFIG, run_dir / CONFIG)
     shutil.copyfile(source / BEST_WEIGHTS, run_dir / BEST_WEIGHTS)
     shutil.copyfile(source / BEST_WEIGHTS, run_dir / LAST_WEIGHTS)
-    shutil.copyfile(source / OPTIMIZER_STATE, run_dir / OPTIMIZER_STATE)
+    if (source / OPTIMIZER_STATE).exists():  # not in one read back from a model's files
+        shutil.copyfile(source / OPTIMIZER_STATE, run_dir / OPTIMIZER_STATE)
     if (source / HISTORY).exists():  # Keras's epochs count from 0
         with (source / HISTORY).open(newline="") as f:
             rows = list(csv.reader(f))
