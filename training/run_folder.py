@@ -105,7 +105,8 @@ def fork_run(source: Path, run_dir: Path, command: list[str]) -> None:
     weights as the last finished epoch, its history up to then; ``--resume`` goes on from there,
     with other settings where given. The source is not touched. Approximations, recorded in
     ``run.json``: the optimizer's state is the source's last (exact when its last epoch was its
-    best), and the training time so far is the source's, in proportion to the epochs kept."""
+    best; none where the source has none, as one read back from a model's files), and the
+    training time so far is the source's, in proportion to the epochs kept."""
     source, run_dir = Path(source), Path(run_dir)
     for name in (CONFIG, RUN_INFO, STATE, BEST_WEIGHTS):
         if not (source / name).exists():
@@ -206,7 +207,7 @@ def restore_checkpoint(model: Any, run_dir: Path, state: Mapping[str, Any]) -> N
         model.load_weights(str(path))
         if (run_dir / OPTIMIZER_STATE).exists():
             load_optimizer_state(model, run_dir / OPTIMIZER_STATE)
-        else:  # weights read back from a model's files (scripts/weights_from_onnx.py)
+        else:  # a resume file's run, or weights read back from a model's ONNX files
             logger.info("no optimizer state in %s: a new optimizer", run_dir / CHECKPOINT_DIR)
     if "learning_rate" in state:
         model.optimizer.learning_rate.assign(float(state["learning_rate"]))
