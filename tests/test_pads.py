@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 from types import FrameType
@@ -95,13 +96,18 @@ def test_two_dimensions_set_at_once_on_one_pad_both_stay() -> None:
 
 
 def run_interleaved(threads: list[threading.Thread]) -> None:
-    """Start the threads and wait for them, switching between them as often as Python can."""
+    """Start the threads and wait for them, switching between them as often as Python can.
+    They share one core: on two idle cores the thread that holds the GIL took it back before
+    the other woke up, and the writers took turns a few times in a run, not hundreds."""
     switch_interval = sys.getswitchinterval()
+    cores = os.sched_getaffinity(0)
     sys.setswitchinterval(1e-6)
+    os.sched_setaffinity(0, {min(cores)})  # threads started from here inherit it
     try:
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     finally:
+        os.sched_setaffinity(0, cores)
         sys.setswitchinterval(switch_interval)
