@@ -204,6 +204,9 @@ def test_ctrl_c_or_kill_stops_with_one_message_and_the_run_resumes(
     assert found, err
     kept = int(found.group(1))
     assert json.loads(state.read_text())["epoch"] == kept >= 1
+    summary = json.loads((run / "summary.json").read_text())  # what the model card reads
+    assert summary["stop_reason"] == f"stopped by {by} after epoch {kept}"
+    assert summary["epochs_done"] == kept
     assert main([str(run), "--resume", "--epochs", str(kept + 1), "--verbose", "0"]) == 0
     assert json.loads(state.read_text())["epoch"] == kept + 1
 

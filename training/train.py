@@ -25,6 +25,7 @@ from .config import MODEL_KINDS, TrainConfig, load_config, make_config, save_con
 from .data import Arrays, load_arrays, synthetic_arrays, training_datasets
 from .resume_file import pack, unpack
 from .run_folder import (
+    BEST_WEIGHTS,
     CONFIG,
     RUN_INFO,
     STATE,
@@ -41,6 +42,18 @@ from .run_folder import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job's time limit): stop as Ctrl-C does, keeping the last epoch."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _stopped_by(stop: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
 
 
 def train(
@@ -100,14 +113,21 @@ def train(
     history: dict[str, list[float]] = {}
     if int(state["epoch"]) < cfg.epochs:
         tf.config.run_functions_eagerly(False)
-        hist = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=cfg.epochs,
-            initial_epoch=int(state["epoch"]),
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+        try:
+            hist = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=cfg.epochs,
+                initial_epoch=int(state["epoch"]),
+                callbacks=callbacks,
+                verbose=verbose,
+            )
+        except KeyboardInterrupt as stop:
+            if (run_dir / BEST_WEIGHTS).exists():  # an epoch ended: its summary, as for any stop
+                by = _stopped_by(stop)
+                book.stop_reason = f"stopped by {by} after epoch {book.state['epoch']}"
+                book.finish(model, {})
+            raise
         history = {k: [float(x) for x in v] for k, v in hist.history.items()}
     else:
         book.stop_reason = f"already trained {state['epoch']} of {cfg.epochs} epochs"
@@ -217,14 +237,6 @@ def resumed_settings(
     return cfg, source
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a job's time limit): stop as Ctrl-C does, keeping the last epoch."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
@@ -326,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt as stop:
-        by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        by = _stopped_by(stop)
         logger.warning("%s", interrupted_message(run_dir, by))
         return 128 + (signal.SIGTERM if by == "SIGTERM" else signal.SIGINT)  # as a shell says
     return 0
