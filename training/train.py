@@ -36,6 +36,7 @@ from .run_folder import (
     fork_run,
     interrupted_message,
     monitored_metric,
+    read_state,
     restore_checkpoint,
     start_run,
     write_json,
@@ -124,8 +125,10 @@ def train(
             )
         except KeyboardInterrupt as stop:
             if (run_dir / BEST_WEIGHTS).exists():  # an epoch ended: its summary, as for any stop
-                by = _stopped_by(stop)
-                book.stop_reason = f"stopped by {by} after epoch {book.state['epoch']}"
+                # the state --resume finds: the stop may have cut an epoch's bookkeeping short
+                book.state = read_state(run_dir)
+                epoch = book.state["epoch"]
+                book.stop_reason = f"stopped by {_stopped_by(stop)} after epoch {epoch}"
                 book.finish(model, {})
             raise
         history = {k: [float(x) for x in v] for k, v in hist.history.items()}
