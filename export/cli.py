@@ -112,13 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return _fit_only(args.run_dir, args.bank, "--axes-only", "axes", add_axes)
     if args.axes_from is not None:
-        try:
-            copied = copy_axes(args.run_dir, args.axes_from)
-        except (ModelError, FileNotFoundError) as exc:
-            logger.error("axes not written: %s", exc)
-            return 1
-        print(f"axes of {len(copied)} classes written to {args.run_dir / 'decoder.onnx'}")
-        return 0
+        return _fit_only(args.run_dir, args.axes_from, "--axes-from", "axes", copy_axes)
     try:
         result = export_run(
             args.run_dir,
@@ -146,8 +140,8 @@ def _fit_only(
     what: str,
     add: Callable[[Path, Path], Mapping[str, object]],
 ) -> int:
-    """``--class-latents-only`` / ``--axes-only``: fit ``what`` on ``bank`` into a model with
-    ``add``."""
+    """``--class-latents-only`` / ``--axes-only`` / ``--axes-from``: write ``what`` into a model
+    with ``add``, fitted on ``bank`` (for ``--axes-from``, the model to copy them from)."""
     if bank is None:
         logger.error("%s needs --bank", flag)
         return 2
