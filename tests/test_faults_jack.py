@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,6 +111,25 @@ def test_a_second_daemon_on_the_same_osc_port_says_so_and_exits(
     assert result.returncode == 2
     assert "another dkvae-live" in result.stderr
     assert daemon.proc.poll() is None
+
+
+def test_the_harness_starts_the_daemon_again_when_another_socket_took_its_port(
+    jack: None, sine_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.live
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken_port = taken.getsockname()[1]
+        chosen = iter([taken_port, harness.live.free_udp_port()])
+        monkeypatch.setattr(harness.live, "free_udp_port", lambda: next(chosen))
+        daemon = Daemon(sine_model, "--no-midi")
+        try:
+            daemon.wait_ready()
+            assert daemon.osc_port != taken_port
+            assert "voices_active" in daemon.osc.status()  # it answers on the new port
+        finally:
+            daemon.stop()
 
 
 def test_a_second_daemon_with_the_same_jack_client_name_says_so_and_exits(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import random
 import re
 import shutil
 import signal
@@ -218,10 +219,31 @@ def without_xrun(
         time.sleep(0.2)
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to sockets bound to port 0 (Linux; its default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+PORT_RETRIES = 3  # starts of a daemon whose OSC port another socket took first
+
+
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A UDP port free now, from below the ephemeral range: every socket bound to port 0 (the
+    harness's peers, the daemon's reply sockets) could take an ephemeral one before the process
+    it is meant for binds it."""
+    below = range(10000, max(10000, _ephemeral_ports().start))
+    for port in [*random.sample(below, min(200, len(below))), 0]:  # 0: an ephemeral one
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free UDP port")
 
 
 def osc_datagram(address: str, *args: Any) -> bytes:
@@ -291,35 +313,42 @@ class Daemon:
 
     def __init__(self, model: Path | None, *extra: str, osc_port: int | None = None) -> None:
         self.client_name = f"dkvae-test-{os.getpid()}-{next(_names)}"
-        self.osc_port = osc_port or free_udp_port()
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.client_name}.log"
-        args = [
-            sys.executable,
-            "-m",
-            "dkvae_live",
-            "--client-name",
-            self.client_name,
-            "--osc-port",
-            str(self.osc_port),
-            *extra,
-        ]
-        if model is not None:
-            args += ["--model", str(model)]
+        self._args = [*extra] + (["--model", str(model)] if model is not None else [])
+        self._port_chosen = osc_port is None  # by the harness: another may be tried
+        self._start(osc_port or free_udp_port())
+
+    def _start(self, osc_port: int) -> None:
+        self.osc_port = osc_port
+        args = [sys.executable, "-m", "dkvae_live", "--client-name", self.client_name]
+        args += ["--osc-port", str(osc_port), *self._args]
         self._log = open(self.log_path, "w+b")  # noqa: SIM115
         self.proc = subprocess.Popen(
             args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-        self.osc = OscPeer(self.osc_port)
+        self.osc = OscPeer(osc_port)
+
+    def _port_taken(self) -> bool:
+        """Whether the daemon exited because its OSC port was taken after the harness chose
+        it (the message is dkvae_live.osc_in's)."""
+        return self._port_chosen and "cannot listen for OSC" in self.log()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
+        retries = PORT_RETRIES
         while time.monotonic() < deadline:
             if " ready: " in self.log():
                 return
             if self.proc.poll() is not None:
+                if retries and self._port_taken():
+                    retries -= 1
+                    self.osc.close()
+                    self._log.close()
+                    self._start(free_udp_port())
+                    continue
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
             time.sleep(0.05)
         raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.log()}")
