@@ -142,13 +142,15 @@ def test_the_worker_gives_the_decoders_arena_back_once_at_rest(
         time.sleep(1.0)
         at_rest = list(released)
         renders = worker.renders
+        changed = time.monotonic()
         pads.set_dim(36, 0, 1.0)
         time.sleep(1.0)
     finally:
         worker.stop()
     assert len(at_rest) == 1  # once, not every ARENA_REST_SECONDS
     assert worker.renders > renders
-    assert len(released) == 2 and released[1] - released[0] < 1.0 + 0.3
+    # again once the change's renders rest (they take a few ms, more on a loaded machine)
+    assert len(released) == 2 and 0.3 < released[1] - changed < 0.3 + 0.5
     # and what it does: the session runs on after it, the same sound
     z = np.array([pads.get(36).latent], np.float32)  # type: ignore[union-attr]
     before = decoder.render(z, [0])
