@@ -12,8 +12,10 @@ CONTRACT_VERSION = "1"
 # Roles (``ROLE``'s values) and the files a model folder holds.
 DECODER = "decoder"
 ENCODER = "encoder"
+DRAFT = "draft"
 DECODER_FILE = "decoder.onnx"
 ENCODER_FILE = "encoder.onnx"  # optional
+DRAFT_FILE = "draft.onnx"  # optional: a cheaper decoder for the first sound after a change
 MODEL_CARD_FILE = "MODEL_CARD.md"  # optional
 
 # Metadata keys (``metadata_props``, all values strings), in the document's order.
@@ -32,6 +34,7 @@ CONFIG_HASH = "dkvae.config_hash"
 NAME = "dkvae.name"
 CLASS_LATENTS = "dkvae.class_latents"
 AXES = "dkvae.axes"
+DRAFT_OF = "dkvae.draft_of"
 METADATA_KEYS: tuple[str, ...] = (
     VERSION,
     ROLE,
@@ -48,11 +51,23 @@ METADATA_KEYS: tuple[str, ...] = (
     NAME,
     CLASS_LATENTS,
     AXES,
+    DRAFT_OF,
 )
 # Required of every decoder (an encoder: all but OUTPUT_KIND).
 REQUIRED_KEYS: tuple[str, ...] = METADATA_KEYS[:8]
 # Required of a log_magnitude decoder as well.
 SPECTROGRAM_KEYS: tuple[str, ...] = (N_FFT, HOP_LENGTH, LOG_OFFSET)
+# What a draft must say as its decoder does.
+DRAFT_MATCHES: tuple[str, ...] = (
+    OUTPUT_KIND,
+    SAMPLE_RATE,
+    NUM_SAMPLES,
+    LATENT_SIZE,
+    CLASS_NAMES,
+    *SPECTROGRAM_KEYS,
+)
+# How near a draft's DRAFT_OF must come to its decoder's own output.
+DRAFT_OF_TOLERANCE = 1e-3
 
 # The timbre axes ``AXES`` holds per class, in the order a pad's axis values are given.
 AXIS_NAMES: tuple[str, ...] = ("brightness", "decay", "pitch", "punch")

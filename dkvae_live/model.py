@@ -208,14 +208,69 @@ def resolve_model_path(path: str | Path | None, filename: str = contract.DECODER
     return target
 
 
+def draft_of(decoder_output: np.ndarray) -> list[float]:
+    """A draft's ``dkvae.draft_of``: its decoder's output for the zero latent of each class
+    (``[classes, ...]``), averaged per class. It tells a draft's own decoder from another of the
+    same shape (a later export) whatever either's metadata says."""
+    values = np.asarray(decoder_output, np.float64)
+    return [float(v) for v in values.reshape(values.shape[0], -1).mean(axis=1)]
+
+
+def _run(session: ort.InferenceSession, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
+    """A decoder session's output for z [batch, latent_size] and class_index [batch]."""
+    feed = {
+        contract.Z: np.atleast_2d(np.ascontiguousarray(z, dtype=np.float32)),
+        contract.CLASS_INDEX: np.asarray(class_index, dtype=np.int64).reshape(-1),
+    }
+    return np.asarray(session.run(None, feed)[0])
+
+
+def _draft_session(
+    path: Path,
+    decoder_meta: Mapping[str, str],
+    inputs: Mapping[str, tuple[str, int | None]],
+    outputs: Mapping[str, tuple[str, int | None]],
+    decoder_output: np.ndarray,
+) -> ort.InferenceSession:
+    """The session of the draft decoder at `path`, checked against its decoder: the same
+    interface, and made from this decoder (its `dkvae.draft_of`)."""
+    session = _session(path)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    _check_common(meta, path, contract.DRAFT)
+    for key in contract.DRAFT_MATCHES:
+        if meta.get(key) != decoder_meta.get(key):
+            raise ModelError(
+                f"{path}: {key!r} is {meta.get(key)!r}, its decoder's {decoder_meta.get(key)!r}"
+            )
+    _check_io(session, path, inputs, outputs)
+    try:
+        made_from = np.asarray(json.loads(meta[contract.DRAFT_OF]), np.float64)
+    except (KeyError, ValueError, TypeError):
+        raise ModelError(f"{path}: {contract.DRAFT_OF!r} is missing or not a JSON list") from None
+    own = np.asarray(draft_of(decoder_output))
+    if made_from.shape != own.shape or not np.all(
+        np.abs(made_from - own) <= contract.DRAFT_OF_TOLERANCE
+    ):
+        raise ModelError(
+            f"{path}: this draft was made from another decoder than {path.parent}'s; "
+            "make it again (dkvae-draft) or delete it"
+        )
+    return session
+
+
 class Decoder:
-    """An ONNX decoder that follows the contract. `render` returns mono float32 audio."""
+    """An ONNX decoder that follows the contract. `render` returns mono float32 audio. A
+    `draft.onnx` beside the decoder (`use_draft`) renders its drafts."""
 
     def __init__(
-        self, path: str | Path | None = None, phase_iterations: int = PHASE_ITERATIONS
+        self,
+        path: str | Path | None = None,
+        phase_iterations: int = PHASE_ITERATIONS,
+        use_draft: bool = True,
     ) -> None:
         self.path = resolve_model_path(path)
         self._session = _session(self.path)
+        self._draft_session: ort.InferenceSession | None = None
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
         class_names = _check_common(meta, self.path, contract.DECODER)
         output_kind = meta.get(contract.OUTPUT_KIND, "")
@@ -239,15 +294,11 @@ class Decoder:
             }
         else:
             output = {contract.AUDIO: ("tensor(float)", None)}
-        _check_io(
-            self._session,
-            self.path,
-            {
-                contract.Z: ("tensor(float)", latent_size),
-                contract.CLASS_INDEX: ("tensor(int64)", None),
-            },
-            output,
-        )
+        inputs: dict[str, tuple[str, int | None]] = {
+            contract.Z: ("tensor(float)", latent_size),
+            contract.CLASS_INDEX: ("tensor(int64)", None),
+        }
+        _check_io(self._session, self.path, inputs, output)
         self.info = ModelInfo(
             path=self.path,
             name=meta.get(contract.NAME) or self.path.parent.name,
@@ -267,7 +318,20 @@ class Decoder:
         # a run with this shrinks the session's arena at its end: see release_arena
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        zeros = np.zeros((len(class_names), latent_size), np.float32)
+        try:
+            own = self.output(zeros, np.arange(len(class_names)))
+        except Exception as exc:
+            raise ModelError(f"{self.path}: the model fails to run: {exc}") from exc
+        draft_path = self.path.with_name(contract.DRAFT_FILE)
+        if use_draft and draft_path.exists():
+            self._draft_session = _draft_session(draft_path, meta, inputs, output, own)
         self._check_renders()
+
+    @property
+    def draft_path(self) -> Path | None:
+        """The draft decoder that renders this decoder's drafts, if any."""
+        return self.path.with_name(contract.DRAFT_FILE) if self._draft_session else None
 
     def _check_renders(self) -> None:
         """Run the model once per class so a broken graph fails at load, not on stage. As
@@ -305,24 +369,19 @@ class Decoder:
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
         # a run's phase is made before the next run: the phase's temporaries are then a run's
         # size, not the whole batch's (five complex copies of a 40-latent pad's spectrogram)
+        session = self._draft_session if draft and self._draft_session else self._session
         runs = []
         for i in range(0, max(1, z.shape[0]), RUN_BATCH):
             if between is not None:
                 between()
-            output = self.output(z[i : i + RUN_BATCH], classes[i : i + RUN_BATCH])
+            output = _run(session, z[i : i + RUN_BATCH], classes[i : i + RUN_BATCH])
             runs.append(self._audio(output, draft, between, floor))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
     def output(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
         """The decoder's own output for z [batch, latent_size] (its `output_kind`: audio, or log
         magnitudes), nothing done to it."""
-        feed = {
-            contract.Z: np.ascontiguousarray(z, dtype=np.float32).reshape(
-                -1, self.info.latent_size
-            ),
-            contract.CLASS_INDEX: np.asarray(class_index, dtype=np.int64).reshape(-1),
-        }
-        return np.asarray(self._session.run(None, feed)[0])
+        return _run(self._session, z, class_index)
 
     def release_arena(self) -> None:
         """Give back what the session's arena kept from the renders so far (its tensors for a
@@ -332,7 +391,9 @@ class Decoder:
             contract.Z: np.zeros((1, self.info.latent_size), np.float32),
             contract.CLASS_INDEX: np.zeros(1, np.int64),
         }
-        self._session.run(None, feed, self._shrink)
+        for session in (self._session, self._draft_session):
+            if session is not None:
+                session.run(None, feed, self._shrink)
 
     def _audio(
         self,

@@ -243,6 +243,11 @@ def test_contract_module_names_exactly_what_the_document_says() -> None:
     files = f"holding `{contract.DECODER_FILE}`, optionally `{contract.ENCODER_FILE}`"
     assert files in " ".join(text.split())
     assert f"`{contract.MODEL_CARD_FILE}`" in text
+    assert f"optionally `{contract.DRAFT_FILE}`" in " ".join(text.split())
+    assert f"`dkvae.role` = `{contract.DRAFT}`" in text
+    draft = text.split("## Draft", 1)[1].split("\n## ", 1)[0]
+    assert f"more than {contract.DRAFT_OF_TOLERANCE:g}" in draft
+    assert all(f"`{key}`" in draft for key in contract.DRAFT_MATCHES)
 
 
 def test_the_readme_layout_names_every_module_of_the_daemon() -> None:

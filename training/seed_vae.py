@@ -35,8 +35,16 @@ def _padded(n: int) -> int:
     return -(-n // _DOWN) * _DOWN
 
 
-def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) -> keras.Model:
-    """``(z, class_index) -> log_magnitude [batch, frames, bins]`` with 2-D transposed convs."""
+def build_spectrogram_decoder(
+    cfg: TrainConfig,
+    name: str,
+    conditional: bool,
+    widths: tuple[int, ...] = (256, 256, 192, 128),
+    out_kernel: int = 3,
+) -> keras.Model:
+    """``(z, class_index) -> log_magnitude [batch, frames, bins]`` with 2-D transposed convs, or
+    with ``spec_decoder`` "conv1d" 1-D ones of ``widths`` channels (after a grid of the first
+    width) and an ``out_kernel``-frame convolution to the bins."""
     frames, bins = spectrogram_shape(cfg)
     pf, pb = _padded(frames), _padded(bins)
     z = keras.Input((cfg.latent_size,), name=contract.Z)
@@ -49,13 +57,13 @@ def build_spectrogram_decoder(cfg: TrainConfig, name: str, conditional: bool) ->
     else:
         h = z
     if cfg.spec_decoder == "conv1d":
-        x = layers.Dense((pf // _DOWN) * 256, name="to_grid")(h)
+        x = layers.Dense((pf // _DOWN) * widths[0], name="to_grid")(h)
         x = layers.LeakyReLU(0.2)(x)
-        x = layers.Reshape((pf // _DOWN, 256))(x)
-        for i, width in enumerate((256, 256, 192, 128)):
+        x = layers.Reshape((pf // _DOWN, widths[0]))(x)
+        for i, width in enumerate(widths):
             x = layers.Conv1DTranspose(width, 5, strides=2, padding="same", name=f"deconv{i}")(x)
             x = layers.LeakyReLU(0.2)(x)
-        x = layers.Conv1D(bins, 3, padding="same", name="to_log_magnitude")(x)
+        x = layers.Conv1D(bins, out_kernel, padding="same", name="to_log_magnitude")(x)
         x = layers.Reshape((pf, bins, 1))(x)
     elif cfg.spec_decoder == "conv2d":
         x = layers.Dense((pf // _DOWN) * (pb // _DOWN) * 64, name="to_grid")(h)

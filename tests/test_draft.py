@@ -1,0 +1,131 @@
+"""dkvae-draft: a small decoder distilled from a model's own renders the model's drafts, and the
+daemon's loader plays it only beside the decoder it was made from (docs/model-contract.md)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+pytestmark = pytest.mark.train
+
+import onnx  # noqa: E402
+from dkvae_export.onnx_export import export_run  # noqa: E402
+from dkvae_training import draft  # noqa: E402
+from dkvae_training.config import make_config  # noqa: E402
+from dkvae_training.data import Arrays  # noqa: E402
+from dkvae_training.synthetic import synthetic_drums  # noqa: E402
+from dkvae_training.train import train  # noqa: E402
+from test_export import TINY, rewrite_metadata, smoke_run  # noqa: E402
+
+from dkvae_live import contract  # noqa: E402
+from dkvae_live.model import Decoder, ModelError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_with_draft(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny seed_vae's model folder with a draft trained for a few short epochs, and the
+    draft's run folder."""
+    root = tmp_path_factory.mktemp("draft")
+    run, _ = smoke_run("seed_vae", root)
+    model = export_run(run).decoder_path.parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(draft, "STEPS_PER_EPOCH", 20)
+        patch.setattr(draft, "VALIDATION_LATENTS", 16)
+        assert draft.main([str(model), str(root / "draft-run"), "--max-minutes", "0.15"]) == 0
+    assert draft.main([str(model), str(root / "draft-run"), "--export"]) == 0
+    return model, root / "draft-run"
+
+
+def test_the_audible_error_ignores_what_lies_under_the_sound_s_range() -> None:
+    teacher = np.full((1, 4, 8), -20.0, np.float32)
+    teacher[0, 0, 0] = 0.0  # the peak: the floor lies AUDIBLE_DB under it
+    quiet = teacher.copy()
+    quiet[0, 3, :] = -40.0  # changed far under the floor: not heard
+    loud = teacher.copy()
+    loud[0, 1, 1] = -1.0  # changed within the range
+    assert float(draft.audible_error(quiet, teacher)) == 0.0
+    assert float(draft.audible_error(loud, teacher)) > 0.0
+
+
+def test_the_draft_renders_drafts_and_the_decoder_everything_else(
+    model_with_draft: tuple[Path, Path],
+) -> None:
+    model, _ = model_with_draft
+    with_draft = Decoder(model)
+    without = Decoder(model, use_draft=False)
+    assert with_draft.draft_path == model / contract.DRAFT_FILE
+    assert without.draft_path is None
+    z, classes = draft.draw_latents(with_draft.info, np.random.default_rng(3), 6)
+    np.testing.assert_array_equal(with_draft.render(z, classes), without.render(z, classes))
+    drafted, own = with_draft.render(z, classes, draft=True), without.render(z, classes, draft=True)
+    assert drafted.shape == own.shape
+    assert not np.allclose(drafted, own)  # the draft's sound, not the decoder's
+
+
+def test_the_draft_learns_its_decoder(model_with_draft: tuple[Path, Path]) -> None:
+    _, run = model_with_draft
+    history = (run / "history.csv").read_text().splitlines()
+    column = history[0].split(",").index("val_loss")
+    losses = [float(row.split(",")[column]) for row in history[1:]]
+    assert len(losses) >= 3
+    assert min(losses[1:]) < 0.7 * losses[0]
+
+
+def test_a_draft_beside_another_decoder_is_refused(
+    model_with_draft: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, _ = model_with_draft
+    cfg = make_config("seed_vae", **{**TINY, "seed": 1})  # other weights, the same shapes
+    audio, labels = synthetic_drums(2, sample_rate=cfg.sample_rate, num_samples=cfg.num_samples)
+    arrays = Arrays(audio, labels, cfg.class_names)
+    train(cfg, tmp_path / "other", arrays, None, smoke_test=True, verbose=0)
+    other = export_run(tmp_path / "other").decoder_path.parent
+    shutil.copy(model / contract.DRAFT_FILE, other / contract.DRAFT_FILE)
+    with pytest.raises(ModelError, match="made from another decoder") as info:
+        Decoder(other)
+    assert str(other / contract.DRAFT_FILE) in str(info.value)
+    assert Decoder(other, use_draft=False).draft_path is None
+
+
+def test_the_decoder_s_metadata_may_change_under_its_draft(
+    model_with_draft: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, _ = model_with_draft
+    shutil.copytree(model, tmp_path / "m")
+    decoder = tmp_path / "m" / contract.DECODER_FILE
+    rewrite_metadata(decoder, decoder, name="renamed")  # as adding axes or class latents does
+    assert Decoder(tmp_path / "m").draft_path is not None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"n_fft": str(2 * 512)}, "n_fft"),
+        ({"role": "decoder"}, "role"),
+        ({"draft_of": None}, "draft_of"),
+    ],
+)
+def test_a_draft_that_does_not_fit_its_decoder_is_refused(
+    model_with_draft: tuple[Path, Path], tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    model, _ = model_with_draft
+    shutil.copytree(model, tmp_path / "m")
+    bad = tmp_path / "m" / contract.DRAFT_FILE
+    rewrite_metadata(bad, bad, **changes)
+    with pytest.raises(ModelError, match=message) as info:
+        Decoder(tmp_path / "m")
+    assert str(bad) in str(info.value)
+
+
+def test_the_exported_draft_follows_the_contract(model_with_draft: tuple[Path, Path]) -> None:
+    model, _ = model_with_draft
+    meta = {p.key: p.value for p in onnx.load(str(model / contract.DRAFT_FILE)).metadata_props}
+    assert meta[contract.ROLE] == contract.DRAFT
+    assert set(contract.REQUIRED_KEYS) <= set(meta)
+    assert TINY["sample_rate"] == int(meta[contract.SAMPLE_RATE])
