@@ -93,9 +93,7 @@ def pack(run_dir: Path, path: Path) -> int:
     written(path, write)
     size = path.stat().st_size
     state = read_state(run_dir)
-    logger.info(
-        "%s: %s at epoch %d, %.1f MB", path, run_dir, int(state["epoch"]), size / 2**20
-    )
+    logger.info("%s: %s at epoch %d, %.1f MB", path, run_dir, int(state["epoch"]), size / 2**20)
     if size > COMMIT_LIMIT_BYTES:
         limit = COMMIT_LIMIT_BYTES // 2**20
         logger.warning("%s is over the %d MB a committed resume file may take", path, limit)
