@@ -19,7 +19,7 @@ from .axes import ClassAxes
 from .axes import from_json as axes_from_json
 from .class_latents import ClassLatent, from_json
 from .decay_guard import guard_decay
-from .phase import invert
+from .phase import detuning, invert
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # Latents per decoder run. A bigger batch is no faster per latent (measured on the shipped model:
@@ -315,6 +315,7 @@ class Decoder:
             axes=_axes(meta, self.path, class_names, latent_size),
         )
         self._phase_iterations = phase_iterations
+        self._detune = detuning(n_fft, hop, self.info.sample_rate) if n_fft else None
         # a run with this shrinks the session's arena at its end: see release_arena
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
@@ -421,6 +422,7 @@ class Decoder:
                     self.info.num_samples,
                     iterations,
                     floor,
+                    detune=self._detune if draft else None,  # kept: Griffin-Lim's phase
                 )
             )
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)

@@ -22,6 +22,12 @@ _TINY = 1e-10
 _ONSET_DB = 6.0
 # fast Griffin-Lim's momentum (Perraudin et al. find 0.99 best)
 _MOMENTUM = 0.99
+# A decoder's magnitudes are smooth: the gradient phase then advances each bin of a noisy tail at
+# its centre frequency, and the bins line up again every n_fft samples, a buzz at sample_rate /
+# n_fft. `detuning` drifts them apart: each bin from DETUNE_FROM_HZ up by its own fixed amount
+# within +-DETUNE_HZ (bench/draft_fidelity.py).
+DETUNE_HZ = 8.0
+DETUNE_FROM_HZ = 200.0
 
 
 def hann(n_fft: int) -> np.ndarray:
@@ -64,14 +70,24 @@ def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     return np.ascontiguousarray(result)
 
 
-def phase_from_gradients(magnitude: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+def detuning(n_fft: int, hop: int, sample_rate: int) -> np.ndarray:
+    """Radians per hop added to each bin's phase advance (DETUNE_HZ): the same every call."""
+    hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    spread = np.random.default_rng(0).uniform(-1.0, 1.0, hz.shape[0]) * (hz >= DETUNE_FROM_HZ)
+    return (spread * 2 * np.pi * DETUNE_HZ * hop / sample_rate).astype(np.float32)
+
+
+def phase_from_gradients(
+    magnitude: np.ndarray, n_fft: int, hop: int, detune: np.ndarray | None = None
+) -> np.ndarray:
     """A phase for `magnitude` [batch, frames, bins] without iterating: unit complex, same shape.
 
     The time derivative of the phase of each bin is its centre frequency plus a term from the
-    log magnitude's slope across frequency; its frequency derivative comes from the log
-    magnitude's slope across time. Each bin's phase is integrated along time; at the first frame
-    and wherever a sound starts (an onset) a frame's phase is integrated across frequency
-    instead, from its loudest bin, so the partials of a hit line up as an impulse's do.
+    log magnitude's slope across frequency (plus `detune`, radians per hop per bin: `detuning`);
+    its frequency derivative comes from the log magnitude's slope across time. Each bin's phase
+    is integrated along time; at the first frame and wherever a sound starts (an onset) a
+    frame's phase is integrated across frequency instead, from its loudest bin, so the partials
+    of a hit line up as an impulse's do.
     """
     log_mag = np.log(np.maximum(magnitude, _TINY), dtype=np.float32)
     batch, n_frames, n_bins = log_mag.shape
@@ -84,6 +100,8 @@ def phase_from_gradients(magnitude: np.ndarray, n_fft: int, hop: int) -> np.ndar
     step = slope[:, 1:] + slope[:, :-1]
     step *= np.float32(hop * n_fft / gamma / 2)
     step += np.float32(2 * np.pi * hop / n_fft) * bins
+    if detune is not None:
+        step += detune
     # wrapped to [0, 2 pi) by floor: numpy's float32 mod is twenty times slower
     step -= np.float32(2 * np.pi) * np.floor(step * np.float32(1 / (2 * np.pi)))
     # summed frame by frame: numpy's cumsum along a middle axis takes three times as long
@@ -149,21 +167,22 @@ def invert(
     length: int,
     iterations: int = 0,
     floor: float = 0.0,
+    detune: np.ndarray | None = None,
 ) -> np.ndarray:
     """Audio float32 [batch, length] from `magnitude` [batch, frames, bins]: the gradient phase,
     then `iterations` of fast Griffin-Lim.
 
     With a `floor`, the frames after the last that can sound above it (`audible_frames`) are
     not inverted and the audio is silent there: a drum's magnitudes are mostly tail, and the
-    work is in proportion to the frames inverted."""
+    work is in proportion to the frames inverted. `detune`: see `phase_from_gradients`."""
     n_frames = audible_frames(magnitude, n_fft, hop, floor)
     if n_frames < magnitude.shape[1]:
         # the last sample the kept frames make in full: half a window after the last loud one
         kept = min(length, (n_frames - n_fft // hop) * hop + n_fft // 2)
         audio = np.zeros((magnitude.shape[0], length), np.float32)
-        audio[:, :kept] = invert(magnitude[:, :n_frames], n_fft, hop, kept, iterations)
+        audio[:, :kept] = invert(magnitude[:, :n_frames], n_fft, hop, kept, iterations, 0.0, detune)
         return audio
-    spec = magnitude * phase_from_gradients(magnitude, n_fft, hop)
+    spec = magnitude * phase_from_gradients(magnitude, n_fft, hop, detune)
     previous = None
     for _ in range(iterations):
         projected = stft(istft(spec, n_fft, hop, length), n_fft, hop, n_frames)

@@ -26,10 +26,10 @@ def test_a_spectrogram_model_is_checked_at_load_without_iterating_its_phase(
     real = model.invert
 
     def counting(
-        magnitude: np.ndarray, n_fft: int, hop: int, length: int, count: int, floor: float
+        magnitude: np.ndarray, n_fft: int, hop: int, length: int, count: int, floor: float, **kw
     ) -> np.ndarray:
         iterations.append(count)
-        return real(magnitude, n_fft, hop, length, count, floor)
+        return real(magnitude, n_fft, hop, length, count, floor, **kw)
 
     monkeypatch.setattr(model, "invert", counting)
     decoder = Decoder(path)

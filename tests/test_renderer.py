@@ -494,10 +494,10 @@ def test_a_pad_rendered_in_full_for_seconds_makes_way_within_a_sound_for_another
     decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"))
     real_invert = model.invert
 
-    def slow_invert(magnitude: np.ndarray, *args: int) -> np.ndarray:
-        if args[-1] > 0:  # a sound kept: its phase refined, 40 ms a sound
+    def slow_invert(magnitude: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
+        if args[3] > 0:  # iterations: a sound kept, its phase refined, 40 ms a sound
             time.sleep(0.04 * magnitude.shape[0])
-        return real_invert(magnitude, *args)
+        return real_invert(magnitude, *args, **kwargs)
 
     monkeypatch.setattr(model, "invert", slow_invert)
     info = decoder.info
