@@ -259,6 +259,22 @@ def test_splits_follow_the_target_shares_when_groups_allow() -> None:
     assert counts == {"train": 80, "validation": 10, "test": 10}
 
 
+def test_pinned_groups_keep_their_split_and_the_others_fill_in_around_them() -> None:
+    rows = [
+        ManifestRow(id=f"s{i}", path=f"kick/s{i}.wav", label="kick", split_group=f"g{i}")
+        for i in range(100)
+    ]
+    free = {r.split_group: r.split for r in assign_splits(rows)}
+    moved = next(g for g, split in free.items() if split == "train")
+    pinned = {moved: "test", "a group with no sounds": "validation"}
+    out = {r.split_group: r.split for r in assign_splits(rows, pinned=pinned)}
+    assert out[moved] == "test"
+    counts = {s: list(out.values()).count(s) for s in bank_mod.SPLITS}
+    assert counts == {"train": 80, "validation": 10, "test": 10}  # one fewer other test group
+    with pytest.raises(ValueError, match="pinned"):
+        assign_splits(rows, pinned={moved: "holdout"})
+
+
 def test_kit_family_unifies_releases_of_the_same_recordings() -> None:
     assert kit_family("The Black Pearl 1.0") == kit_family("Black_Pearl_4_LV2")
     assert kit_family("GMRockKit") == kit_family("The Black Pearl 1.0")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from .bank_duplicates import cross_split_duplicates
 from .bank_import import ImportReport, SoundSource, import_sources
 from .bank_manifest import BankError
 from .bank_summary import kits_markdown, summarize
+from .default_splits import DEFAULT_BANK_SPLITS
 from .licences import GROUPS, WEIGHTS_LICENCE, allowed, parse_licences
 
 log = logging.getLogger("dkvae_training.bank_cli")
@@ -352,11 +353,18 @@ def _licences(args: argparse.Namespace) -> frozenset[str] | None:
         raise CliError(str(exc)) from exc
 
 
-def _run_import(bank: Path, sources: Sequence[SoundSource], rules: LabelRules) -> ImportReport:
+def _run_import(
+    bank: Path,
+    sources: Sequence[SoundSource],
+    rules: LabelRules,
+    pinned: Mapping[str, str] | None = None,
+) -> ImportReport:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     with logging_redirect_tqdm():
-        return import_sources(bank, sources, rules=rules, progress=True, total=len(sources))
+        return import_sources(
+            bank, sources, rules=rules, progress=True, total=len(sources), pinned=pinned
+        )
 
 
 def _report(bank: Path, report: ImportReport, seconds: float) -> None:
@@ -404,7 +412,7 @@ def cmd_build_default(args: argparse.Namespace) -> int:
         sources.extend(found)
     sources = keep_licences(sources, licences)
     fetched = time.monotonic()
-    report = _run_import(args.bank, sources, rules)
+    report = _run_import(args.bank, sources, rules, DEFAULT_BANK_SPLITS)
     done = time.monotonic()
     _report(args.bank, report, done - start)
     print(f"fetch/unpack {fetched - start:.1f} s, import {done - fetched:.1f} s")

@@ -12,7 +12,7 @@ import logging
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,12 +110,14 @@ def import_sources(
     rules: LabelRules | None = None,
     progress: bool = False,
     total: int | None = None,
+    pinned: Mapping[str, str] | None = None,
 ) -> ImportReport:
     """Label, clean, deduplicate and write sounds into a bank, then rewrite its manifest.
 
     Existing rows stay; a sound whose processed audio equals one already in the bank (from any
     kit) is dropped as a duplicate, so importing the same kit twice adds nothing. Splits of the
-    whole bank are reassigned after the import (see :func:`assign_splits`).
+    whole bank are reassigned after the import (see :func:`assign_splits`; ``pinned``: split
+    groups whose split is fixed).
     """
     bank = Path(bank_dir)
     bank.mkdir(parents=True, exist_ok=True)
@@ -195,7 +197,7 @@ def import_sources(
         )
         prints.add(len(rows) - 1, cleaned.audio)
         report.added[label] += 1
-    write_manifest(bank, assign_splits(rows))
+    write_manifest(bank, assign_splits(rows, pinned=pinned))
     return report
 
 

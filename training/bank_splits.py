@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from .bank_manifest import ManifestRow
@@ -40,7 +40,9 @@ def _stable_hash(text: str) -> str:
 
 
 def assign_splits(
-    rows: Sequence[ManifestRow], fractions: dict[str, float] | None = None
+    rows: Sequence[ManifestRow],
+    fractions: dict[str, float] | None = None,
+    pinned: Mapping[str, str] | None = None,
 ) -> list[ManifestRow]:
     """Give every row a split, keeping each split group (by default a kit family) whole on one
     side, so the test split holds kits no other split has.
@@ -49,10 +51,14 @@ def assign_splits(
     groups are taken largest first (ties broken by a hash of the group name) and each goes to
     the split that most needs its classes: the sum over its sounds of their class's shortfall
     from the split's target share. Rows with no split group are grouped by their content hash.
+    Groups named in ``pinned`` (group -> split) go to that split, and the others around them.
     """
     fractions = dict(fractions or SPLIT_FRACTIONS)
     if set(fractions) != set(SPLITS) or any(v < 0 for v in fractions.values()):
         raise ValueError(f"fractions must give {list(SPLITS)} non-negative shares")
+    pinned = dict(pinned or {})
+    if not set(pinned.values()) <= set(SPLITS):
+        raise ValueError(f"pinned splits must be among {list(SPLITS)}")
     groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         groups[row.split_group or f"hash:{row.content_hash or row.id}"].append(i)
@@ -65,7 +71,13 @@ def assign_splits(
         ordered = sorted(strata[style], key=lambda kv: (-len(kv[1]), _stable_hash(kv[0])))
         totals = Counter(rows[i].label for _, members in ordered for i in members)
         counts = {s: Counter[str]() for s in SPLITS}
-        for _, members in ordered:
+        for name, members in ordered:  # the pinned first: the others fill in around them
+            if name in pinned:
+                counts[pinned[name]].update(rows[i].label for i in members)
+                split_of.update((i, pinned[name]) for i in members)
+        for name, members in ordered:
+            if name in pinned:
+                continue
             need = Counter(rows[i].label for i in members)
             shortfall = {
                 s: sum(
