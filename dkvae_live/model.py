@@ -319,13 +319,15 @@ class Decoder:
         # a run with this shrinks the session's arena at its end: see release_arena
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        zeros = np.zeros((len(class_names), latent_size), np.float32)
-        try:
-            own = self.output(zeros, np.arange(len(class_names)))
-        except Exception as exc:
-            raise ModelError(f"{self.path}: the model fails to run: {exc}") from exc
         draft_path = self.path.with_name(contract.DRAFT_FILE)
         if use_draft and draft_path.exists():
+            # the decoder's own output, which the draft must have been made from; the check
+            # below renders drafts, so this also runs the decoder itself once before the stage
+            zeros = np.zeros((len(class_names), latent_size), np.float32)
+            try:
+                own = self.output(zeros, np.arange(len(class_names)))
+            except Exception as exc:
+                raise ModelError(f"{self.path}: the model fails to run: {exc}") from exc
             self._draft_session = _draft_session(draft_path, meta, inputs, output, own)
         self._check_renders()
 
