@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -246,14 +247,17 @@ def export_decoder(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     small: bool = False,
+    role: str = contract.DECODER,
+    metadata: Mapping[str, str] | None = None,
 ) -> float:
     """Export, reload and check a decoder; returns the largest |onnxruntime - keras|.
 
     ``small``: round the weights to float16 (in ``decoder`` too, so the parity check compares
-    like with like) and store them so; see :func:`compact`.
+    like with like) and store them so; see :func:`compact`. ``role`` contract.DRAFT exports a
+    model's draft decoder; ``metadata``: keys beside the contract's (a draft's DRAFT_OF).
     """
     output_name = contract.DECODER_OUTPUT[output_kind]
-    meta = contract_metadata(cfg, contract.DECODER, output_kind, name)
+    meta = {**contract_metadata(cfg, role, output_kind, name), **(metadata or {})}
     if small:
         round_weights_to_float16(decoder)
     convert(

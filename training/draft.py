@@ -17,7 +17,6 @@ The daemon plays `draft.onnx` only beside the decoder it was made from (docs/mod
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -40,6 +39,7 @@ from .run_folder import (
     start_run,
     write_json,
 )
+from .train import resumed_settings
 
 logger = logging.getLogger(__name__)
 
@@ -227,13 +227,7 @@ def train_draft(
 def export_draft(model_dir: Path, run_dir: Path) -> Path:
     """Write ``model_dir``/draft.onnx from the best weights in ``run_dir``; checks it against
     Keras and against the decoder it was made from, and returns its path."""
-    from dkvae_export.onnx_export import (
-        ExportError,
-        contract_metadata,
-        convert,
-        ort_session,
-        round_weights_to_float16,
-    )
+    from dkvae_export.onnx_export import ExportError, export_decoder
 
     from .config import load_config
     from .run_folder import CONFIG
@@ -250,24 +244,19 @@ def export_draft(model_dir: Path, run_dir: Path) -> Path:
             raise ExportError(f"{run_dir} is a draft of another model: its {key} differs")
     model = build_student(cfg)
     model.load_weights(str(run_dir / BEST_WEIGHTS))
-    round_weights_to_float16(model.decoder)
     zeros = np.zeros((len(cfg.class_names), cfg.latent_size), np.float32)
     own = teacher.output(zeros, np.arange(len(cfg.class_names)))
-    meta = contract_metadata(cfg, contract.DRAFT, contract.LOG_MAGNITUDE, teacher.info.name)
-    meta[contract.DRAFT_OF] = json.dumps(draft_of(own))
     path = teacher.path.with_name(contract.DRAFT_FILE)
-    spec = [
-        (contract.Z, (None, cfg.latent_size), "float32"),
-        (contract.CLASS_INDEX, (None,), "int64"),
-    ]
-    convert(model.decoder, spec, [contract.LOG_MAGNITUDE_OUTPUT], meta, path, small=True)
-    rng = np.random.default_rng(0)
-    z, classes = draw_latents(teacher.info, rng, 32)
-    got = ort_session(path).run(None, {contract.Z: z, contract.CLASS_INDEX: classes})[0]
-    diff = float(np.max(np.abs(got - np.asarray(model.decoder([z, classes])))))
-    if not diff < 1e-3:
-        path.unlink(missing_ok=True)
-        raise ExportError(f"draft parity failed: max |onnxruntime - keras| = {diff:.3g}")
+    diff = export_decoder(
+        model.decoder,
+        cfg,
+        path,
+        output_kind=contract.LOG_MAGNITUDE,
+        name=teacher.info.name,
+        small=True,
+        role=contract.DRAFT,
+        metadata={contract.DRAFT_OF: json.dumps(draft_of(own))},
+    )
     try:
         Decoder(model_dir)  # the daemon's own checks, the draft with its decoder
     except ModelError:
@@ -304,14 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        cfg = draft_config(info, max_minutes=args.max_minutes)
-        if args.resume:
-            from .config import load_config
-            from .run_folder import CONFIG
-
-            cfg = dataclasses.replace(
-                load_config(args.run_dir / CONFIG), max_minutes=args.max_minutes
-            )
+        if args.resume:  # recorded in run.json, as dkvae-train --resume records it
+            cfg, _ = resumed_settings(args.run_dir, {"max_minutes": args.max_minutes})
+        else:
+            cfg = draft_config(info, max_minutes=args.max_minutes)
         train_draft(args.model, args.run_dir, cfg, resume=args.resume)
     except KeyboardInterrupt:
         print(interrupted_message(args.run_dir), file=sys.stderr)
