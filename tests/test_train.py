@@ -345,6 +345,27 @@ def test_the_adversarial_stage_trains_the_decoder_alone_from_where_a_run_was_bes
     assert json.loads((stage / "checkpoints/state.json").read_text())["epoch"] == 4
 
 
+def test_the_encoder_stage_trains_the_encoder_alone(tmp_path: Path) -> None:
+    source, stage = tmp_path / "source", tmp_path / "stage"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    args = [str(source), "--config", "seed_vae", "--synthetic", "1", "--verbose", "0", *sets]
+    assert main(args) == 0
+    args = ["--fork", str(source), "--epochs", "3", "--set", "encoder_stage=true"]
+    assert main([str(stage), *args, "--verbose", "0"]) == 0
+    before, after = source / "best.weights.h5", stage / "checkpoints/last.weights.h5"
+    decoder = _weights(before, "decoder")
+    assert decoder and all(
+        np.array_equal(v, _weights(after, "decoder")[k]) for k, v in decoder.items()
+    )
+    encoder = _weights(before, "encoder")
+    assert any(not np.array_equal(v, _weights(after, "encoder")[k]) for k, v in encoder.items())
+    assert json.loads((stage / "checkpoints/state.json").read_text())["monitor"] == "val_mel_db"
+    from dkvae_training.seed_vae import SeedVAE
+
+    with pytest.raises(ValueError, match="encoder_stage trains the encoder alone"):
+        SeedVAE(make_config("seed_vae", encoder_stage=True, adversarial_weight=0.1))
+
+
 def test_the_adversarial_losses() -> None:
     from dkvae_training.adversarial import WIDTHS, discriminator_loss, generator_losses
 

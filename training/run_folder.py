@@ -92,8 +92,9 @@ def monitored_metric(cfg: TrainConfig, validation: bool) -> str:
 
     The adversarial stage watches the mel distance: its reconstruction loss rises as the
     decoder trades the magnitude fit for texture, so that loss cannot say which epoch sounds
-    closest (issue 18's measure 1 is this mel distance)."""
-    if cfg.kind == "seed_vae" and cfg.adversarial_weight > 0.0:
+    closest (issue 18's measure 1 is this mel distance). So does the encoder stage, whose
+    decoder cannot move: the mel distance is what its encoder is for."""
+    if cfg.kind == "seed_vae" and (cfg.adversarial_weight > 0.0 or cfg.encoder_stage):
         name = "mel_db"
     else:
         name = "g_loss" if cfg.kind == "cgan" else "loss"

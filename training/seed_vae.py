@@ -153,6 +153,8 @@ class SeedVAE(VAEBase):
     the decoded magnitudes (``spec_mel_db_weight``)."""
 
     def __init__(self, cfg: TrainConfig, **kwargs: object) -> None:
+        if cfg.encoder_stage and cfg.adversarial_weight > 0.0:
+            raise ValueError("encoder_stage trains the encoder alone; adversarial_weight must be 0")
         adversarial = ("adversarial", "feature_matching", "d_loss")
         names = (
             "loss",
@@ -169,6 +171,8 @@ class SeedVAE(VAEBase):
             cfg.sample_rate, cfg.spec_n_fft, yardstick.MEL_BANDS
         )
         self.discriminator: keras.Model | None = None
+        if cfg.encoder_stage:
+            self.decoder.trainable = False
         if cfg.adversarial_weight > 0.0:
             from .adversarial import build_discriminator
 
