@@ -30,6 +30,7 @@ from .audio import AudioDeviceError
 from .engine import Engine
 from .kit import DEFAULT_KIT, KitError, load_kit
 from .kit_export import FORMATS, ExportError, export_kit, parse_formats
+from .latent_fit import FIT_STEPS
 from .midi_in import MidiError, available_apis, list_input_ports
 from .mixer import exit_after
 from .model import DEFAULT_MODEL_DIR, Decoder, ModelError
@@ -405,6 +406,13 @@ def add_folder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="kit file to write (.toml)")
     p.add_argument("--force", action="store_true", help="replace the kit file if it exists")
     p.add_argument("--model", type=Path, default=None, help="model (default: shipped)")
+    p.add_argument(
+        "--fit-steps",
+        type=int,
+        default=FIT_STEPS,
+        help="steps that fit each pad's latent through the decoder to its file (default "
+        f"{FIT_STEPS}; 0: the encoder's latent as it is)",
+    )
 
 
 def folder_main(args: argparse.Namespace) -> int:
@@ -418,10 +426,14 @@ def folder_main(args: argparse.Namespace) -> int:
     )
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
+    if args.fit_steps < 0:
+        print("dkvae-live kit-from-folder: --fit-steps must be 0 or more", file=sys.stderr)
+        return 2
     try:
         check_output(args.output, args.force)  # before the work, not after it
         decoder = Decoder(args.model)
-        made = kit_from_folder(args.folder, decoder.info, model_encoder(decoder.info))
+        encoder = model_encoder(decoder.info)
+        made = kit_from_folder(args.folder, decoder, encoder, fit_steps=args.fit_steps)
         write_kit(made.kit, args.output, args.force)
     except (ModelError, FolderError, OSError) as exc:
         print(f"dkvae-live kit-from-folder: {exc}", file=sys.stderr)

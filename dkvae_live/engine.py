@@ -38,6 +38,7 @@ from .kit import (
     remove_stale_temporaries,
     save_kit,
 )
+from .latent_fit import fit_latent
 from .midi_in import MidiInput
 from .mixer import Mixer
 from .model import Decoder, Encoder, ModelError, ModelInfo, read_sound
@@ -73,6 +74,9 @@ class Engine:
         # built at the first /dkvae/pad/encode, on the job thread: nothing else needs it, and
         # a session held all day for a request that may never come is memory at rest
         self._encoder: Encoder | None = None
+        # with it, a decoder session of the job thread's own, that fits the encoder's latent
+        # to the sound (latent_fit): the render worker's is its alone
+        self._fitter: Decoder | None = None
         info = decoder.info
         kit = self._initial_kit(info)
         self.pads = PadBank(kit.pads, info.class_names, info.latent_size)
@@ -136,14 +140,16 @@ class Engine:
             )
             return Kit("general-midi", default_pads(info.class_names, info.latent_size))
 
-    def _encoder_now(self) -> Encoder:
-        """The playing model's encoder (built now if this is its first use)."""
-        if self._encoder is None:
+    def _encoder_now(self) -> tuple[Encoder, Decoder]:
+        """The playing model's encoder and the job thread's decoder (built now if this is
+        their first use)."""
+        if self._encoder is None or self._fitter is None:
             path = self.decoder.path.parent / contract.ENCODER_FILE
             if not path.exists():
                 raise ValueError("this model has no encoder (encoder.onnx beside decoder.onnx)")
-            self._encoder = Encoder(path, self.decoder.info)
-        return self._encoder
+            self._fitter = Decoder(self.decoder.path)
+            self._encoder = Encoder(path, self._fitter.info)
+        return self._encoder, self._fitter
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -429,9 +435,10 @@ class Engine:
         # encoder is built at its first use.
         self._add_outputs(self.pads.snapshot().values(), info.class_names)
         self.pads.class_names = info.class_names
-        retired, self._encoder = self._encoder, None
+        retired = (self._encoder, self._fitter)
+        self._encoder = self._fitter = None
         settle_heap()
-        self.renderer.swap_decoder(decoder, retired)
+        self.renderer.swap_decoder(decoder, *retired)
         log.info("model %s (%s) loaded from %s", info.name, info.model_kind, decoder.path)
         return decoder
 
@@ -481,10 +488,16 @@ class Engine:
         self.pads.update(note, latent=loaded[0], axes=loaded[1])
 
     def encode_into_pad(self, note: int, path: Path) -> tuple[float, ...]:
-        encoder = self._encoder_now()
-        info = self.info
+        """Set a pad's latent to the one whose sound, at the pad's class, is closest to this
+        sound file: the encoder's, fitted through the decoder (latent_fit)."""
+        pad = self.pads.get(note)
+        if pad is None:
+            raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
+        encoder, fitter = self._encoder_now()
+        info = fitter.info
         sound = read_sound(path, info.sample_rate, info.num_samples)
-        latent = encoder.encode(sound[None])[0]
+        start = encoder.encode(sound[None])[0]
+        latent = fit_latent(fitter, sound, info.class_index(pad.class_name), start)
         return self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).tolist()).latent
 
     def status(self) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Every sound file under the folder becomes a pad. Its class comes from its name, by the rules the
 bank labels its sounds with (dkvae_live.labels); a name that says nothing (or names a class the
 model lacks) leaves it to the sound: the class whose real sounds' mean latent
-(``dkvae.class_latents``) lies nearest the file's own latent. Its latent is the model's encoder's
-for the file, read as `/dkvae/pad/encode` reads it (model.read_sound). Its note is the first free
+(``dkvae.class_latents``) lies nearest the encoder's latent of the file. Its latent is the
+encoder's, fitted through the decoder to the file at the pad's class (latent_fit), as
+`/dkvae/pad/encode` makes it. Its note is the first free
 one of its class on the General MIDI drum map (pads.GM_DRUMS); a class's further sounds, and the
 classes the map lacks, take the notes above General MIDI's percussion range, then those below it.
 A file that cannot be read is skipped and named with the reason.
@@ -22,7 +23,8 @@ from . import contract
 from .class_latents import ClassLatent
 from .kit import KIT_SUFFIX, Kit, save_kit
 from .labels import LabelRules, folder_instrument
-from .model import Encoder, ModelError, ModelInfo, read_sound
+from .latent_fit import FIT_STEPS, fit_latent
+from .model import Decoder, Encoder, ModelError, ModelInfo, read_sound
 from .pads import GM_DRUMS, LATENT_LIMIT, Pad
 
 # What soundfile (libsndfile) reads; other files in the folder (a README, a drumkit.xml) are not
@@ -131,9 +133,15 @@ def model_encoder(info: ModelInfo) -> Encoder:
 
 
 def kit_from_folder(
-    folder: Path, info: ModelInfo, encoder: Encoder, rules: LabelRules | None = None
+    folder: Path,
+    decoder: Decoder,
+    encoder: Encoder,
+    rules: LabelRules | None = None,
+    fit_steps: int = FIT_STEPS,
 ) -> FolderKit:
-    """A kit of every sound file under `folder` for the model `info` describes."""
+    """A kit of every sound file under `folder` for `decoder`'s model; each latent fitted in
+    `fit_steps` steps (0: the encoder's as it is)."""
+    info = decoder.info
     folder = Path(folder)
     if not folder.is_dir():
         raise FolderError(f"{folder}: no such folder")
@@ -143,7 +151,7 @@ def kit_from_folder(
     rules = rules or LabelRules()
     kit_name = folder.resolve().name
     skipped: list[tuple[Path, str]] = []
-    made: list[tuple[Path, str, str, np.ndarray]] = []  # file, class, by, latent
+    made: list[tuple[Path, str, str, np.ndarray, np.ndarray]] = []  # file, class, by, latent, sound
     for path in files:
         relative = path.relative_to(folder)
         try:
@@ -154,9 +162,11 @@ def kit_from_folder(
         latent = encoder.encode(sound[None])[0].astype(np.float64)
         name = class_from_name(relative, kit_name, info.class_names, rules)
         if name is not None:
-            made.append((relative, name, BY_NAME, latent))
+            made.append((relative, name, BY_NAME, latent, sound))
         elif info.class_latents:
-            made.append((relative, nearest_class(latent, info.class_latents), BY_SOUND, latent))
+            made.append(
+                (relative, nearest_class(latent, info.class_latents), BY_SOUND, latent, sound)
+            )
         else:
             skipped.append(
                 (
@@ -166,13 +176,14 @@ def kit_from_folder(
                 )
             )
     pads: list[FolderPad] = []
-    for (relative, name, by, latent), note in zip(
+    for (relative, name, by, latent, sound), note in zip(
         made, assign_notes([m[1] for m in made]), strict=True
     ):
         if note is None:
             skipped.append((relative, "no MIDI note is left: a kit holds 128 pads at most"))
             continue
         choke = GM_DRUMS[note][1] if note in GM_DRUMS else 0
+        latent = fit_latent(decoder, sound, info.class_index(name), latent, fit_steps)
         z = tuple(float(v) for v in np.clip(latent, -LATENT_LIMIT, LATENT_LIMIT))
         pads.append(FolderPad(relative, Pad(note, name, z, choke_group=choke), by))
     if not pads:

@@ -26,6 +26,7 @@ from dkvae_live.kit_from_folder import (
     model_encoder,
 )
 from dkvae_live.labels import LabelRules
+from dkvae_live.latent_fit import fit_latent
 from dkvae_live.model import Decoder, ModelError, read_sound
 from dkvae_live.offline import render_midi
 
@@ -102,12 +103,15 @@ def test_every_sound_file_is_a_pad_on_its_general_midi_note(
         note: name for note, (name, _, _) in EXPECTED.items()
     }
     assert {n for n, p in kit.pads.items() if p.choke_group == 1} == {42, 46}  # GM's hi-hat
-    # each pad's latent is the encoder's for its file, as /dkvae/pad/encode reads a file
+    # each pad's latent is the encoder's for its file, fitted through the decoder at its class,
+    # as /dkvae/pad/encode makes it
     encoder = model_encoder(info)
-    for note, (_, name, _) in EXPECTED.items():
+    for note, (class_name, name, _) in EXPECTED.items():
         sound = read_sound(pack / name, info.sample_rate, info.num_samples)
         z = encoder.encode(sound[None])[0]
-        np.testing.assert_allclose(kit.pads[note].latent, z, atol=2e-6, err_msg=name)
+        fitted = fit_latent(decoder, sound, info.class_index(class_name), z)
+        np.testing.assert_allclose(kit.pads[note].latent, fitted, atol=2e-6, err_msg=name)
+        assert np.abs(fitted - z).max() > 0.01, name  # the fit moved it
     # the summary: a line per pad saying how its class was found; what was skipped, and why
     for note, (name, file, how) in EXPECTED.items():
         assert any(
@@ -219,7 +223,7 @@ def test_a_model_without_class_latents_or_encoder(tmp_path: Path, pack: Path) ->
     with pytest.raises(ModelError, match=r"encoder.onnx: no such file; a kit from sounds needs"):
         model_encoder(info)
     linear_encoder(model / "encoder.onnx")
-    folder_kit = kit_from_folder(pack, info, model_encoder(info))
+    folder_kit = kit_from_folder(pack, Decoder(model), model_encoder(info))
     assert sorted(folder_kit.kit.pads) == [35, 36, 38, 42, 46, 49, 82]
     reasons = {str(path): why for path, why in folder_kit.skipped}
     assert list(reasons) == ["broken.wav", "take 7.flac"]
@@ -227,4 +231,4 @@ def test_a_model_without_class_latents_or_encoder(tmp_path: Path, pack: Path) ->
     assert reasons["take 7.flac"].startswith("its name says no class of kick, snare, hihat")
     assert "has no class latents (dkvae.class_latents)" in reasons["take 7.flac"]
     with pytest.raises(FolderError, match="holds no sound files"):
-        kit_from_folder(tmp_path / "model", info, model_encoder(info))
+        kit_from_folder(tmp_path / "model", Decoder(model), model_encoder(info))

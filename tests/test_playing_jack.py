@@ -25,6 +25,7 @@ from harness.synth_models import CLASSES, expected_frequency, linear_encoder, si
 
 from dkvae_live.kit import Kit, load_kit, save_kit
 from dkvae_live.kit_export import EXPORT_JSON
+from dkvae_live.latent_fit import fit_latent
 from dkvae_live.model import Decoder, read_sound
 from dkvae_live.offline import midi_notes, render_midi
 from dkvae_live.pads import default_pads
@@ -195,7 +196,7 @@ def test_cc_learn_maps_a_knob_to_a_latent_dimension_and_the_kit_keeps_it(rig: Ri
     assert [(m.controller, m.note, m.dim, m.channel) for m in kit.cc] == [(21, 36, 2, 9)]
 
 
-def test_encode_sets_the_pads_latent_to_the_encoders_and_paths_are_confined(rig: Rig) -> None:
+def test_encode_sets_the_pads_latent_to_its_fitted_latent_and_paths_are_confined(rig: Rig) -> None:
     osc = rig.daemon.osc
     rate = 44100
     t = np.arange(rate // 4) / rate
@@ -204,7 +205,10 @@ def test_encode_sets_the_pads_latent_to_the_encoders_and_paths_are_confined(rig:
     osc.send("/dkvae/pad/encode", 38, str(wav))
     got = rig.reply("/dkvae/pad")
     session = ort.InferenceSession(str(rig.root / "model" / "encoder.onnx"))
-    want = session.run(["z_mean"], {"audio": read_sound(wav, rate, 22050)[None]})[0][0]
+    sound = read_sound(wav, rate, 22050)
+    encoded = session.run(["z_mean"], {"audio": sound[None]})[0][0]
+    decoder = Decoder(rig.root / "model")
+    want = fit_latent(decoder, sound, decoder.info.class_index(got[1]), encoded)
     assert got[4:] == pytest.approx(want.tolist(), abs=1e-4)
     for outside in ("/etc/hostname", str(rig.root / "kits" / ".." / ".." / "x.wav")):
         osc.send("/dkvae/pad/encode", 38, outside)

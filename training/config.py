@@ -114,9 +114,9 @@ class TrainConfig:
     discriminator_learning_rate: float = 1e-4
     discriminator_scales: int = 3  # each scale halves the spectrogram in time and frequency
     # seed_vae's encoder stage: trains the encoder alone, the decoder frozen. On kits it never
-    # saw, a latent optimised through the decoder reconstructs about 1 dB closer (measure 1, on
-    # magnitudes) than the encoder's own, against about 0.3 dB on its training kits: the
-    # encoder, not the decoder, is what generalises worst (docs/bake-off.md, round 7)
+    # saw, a latent fitted through the decoder reconstructs closer than the encoder's own, by
+    # more than on its training kits: the encoder generalises worse than the decoder
+    # (bench/latent_fit.py)
     encoder_stage: bool = False
 
     def to_json(self) -> str:

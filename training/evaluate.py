@@ -4,8 +4,10 @@ For a run folder (Keras weights) or an exported model folder (``--onnx``, run th
 daemon's own loader) and a bank split, the measures of issue 18, each against its target
 (``PASS``/``MISS`` in the table and in ``metrics.json``'s ``targets``):
 
-1. reconstruction: each sound is encoded (``z_mean``) and decoded with its class, and heard as on
-   stage (spectrogram models through the daemon's Griffin-Lim, all through its render worker's
+1. reconstruction: each sound is encoded (``z_mean``; with ``--onnx`` then fitted through the
+   decoder as the daemon fits a file it encodes, :mod:`dkvae_live.latent_fit`, the encoder's
+   latent alone measured beside it) and decoded with its class, and heard as on stage
+   (spectrogram models through the daemon's Griffin-Lim, all through its render worker's
    preparation); the mel distance (:func:`dkvae_training.yardstick.mel_distance`) to the
    original, printed beside the oracles that know each sound's exact STFT magnitudes but not its
    phases (the model's own STFT, 256/128, 1024/512). The older log-spectral and multi-resolution
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from dkvae_live.class_latents import ClassLatent, fit
+from dkvae_live.latent_fit import FIT_STEPS
 
 from . import yardstick as ys
 from .run_folder import RUN_INFO
@@ -49,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 Decode = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Encode = Callable[[np.ndarray], np.ndarray]
+# (audio [n, num_samples], labels [n], z [n, latent]) -> z fitted to each sound through the decoder
+Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass
@@ -67,6 +72,9 @@ class ModelFns:
     # (n_fft, hop) of the STFT the decoder outputs through, for its random-phase oracle; None:
     # not an STFT decoder, or an exported one whose metadata does not say (--representation)
     representation: tuple[int, int] | None = None
+    # what the daemon does to the encoder's latent of a sound it encodes (dkvae_live.latent_fit);
+    # None: it plays the encoder's latent as it is
+    fit: Fit | None = None
 
 
 def as_played(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -132,11 +140,17 @@ def _keras_representation(cfg: Any, spectral: bool) -> tuple[int, int] | None:
     return None
 
 
-def onnx_model_fns(model_dir: Path, representation: tuple[int, int] | None = None) -> ModelFns:
+def onnx_model_fns(
+    model_dir: Path,
+    representation: tuple[int, int] | None = None,
+    fit_steps: int = 0,
+) -> ModelFns:
     """Evaluation functions for an exported model folder, through the daemon's loader.
 
     ``representation``: the decoder's STFT (n_fft, hop) when its metadata does not give it (a
-    waveform decoder's inner STFT is not in the contract)."""
+    waveform decoder's inner STFT is not in the contract). ``fit_steps``: each encoded sound's
+    latent is fitted through the decoder as the daemon fits it, in this many steps (0: not)."""
+    from dkvae_live.latent_fit import fit_latent
     from dkvae_live.model import Decoder, Encoder
 
     dec = Decoder(model_dir / "decoder.onnx")
@@ -150,6 +164,14 @@ def onnx_model_fns(model_dir: Path, representation: tuple[int, int] | None = Non
     def decode(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return as_played(dec.render(z, labels), info.sample_rate)
 
+    def fit_each(audio: np.ndarray, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return np.array(
+            [
+                fit_latent(dec, sound, int(label), start, fit_steps)
+                for sound, label, start in zip(audio, labels, z, strict=True)
+            ]
+        )
+
     return ModelFns(
         info.model_kind,
         info.sample_rate,
@@ -160,6 +182,7 @@ def onnx_model_fns(model_dir: Path, representation: tuple[int, int] | None = Non
         enc.encode if enc else None,
         info.class_latents or None,
         (info.n_fft, info.hop_length) if info.output_kind == "log_magnitude" else representation,
+        fit_each if fit_steps > 0 and enc is not None else None,
     )
 
 
@@ -460,6 +483,12 @@ def evaluate(
         metrics["representation"] = list(fns.representation) if fns.representation else None
     if fns.encode is not None and len(labels):
         z = _batched(fns.encode, audio)
+        if fns.fit is not None:  # the encoder's latent alone, for comparison
+            encoded = _batched(fns.decode, z, labels)
+            metrics["mel_distance_db_encoder"] = float(
+                np.mean(ys.mel_distance(audio, encoded, fns.sample_rate))
+            )
+            z = fns.fit(audio, labels, z)
         recon = _batched(fns.decode, z, labels)
         mel = ys.mel_distance(audio, recon, fns.sample_rate)
         level_free = ys.mel_distance(audio, recon, fns.sample_rate, match_peak=True)
@@ -622,9 +651,11 @@ def format_report(m: Mapping[str, Any], class_names: tuple[str, ...]) -> str:
     )
     mel = m.get("mel_distance_db")
     level_free = m.get("mel_distance_db_level_free")
+    encoder = m.get("mel_distance_db_encoder")
     out.append(
         f"| 1 mel distance | {'-' if mel is None else f'{mel:.2f} dB'}"
         + (f" (level-free {level_free:.2f})" if level_free is not None else "")
+        + (f" (the encoder's latent unfitted: {encoder:.2f})" if encoder is not None else "")
         + f" | random-phase oracles: {oracle} | <= 4.0 dB | "
         + f"{_mark(t['1 mel distance (dB)']['met'])} |"
     )
@@ -752,6 +783,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the exported decoder's own STFT, for its random-phase oracle, when its metadata "
         "does not say (a waveform decoder): the shipped default is 256/128",
     )
+    p.add_argument(
+        "--fit-steps",
+        type=int,
+        default=FIT_STEPS,
+        help="with --onnx: fit each encoded sound's latent through the decoder in this many "
+        f"steps, as the daemon does when it encodes a file (default {FIT_STEPS}; 0: the "
+        "encoder's latent as it is)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the draws and the oracles")
     p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/eval-SPLIT)")
     args = p.parse_args(argv)
@@ -776,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         representation = (n_fft, hop)
     fns = (
-        onnx_model_fns(args.run_dir, representation)
+        onnx_model_fns(args.run_dir, representation, args.fit_steps)
         if args.onnx
         else keras_model_fns(args.run_dir, args.checkpoint)
     )

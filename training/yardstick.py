@@ -27,13 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from dkvae_live import mel
+from dkvae_live.mel import MelReference, mel_filterbank
+
 # issue 18, measure 1
 MEL_N_FFT = 2048
 MEL_HOP = 512
-MEL_BANDS = 96
-MEL_FMIN = 20.0
-MEL_FLOOR_DB = 80.0  # both spectrograms floored this far under the reference's peak band power
-MEL_FRAME_RANGE_DB = 60.0  # only frames within this of the reference's loudest frame count
+MEL_BANDS = mel.BANDS
+MEL_FMIN = mel.FMIN
+MEL_FLOOR_DB = mel.FLOOR_DB
+MEL_FRAME_RANGE_DB = mel.FRAME_RANGE_DB
 
 # the encoder's reading of a sound (dkvae_live.model.read_sound): start where it first passes
 # 1 % of its peak; a peak under 1e-4 is silence
@@ -76,46 +79,6 @@ def power_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return spec.real**2 + spec.imag**2
 
 
-# The Slaney mel scale (linear to 1 kHz, logarithmic above), as librosa's mel spectrograms use it:
-# with its area-normalised triangles it reproduces issue 18's oracle figures closest.
-_MEL_LINEAR_HZ = 200.0 / 3.0  # Hz per mel below 1 kHz
-_MEL_BREAK_HZ = 1000.0
-_MEL_BREAK = _MEL_BREAK_HZ / _MEL_LINEAR_HZ  # 15 mel
-_MEL_LOG_STEP = math.log(6.4) / 27.0
-
-
-def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
-    """The Slaney mel scale."""
-    f = np.asarray(f, np.float64)
-    log = _MEL_BREAK + np.log(np.maximum(f, 1e-9) / _MEL_BREAK_HZ) / _MEL_LOG_STEP
-    return np.where(f >= _MEL_BREAK_HZ, log, f / _MEL_LINEAR_HZ)
-
-
-def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
-    m = np.asarray(m, np.float64)
-    log = _MEL_BREAK_HZ * np.exp((m - _MEL_BREAK) * _MEL_LOG_STEP)
-    return np.where(m >= _MEL_BREAK, log, m * _MEL_LINEAR_HZ)
-
-
-def mel_filterbank(
-    sample_rate: int, n_fft: int, bands: int, fmin: float = MEL_FMIN, fmax: float | None = None
-) -> np.ndarray:
-    """Triangular mel filters ``[n_fft/2 + 1, bands]``, edges equally spaced in mel from ``fmin``
-    to ``fmax`` (default Nyquist), each triangle's area normalised (Slaney) so that a band sums the
-    power density of its width. ValueError if a band would catch no bin (an FFT too short for that
-    many bands): an empty band is floored in both spectrograms and pulls every distance to 0."""
-    fmax = sample_rate / 2.0 if fmax is None else fmax
-    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), bands + 2))
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)[:, None]
-    lower, centre, upper = edges[None, :-2], edges[None, 1:-1], edges[None, 2:]
-    rising = (freqs - lower) / (centre - lower)
-    falling = (upper - freqs) / (upper - centre)
-    weights = np.clip(np.minimum(rising, falling), 0.0, None) * (2.0 / (upper - lower))
-    if np.any(weights.sum(axis=0) <= 0.0):
-        raise ValueError(f"{bands} mel bands from {fmin} Hz need a longer FFT than {n_fft}")
-    return weights
-
-
 def mel_distance(
     reference: np.ndarray,
     other: np.ndarray,
@@ -156,16 +119,9 @@ def mel_distance(
             o = o * scale
         p_ref = power_spectrogram(r * scale, n_fft, hop)
         p_out = power_spectrogram(o, n_fft, hop)
-        m_ref, m_out = p_ref @ fb, p_out @ fb
-        floor = np.max(m_ref, axis=(1, 2), keepdims=True) * 10.0 ** (-floor_db / 10.0)
-        floor = np.maximum(floor, 1e-30)  # a silent reference: every band at the same floor
-        d = np.abs(10.0 * np.log10(np.maximum(m_ref, floor) / np.maximum(m_out, floor)))
-        frame_power = p_ref.sum(axis=2)
-        loudest = np.max(frame_power, axis=1, keepdims=True)
-        keep = frame_power >= loudest * 10.0 ** (-frame_range_db / 10.0)
-        result[i : i + _BATCH] = (d * keep[:, :, None]).sum(axis=(1, 2)) / (
-            np.maximum(keep.sum(axis=1), 1) * bands
-        )
+        for j in range(len(r)):
+            heard = MelReference(p_ref[j], fb, floor_db, frame_range_db)
+            result[i + j] = heard.distance(p_out[j : j + 1])[0]
     return result
 
 
