@@ -74,9 +74,10 @@ class MelReference:
         self.frames = frame_power >= np.max(frame_power) * 10.0 ** (-frame_range_db / 10.0)
 
     def distance(self, power: np.ndarray) -> np.ndarray:
-        """The mean absolute difference (dB) over the reference's frames and every band, from
-        each of `power` [n, frames, bins] (same framing) to the reference: [n]."""
-        mel = power[:, self.frames] @ self.filterbank
+        """The mean absolute difference (dB) over every band, from each of `power` [n, frames,
+        bins], the reference's framing at its frames that count only (`frames`, a mask over all
+        of them), to the reference: [n]."""
+        mel = power @ self.filterbank
         other_db = 10.0 * np.log10(np.maximum(mel, self.floor))
         diff = np.abs(other_db - self.mel_db[self.frames])
         return diff.mean(axis=(1, 2)) if diff.size else np.zeros(power.shape[0])

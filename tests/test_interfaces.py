@@ -17,7 +17,7 @@ from harness.synth_models import linear_encoder, sine_decoder, spectrogram_decod
 
 from dkvae_live.engine import Engine
 from dkvae_live.latent_fit import fit_latent
-from dkvae_live.model import Decoder, ModelError, read_sound
+from dkvae_live.model import Decoder, Encoder, ModelError, read_sound
 from dkvae_live.osc_api import OscApi
 from dkvae_live.osc_in import OscServer
 from dkvae_live.settings import Settings
@@ -274,8 +274,11 @@ def test_the_encoder_is_built_at_its_first_use_and_follows_a_model_swap(tmp_path
     latent = engine.encode_into_pad(38, wav)
     assert engine._encoder is not None
     sound = read_sound(wav, 44100, 22050)
+    decoder = Decoder(model)
+    encoded = Encoder(model.parent / "encoder.onnx", decoder.info).encode(sound[None])[0]
+    np.testing.assert_allclose(encoded, sound @ weights, atol=1e-4)
     pad_class = engine.info.class_index(engine.pads.snapshot()[38].class_name)
-    want = fit_latent(Decoder(model), sound, pad_class, sound @ weights)  # fitted, as it says
+    want = fit_latent(decoder, sound, pad_class, encoded)  # then fitted, as it says
     assert latent == pytest.approx(np.clip(want, -9.9, 9.9).tolist(), abs=1e-4)
     engine.load_model(tmp_path / "b")
     assert engine._encoder is None
