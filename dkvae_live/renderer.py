@@ -35,6 +35,7 @@ from .dcblock import dc_block
 from .model import RUN_BATCH, Decoder, RenderStopped
 from .pad_sound import Encoded, PadSound, encode_variants
 from .pads import Pad, PadBank
+from .peak_limit import limit_peaks
 from .resample import resample
 from .rt import name_current_thread, promote_current_thread, release_free_memory, settle_heap
 
@@ -90,8 +91,8 @@ def ultrasonic_rms(audio: np.ndarray, rate: int) -> np.ndarray:
 
 
 def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
-    """DC-block and resample a rendered sound, reject it if broken, trim its silent tail with a
-    short fade.
+    """DC-block and resample a rendered sound, reject it if broken, bring its peaks down to
+    full scale, trim its silent tail with a short fade.
 
     Returns None when the sound is not finite: such a buffer must never reach a voice.
     """
@@ -100,13 +101,9 @@ def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.nd
     # a silent tail (Decoder.render's floor) costs nothing to filter and resample
     nonzero = np.flatnonzero(audio)
     audio = audio[: nonzero[-1] + 1 if nonzero.size else 0]
-    sound = resample(dc_block(audio, model_rate), model_rate, device_rate)
-    magnitude = np.abs(sound)
-    peak = float(magnitude.max()) if sound.size else 0.0
-    if peak > 1.0:
-        sound = sound / peak
-    # the last sample over SILENCE (after the peak is brought to 1)
-    loud = magnitude[::-1] > SILENCE * max(1.0, peak)
+    sound = limit_peaks(resample(dc_block(audio, model_rate), model_rate, device_rate), device_rate)
+    # the last sample over SILENCE
+    loud = np.abs(sound[::-1]) > SILENCE
     end = sound.shape[0] - int(np.argmax(loud)) if sound.size and loud.any() else 0
     fade = min(end, int(TAIL_FADE_SECONDS * device_rate))
     sound = np.array(sound[:end], np.float32)  # a copy: the voice owns it
