@@ -314,16 +314,23 @@ def _weights(path: Path, group: str) -> dict[str, np.ndarray]:
     return out
 
 
-def test_the_adversarial_stage_trains_the_decoder_alone_from_where_a_run_was_best(
-    tmp_path: Path,
-) -> None:
+def _stage(tmp_path: Path, setting: str) -> tuple[Path, Path]:
+    """A tiny seed_vae run, and a stage forked from it with `setting` for one more epoch: the
+    source's best weights and the stage's last."""
     source, stage = tmp_path / "source", tmp_path / "stage"
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     args = [str(source), "--config", "seed_vae", "--synthetic", "1", "--verbose", "0", *sets]
     assert main(args) == 0
-    args = ["--fork", str(source), "--epochs", "3", "--set", "adversarial_weight=0.1"]
+    args = ["--fork", str(source), "--epochs", "3", "--set", setting]
     assert main([str(stage), *args, "--verbose", "0"]) == 0
-    before, after = source / "best.weights.h5", stage / "checkpoints/last.weights.h5"
+    return source / "best.weights.h5", stage / "checkpoints/last.weights.h5"
+
+
+def test_the_adversarial_stage_trains_the_decoder_alone_from_where_a_run_was_best(
+    tmp_path: Path,
+) -> None:
+    before, after = _stage(tmp_path, "adversarial_weight=0.1")
+    stage = tmp_path / "stage"
     assert _weights(after, "discriminator")  # a discriminator of its own, saved for a resume
     assert not _weights(before, "discriminator")
     encoder = _weights(before, "encoder")
@@ -346,13 +353,8 @@ def test_the_adversarial_stage_trains_the_decoder_alone_from_where_a_run_was_bes
 
 
 def test_the_encoder_stage_trains_the_encoder_alone(tmp_path: Path) -> None:
-    source, stage = tmp_path / "source", tmp_path / "stage"
-    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-    args = [str(source), "--config", "seed_vae", "--synthetic", "1", "--verbose", "0", *sets]
-    assert main(args) == 0
-    args = ["--fork", str(source), "--epochs", "3", "--set", "encoder_stage=true"]
-    assert main([str(stage), *args, "--verbose", "0"]) == 0
-    before, after = source / "best.weights.h5", stage / "checkpoints/last.weights.h5"
+    before, after = _stage(tmp_path, "encoder_stage=true")
+    stage = tmp_path / "stage"
     decoder = _weights(before, "decoder")
     assert decoder and all(
         np.array_equal(v, _weights(after, "decoder")[k]) for k, v in decoder.items()
