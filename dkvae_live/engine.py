@@ -490,9 +490,7 @@ class Engine:
     def encode_into_pad(self, note: int, path: Path) -> tuple[float, ...]:
         """Set a pad's latent to the one whose sound, at the pad's class, is closest to this
         sound file: the encoder's, fitted through the decoder (latent_fit)."""
-        pad = self.pads.get(note)
-        if pad is None:
-            raise ValueError(f"no pad on note {note}; pads are on notes {self.pads.notes()}")
+        pad = self.pads.existing(note)
         encoder, fitter = self._encoder_now()
         info = fitter.info
         sound = read_sound(path, info.sample_rate, info.num_samples)

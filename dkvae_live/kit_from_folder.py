@@ -5,9 +5,9 @@ bank labels its sounds with (dkvae_live.labels); a name that says nothing (or na
 model lacks) leaves it to the sound: the class whose real sounds' mean latent
 (``dkvae.class_latents``) lies nearest the encoder's latent of the file. Its latent is the
 encoder's, fitted through the decoder to the file at the pad's class (latent_fit), as
-`/dkvae/pad/encode` makes it. Its note is the first free
-one of its class on the General MIDI drum map (pads.GM_DRUMS); a class's further sounds, and the
-classes the map lacks, take the notes above General MIDI's percussion range, then those below it.
+`/dkvae/pad/encode` makes it. Its note is the first free one of its class on the General MIDI
+drum map (pads.GM_DRUMS); a class's further sounds, and the classes the map lacks, take the
+notes above General MIDI's percussion range, then those below it.
 A file that cannot be read is skipped and named with the reason.
 """
 

@@ -189,6 +189,13 @@ class PadBank:
     def get(self, note: int) -> Pad | None:
         return self._pads.get(note)
 
+    def existing(self, note: int) -> Pad:
+        """The pad on `note`; ValueError, naming the notes that have one, if none has."""
+        pad = self._pads.get(note)
+        if pad is None:
+            raise ValueError(f"no pad on note {note}; pads are on notes {self.notes()}")
+        return pad
+
     def notes(self) -> list[int]:
         return sorted(self._pads)
 
@@ -216,9 +223,7 @@ class PadBank:
         """Replace a pad by itself with `changes_of(pad)`, read and written under the lock: two
         threads changing two dimensions (or axes) at once both keep theirs."""
         with self._lock:
-            pad = self._pads.get(note)
-            if pad is None:
-                raise ValueError(f"no pad on note {note}; pads are on notes {self.notes()}")
+            pad = self.existing(note)
             changes = dict(changes_of(pad))
             if ("latent" in changes or "class_name" in changes) and "axes" not in changes:
                 changes["axes"] = ()
