@@ -13,6 +13,7 @@ A file that cannot be read is skipped and named with the reason.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from .labels import LabelRules, folder_instrument
 from .latent_fit import FIT_STEPS, fit_latent
 from .model import Decoder, Encoder, ModelError, ModelInfo, read_sound
 from .pads import GM_DRUMS, LATENT_LIMIT, Pad
+
+log = logging.getLogger(__name__)
 
 # What soundfile (libsndfile) reads; other files in the folder (a README, a drumkit.xml) are not
 # sounds and are passed over.
@@ -175,6 +178,8 @@ def kit_from_folder(
                     f"{info.name} has no class latents ({contract.CLASS_LATENTS}) to tell one",
                 )
             )
+    if fit_steps > 0 and made:
+        log.info("fitting %d pads' latents to their sounds, %d steps each", len(made), fit_steps)
     pads: list[FolderPad] = []
     for (relative, name, by, latent, sound), note in zip(
         made, assign_notes([m[1] for m in made]), strict=True
