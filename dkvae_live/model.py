@@ -19,7 +19,7 @@ from .axes import ClassAxes
 from .axes import from_json as axes_from_json
 from .class_latents import ClassLatent, from_json
 from .decay_guard import guard_decay
-from .phase import detuning, invert
+from .phase import detuning, invert, phase_of
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # Latents per decoder run. A bigger batch is no faster per latent (measured on the shipped model:
@@ -35,6 +35,11 @@ RUN_BATCH = 8
 # (docs/performance.md). The load-time check renders drafts.
 PHASE_ITERATIONS = 4
 DRAFT_ITERATIONS = 0
+# The velocity layers of one pad sound alike: the middle one is given its phase in full, and each
+# of the others starts from that phase with this many iterations, not from its gradient phase
+# with PHASE_ITERATIONS: a pad's layers in under half the time, as close to their magnitudes
+# (bench/layer_phase.py)
+LAYER_ITERATIONS = 1
 
 
 class ModelError(Exception):
@@ -358,12 +363,15 @@ class Decoder:
         draft: bool = False,
         between: Callable[[], None] | None = None,
         floor: float = 0.0,
+        layers: int = 1,
     ) -> np.ndarray:
         """z [batch, latent_size], class_index [batch] -> audio float32 [batch, num_samples].
         A draft of a log-magnitude model refines the phase its gradients give only
         DRAFT_ITERATIONS times: several times quicker (the same sound for a waveform model).
         A log-magnitude model's sound is silent from where its magnitudes can no longer reach
-        `floor` (phase.audible_frames), and its phase is made only up to there.
+        `floor` (phase.audible_frames), and its phase is made only up to there. `layers` > 1:
+        z is runs of that many velocity layers of one sound each, whose phases start from
+        their middle one's (LAYER_ITERATIONS).
 
         `between` is called before each decoder run and, for a log-magnitude model, before
         each sound's phase: the caller can serve something more urgent after about one
@@ -371,14 +379,17 @@ class Decoder:
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
         # a run's phase is made before the next run: the phase's temporaries are then a run's
-        # size, not the whole batch's (five complex copies of a 40-latent pad's spectrogram)
+        # size, not the whole batch's (five complex copies of a 40-latent pad's spectrogram);
+        # a run holds whole sets of layers
+        layers = max(1, layers)
+        step = max(1, RUN_BATCH // layers) * layers
         session = self._draft_session if draft and self._draft_session else self._session
         runs = []
-        for i in range(0, max(1, z.shape[0]), RUN_BATCH):
+        for i in range(0, max(1, z.shape[0]), step):
             if between is not None:
                 between()
-            output = _run(session, z[i : i + RUN_BATCH], classes[i : i + RUN_BATCH])
-            runs.append(self._audio(output, draft, between, floor))
+            output = _run(session, z[i : i + step], classes[i : i + step])
+            runs.append(self._audio(output, draft, between, floor, layers))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
     def output(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
@@ -404,11 +415,15 @@ class Decoder:
         draft: bool,
         between: Callable[[], None] | None,
         floor: float,
+        layers: int = 1,
     ) -> np.ndarray:
         """One decoder run's output as audio float32 [batch, num_samples]."""
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
         magnitude = guard_decay(np.maximum(np.exp(output) - self.info.log_offset, 0.0))
+        info = self.info
+        if layers > 1 and not draft and magnitude.shape[0] % layers == 0:
+            return self._layered_audio(magnitude, between, floor, layers)
         iterations = DRAFT_ITERATIONS if draft else self._phase_iterations
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
         step = magnitude.shape[0] if between is None else 1
@@ -419,15 +434,44 @@ class Decoder:
             pieces.append(
                 invert(
                     magnitude[row : row + step],
-                    self.info.n_fft,
-                    self.info.hop_length,
-                    self.info.num_samples,
+                    info.n_fft,
+                    info.hop_length,
+                    info.num_samples,
                     iterations,
                     floor,
                     detune=self._detune if draft else None,  # kept: Griffin-Lim's phase
                 )
             )
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def _layered_audio(
+        self,
+        magnitude: np.ndarray,
+        between: Callable[[], None] | None,
+        floor: float,
+        layers: int,
+    ) -> np.ndarray:
+        """Sets of `layers` velocity layers [sets x layers, frames, bins] as audio: each set's
+        middle layer's phase in full, the others' from it (LAYER_ITERATIONS), sound by sound."""
+        info = self.info
+        framing = (info.n_fft, info.hop_length, info.num_samples)
+        audio = np.zeros((magnitude.shape[0], info.num_samples), np.float32)
+        for first in range(0, magnitude.shape[0], layers):
+            middle = first + layers // 2
+            order = [middle, *(r for r in range(first, first + layers) if r != middle)]
+            start = None
+            for row in order:
+                if between is not None:
+                    between()
+                iterations = self._phase_iterations if start is None else LAYER_ITERATIONS
+                audio[row] = invert(
+                    magnitude[row : row + 1], *framing, iterations, floor, start=start
+                )[0]
+                if start is None:
+                    start = phase_of(
+                        audio[row : row + 1], info.n_fft, info.hop_length, magnitude.shape[1]
+                    )
+        return audio
 
 
 class Encoder:

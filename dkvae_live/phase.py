@@ -163,6 +163,13 @@ def audible_frames(magnitude: np.ndarray, n_fft: int, hop: int, floor: float) ->
     return min(n_frames, last + n_fft // hop)
 
 
+def phase_of(audio: np.ndarray, n_fft: int, hop: int, n_frames: int) -> np.ndarray:
+    """The phase of `audio` [batch, samples] as unit complex [batch, n_frames, bins]: where
+    `invert` can `start` a related sound from."""
+    spec = stft(audio, n_fft, hop, n_frames)
+    return spec / np.maximum(np.abs(spec), np.float32(_TINY))
+
+
 def invert(
     magnitude: np.ndarray,
     n_fft: int,
@@ -171,21 +178,36 @@ def invert(
     iterations: int = 0,
     floor: float = 0.0,
     detune: np.ndarray | None = None,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
     """Audio float32 [batch, length] from `magnitude` [batch, frames, bins]: the gradient phase,
     then `iterations` of fast Griffin-Lim.
 
     With a `floor`, the frames after the last that can sound above it (`audible_frames`) are
     not inverted and the audio is silent there: a drum's magnitudes are mostly tail, and the
-    work is in proportion to the frames inverted. `detune`: see `phase_from_gradients`."""
+    work is in proportion to the frames inverted. `detune`: see `phase_from_gradients`.
+    `start`: a phase to begin from instead of the gradient phase (`phase_of` a sound close to
+    this one, such as another velocity layer of the same pad), unit complex [1 or batch,
+    frames, bins]."""
     n_frames = audible_frames(magnitude, n_fft, hop, floor)
     if n_frames < magnitude.shape[1]:
         # the last sample the kept frames make in full: half a window after the last loud one
         kept = min(length, (n_frames - n_fft // hop) * hop + n_fft // 2)
         audio = np.zeros((magnitude.shape[0], length), np.float32)
-        audio[:, :kept] = invert(magnitude[:, :n_frames], n_fft, hop, kept, iterations, 0.0, detune)
+        audio[:, :kept] = invert(
+            magnitude[:, :n_frames],
+            n_fft,
+            hop,
+            kept,
+            iterations,
+            0.0,
+            detune,
+            None if start is None else start[:, :n_frames],
+        )
         return audio
-    spec = magnitude * phase_from_gradients(magnitude, n_fft, hop, detune)
+    if start is None:
+        start = phase_from_gradients(magnitude, n_fft, hop, detune)
+    spec = magnitude * start
     previous = None
     for _ in range(iterations):
         projected = stft(istft(spec, n_fft, hop, length), n_fft, hop, n_frames)

@@ -548,12 +548,17 @@ class RenderWorker:
         classes = [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls]
         self._arena_held = True
         self._last_run = time.monotonic()
+        # one pad in full: its variants' velocity layers, whose phases the decoder relates
+        lead, lead_latents, drafts = group[0]
+        alone = len(group) == 1 and not drafts
+        layers = len(lead_latents) // _variant_count(lead) if alone else 1
         audio = self.decoder.render(
             np.array(latents, np.float32),
             np.array(classes, np.int64),
-            draft=group[0][2],
+            draft=drafts,
             between=between,
             floor=SILENCE,
+            layers=layers,
         )
         self.renders += len(latents)
         ultrasonic = ultrasonic_rms(audio, info.sample_rate)

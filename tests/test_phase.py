@@ -135,3 +135,12 @@ def test_a_draft_of_a_smooth_noisy_tail_does_not_buzz(tmp_path: Path) -> None:
     assert _pulsing(decoder.render(z, [0], draft=True)[0], n_fft) < 1.5
     kept = phase.invert(np.exp(log_mag)[None], n_fft, hop, RATE, PHASE_ITERATIONS)[0]
     np.testing.assert_allclose(decoder.render(z, [0])[0], kept, atol=1e-6)
+
+
+def test_a_sound_started_from_its_own_phase_comes_back(drums: np.ndarray) -> None:
+    spec = phase.stft(drums, N_FFT, HOP, FRAMES)
+    start = phase.phase_of(drums, N_FFT, HOP, FRAMES)
+    again = phase.invert(np.abs(spec), N_FFT, HOP, RATE, 0, start=start)
+    np.testing.assert_allclose(again, drums, atol=1e-3)
+    cold = phase.invert(np.abs(spec), N_FFT, HOP, RATE, 0)
+    assert np.max(np.abs(cold - drums)) > 0.1  # the gradient phase is another

@@ -172,6 +172,7 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
         draft: bool = False,
         between: Callable[[], None] | None = None,
         floor: float = 0.0,
+        layers: int = 1,
     ) -> np.ndarray:
         start = time.monotonic()
         time.sleep(0.05)
@@ -183,7 +184,7 @@ def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path)
             between()
             waited[0] += time.monotonic() - since
 
-        audio = real_render(z, classes, draft, timed if between else None, floor)
+        audio = real_render(z, classes, draft, timed if between else None, floor, layers)
         runs.append((start, time.monotonic(), waited[0]))
         return audio
 
@@ -569,25 +570,30 @@ def test_a_plain_pad_moved_without_pause_is_heard_all_along(tmp_path: Path) -> N
 
 def test_a_spectrogram_models_pads_are_rendered_in_full_one_call_each(tmp_path: Path) -> None:
     """Its full render is mostly each sound's phase, which a batch does not make cheaper: a
-    changed pad is published as soon as its own sounds are done, not with its neighbours'."""
+    changed pad is published as soon as its own sounds are done, not with its neighbours'. Each
+    call says how many velocity layers each of its sounds has, so that their phases start from
+    one another's."""
     decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"))
-    calls: list[tuple[int, bool]] = []
+    calls: list[tuple[int, bool, int]] = []
     real_render = decoder.render
 
     def counting_render(
         z: np.ndarray, classes: np.ndarray, draft: bool = False, **options: Any
     ) -> np.ndarray:
-        calls.append((len(z), draft))
+        calls.append((len(z), draft, options.get("layers", 1)))
         return real_render(z, classes, draft, **options)
 
     info = decoder.info
-    pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:2]), info.class_names, 8)
+    pads = PadBank(dict(list(default_pads(info.class_names, 8).items())[:3]), info.class_names, 8)
     worker = RenderWorker(decoder, pads, 16000, lambda s: None)
     decoder.render = counting_render  # type: ignore[method-assign,assignment]
-    for note in pads.notes():
+    _, layered, varied = pads.notes()  # the first plays one sound
+    for note in (layered, varied):
         pads.update(note, timbre_direction=(1.0,) + (0.0,) * 7, timbre_amount=0.5)
+    pads.update(varied, variation=0.2)
     worker.render_now(pads.notes())
-    assert calls == [(VELOCITY_LAYERS, False), (VELOCITY_LAYERS, False)]
+    full = [(1, False, 1), (VELOCITY_LAYERS, False, VELOCITY_LAYERS)]
+    assert calls == [*full, (VARIANTS * VELOCITY_LAYERS, False, VELOCITY_LAYERS)]
 
 
 def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
