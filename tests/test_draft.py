@@ -129,3 +129,35 @@ def test_the_exported_draft_follows_the_contract(model_with_draft: tuple[Path, P
     assert meta[contract.ROLE] == contract.DRAFT
     assert set(contract.REQUIRED_KEYS) <= set(meta)
     assert TINY["sample_rate"] == int(meta[contract.SAMPLE_RATE])
+
+
+def test_a_kill_stops_a_draft_run_with_one_line_that_says_how_to_go_on(
+    model_with_draft: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A real SIGTERM to a real dkvae-draft: no traceback, the epochs kept, and the command that
+    goes on (dkvae-draft's own, not dkvae-train's); exit status 143, as a shell says."""
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model, _ = model_with_draft
+    run = tmp_path / "draft-run"
+    command = [sys.executable, "-m", "dkvae_training.draft", str(model), str(run)]
+    proc = subprocess.Popen(
+        [*command, "--max-minutes", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    state = run / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 300
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err, err
+    found = re.search(rf"stopped by SIGTERM; \S+ keeps epoch (\d+): dkvae-draft {model} ", err)
+    assert found and f"{run} --resume continues from there" in err, err
+    assert json.loads(state.read_text())["epoch"] == int(found.group(1)) >= 1

@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,12 @@ from .run_folder import (
     BEST_WEIGHTS,
     RUN_INFO,
     RunFolder,
+    exit_status,
     interrupted_message,
     restore_checkpoint,
     start_run,
+    stop_on_sigterm,
+    stopped_by,
     write_json,
 )
 from .train import resumed_settings
@@ -278,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     parser.add_argument("--export", action="store_true", help="write MODEL/draft.onnx from RUN_DIR")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -298,9 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = draft_config(info, max_minutes=args.max_minutes)
         train_draft(args.model, args.run_dir, cfg, resume=args.resume)
-    except KeyboardInterrupt:
-        print(interrupted_message(args.run_dir), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        resume = f"dkvae-draft {args.model} {args.run_dir} --resume"
+        print(interrupted_message(args.run_dir, stopped_by(stop), resume), file=sys.stderr)
+        if argv is None:  # the command: the interpreter's normal exit aborts ("terminate called
+            # without an active exception") while tf.data's threads still run the teacher;
+            # what the run keeps is on disk already
+            sys.stderr.flush()
+            os._exit(exit_status(stop))
+        return exit_status(stop)
     except (ModelError, FileExistsError, OSError, ValueError, RuntimeError) as exc:  # ExportError
         print(f"dkvae-draft: {exc}", file=sys.stderr)
         return 2

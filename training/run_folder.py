@@ -27,6 +27,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -377,16 +379,37 @@ class RunFolder:
         return result
 
 
-def interrupted_message(run_dir: Path, by: str = "Ctrl-C") -> str:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job's time limit): stop as Ctrl-C does, keeping the last epoch."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop this process as Ctrl-C does (`Terminated`); from the main thread."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def stopped_by(stop: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+
+
+def exit_status(stop: KeyboardInterrupt) -> int:
+    """What a shell says of a process stopped so: 128 + the signal."""
+    return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+
+
+def interrupted_message(run_dir: Path, by: str = "Ctrl-C", resume: str = "") -> str:
     """What a Ctrl-C (or another stop ``by``) left: the run folder's last finished epoch, and
-    how to go on."""
+    how to go on (``resume``: the command; default dkvae-train's)."""
     try:
         epoch = int(read_state(run_dir)["epoch"])
     except (OSError, ValueError, KeyError):
         epoch = 0
     if epoch == 0:
         return f"stopped by {by} before the first epoch ended; nothing to resume in {run_dir}"
-    return (
-        f"stopped by {by}; {run_dir} keeps epoch {epoch}: "
-        f"dkvae-train --resume {run_dir} continues from there"
-    )
+    resume = resume or f"dkvae-train --resume {run_dir}"
+    return f"stopped by {by}; {run_dir} keeps epoch {epoch}: {resume} continues from there"

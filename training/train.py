@@ -15,9 +15,7 @@ import dataclasses
 import functools
 import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,28 +31,19 @@ from .run_folder import (
     TRAIN_LOG,
     RunFolder,
     RunResult,
+    exit_status,
     fork_run,
     interrupted_message,
     monitored_metric,
     read_state,
     restore_checkpoint,
     start_run,
+    stop_on_sigterm,
+    stopped_by,
     write_json,
 )
 
 logger = logging.getLogger(__name__)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a job's time limit): stop as Ctrl-C does, keeping the last epoch."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-def _stopped_by(stop: KeyboardInterrupt) -> str:
-    return "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
 
 
 def train(
@@ -128,7 +117,7 @@ def train(
                 # the state --resume finds: the stop may have cut an epoch's bookkeeping short
                 book.state = read_state(run_dir)
                 epoch = book.state["epoch"]
-                book.stop_reason = f"stopped by {_stopped_by(stop)} after epoch {epoch}"
+                book.stop_reason = f"stopped by {stopped_by(stop)} after epoch {epoch}"
                 book.finish(model, {})
             raise
         history = {k: [float(x) for x in v] for k, v in hist.history.items()}
@@ -242,8 +231,7 @@ def resumed_settings(
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -341,9 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt as stop:
-        by = _stopped_by(stop)
-        logger.warning("%s", interrupted_message(run_dir, by))
-        return 128 + (signal.SIGTERM if by == "SIGTERM" else signal.SIGINT)  # as a shell says
+        logger.warning("%s", interrupted_message(run_dir, stopped_by(stop)))
+        return exit_status(stop)
     return 0
 
 
