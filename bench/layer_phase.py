@@ -22,23 +22,10 @@ from pathlib import Path
 import numpy as np
 from common import DEFAULT_MODEL_DIR, RESULTS, table, write_json
 
-from dkvae_live import mel
-from dkvae_live.decay_guard import guard_decay
 from dkvae_live.kit import DEFAULT_KIT, load_kit
 from dkvae_live.model import Decoder
-from dkvae_live.phase import stft
+from dkvae_live.phase import spectrum_distance
 from dkvae_live.renderer import SILENCE, VELOCITY_LAYERS
-
-
-def heard_distance(magnitude: np.ndarray, audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Per sound: the mel distance from its magnitudes to those of its audio's STFT."""
-    filterbank = mel.mel_filterbank(44100, n_fft, mel.BANDS).astype(np.float32)
-    own = np.abs(stft(audio, n_fft, hop, magnitude.shape[1]))
-    out = []
-    for target, made in zip(magnitude, own, strict=True):
-        reference = mel.MelReference(np.square(target), filterbank)
-        out.append(reference.distance(np.square(made)[None, reference.frames])[0])
-    return np.array(out)
 
 
 def main() -> None:
@@ -57,7 +44,7 @@ def main() -> None:
     for pad in pads:
         z = np.array(pad.velocity_latents(VELOCITY_LAYERS), np.float32)
         classes = np.full(len(z), info.class_index(pad.class_name), np.int64)
-        magnitude = guard_decay(np.maximum(np.exp(decoder.output(z, classes)) - info.log_offset, 0))
+        magnitude = decoder.magnitudes(z, classes)
         for _ in range(args.repeats):
             for layers in times:  # in turn, so that a drift of the machine's speed hits both
                 started = time.perf_counter()
@@ -65,9 +52,8 @@ def main() -> None:
                 times[layers].append(1000 * (time.perf_counter() - started))
         for layers in times:
             audio = decoder.render(z, classes, floor=SILENCE, layers=layers)
-            distances[layers] += heard_distance(
-                magnitude, audio, info.n_fft, info.hop_length
-            ).tolist()
+            framing = (info.n_fft, info.hop_length, info.sample_rate)
+            distances[layers] += spectrum_distance(magnitude, audio, *framing).tolist()
     rows = [
         [
             "each layer in full" if layers == 1 else "from the middle layer's phase",

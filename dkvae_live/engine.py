@@ -140,7 +140,7 @@ class Engine:
             )
             return Kit("general-midi", default_pads(info.class_names, info.latent_size))
 
-    def _encoder_now(self) -> tuple[Encoder, Decoder]:
+    def _encoding_now(self) -> tuple[Encoder, Decoder]:
         """The playing model's encoder and the job thread's decoder (built now if this is
         their first use)."""
         if self._encoder is None or self._fitter is None:
@@ -491,7 +491,7 @@ class Engine:
         """Set a pad's latent to the one whose sound, at the pad's class, is closest to this
         sound file: the encoder's, fitted through the decoder (latent_fit)."""
         pad = self.pads.existing(note)
-        encoder, fitter = self._encoder_now()
+        encoder, fitter = self._encoding_now()
         info = fitter.info
         sound = read_sound(path, info.sample_rate, info.num_samples)
         start = encoder.encode(sound[None])[0]

@@ -69,7 +69,7 @@ def fit_latent(
     best, best_z = np.inf, z.copy()
     moment, square = np.zeros(size, np.float32), np.zeros(size, np.float32)
     for step in range(1, steps + 1):
-        distances = reference.distance(_power(decoder, z + nudges, class_index, heard))
+        distances = reference.distance_at(_power(decoder, z + nudges, class_index, heard))
         if distances[0] < best:
             best, best_z = float(distances[0]), z.copy()
         gradient = (distances[1:] - distances[0]) / DIFFERENCE
@@ -77,5 +77,5 @@ def fit_latent(
         square = _BETA2 * square + (1 - _BETA2) * gradient**2
         unbiased = moment / (1 - _BETA1**step)
         z = z - FIT_RATE * unbiased / (np.sqrt(square / (1 - _BETA2**step)) + _EPSILON)
-    last = reference.distance(_power(decoder, z[None], class_index, heard))[0]
+    last = reference.distance_at(_power(decoder, z[None], class_index, heard))[0]
     return z if last < best else best_z

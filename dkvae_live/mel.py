@@ -74,9 +74,13 @@ class MelReference:
         self.frames = frame_power >= np.max(frame_power) * 10.0 ** (-frame_range_db / 10.0)
 
     def distance(self, power: np.ndarray) -> np.ndarray:
-        """The mean absolute difference (dB) over every band, from each of `power` [n, frames,
-        bins], the reference's framing at its frames that count only (`frames`, a mask over all
-        of them), to the reference: [n]."""
+        """The mean absolute difference (dB) over the reference's frames that count and every
+        band, from each of `power` [n, frames, bins] (the reference's framing) to it: [n]."""
+        return self.distance_at(power[:, self.frames])
+
+    def distance_at(self, power: np.ndarray) -> np.ndarray:
+        """`distance` from power already cut to the frames that count (`frames`, a mask over
+        all of them): for a caller that makes only those."""
         mel = power @ self.filterbank
         other_db = 10.0 * np.log10(np.maximum(mel, self.floor))
         diff = np.abs(other_db - self.mel_db[self.frames])

@@ -392,6 +392,14 @@ class Decoder:
             runs.append(self._audio(output, draft, between, floor, layers))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
+    def magnitudes(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
+        """A log-magnitude decoder's magnitudes for z, as the render worker gives them a phase
+        (the decay guarded)."""
+        return self._magnitudes(self.output(z, class_index))
+
+    def _magnitudes(self, output: np.ndarray) -> np.ndarray:
+        return guard_decay(np.maximum(np.exp(output) - self.info.log_offset, 0.0))
+
     def output(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
         """The decoder's own output for z [batch, latent_size] (its `output_kind`: audio, or log
         magnitudes), nothing done to it."""
@@ -420,7 +428,7 @@ class Decoder:
         """One decoder run's output as audio float32 [batch, num_samples]."""
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
-        magnitude = guard_decay(np.maximum(np.exp(output) - self.info.log_offset, 0.0))
+        magnitude = self._magnitudes(output)
         info = self.info
         if layers > 1 and not draft and magnitude.shape[0] % layers == 0:
             return self._layered_audio(magnitude, between, floor, layers)

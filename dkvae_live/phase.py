@@ -15,6 +15,8 @@ import itertools
 
 import numpy as np
 
+from . import mel
+
 # gamma of a Gaussian window that matches a Hann window of length L is 0.25645 L^2 (Prusa et al.)
 _HANN_GAMMA = 0.25645
 _TINY = 1e-10
@@ -161,6 +163,21 @@ def audible_frames(magnitude: np.ndarray, n_fft: int, hop: int, floor: float) ->
     loud = np.flatnonzero(bound >= floor)
     last = int(loud[-1]) if loud.size else 0
     return min(n_frames, last + n_fft // hop)
+
+
+def spectrum_distance(
+    magnitude: np.ndarray, audio: np.ndarray, n_fft: int, hop: int, sample_rate: int
+) -> np.ndarray:
+    """Per sound, issue 18's mel distance (dB) from its magnitudes [batch, frames, bins] to
+    those of its audio's own STFT [batch, samples]: what its phase costs it, and no more."""
+    filterbank = mel.mel_filterbank(sample_rate, n_fft, mel.BANDS).astype(np.float32)
+    own = np.abs(stft(audio, n_fft, hop, magnitude.shape[1]))
+    return np.array(
+        [
+            mel.MelReference(np.square(target), filterbank).distance(np.square(made)[None])[0]
+            for target, made in zip(magnitude, own, strict=True)
+        ]
+    )
 
 
 def phase_of(audio: np.ndarray, n_fft: int, hop: int, n_frames: int) -> np.ndarray:

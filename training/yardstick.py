@@ -121,7 +121,7 @@ def mel_distance(
         p_out = power_spectrogram(o, n_fft, hop)
         for j in range(len(r)):
             heard = MelReference(p_ref[j], fb, floor_db, frame_range_db)
-            result[i + j] = heard.distance(p_out[j : j + 1, heard.frames])[0]
+            result[i + j] = heard.distance(p_out[j : j + 1])[0]
     return result
 
 
