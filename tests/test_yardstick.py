@@ -176,3 +176,41 @@ def test_within_class_spread_scales_with_the_sounds_spread() -> None:
     assert set(base) == {0, 1, 2}
     for c in base:
         assert half[c] == pytest.approx(0.5 * base[c])
+
+
+def _kits_apart(shared: bool) -> tuple[ys.Yardstick, dict[str, np.ndarray]]:
+    """Two classes told apart by feature 0 in training; three unseen kits that tell them apart
+    by feature 1 instead (``shared``), or each kit by a feature of its own."""
+    rng = np.random.default_rng(0)
+    n, d = 120, 6
+    train = rng.standard_normal((n, d))
+    train_labels = np.arange(n) % 2
+    train[:, 0] += 4.0 * train_labels
+    feats, labels, kits = [], [], []
+    for k in range(3):
+        x = rng.standard_normal((40, d))
+        y = np.arange(40) % 2
+        x[:, 1 if shared else 1 + k] += 4.0 * y
+        x[:, 0] = 2.0  # between the training classes: feature 0 says nothing here
+        feats.append(x)
+        labels.append(y)
+        kits += [f"kit{k}"] * 40
+    stick = ys.Yardstick.fit(train, train_labels, ("a", "b"), SR, max_iter=40)
+    split = {
+        "train_feats": train,
+        "train_labels": train_labels,
+        "feats": np.concatenate(feats),
+        "silent": np.zeros(120, bool),
+        "labels": np.concatenate(labels),
+        "kits": np.array(kits),
+    }
+    return stick, split
+
+
+def test_other_kits_heard_tells_a_split_of_alike_kits_from_one_of_kits_each_its_own() -> None:
+    stick, alike = _kits_apart(shared=True)
+    plain = float(np.mean(stick.predict(alike["feats"], alike["silent"]) == alike["labels"]))
+    assert plain < 0.7  # the training kits taught it nothing about these
+    assert ys.other_kits_heard(stick, **alike) > 0.9  # the other kits did
+    stick, apart = _kits_apart(shared=False)
+    assert ys.other_kits_heard(stick, **apart) < 0.7
