@@ -2,7 +2,7 @@
 ones, which it should leave alone, and a model's generated ones.
 
 Method: real sounds are a bank split read as the encoder reads them, through the model's own
-STFT (n_fft, hop); generated ones are --per-class latents drawn from each class's Gaussian
+STFT (n_fft, hop); generated ones are --per-class latents drawn where each class lies
 (dkvae.class_latents, as /dkvae/pad/randomize draws), decoded to magnitudes. A sound counts as
 cut when a frame within --range dB of its loudest is over the guard's limit by more than
 --by dB: an audible cut, not a trim of the noise floor. Needs a log-magnitude model.

@@ -250,6 +250,8 @@ def test_export_with_a_bank_fits_class_latents_through_the_exported_encoder(
             where = info.class_latents[name]
             assert where.sounds == len(mine)
             np.testing.assert_allclose(where.mean, mine.mean(axis=0), atol=1e-4)
+            assert where.sounds_at is not None  # each sound's own latent, in the bank's order
+            np.testing.assert_allclose(where.sounds_at, mine, atol=1e-4)
             cov = where.scale @ where.scale.T
             np.testing.assert_allclose(
                 np.diag(cov), mine.var(axis=0, ddof=1) + 1e-3, rtol=1e-3, atol=1e-5

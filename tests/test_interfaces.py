@@ -15,6 +15,7 @@ import soundfile
 from harness.osc_doc import documented_addresses
 from harness.synth_models import linear_encoder, sine_decoder, spectrogram_decoder
 
+from dkvae_live.class_latents import NEAR, from_json, to_json
 from dkvae_live.engine import Engine
 from dkvae_live.latent_fit import fit_latent
 from dkvae_live.model import Decoder, Encoder, ModelError, read_sound
@@ -154,6 +155,28 @@ def test_class_latents_in_the_metadata_are_read_and_sampled(tmp_path: Path) -> N
     assert where["kick"].sample(rng, amount=0.0) == pytest.approx(mean)
 
 
+def test_stored_sounds_make_each_draw_land_near_one_of_them(tmp_path: Path) -> None:
+    mean = [0.0] * 8
+    sounds = [[2.0] + [0.0] * 7, [-2.0] + [0.0] * 7]  # two real kicks, far apart on dimension 0
+    path = sine_decoder(
+        tmp_path / "decoder.onnx",
+        num_samples=1000,
+        metadata={"dkvae.class_latents": _class_latents_json(mean, 0.1, sounds_at=sounds)},
+    )
+    kick = Decoder(path).info.class_latents["kick"]
+    rng = np.random.default_rng(0)
+    draws = np.array([kick.sample(rng) for _ in range(400)])
+    # every draw lies near one of the two sounds, none between them where the mean is
+    assert np.all(np.abs(np.abs(draws[:, 0]) - 2.0) < 5 * 0.1 * NEAR)
+    assert 0.35 < np.mean(draws[:, 0] > 0) < 0.65
+    assert draws[:, 1:].std() == pytest.approx(0.1 * NEAR, rel=0.2)
+    assert kick.sample(rng, amount=0.0) == pytest.approx(mean)  # amount 0: the class's mean
+    assert np.abs(kick.sample(rng, amount=0.5)[0]) == pytest.approx(1.0, abs=0.1)
+    # and back into the metadata as it came
+    again = from_json(to_json({"kick": kick}), ["kick"], 8)["kick"].sounds_at
+    assert again is not None and np.array_equal(again, sounds)
+
+
 def test_a_model_without_class_latents_has_none(tmp_path: Path) -> None:
     assert (
         Decoder(sine_decoder(tmp_path / "decoder.onnx", num_samples=1000)).info.class_latents == {}
@@ -180,6 +203,10 @@ def test_a_model_without_class_latents_has_none(tmp_path: Path) -> None:
             json.dumps({"kick": {"mean": ["a"] * 8, "scale": np.eye(8).tolist()}}),
             "lists of numbers",
         ),
+        (_class_latents_json([0.0] * 8, sounds_at=[[0.0] * 7]), "'sounds_at' must hold"),
+        (_class_latents_json([0.0] * 8, sounds_at=[]), "'sounds_at' must hold"),
+        (_class_latents_json([0.0] * 8, sounds_at="x"), "'sounds_at' must be a list"),
+        (_class_latents_json([0.0] * 8, sounds_at=[[float("inf")] * 8]), "must be finite"),
     ],
 )
 def test_broken_class_latents_are_refused_saying_what_is_wrong(

@@ -344,7 +344,7 @@ def randomize_latents(
     amount: float = 1.0,
 ) -> np.ndarray:
     """One latent per label, drawn as the daemon's ``/dkvae/pad/randomize`` draws a pad's
-    (dkvae_live.engine): from its class's Gaussian if the model has one, else N(0, amount);
+    (dkvae_live.engine): from its class's latents if the model has them, else N(0, amount);
     clipped to the pad's range and rounded as a pad stores it."""
     out = np.empty((len(labels), latent_size))
     for row, label in enumerate(labels):
