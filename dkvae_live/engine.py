@@ -47,7 +47,7 @@ from .osc_in import OscServer
 from .outputs import STEREO, pairs_wanted, router
 from .pad_axes import main_axes, move
 from .pad_axes import values as axis_values
-from .pads import Pad, PadBank, check_output_name, default_pads
+from .pads import LATENT_LIMIT, Pad, PadBank, check_output_name, default_pads
 from .programs import kit_for_program
 from .renderer import RenderWorker
 from .rt import name_current_thread, settle_heap, thread_names
@@ -496,7 +496,9 @@ class Engine:
         sound = read_sound(path, info.sample_rate, info.num_samples)
         start = encoder.encode(sound[None])[0]
         latent = fit_latent(fitter, sound, info.class_index(pad.class_name), start)
-        return self.pads.update(note, latent=np.clip(latent, -9.9, 9.9).tolist()).latent
+        return self.pads.update(
+            note, latent=np.clip(latent, -LATENT_LIMIT, LATENT_LIMIT).tolist()
+        ).latent
 
     def status(self) -> dict[str, Any]:
         assert self.audio is not None

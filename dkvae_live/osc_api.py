@@ -23,7 +23,7 @@ from .model import Decoder, ModelError, ModelInfo
 from .osc_in import OscServer, Sender
 from .pad_axes import axis_index, main_axes
 from .pad_axes import values as axis_values
-from .pads import PadBank
+from .pads import LATENT_LIMIT, PadBank
 from .paths import confine
 from .programs import kit_folder
 from .stats import Dropped
@@ -190,9 +190,9 @@ class OscApi:
         where = self.engine.info.class_latents.get(pad.class_name)
         if where is None:
             latent = rng.normal(0.0, amount, pads.latent_size)
-        else:  # a random sound of the pad's class: from where its real sounds lie
+        else:  # a random sound of the pad's class: near one of its real sounds
             latent = where.sample(rng, amount)
-        pads.update(note, latent=np.clip(latent, -9.9, 9.9).round(4).tolist())
+        pads.update(note, latent=np.clip(latent, -LATENT_LIMIT, LATENT_LIMIT).round(4).tolist())
         self._get([note], sender)
 
     def _reset(self, args: list[Any], sender: Sender) -> None:

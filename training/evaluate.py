@@ -44,6 +44,7 @@ import numpy as np
 
 from dkvae_live.class_latents import ClassLatent, fit
 from dkvae_live.latent_fit import FIT_STEPS
+from dkvae_live.pads import LATENT_LIMIT
 
 from . import yardstick as ys
 from .run_folder import RUN_INFO
@@ -353,7 +354,7 @@ def randomize_latents(
             out[row] = rng.normal(0.0, amount, latent_size)
         else:
             out[row] = where.sample(rng, amount)
-    return np.clip(out, -9.9, 9.9).round(4).astype(np.float32)
+    return np.clip(out, -LATENT_LIMIT, LATENT_LIMIT).round(4).astype(np.float32)
 
 
 def realism(
