@@ -13,7 +13,6 @@ their reconstructions and generated sounds, per class; palette PNG, to keep the 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +40,20 @@ def main() -> None:
     args = parser.parse_args()
     source = args.eval_dir / "generated-class-latents"
     out = args.model_dir / "examples"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for class_dir in sorted(p for p in source.iterdir() if p.is_dir()):
+    out.mkdir(parents=True, exist_ok=True)
+    classes = sorted(p for p in source.iterdir() if p.is_dir())
+    # the one-shots of an earlier run go; anything else there (the demo groove) stays
+    for old in out.glob("*-*.flac"):
+        if old.stem.rsplit("-", 1)[0] in {c.name for c in classes}:
+            old.unlink()
+    written = []
+    for class_dir in classes:
         for n, wav in enumerate(sorted(class_dir.glob("*.wav"))[: args.per_class], start=1):
             audio, rate = sf.read(str(wav), dtype="float32")
-            sf.write(str(out / f"{class_dir.name}-{n}.flac"), trimmed(audio, rate), rate, "PCM_16")
-    size = sum(p.stat().st_size for p in out.iterdir())
-    print(f"wrote {len(list(out.iterdir()))} sounds, {size / 1e6:.2f} MB, into {out}")
+            written.append(out / f"{class_dir.name}-{n}.flac")
+            sf.write(str(written[-1]), trimmed(audio, rate), rate, "PCM_16")
+    size = sum(p.stat().st_size for p in written)
+    print(f"wrote {len(written)} sounds, {size / 1e6:.2f} MB, into {out}")
     sheet = args.model_dir / "spectrograms.png"
     Image.open(args.eval_dir / "spectrograms.png").convert("RGB").quantize(64).save(
         sheet, optimize=True
