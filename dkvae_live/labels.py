@@ -123,6 +123,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(r"^pedal hh$", "perc", kit=r"^audiophob"),  # a shaker under the name "Pedal HH"
     # the bells of the dunun drums: struck bells of 0.1-0.7 s, like a cowbell, not a cymbal
     Rule(r"\bbell\b", "perc", kit=r"^circafrique"),
+    # AVL's kits put a hi-hat swish, a choked crash and a Paiste cymbal on General MIDI's tom
+    # and percussion notes (48, 50, 60); their names say what they are
+    Rule(r"hat", "hihat", kit=r"_4_lv2$"),
+    Rule(r"crash|ride|paiste", "cymbal", kit=r"_4_lv2$"),
     *DRUMSYNTH_RULES,
     *SONIC_PI_RULES,
     *MARCHING_RULES,

@@ -87,6 +87,12 @@ def test_kit_specific_rules_fix_known_mislabels() -> None:
     assert rules.classify("Pedal HH", kit="Millo-Drums_v.1") == (True, "hihat")
     assert rules.classify("Dununba1 Bell Mute", kit="circAfrique v4") == (True, "perc")
     assert rules.classify("Ride Bell", kit="GMRockKit") == (True, "cymbal")
+    # the sample's name, not the General MIDI note it is played on
+    lv2 = "Black_Pearl_4_LV2"
+    assert rules.classify("48-SabianRockHatSw", kit=lv2, gm_notes=(48,)) == (True, "hihat")
+    assert rules.classify("50-SabianAA16CrashCh", kit=lv2, gm_notes=(50,)) == (True, "cymbal")
+    assert rules.classify("60-Paiste2002", kit=lv2, gm_notes=(60,)) == (True, "cymbal")
+    assert rules.classify("45-Pearl12Tom", kit=lv2, gm_notes=(45,)) == (True, "tom")
 
 
 def test_gm_notes() -> None:
