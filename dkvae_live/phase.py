@@ -12,6 +12,7 @@ the training's STFT has them. Numpy only.
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 
 import numpy as np
 
@@ -32,8 +33,25 @@ DETUNE_HZ = 8.0
 DETUNE_FROM_HZ = 200.0
 
 
+@lru_cache(maxsize=4)
 def hann(n_fft: int) -> np.ndarray:
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    """The periodic Hann window, float32; one array per size, read-only."""
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    window.flags.writeable = False
+    return window
+
+
+@lru_cache(maxsize=8)
+def _overlap_gain(n_fft: int, hop: int, n_frames: int) -> np.ndarray:
+    """1 / the sum of the squared windows over each sample of `istft`'s output (before its
+    centring cut), float32, read-only: the same for every call of one size."""
+    window = hann(n_fft)
+    norm = np.zeros(n_fft * 2 + hop * (n_frames - 1), np.float32)
+    for frame in range(n_frames):
+        norm[frame * hop : frame * hop + n_fft] += window**2
+    gain = (1.0 / np.maximum(norm, 1e-8)).astype(np.float32)
+    gain.flags.writeable = False
+    return gain
 
 
 def stft(audio: np.ndarray, n_fft: int, hop: int, n_frames: int) -> np.ndarray:
@@ -53,26 +71,21 @@ def stft(audio: np.ndarray, n_fft: int, hop: int, n_frames: int) -> np.ndarray:
 
 def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     """The inverse of `stft` (least squares, window-square normalised): float32 [batch, length]."""
-    window = hann(n_fft)
     frames = np.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32, copy=False)
-    frames *= window
+    frames *= hann(n_fft)
     batch, n_frames, _ = frames.shape
     total = n_fft + hop * (n_frames - 1)
     out = np.zeros((batch, total + n_fft), np.float32)
-    norm = np.zeros(total + n_fft, np.float32)
     # overlap-add in n_fft/hop strided passes, not one per frame
     for start in range(0, n_fft, hop):
         piece = frames[:, :, start : start + hop]
-        width = piece.shape[2]
         span = out[:, start : start + n_frames * hop].reshape(batch, n_frames, hop)
-        span[:, :, :width] += piece
-        norm_span = norm[start : start + n_frames * hop].reshape(n_frames, hop)
-        norm_span[:, :width] += window[start : start + width] ** 2
-    out /= np.maximum(norm, 1e-8)
-    result = out[:, n_fft // 2 : n_fft // 2 + length]
-    if result.shape[1] < length:
-        result = np.pad(result, ((0, 0), (0, length - result.shape[1])))
-    return np.ascontiguousarray(result)
+        span[:, :, : piece.shape[2]] += piece
+    kept = slice(n_fft // 2, n_fft // 2 + length)
+    result = np.zeros((batch, length), np.float32)
+    made = out[:, kept]
+    np.multiply(made, _overlap_gain(n_fft, hop, n_frames)[kept], out=result[:, : made.shape[1]])
+    return result
 
 
 def detuning(n_fft: int, hop: int, sample_rate: int) -> np.ndarray:
@@ -129,7 +142,8 @@ def phase_from_gradients(
             across += offset - across[np.argmax(log_mag[row, start])] - walked[row, start]
             phase[row, start:end] += across
     out = np.empty(phase.shape, np.complex64)
-    out.real, out.imag = np.cos(phase), np.sin(phase)
+    np.cos(phase, out=out.real)  # straight into the parts: no temporaries to copy
+    np.sin(phase, out=out.imag)
     return out
 
 
@@ -225,21 +239,22 @@ def invert(
     if start is None:
         start = phase_from_gradients(magnitude, n_fft, hop, detune)
     spec = magnitude * start
+    scale = np.empty(spec.shape, np.float32)
     previous = None
     for _ in range(iterations):
         projected = stft(istft(spec, n_fft, hop, length), n_fft, hop, n_frames)
+        # in place, into buffers kept across iterations, and the magnitude over |x| as one
+        # real array: a complex division and fresh temporaries cost more than the transforms
         if previous is None:
             # the momentum extrapolates from the previous projection; the gradient phase's
             # spectrum is none (not consistent), and extrapolating from it undid the first step
-            spec = projected.copy()
+            np.copyto(spec, projected)
         else:
-            # in place, and the magnitude over |x| as one real array: a complex division and
-            # fresh temporaries cost more than the transforms
-            spec = np.subtract(projected, previous)
+            np.subtract(projected, previous, out=spec)
             spec *= np.float32(_MOMENTUM)
             spec += projected
         previous = projected
-        scale = np.abs(spec)
+        np.abs(spec, out=scale)
         np.maximum(scale, np.float32(_TINY), out=scale)
         np.divide(magnitude, scale, out=scale)
         spec *= scale
