@@ -44,11 +44,15 @@ def hann(n_fft: int) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _overlap_gain(n_fft: int, hop: int, n_frames: int) -> np.ndarray:
     """1 / the sum of the squared windows over each sample of `istft`'s output (before its
-    centring cut), float32, read-only: the same for every call of one size."""
-    window = hann(n_fft)
+    centring cut), float32, read-only: the same for every call of one size (the sizes of a
+    floored render vary with the sound: a miss costs n_fft / hop strided passes, not one per
+    frame)."""
+    square = hann(n_fft) ** 2
     norm = np.zeros(n_fft * 2 + hop * (n_frames - 1), np.float32)
-    for frame in range(n_frames):
-        norm[frame * hop : frame * hop + n_fft] += window**2
+    for start in range(0, n_fft, hop):
+        width = min(hop, n_fft - start)
+        span = norm[start : start + n_frames * hop].reshape(n_frames, hop)
+        span[:, :width] += square[start : start + width]
     gain = (1.0 / np.maximum(norm, 1e-8)).astype(np.float32)
     gain.flags.writeable = False
     return gain
