@@ -134,6 +134,19 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(r"\b(fx|zap|whistle|metronome|scratch|roll)\b", None),
     Rule(r"\b(high q|square click|seq click|vibra ?slap)\b", None),
     Rule(r"cow ?bell", "perc"),
+    # a drum machine's sample names: the voice's code alone, perhaps with a number (TR-808 and
+    # TR-909 sets: "SD0000", "OH00", "LT00", "CY0000", "HC00" a high conga)
+    *(
+        Rule(rf"^({codes})( ?\d+)?$", label)
+        for codes, label in (
+            ("bd|kd|kck", "kick"),
+            ("sd|rs", "snare"),
+            ("ch|oh|ph|hhc|hho", "hihat"),
+            ("lt|mt|ht|ft", "tom"),
+            ("cy|cr|crs|rd|rid", "cymbal"),
+            ("cp|clp|cb|cl|ma|lc|mc|hc|cg|tb", "perc"),
+        )
+    ),
     Rule(r"hi[- ]?hat|\bhh\b|\bhh\d|hihat|\bhats?\b|^hh_|\bchh\b|\bohh\b", "hihat"),
     Rule(r"kick|bass ?drum|bassdrum|\bbd\b|^bd_?\d|\bbd\d", "kick"),
     Rule(

@@ -58,6 +58,35 @@ def test_default_rules_label_real_instrument_names(name: str, expected: str) -> 
     assert LabelRules().classify(name) == (True, expected)
 
 
+# A drum machine's sample files, named by the voice's code (Roland's TR-808 and TR-909 sets)
+MACHINE_NAMES = [
+    ("BD0010.WAV", "kick"),
+    ("SD0000.WAV", "snare"),
+    ("RS.WAV", "snare"),
+    ("CH.WAV", "hihat"),
+    ("OH00.WAV", "hihat"),
+    ("HHO.wav", "hihat"),
+    ("LT00.WAV", "tom"),
+    ("HT 2.wav", "tom"),
+    ("CY0000.WAV", "cymbal"),
+    ("RID.wav", "cymbal"),
+    ("CP.WAV", "perc"),
+    ("CB.WAV", "perc"),
+    ("HC00.WAV", "perc"),  # the 808's high conga
+    ("MA.WAV", "perc"),
+]
+
+
+@pytest.mark.parametrize(("file_name", "expected"), MACHINE_NAMES)
+def test_drum_machine_codes_label_their_voice(file_name: str, expected: str) -> None:
+    assert LabelRules().classify("", file_name) == (True, expected)
+
+
+@pytest.mark.parametrize("file_name", ["Oh yeah.wav", "chimes.wav", "market.wav"])
+def test_a_code_inside_other_words_labels_nothing(file_name: str) -> None:
+    assert LabelRules().classify("", file_name) == (False, None)
+
+
 @pytest.mark.parametrize("name", ["Zap 1", "FX", "Whistle", "Snare Roll", "Metronome Click"])
 def test_exclusion_rules_win_over_class_rules(name: str) -> None:
     rules = LabelRules()
