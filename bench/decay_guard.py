@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 from common import DEFAULT_MODEL_DIR, RESULTS, conditions, table, write_json
-from dkvae_training import yardstick as ys
 from dkvae_training.bank_loading import load_split
 
-from dkvae_live import contract
+from dkvae_live import contract, drum_features
 from dkvae_live.decay_guard import RISE_DB, excess_db, frame_db
 from dkvae_live.model import Decoder
 from dkvae_live.phase import stft
@@ -52,7 +51,7 @@ def main() -> None:
     frames = info.num_samples // info.hop_length + 1  # the decoder's own frame count
     rows, result = [], {}
     for index, name in enumerate(info.class_names):
-        audio = ys.prepare(real.audio[real.labels == index][:, : info.num_samples])[0]
+        audio = drum_features.prepare(real.audio[real.labels == index][:, : info.num_samples])[0]
         real_cut = audibly_cut(
             np.abs(stft(audio, info.n_fft, info.hop_length, frames)), args.range, args.by
         )

@@ -12,6 +12,8 @@ pytest.importorskip("scipy")
 from dkvae_training import yardstick as ys
 from dkvae_training.synthetic import synthetic_drums
 
+from dkvae_live import drum_features
+
 SR = 44100
 N = 22050  # half a second keeps every test fast
 CLASSES = ("kick", "snare", "hihat", "tom", "cymbal", "perc")
@@ -95,7 +97,7 @@ def test_random_phase_costs_a_click_more_than_a_noise() -> None:
 def test_prepare_reads_a_sound_as_the_encoder_does() -> None:
     x = np.zeros((2, 1000), np.float32)
     x[0, 100:110] = [0.001, 0.3, -0.6, 0.2, 0, 0, 0, 0, 0, 0]
-    out, silent = ys.prepare(x)
+    out, silent = drum_features.prepare(x)
     assert list(silent) == [False, True]
     assert out[0, 0] == pytest.approx(0.5) and np.max(np.abs(out[0])) == pytest.approx(1.0)
     assert not np.any(out[1])
@@ -106,9 +108,9 @@ def test_features_ignore_gain_and_leading_silence() -> None:
     x = np.pad(x, ((0, 0), (0, N)))  # room for the whole sound after a shift
     shifted = np.zeros_like(x)
     shifted[:, 700:] = 0.2 * x[:, :-700]
-    a, _ = ys.features(x, SR)
-    b, _ = ys.features(shifted, SR)
-    assert a.shape == (6, len(ys.feature_names()))
+    a, _ = drum_features.features(x, SR)
+    b, _ = drum_features.features(shifted, SR)
+    assert a.shape == (6, len(drum_features.feature_names()))
     assert np.max(np.abs(a - b)) < 0.2  # float32 rounding near the -100 dB floors
 
 
@@ -117,9 +119,9 @@ def _fit(per_class: int, seed: int = 0, shuffle: bool = False) -> tuple[ys.Yards
     test, test_labels = synthetic_drums(5, sample_rate=SR, num_samples=N, seed=seed + 100)
     if shuffle:
         labels = np.random.default_rng(seed).permutation(labels)
-    feats, _ = ys.features(train, SR)
+    feats, _ = drum_features.features(train, SR)
     stick = ys.Yardstick.fit(feats, labels, CLASSES, SR, max_iter=40)
-    test_feats, silent = ys.features(test, SR)
+    test_feats, silent = drum_features.features(test, SR)
     return stick, float(np.mean(stick.predict(test_feats, silent) == test_labels))
 
 
@@ -129,7 +131,7 @@ def test_the_classifier_separates_clearly_different_classes_and_not_shuffled_lab
     _, shuffled = _fit(8, shuffle=True)
     assert shuffled < 0.5  # chance is 1/6: nothing to learn from shuffled labels
     # silence is no class at all
-    feats, silent = ys.features(np.zeros((1, N)), SR)
+    feats, silent = drum_features.features(np.zeros((1, N)), SR)
     assert stick.predict(feats, silent)[0] == -1
     assert np.all(stick.probabilities(feats, silent) == 0)
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from dkvae_live import drum_features
 from dkvae_live.class_latents import ClassLatent, fit
 from dkvae_live.latent_fit import FIT_STEPS
 from dkvae_live.pads import LATENT_LIMIT
@@ -547,10 +548,10 @@ def evaluate(
     metrics["generated_peak_max"] = float(np.max(np.abs(everything)))
     metrics["generated_finite"] = bool(np.all(np.isfinite(everything)))
     if train_audio is not None and train_labels is not None and len(train_labels):
-        train_feats, _ = ys.features(train_audio, fns.sample_rate)
+        train_feats, _ = drum_features.features(train_audio, fns.sample_rate)
         stick = ys.Yardstick.fit(train_feats, train_labels, names, fns.sample_rate, seed=seed)
         if len(labels):
-            test_feats, test_silent = ys.features(audio, fns.sample_rate)
+            test_feats, test_silent = drum_features.features(audio, fns.sample_rate)
             real_pred = stick.predict(test_feats, test_silent)
             metrics["yardstick"] = ys.recognition(labels, real_pred, names)
             metrics["yardstick"]["trust"] = ys.trust(
@@ -564,7 +565,7 @@ def evaluate(
                 seed,
             )
         for key, sounds in (("generated_prior", prior), ("generated_class_latents", drawn)):
-            gen_feats, gen_silent = ys.features(sounds, fns.sample_rate)
+            gen_feats, gen_silent = drum_features.features(sounds, fns.sample_rate)
             metrics[key] = ys.recognition(gen_labels, stick.predict(gen_feats, gen_silent), names)
             metrics[key]["silent"] = int(np.sum(gen_silent))
             if "trust" in metrics.get("yardstick", {}):
