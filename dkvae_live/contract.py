@@ -33,6 +33,7 @@ LOG_OFFSET = "dkvae.log_offset"
 CONFIG_HASH = "dkvae.config_hash"
 NAME = "dkvae.name"
 CLASS_LATENTS = "dkvae.class_latents"
+CLASS_GUESS = "dkvae.class_guess"
 AXES = "dkvae.axes"
 DRAFT_OF = "dkvae.draft_of"
 METADATA_KEYS: tuple[str, ...] = (
@@ -50,6 +51,7 @@ METADATA_KEYS: tuple[str, ...] = (
     CONFIG_HASH,
     NAME,
     CLASS_LATENTS,
+    CLASS_GUESS,
     AXES,
     DRAFT_OF,
 )

@@ -60,7 +60,7 @@ class FolderError(Exception):
 @dataclass(frozen=True)
 class FolderPad:
     """A pad made from one file (`path`, relative to the folder); `by`: BY_NAME when its file's
-    name gave its class, BY_SOUND when the encoder's latent did."""
+    name gave its class, BY_SOUND when the sound did (`class_of_sound`)."""
 
     path: Path
     pad: Pad
@@ -96,6 +96,18 @@ def class_from_name(
     name, as the bank's folder importer names it), if the model has that class."""
     _, label = rules.classify(folder_instrument(relative), relative.name, kit)
     return label if label in class_names else None
+
+
+def class_of_sound(sound: np.ndarray, latent: np.ndarray, info: ModelInfo) -> str | None:
+    """The class of a sound whose name says nothing: the model's class guess from the sound
+    itself where it has one, else the class latent nearest its latent; None when it has
+    neither (or the sound is silent)."""
+    if info.class_guess is not None:
+        index = info.class_guess.guess(sound, info.sample_rate)
+        return None if index is None else info.class_names[index]
+    if info.class_latents:
+        return nearest_class(latent, info.class_latents)
+    return None
 
 
 def nearest_class(latent: np.ndarray, class_latents: Mapping[str, ClassLatent]) -> str:
@@ -166,16 +178,17 @@ def kit_from_folder(
         name = class_from_name(relative, kit_name, info.class_names, rules)
         if name is not None:
             made.append((relative, name, BY_NAME, latent, sound))
-        elif info.class_latents:
-            made.append(
-                (relative, nearest_class(latent, info.class_latents), BY_SOUND, latent, sound)
-            )
+            continue
+        guessed = class_of_sound(sound, latent, info)
+        if guessed is not None:
+            made.append((relative, guessed, BY_SOUND, latent, sound))
         else:
             skipped.append(
                 (
                     relative,
                     f"its name says no class of {', '.join(info.class_names)}, and model "
-                    f"{info.name} has no class latents ({contract.CLASS_LATENTS}) to tell one",
+                    f"{info.name} has neither a class guess ({contract.CLASS_GUESS}) nor class "
+                    f"latents ({contract.CLASS_LATENTS}) to tell one",
                 )
             )
     if fit_steps > 0 and made:
@@ -228,7 +241,7 @@ def summary(made: FolderKit, out: Path) -> str:
         lines.append(f"  {p.pad.note:3d} {p.pad.class_name:<{width}}  {how:<12}  {p.path}")
     if by_sound:
         lines.append(
-            f"{len(by_sound)} class(es) guessed by the encoder, the names saying none: "
+            f"{len(by_sound)} class(es) guessed from the sound, the names saying none: "
             + ", ".join(f"{p.path} ({p.pad.class_name})" for p in by_sound)
         )
     if made.skipped:

@@ -14,9 +14,10 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import ArrayLike
 
-from . import contract
+from . import class_guess, contract
 from .axes import ClassAxes
 from .axes import from_json as axes_from_json
+from .class_guess import ClassGuess
 from .class_latents import ClassLatent, from_json
 from .decay_guard import guard_decay
 from .phase import detuning, invert, phase_of
@@ -67,6 +68,8 @@ class ModelInfo:
     log_offset: float = 0.0
     # where each class's real sounds lie in the latent space (optional metadata)
     class_latents: Mapping[str, ClassLatent] = field(default_factory=dict)
+    # a sound's class from the sound itself (optional metadata)
+    class_guess: ClassGuess | None = None
     # named timbre directions per class (optional metadata)
     axes: Mapping[str, ClassAxes] = field(default_factory=dict)
 
@@ -189,6 +192,18 @@ def _class_latents(
         return from_json(text, class_names, latent_size)
     except ValueError as exc:
         raise ModelError(f"{path}: {contract.CLASS_LATENTS!r} {exc}") from None
+
+
+def _class_guess(
+    meta: dict[str, str], path: Path, class_names: tuple[str, ...]
+) -> ClassGuess | None:
+    text = meta.get(contract.CLASS_GUESS)
+    if text is None:
+        return None
+    try:
+        return class_guess.from_json(text, class_names)
+    except ValueError as exc:
+        raise ModelError(f"{path}: {contract.CLASS_GUESS!r} {exc}") from None
 
 
 def _axes(
@@ -317,6 +332,7 @@ class Decoder:
             hop_length=hop,
             log_offset=log_offset,
             class_latents=_class_latents(meta, self.path, class_names, latent_size),
+            class_guess=_class_guess(meta, self.path, class_names),
             axes=_axes(meta, self.path, class_names, latent_size),
         )
         self._phase_iterations = phase_iterations

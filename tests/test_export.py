@@ -229,6 +229,8 @@ def test_export_with_a_bank_fits_class_latents_through_the_exported_encoder(
     import soundfile as sf
     from dkvae_training.bank import load_split
 
+    from dkvae_live.drum_features import features
+
     run, cfg, full = exported["vae"]
     assert Decoder(full.decoder_path).info.class_latents == {}  # a run without a bank: none
     audio, labels = synthetic_drums(6, sample_rate=SR, num_samples=N, seed=5)
@@ -256,6 +258,10 @@ def test_export_with_a_bank_fits_class_latents_through_the_exported_encoder(
             np.testing.assert_allclose(
                 np.diag(cov), mine.var(axis=0, ddof=1) + 1e-3, rtol=1e-3, atol=1e-5
             )
+    # and a class guess from the sounds' drum features, fitted on the same split
+    assert info.class_guess is not None
+    feats, _ = features(train.audio, SR)
+    assert np.mean(info.class_guess.classes_of(feats) == train.labels) >= 0.9
     # the metadata changes nothing the decoder renders
     zs = np.random.default_rng(2).standard_normal((4, cfg.latent_size)).astype(np.float32)
     np.testing.assert_array_equal(

@@ -121,7 +121,7 @@ def test_every_sound_file_is_a_pad_on_its_general_midi_note(
             for line in printed.splitlines()
         ), (note, printed)
     assert (
-        "1 class(es) guessed by the encoder, the names saying none: take 7.flac (kick)" in printed
+        "1 class(es) guessed from the sound, the names saying none: take 7.flac (kick)" in printed
     )
     assert "1 file(s) skipped:\n  broken.wav: cannot read the sound:" in printed
     assert "README" not in printed and "._" not in printed
@@ -229,6 +229,6 @@ def test_a_model_without_class_latents_or_encoder(tmp_path: Path, pack: Path) ->
     assert list(reasons) == ["broken.wav", "take 7.flac"]
     assert reasons["broken.wav"].startswith("cannot read the sound: ")
     assert reasons["take 7.flac"].startswith("its name says no class of kick, snare, hihat")
-    assert "has no class latents (dkvae.class_latents)" in reasons["take 7.flac"]
+    assert "neither a class guess (dkvae.class_guess) nor class latents" in reasons["take 7.flac"]
     with pytest.raises(FolderError, match="holds no sound files"):
         kit_from_folder(tmp_path / "model", Decoder(model), model_encoder(info))
