@@ -5,7 +5,7 @@ A multinomial logistic regression on the drum features (dkvae_live/drum_features
 standardised; export fits it on the bank's training split (export/class_latents.py). The
 latent alone says little of the class, since the decoder is told the class beside it: the
 class whose sounds' mean latent lies nearest picked the right class for 42 % of the sounds of
-kits the model never saw, this guess for 60 % (docs/bake-off.md, round 8). Numpy only: the
+kits the model never saw, this guess for 53 % (docs/bake-off.md, round 8). Numpy only: the
 daemon applies it and the export writes it.
 """
 
