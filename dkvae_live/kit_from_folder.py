@@ -2,7 +2,8 @@
 
 Every sound file under the folder becomes a pad. Its class comes from its name, by the rules the
 bank labels its sounds with (dkvae_live.labels); a name that says nothing (or names a class the
-model lacks) leaves it to the sound: the class whose real sounds' mean latent
+model lacks) leaves it to the sound (`class_of_sound`): the model's class guess from its drum
+features (``dkvae.class_guess``), else the class whose real sounds' mean latent
 (``dkvae.class_latents``) lies nearest the encoder's latent of the file. Its latent is the
 encoder's, fitted through the decoder to the file at the pad's class (latent_fit), as
 `/dkvae/pad/encode` makes it. Its note is the first free one of its class on the General MIDI

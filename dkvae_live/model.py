@@ -20,6 +20,7 @@ from .axes import from_json as axes_from_json
 from .class_guess import ClassGuess
 from .class_latents import ClassLatent, from_json
 from .decay_guard import guard_decay
+from .drum_features import SILENT_PEAK, TRIM_FRACTION
 from .phase import detuning, invert, phase_of
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
@@ -554,9 +555,9 @@ def read_sound(path: Path, sample_rate: int, num_samples: int) -> np.ndarray:
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
     peak = float(np.max(np.abs(mono))) if mono.size else 0.0
-    if peak < 1e-4:
+    if peak < SILENT_PEAK:
         raise ValueError(f"{path}: the sound is silent")
-    start = int(np.flatnonzero(np.abs(mono) > peak * 0.01)[0])
+    start = int(np.flatnonzero(np.abs(mono) > peak * TRIM_FRACTION)[0])
     out = np.zeros(num_samples, np.float32)
     piece = mono[start : start + num_samples] / peak
     out[: piece.shape[0]] = piece

@@ -139,7 +139,7 @@ def add_axes(
         linear - started,
         time.monotonic() - linear,
     )
-    write_metadata(decoder_path, contract.AXES, axes.to_json(fitted))
+    write_metadata(decoder_path, {contract.AXES: axes.to_json(fitted)})
     return fitted
 
 
@@ -182,6 +182,6 @@ def copy_axes(model_dir: Path, source_dir: Path) -> dict[str, axes.ClassAxes]:
     info = Decoder(decoder_path).info
     if (info.latent_size, info.class_names) != (source.info.latent_size, source.info.class_names):
         raise ModelError(f"{model_dir} and {source_dir} differ in latent size or classes")
-    write_metadata(decoder_path, contract.AXES, axes.to_json(source.info.axes))
+    write_metadata(decoder_path, {contract.AXES: axes.to_json(source.info.axes)})
     logger.info("axes of %s copied into %s", source_dir, decoder_path)
     return dict(source.info.axes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +22,27 @@ from dkvae_live.model import Decoder, Encoder, ModelError
 logger = logging.getLogger(__name__)
 
 
-def with_metadata(path: Path, key: str, value: str, out: Path) -> None:
-    """Write ``path`` to ``out`` with one ``metadata_props`` entry set."""
+def with_metadata(path: Path, entries: Mapping[str, str], out: Path) -> None:
+    """Write ``path`` to ``out`` with these ``metadata_props`` entries set."""
     import onnx
 
     proto = onnx.load(str(path))
-    for entry in proto.metadata_props:
-        if entry.key == key:
-            entry.value = value
-            break
-    else:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    for key, value in entries.items():
+        for entry in proto.metadata_props:
+            if entry.key == key:
+                entry.value = value
+                break
+        else:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
     onnx.save(proto, str(out))
 
 
-def write_metadata(decoder_path: Path, key: str, value: str) -> None:
-    """Set one metadata entry of ``decoder_path`` in place, through a temporary copy that the
-    daemon must load first: never leave a decoder that the daemon refuses."""
+def write_metadata(decoder_path: Path, entries: Mapping[str, str]) -> None:
+    """Set metadata entries of ``decoder_path`` in place, all or none, through a temporary copy
+    that the daemon must load first: never leave a decoder that the daemon refuses."""
     tmp = decoder_path.with_name(decoder_path.name + ".tmp")
-    with_metadata(decoder_path, key, value, tmp)
+    with_metadata(decoder_path, entries, tmp)
     try:
         Decoder(tmp)
     except ModelError:
@@ -60,10 +62,11 @@ def add_class_latents(
     encoder = Encoder(Path(model_dir) / contract.ENCODER_FILE, info)
     z = np.concatenate([encoder.encode(audio[i : i + batch]) for i in range(0, len(audio), batch)])
     fitted = class_latents.fit(z, labels, info.class_names)
-    write_metadata(decoder_path, contract.CLASS_LATENTS, class_latents.to_json(fitted))
+    entries = {contract.CLASS_LATENTS: class_latents.to_json(fitted)}
     guess = fit_class_guess(audio, labels, info.sample_rate, len(info.class_names))
     if guess is not None:
-        write_metadata(decoder_path, contract.CLASS_GUESS, class_guess.to_json(guess))
+        entries[contract.CLASS_GUESS] = class_guess.to_json(guess)
+    write_metadata(decoder_path, entries)
     logger.info(
         "class latents of %s from %d sounds: %s",
         decoder_path,

@@ -211,7 +211,7 @@ def test_a_decoder_trained_on_alone_takes_its_source_s_axes_and_no_other_does(
     stage, other = tmp_path / "stage", tmp_path / "other"
     for folder in (stage, other):
         shutil.copytree(DEFAULT_MODEL_DIR, folder, ignore=shutil.ignore_patterns("examples"))
-        write_metadata(folder / "decoder.onnx", "dkvae.axes", "{}")
+        write_metadata(folder / "decoder.onnx", {"dkvae.axes": "{}"})
         assert Decoder(folder / "decoder.onnx").info.axes == {}
     proto = onnx.load(str(other / "encoder.onnx"))
     first = next(i for i in proto.graph.initializer if i.dims)

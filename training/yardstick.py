@@ -6,12 +6,12 @@ classifier), so that they can be checked on their own and trusted before a model
   within 60 dB of the reference's loudest frame, mean absolute difference in dB);
   :func:`random_phase` gives the oracles it is read against (exact STFT magnitudes, random
   phases).
-* :class:`Yardstick`: a class check built from :func:`features` (log-mel band means and
-  deviations, attack frames, a log-RMS envelope over growing windows, decay times, centroid,
-  flatness, zero-crossing rate...) and a gradient-boosted classifier trained on a bank's training
-  split. Every sound is first read as the encoder reads a file (:func:`prepare`: trimmed at 1 % of
-  its peak, peak-normalised), so a gain or a leading silence cannot change its label; a silent
-  sound gets no label at all (-1), never a drum's.
+* :class:`Yardstick`: a class check built from the drum features of
+  :mod:`dkvae_live.drum_features` (log-mel band means and deviations, attack frames, a log-RMS
+  envelope over growing windows, decay times, centroid, flatness, zero-crossing rate...; every
+  sound read first as the encoder reads a file, so a gain or a leading silence cannot change its
+  label) and a gradient-boosted classifier trained on a bank's training split; a silent sound
+  gets no label at all (-1), never a drum's.
 * :func:`frechet_distance` and :func:`within_class_spread`: how close generated sounds lie to real
   ones, and how varied they are, in the yardstick's standardised feature space.
 """
@@ -34,13 +34,11 @@ from dkvae_live.mel import MelReference, mel_filterbank
 MEL_N_FFT = 2048
 MEL_HOP = 512
 MEL_BANDS = mel.BANDS
-MEL_FMIN = mel.FMIN
 MEL_FLOOR_DB = mel.FLOOR_DB
 MEL_FRAME_RANGE_DB = mel.FRAME_RANGE_DB
 
 _BATCH = 32
 SHUFFLES = 2  # shuffled-label controls of the yardstick (see trust)
-_TINY = 1e-12
 
 
 # --------------------------------------------------------------------------------------------
