@@ -42,9 +42,10 @@ def main() -> None:
     out = args.model_dir / "examples"
     out.mkdir(parents=True, exist_ok=True)
     classes = sorted(p for p in source.iterdir() if p.is_dir())
+    names = {c.name for c in classes}
     # the one-shots of an earlier run go; anything else there (the demo groove) stays
     for old in out.glob("*-*.flac"):
-        if old.stem.rsplit("-", 1)[0] in {c.name for c in classes}:
+        if old.stem.rsplit("-", 1)[0] in names:
             old.unlink()
     written = []
     for class_dir in classes:
