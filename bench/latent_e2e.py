@@ -29,7 +29,9 @@ in >= 99 % of trials, on every kind.
 
 From inside, the daemon's status (`first_sound_ms`, `full_pad_ms`, docs/osc.md): for each
 trial's change, the render worker's time from the change to the pad's first sound published and
-to the whole pad (every layer and variant) published. Target: full pad within 30 ms p99.
+to the whole pad (every layer and variant) published. Target: full pad within 30 ms p99. And
+how many hits were cut after their beginning (TAIL_FROM_S): a hit on a change's first sound,
+the beginning of its draft, must go on in the whole draft (Mixer.publish).
 
     .venv/bin/python bench/latent_e2e.py [--trials 12] [--model DIR] [--json F]
 """
@@ -71,6 +73,10 @@ GAPS_MS = (0.0, 2.0, 5.0, 8.0, 12.0, 16.0, 20.0, 30.0)
 VELOCITY = 110
 QUIET = 0.35  # s between a trial's hit and the next change: > SETTLE_SECONDS after the renders
 REF_SAMPLES = 4096
+# A hit on a change's first sound (the draft's beginning, renderer.ONSET_SECONDS) goes on in
+# the whole draft: its level from TAIL_FROM_S on for TAIL_S is compared with the reference
+# hits'; under CUT_FRACTION of the quietest reference's, the hit was cut after its beginning.
+TAIL_FROM_S, TAIL_S, CUT_FRACTION = 0.11, 0.05, 0.1
 REFS = 3  # reference hits per latent (a varying pad plays a new variant each hit)
 VARIATION = 0.1  # small: the variants of one latent must sound more alike than A and B
 CC, CC_DIM, CC_MIN, CC_MAX = 21, 0, -3.0, 3.0
@@ -122,8 +128,11 @@ class Trials:
         self.change, self.trigger = change, trigger  # change(0) sets A, change(1) B
         self.state = 0
         self.refs: list[list[np.ndarray]] = [[], []]
+        self.ref_tails: list[float] = []  # each reference hit's level after the beginning
 
-    def hit(self, which: int, gap_s: float) -> tuple[np.ndarray | None, float]:
+    def hit(self, which: int, gap_s: float) -> tuple[np.ndarray | None, float, float]:
+        """(The hit's first REF_SAMPLES, the gap measured, its RMS over TAIL_S from TAIL_FROM_S
+        after its onset)."""
         self.daemon.osc.send("/dkvae/stop")
         time.sleep(QUIET)
         sent = self.capture.trigger_frame()
@@ -132,10 +141,12 @@ class Trials:
         gap = wait_precisely(start, gap_s)
         self.trigger()
         try:
-            onset = self.capture.onset(sent, int((gap_s + 0.1) * self.capture.rate))
+            rate = self.capture.rate
+            onset = self.capture.onset(sent, int((gap_s + 0.1) * rate))
             if onset is None:
-                return None, gap
-            return self.capture.segment(onset, REF_SAMPLES), gap
+                return None, gap, 0.0
+            tail = self.capture.segment(onset + int(TAIL_FROM_S * rate), int(TAIL_S * rate))
+            return self.capture.segment(onset, REF_SAMPLES), gap, float(np.sqrt(np.mean(tail**2)))
         except TimeoutError as error:
             raise CaptureStalled(f"the capture stalled ({error}); see the jackd log") from error
 
@@ -145,10 +156,11 @@ class Trials:
         second for the hits to be told apart (a varying pad plays a new variant each hit)."""
         for _ in range(REFS):
             for which in (0, 1):
-                hit, _ = self.hit(which, 0.6)
+                hit, _, tail = self.hit(which, 0.6)
                 if hit is None:
                     raise RuntimeError("no sound from a reference hit")
                 self.refs[which].append(hit)
+                self.ref_tails.append(tail)
         self.state = 1
         within = min(
             similarity(refs[i], refs[j])
@@ -159,14 +171,15 @@ class Trials:
         return max(similarity(a, b) for a in self.refs[0] for b in self.refs[1]), within
 
     def run_gap(self, gap_ms: float, trials: int) -> dict[str, Any]:
-        new, missed, gaps = 0, 0, []
+        new, missed, cut, gaps = 0, 0, 0, []
         for _ in range(trials):
             self.state = 1 - self.state
-            hit, gap = self.hit(self.state, gap_ms / 1000)
+            hit, gap, tail = self.hit(self.state, gap_ms / 1000)
             gaps.append(gap * 1000)
             if hit is None:
                 missed += 1
                 continue
+            cut += tail < CUT_FRACTION * min(self.ref_tails)
             to_new = max(similarity(hit, r) for r in self.refs[self.state])
             to_old = max(similarity(hit, r) for r in self.refs[1 - self.state])
             new += to_new > to_old
@@ -176,6 +189,7 @@ class Trials:
             "trials": trials,
             "new": int(new),
             "missed": missed,
+            "cut": int(cut),
             "fraction_new": new / trials,
         }
 
@@ -392,6 +406,7 @@ def print_result(out: dict[str, Any]) -> None:
                 f"{p['p99']:.1f}",
                 f"{p['max']:.1f}",
                 f"{k['reference_similarity_a_b']:.2f} / {k['reference_similarity_within']:.2f}",
+                f"{sum(r['cut'] for r in k['gaps'])}/{sum(r['trials'] for r in k['gaps'])}",
             ]
         )
     print(
@@ -404,6 +419,7 @@ def print_result(out: dict[str, Any]) -> None:
                 "p99",
                 "max",
                 "A~B / A~A similarity",
+                "hits cut",
             ],
             rows,
         )

@@ -3,16 +3,16 @@
 Method: in this process, the daemon's own parts without audio or OSC: a `PadBank` from the
 shipped default kit (or the GM map), a `RenderWorker` on the model, started as in the daemon
 (its thread asks for SCHED_FIFO 1). Each trial changes pad 36's latent with `PadBank.update`
-(what the OSC handler calls) and waits for the worker to publish the pad's first sound (its
-draft) and then its full pad; the time from the update to the first publication is the
-worker's share of "latent change -> next hit new", to the second its full-pad time. The next
-trial waits for the full pad, so each change finds the worker idle, as after a knob turned
-once. The same draft (decoder and
-phase, `Decoder.render(draft=True)`) and its `prepare_sound` are then timed alone on the
-latents of the trials, so the table splits the first sound into the draft's render, its
-preparation (resample to 48 kHz, check, trim) and the rest (waking the worker, the GIL, the
-checks, encoding and publishing). --busy N adds N threads that take the GIL in short numpy
-bursts, as the audio callback, MIDI and OSC threads of the daemon do.
+(what the OSC handler calls) and waits for the worker to publish the pad's first sound (the
+beginning of its draft, renderer.ONSET_SECONDS) and then its full pad (the whole draft that
+carries the beginning on comes between); the time from the update to the first publication is
+the worker's share of "latent change -> next hit new", to the full pad its full-pad time. The
+next trial waits for the full pad, so each change finds the worker idle, as after a knob turned
+once. The draft's beginning (the decoder and the phase of the frames it needs,
+`Decoder.drafts_onset_first`) and its `prepare_sound` are then timed alone on the latents of
+the trials, so the table splits the first sound into those and the rest (waking the worker,
+the GIL, the checks, encoding and publishing). --busy N adds N threads that take the GIL in
+short numpy bursts, as the audio callback, MIDI and OSC threads of the daemon do.
 
     .venv/bin/python bench/latent_path.py [--model DIR] [--trials 100] [--busy 1] [--json F]
 """
@@ -36,7 +36,7 @@ from dkvae_live.kit import DEFAULT_KIT, load_kit
 from dkvae_live.model import Decoder
 from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import PadBank, default_pads
-from dkvae_live.renderer import SILENCE, RenderWorker, prepare_sound
+from dkvae_live.renderer import ONSET_SECONDS, SILENCE, RenderWorker, prepare_sound
 
 PAD = 36
 RATE = 48000
@@ -72,7 +72,9 @@ def main() -> int:
         full = threading.Event()
 
         def publish(sound: PadSound) -> None:
-            if sound.note == PAD:
+            # the first sound (the draft's beginning), the whole draft that carries it on,
+            # then the full pad: the first publication after the first that continues nothing
+            if sound.note == PAD and not (published and sound.continues):
                 published.append(time.perf_counter())
                 if len(published) == 2:
                     full.set()
@@ -108,10 +110,11 @@ def main() -> int:
         assert pad is not None, f"the kit has no pad {PAD}"
         cls = np.array([info.class_index(pad.class_name)], np.int64)
         dec_ms, prep_ms = [], []
+        onset = int(ONSET_SECONDS * info.sample_rate)
         for latent in latents:
             z = np.array([latent], np.float32)
             t0 = time.perf_counter()
-            raw = decoder.render(z, cls, draft=True, floor=SILENCE)
+            raw = next(decoder.drafts_onset_first(z, cls, onset, SILENCE))
             t1 = time.perf_counter()
             prepare_sound(raw[0], info.sample_rate, RATE)
             t2 = time.perf_counter()
@@ -126,13 +129,13 @@ def main() -> int:
         },
         "change_to_first_sound_ms": stats(total),
         "change_to_full_pad_ms": stats(full_ms),
-        "draft_render_ms": stats(dec_ms),
-        "prepare_sound_ms": stats(prep_ms),
+        "draft_onset_render_ms": stats(dec_ms),
+        "onset_prepare_sound_ms": stats(prep_ms),
     }
     t, d, p = (
         result["change_to_first_sound_ms"],
-        result["draft_render_ms"],
-        result["prepare_sound_ms"],
+        result["draft_onset_render_ms"],
+        result["onset_prepare_sound_ms"],
     )
     print(
         f"\nLatent change -> first sound published by the render worker; {model_desc}; "
@@ -142,8 +145,8 @@ def main() -> int:
         [label, f"{s['median']:.2f}", f"{s['p99']:.2f}", f"{s['max']:.2f}"]
         for label, s in (
             ("change -> first sound published (whole)", t),
-            ("  the draft: decoder.render(draft=True)", d),
-            ("  prepare_sound (resample, check, trim)", p),
+            ("  the draft's beginning: decoder.drafts_onset_first", d),
+            ("  prepare_sound of the beginning", p),
         )
     ]
     rows.append(

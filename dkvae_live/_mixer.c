@@ -2,6 +2,8 @@
  *
  * Python (dkvae_live/mixer.py) owns every buffer and talks to this file through ctypes:
  *   - the render worker fills a sound record and publishes it on a note (an atomic swap);
+ *     a record may carry on another (dk_continue: a change's first sound is published as its
+ *     beginning, then whole), and the voices playing that one move to it where they are;
  *   - the MIDI and OSC threads push note-on and stop-all events into a ring buffer (one
  *     producer at a time: the calls are made with the GIL held);
  *   - the audio backend calls dk_mix (PortAudio, offline render) or hands dk_jack_process to
@@ -15,8 +17,9 @@
  * only after its note has moved on, one audio cycle has passed and no voice plays it; the
  * buffers of a replaced sound are Python's, freed by a Python thread (Mixer.sweep), never here.
  *
- * Each block: play the pending events, mix the voices in chunks of DK_CHUNK frames, apply the
- * master gain and the limiter (per chunk, so live and offline renders limit alike), clip.
+ * Each block: play the pending events, move the voices of records carried on, mix the voices
+ * in chunks of DK_CHUNK frames, apply the master gain and the limiter (per chunk, so live and
+ * offline renders limit alike), clip.
  * Sounds are 16-bit samples with a scale per variant (pad_sound.py), as a hardware sampler
  * keeps them: half the memory of float samples, the mix itself in float.
  *
@@ -93,6 +96,8 @@ typedef struct {
     float gain_left, gain_right, velocity_curve;
     int choke_group, polyphony;
     int pair; /* the output pair it also plays on; 0: the main pair only */
+    /* the record that carries this one on (dk_continue), -1: none; written by Python */
+    atomic_int continued_by;
 } dk_sound;
 
 typedef struct {
@@ -105,6 +110,7 @@ typedef struct {
     float weight_a, weight_b, left, right; /* the weights include the variant's scale */
     int length, pos, fade_pos; /* fade_pos -1: not fading */
     int note, choke_group, pair;
+    int variant, layer; /* where a and b lie in the record: a hand-over keeps them */
     uint64_t age;
 } dk_voice;
 
@@ -194,6 +200,7 @@ dk_mixer *dk_new(int polyphony, int samplerate, int fade_samples, float release_
     touch(m->sound_voices, (size_t)n_sounds * sizeof(atomic_int));
     touch(m->voices, (size_t)m->slots * sizeof(dk_voice));
     for (int i = 0; i < DK_NOTES; i++) atomic_init(&m->pad[i], -1);
+    for (int i = 0; i < n_sounds; i++) atomic_init(&m->sounds[i].continued_by, -1);
     for (int s = 0; s < m->slots; s++) m->voices[s].sound = -1;
     atomic_init(&m->master_gain, 0.5f);
     atomic_init(&m->midi_channel, DK_ALL_CHANNELS);
@@ -244,7 +251,17 @@ int dk_set_sound(dk_mixer *m, int id, int variants, int layers, const int16_t **
     s->polyphony = polyphony > 0 ? polyphony : 1;
     s->velocity_curve = velocity_curve;
     s->pair = pair;
+    atomic_store_explicit(&s->continued_by, -1, memory_order_relaxed);
     return 0;
+}
+
+/* Record `next` carries record `id` on: the same variants, layers and scales, each variant as
+ * long or longer, the same samples for as long as `id` is but its last fade_samples (which
+ * fade out: the end of a sound whose rest comes later). Each voice playing `id` moves to
+ * `next` at the start of the next block, where it is, unless it has reached that fade. */
+void dk_continue(dk_mixer *m, int id, int next) {
+    if (id >= 0 && id < m->n_sounds && next >= 0 && next < m->n_sounds)
+        atomic_store_explicit(&m->sounds[id].continued_by, next, memory_order_release);
 }
 
 /* Note `note` plays record `id` (-1: nothing) from the next block on. */
@@ -368,6 +385,8 @@ static void note_on(dk_mixer *m, int note, int velocity) {
     float position = (float)(velocity - 1) / 126.0f * (float)(sound->layers - 1);
     int low = (int)position;
     float weight = position - (float)low;
+    v->variant = variant;
+    v->layer = low;
     v->a = sound->variant[variant] + (size_t)low * (size_t)length;
     v->b = weight > 0.0f ? v->a + length : NULL;
     v->weight_a = (1.0f - weight) * sound->scale[variant];
@@ -392,6 +411,26 @@ static void note_on(dk_mixer *m, int note, int velocity) {
 static void stop_all(dk_mixer *m) {
     for (int s = 0; s < m->slots; s++)
         if (m->voices[s].sound >= 0) fade(&m->voices[s]);
+}
+
+/* Move the voices whose record was carried on (dk_continue) to the record that carries it. */
+static void hand_over(dk_mixer *m) {
+    for (int s = 0; s < m->slots; s++) {
+        dk_voice *v = &m->voices[s];
+        if (v->sound < 0) continue;
+        int next =
+            atomic_load_explicit(&m->sounds[v->sound].continued_by, memory_order_acquire);
+        if (next < 0 || v->pos >= v->length - m->fade_samples) continue;
+        const dk_sound *sound = &m->sounds[next];
+        int length = sound->length[v->variant];
+        if (length < v->length) continue;
+        v->a = sound->variant[v->variant] + (size_t)v->layer * (size_t)length;
+        if (v->b) v->b = v->a + length;
+        v->length = length;
+        atomic_fetch_sub_explicit(&m->sound_voices[v->sound], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->sound_voices[next], 1, memory_order_relaxed);
+        v->sound = next;
+    }
 }
 
 static void play_events(dk_mixer *m) {
@@ -491,6 +530,7 @@ typedef void (*dk_writer)(dk_mixer *m, void *out, int offset, int frames, int ch
 
 static void run(dk_mixer *m, void *out, int frames, int channels, int n_pairs, dk_writer write) {
     play_events(m);
+    hand_over(m);
     int resting = m->in_use == 0;
     for (int p = 0; p < n_pairs; p++) {
         dk_pair *pair = &m->pairs[p];

@@ -22,9 +22,8 @@ from typing import overload
 
 import numpy as np
 
-from .pad_sound import SAMPLE_DTYPE, PadSound
+from .pad_sound import FADE_SECONDS, SAMPLE_DTYPE, PadSound
 
-FADE_SECONDS = 0.005  # a cut voice fades out over this long: no click
 LIMIT = 0.98  # the mix never goes above this (-0.2 dBFS); DK_LIMIT in _mixer.c
 RELEASE_SECONDS = 0.15  # the limiter lets go over about this long
 MAX_VARIANTS = 64  # DK_MAX_VARIANTS in _mixer.c
@@ -57,6 +56,7 @@ def _load_library() -> tuple[ctypes.PyDLL, ctypes.CDLL]:
         ("dk_set_master_gain", None, [p, f]),
         ("dk_set_sound", i, [p, i, i, i, p, p, p, f, f, i, i, f, i]),
         ("dk_publish", None, [p, i, i]),
+        ("dk_continue", None, [p, i, i]),
         ("dk_sound_voices", i, [p, i]),
         ("dk_cycles", u64, [p]),
         ("dk_push", i, [p, i, i, i]),
@@ -167,7 +167,10 @@ class Mixer:
 
     # -- sounds (the render worker) -------------------------------------------------------
     def publish(self, sound: PadSound) -> None:
-        """Swap in a pad's new sound. A voice already playing keeps the buffer it started with."""
+        """Swap in a pad's new sound. A voice already playing keeps the buffer it started with,
+        unless the new sound `continues` the note's sound before it (`carries_on`): a voice
+        playing that one then goes on from where it is in the new one, at the next block,
+        short of the last FADE_SECONDS (the end of a beginning published first, faded out)."""
         variants = sound.variants
         if not 1 <= len(variants) <= MAX_VARIANTS:
             raise ValueError(f"a sound has 1 to {MAX_VARIANTS} variants, not {len(variants)}")
@@ -190,6 +193,7 @@ class Mixer:
             self._install(state, sound)
 
     def _install(self, state: int, sound: PadSound) -> None:
+        before = self._record_of[sound.note]
         record = self._free.pop()
         count = len(sound.variants)
         data = (ctypes.c_void_p * count)(*(v.ctypes.data for v in sound.variants))
@@ -211,7 +215,24 @@ class Mixer:
             self._pairs.get(sound.output, 0),
         )
         self._held[record] = sound
+        if sound.continues and before >= 0 and self._carries_on(self._held[before], sound):
+            _lib.dk_continue(state, before, record)
         self._point(state, sound.note, record)
+
+    def _carries_on(self, first: PadSound, then: PadSound) -> bool:
+        """Whether `then` begins as `first` does, up to its faded end (to a 16-bit step), in
+        each variant and layer, at the same scale: only then may a voice move across."""
+        assert self.samplerate is not None
+        fade = int(FADE_SECONDS * self.samplerate)
+        if first.scales != then.scales or len(first.variants) != len(then.variants):
+            return False
+        for a, b in zip(first.variants, then.variants, strict=True):
+            n = a.shape[1] - fade
+            if a.shape[0] != b.shape[0] or b.shape[1] < a.shape[1]:
+                return False
+            if n > 0 and np.max(np.abs(a[:, :n].astype(np.int32) - b[:, :n])) > 1:
+                return False
+        return True
 
     def _point(self, state: int, note: int, record: int) -> None:
         """Have `note` play `record` (-1: nothing); the record it played before is retired."""

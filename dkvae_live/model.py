@@ -6,7 +6,7 @@ Everything here runs in the render worker or at start-up, never in the audio cal
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -408,6 +408,36 @@ class Decoder:
             output = _run(session, z[i : i + step], classes[i : i + step])
             runs.append(self._audio(output, draft, between, floor, layers))
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
+
+    def drafts_onset_first(
+        self, z: ArrayLike, class_index: ArrayLike, onset_samples: int, floor: float = 0.0
+    ) -> Iterator[np.ndarray]:
+        """`render(z, class_index, draft=True, floor=floor)` in two steps from one decoder run:
+        first its first `onset_samples` samples alone [batch, onset_samples], then the whole of
+        it. The onset is the whole draft's own first samples (bar rounding), made in a fraction
+        of its time: a log-magnitude draft's phase and inverse transform are made for the
+        frames that the onset needs first, the others' after."""
+        z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
+        classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
+        session = self._draft_session or self._session
+        output = _run(session, z, classes)
+        info = self.info
+        onset_samples = max(1, min(onset_samples, info.num_samples))
+        if info.output_kind != contract.LOG_MAGNITUDE:
+            audio = np.asarray(output, dtype=np.float32)
+            yield audio[:, :onset_samples]
+            yield audio
+            return
+        magnitude = self._magnitudes(output)
+        n_fft, hop, detune = info.n_fft, info.hop_length, self._detune
+        if DRAFT_ITERATIONS == 0:  # the gradient phase of a frame needs the frames up to the next
+            # the frames over the onset's samples (centred: half a window on), and the one after
+            frames = min(magnitude.shape[1], -(-(onset_samples + n_fft // 2) // hop) + 1)
+            yield invert(magnitude[:, :frames], n_fft, hop, onset_samples, 0, floor, detune)
+        whole = invert(magnitude, n_fft, hop, info.num_samples, DRAFT_ITERATIONS, floor, detune)
+        if DRAFT_ITERATIONS != 0:
+            yield whole[:, :onset_samples]
+        yield whole
 
     def magnitudes(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
         """A log-magnitude decoder's magnitudes for z, as the render worker gives them a phase

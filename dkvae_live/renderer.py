@@ -33,7 +33,7 @@ import numpy as np
 from . import contract
 from .dcblock import dc_block
 from .model import RUN_BATCH, Decoder, RenderStopped
-from .pad_sound import Encoded, PadSound, encode_variants
+from .pad_sound import FADE_SECONDS, FULL_SCALE, Encoded, PadSound, encode_variants
 from .pads import Pad, PadBank
 from .peak_limit import limit_peaks
 from .resample import resample
@@ -42,7 +42,6 @@ from .rt import name_current_thread, promote_current_thread, release_free_memory
 log = logging.getLogger(__name__)
 
 SILENCE = 10 ** (-80 / 20)  # tail below -80 dBFS is not played
-TAIL_FADE_SECONDS = 0.005
 VELOCITY_LAYERS = 5  # rendered when velocity moves timbre; neighbours are crossfaded
 VARIANTS = 8  # rendered when a pad varies per hit
 REFRESH_SECONDS = 0.05  # how often used-up variants are looked for, while hits come
@@ -64,7 +63,12 @@ ULTRASONIC_HZ = 20_000.0
 ULTRASONIC_LIMIT_DBFS = -30.0
 REJECTED_NOT_FINITE = "render.not_finite"
 REJECTED_ULTRASONIC = "render.ultrasonic"
-LATENCIES_KEPT = 256  # the latest changes whose time to a first sound and a full pad is kept
+LATENCIES_KEPT = 256
+# A change's first sound is published in two steps: its first ONSET_SECONDS, as soon as they
+# are made, then the whole, which a hit on the beginning carries on in (Mixer.publish). The
+# beginning is stored with room for the rest to be ONSET_HEADROOM times as loud.
+ONSET_SECONDS = 0.1
+ONSET_HEADROOM = 2.0  # the latest changes whose time to a first sound and a full pad is kept
 
 
 def ultrasonic_rms(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -105,7 +109,7 @@ def prepare_sound(audio: np.ndarray, model_rate: int, device_rate: int) -> np.nd
     # the last sample over SILENCE
     loud = np.abs(sound[::-1]) > SILENCE
     end = sound.shape[0] - int(np.argmax(loud)) if sound.size and loud.any() else 0
-    fade = min(end, int(TAIL_FADE_SECONDS * device_rate))
+    fade = min(end, int(FADE_SECONDS * device_rate))
     sound = np.array(sound[:end], np.float32)  # a copy: the voice owns it
     if fade:
         sound[end - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
@@ -544,31 +548,54 @@ class RenderWorker:
         published all the same (its new sound is queued), unless the draft of its new sound
         is out already."""
         info = self.decoder.info
-        latents = [latent for _, pad_latents, _ in group for latent in pad_latents]
-        classes = [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls]
+        latents = np.array([latent for _, ls, _ in group for latent in ls], np.float32)
+        classes = np.array(
+            [info.class_index(pad.class_name) for pad, ls, _ in group for _ in ls], np.int64
+        )
         self._arena_held = True
         self._last_run = time.monotonic()
-        # one pad in full: its variants' velocity layers, whose phases the decoder relates
+        self.renders += len(latents)
         lead, lead_latents, drafts = group[0]
+        onset = int(ONSET_SECONDS * info.sample_rate)
+        if first_sound and drafts and onset < info.num_samples:
+            # what the next hit needs first is the beginning of each draft: that alone, then
+            # the whole, which a voice playing the beginning carries on in (Mixer.publish)
+            steps = self.decoder.drafts_onset_first(latents, classes, onset, SILENCE)
+            onset_scales = self._publish_group(group, next(steps), first_sound, onset=True)
+            self._publish_group(group, next(steps), first_sound, carried=onset_scales)
+            return
+        # one pad in full: its variants' velocity layers, whose phases the decoder relates
         alone = len(group) == 1 and not drafts
         layers = len(lead_latents) // _variant_count(lead) if alone else 1
         audio = self.decoder.render(
-            np.array(latents, np.float32),
-            np.array(classes, np.int64),
-            draft=drafts,
-            between=between,
-            floor=SILENCE,
-            layers=layers,
+            latents, classes, draft=drafts, between=between, floor=SILENCE, layers=layers
         )
-        self.renders += len(latents)
+        self._publish_group(group, audio, first_sound)
+
+    def _publish_group(
+        self,
+        group: list[tuple[Pad, list[tuple[float, ...]], bool]],
+        audio: np.ndarray,
+        first_sound: bool,
+        onset: bool = False,
+        carried: dict[int, tuple[float, ...]] | None = None,
+    ) -> dict[int, tuple[float, ...]]:
+        """Check, prepare and publish each pad's rows of `audio` [latents, samples] (the
+        model's rate); returns each published pad's scales. `onset`: the rows are the
+        beginnings of drafts, stored with ONSET_HEADROOM; `carried`: the rows are the whole of
+        those drafts, published as carrying on each pad's beginning, at its scales."""
+        info = self.decoder.info
         ultrasonic = ultrasonic_rms(audio, info.sample_rate)
         limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
+        published: dict[int, tuple[float, ...]] = {}
         start = 0
         for pad, pad_latents, draft in group:
             count = len(pad_latents)
             rows = slice(start, start + count)
             start += count
             if not draft and pad.note in self._drafted_midway:  # its newer sound is out
+                continue
+            if carried is not None and pad.note not in carried:  # its beginning was refused
                 continue
             if np.any(ultrasonic[rows] > limit):  # the pad keeps the sound it had
                 self._on_rejected(pad.note, REJECTED_ULTRASONIC)
@@ -581,12 +608,19 @@ class RenderWorker:
                 continue
             sounds = [p for p in prepared if p is not None]
             layers = len(sounds) // (1 if draft else _variant_count(pad))
-            variants = encode_variants(
-                [stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)]
-            )
+            stacked = [stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)]
+            scales = carried[pad.note] if carried is not None else None
+            if onset:  # room for the rest of the sound to be louder than its beginning
+                scales = tuple(
+                    min(1.0, ONSET_HEADROOM * float(np.max(np.abs(v)))) / FULL_SCALE or 1.0
+                    for v in stacked
+                )
+            variants = encode_variants(stacked, scales)
+            published[pad.note] = variants[1]
             if first_sound:  # its full render follows at once
-                self._publish_pad(pad, variants)
-                self._published_latency(pad.note, full=False)
+                self._publish_pad(pad, variants, continues=carried is not None)
+                if carried is None:
+                    self._published_latency(pad.note, full=False)
                 continue
             now, last = time.monotonic(), self._rendered_at.get(pad.note)
             if last is not None and now - last < SETTLE_SECONDS:
@@ -602,6 +636,7 @@ class RenderWorker:
                 self._hits_at_render[pad.note] = self._hits[pad.note]
             self._publish_pad(pad, variants)
             self._published_latency(pad.note, full=not draft)
+        return published
 
     def _published_latency(self, note: int, full: bool) -> None:
         """Note the time from the changes of this pad that waited to this publication."""
@@ -614,7 +649,7 @@ class RenderWorker:
             if full_since is not None:
                 self._full_pad_ms.append(round(1000.0 * (now - full_since), 2))
 
-    def _publish_pad(self, pad: Pad, variants: Encoded) -> None:
+    def _publish_pad(self, pad: Pad, variants: Encoded, continues: bool = False) -> None:
         left, right = pad.channel_gains()
         self._publish(
             PadSound(
@@ -626,5 +661,6 @@ class RenderWorker:
                 pad.polyphony,
                 pad.velocity_curve,
                 self._output_of(pad),
+                continues,
             )
         )

@@ -213,3 +213,59 @@ def test_exit_after_ends_the_process_with_its_code_whatever_python_does() -> Non
     result = subprocess.run([sys.executable, "-c", code], timeout=10)
     assert result.returncode == 3
     assert 0.2 <= time.monotonic() - start < 5.0
+
+
+def beginning_and_whole(length: int, onset: int) -> tuple[PadSound, PadSound]:
+    """A noisy sound as the render worker publishes a first sound: its first `onset` samples
+    (the last FADE of them faded out), then the whole, which `continues` it, at one scale."""
+    rng = np.random.default_rng(0)
+    audio = (LEVEL * rng.uniform(-1.0, 1.0, (1, length))).astype(np.float32)
+    whole = PadSound.from_audio(36, (audio,), 1.0, 1.0, 0, 4)
+    begun = whole.variants[0][:, :onset].copy()
+    begun[:, onset - FADE :] = 0  # as faded, for this test: the voice must not play it
+    first = PadSound(36, (begun,), whole.scales, 1.0, 1.0, 0, 4)
+    return first, PadSound(36, whole.variants, whole.scales, 1.0, 1.0, 0, 4, continues=True)
+
+
+@pytest.mark.parametrize("at", [0, 64, 1000])
+def test_a_voice_carries_on_in_the_sound_that_continues_its_own(at: int) -> None:
+    # The render worker publishes a change's first sound as its beginning, then the whole: a
+    # hit on the beginning goes on in the whole from where it is, as one sound, not cut off.
+    first, then = beginning_and_whole(4800, 2400)
+    mixer = mixer_with(first)
+    mixer.note_on(36, 127)
+    out = render(mixer, at)
+    mixer.publish(then)
+    out = np.concatenate([out, render(mixer, 4800 - at)])
+    assert np.array_equal(out[:, 0], then.audio(0)[0])
+    assert mixer.voices_active == 0
+
+
+def test_a_voice_keeps_its_sound_when_the_next_is_no_continuation() -> None:
+    first, then = beginning_and_whole(4800, 2400)
+    for other in (
+        PadSound(36, then.variants, then.scales, 1.0, 1.0, 0, 4),  # not said to continue
+        PadSound(36, (-then.variants[0],), then.scales, 1.0, 1.0, 0, 4, continues=True),
+        PadSound(36, then.variants, (then.scales[0] / 2,), 1.0, 1.0, 0, 4, continues=True),
+        PadSound(36, (then.variants[0][:, :2000],), then.scales, 1.0, 1.0, 0, 4, continues=True),
+    ):
+        mixer = mixer_with(first)
+        mixer.note_on(36, 127)
+        out = render(mixer, 64)
+        mixer.publish(other)
+        out = np.concatenate([out, render(mixer, 4800 - 64)])
+        assert np.array_equal(out[:2400, 0], first.audio(0)[0])
+        assert not out[2400:].any()
+
+
+def test_a_voice_in_its_faded_end_is_not_carried_on() -> None:
+    # Past the start of the beginning's fade the voice has faded out (in part): joining the
+    # whole there would jump. It ends as the beginning does.
+    first, then = beginning_and_whole(4800, 2400)
+    mixer = mixer_with(first)
+    mixer.note_on(36, 127)
+    out = render(mixer, 2400 - FADE)
+    mixer.publish(then)
+    out = np.concatenate([out, render(mixer, 2400 + FADE)])
+    assert np.array_equal(out[:2400, 0], first.audio(0)[0])
+    assert not out[2400:].any()

@@ -75,3 +75,22 @@ def test_velocity_layers_start_from_their_middle_ones_phase_and_sound_as_close()
     warm = spectrum_distance(magnitude, layered, *framing)
     assert np.all(warm < cold + 0.1), (cold, warm)
     assert not np.allclose(layered[0], decoder.render(z[:1], classes[:1])[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("onset_samples", [1, 4410, 10000])
+def test_a_drafts_beginning_comes_first_and_is_the_whole_drafts_own(onset_samples: int) -> None:
+    """The render worker publishes a change's first sound as its beginning, made from the
+    frames it needs, and then the whole draft, which a voice playing the beginning carries on
+    in: the beginning must be the whole draft's first samples exactly, for the shipped model's
+    sounds of every class (onsets and all)."""
+    from dkvae_live.model import DEFAULT_MODEL_DIR
+
+    decoder = Decoder(DEFAULT_MODEL_DIR)
+    info = decoder.info
+    rng = np.random.default_rng(3)
+    z = rng.normal(0.0, 1.5, (len(info.class_names), info.latent_size)).astype(np.float32)
+    classes = np.arange(z.shape[0]) % len(info.class_names)
+    onset, whole = decoder.drafts_onset_first(z, classes, onset_samples, floor=1e-4)
+    assert onset.shape == (z.shape[0], onset_samples)
+    assert np.array_equal(whole, decoder.render(z, classes, draft=True, floor=1e-4))
+    assert np.array_equal(onset, whole[:, :onset_samples])

@@ -627,3 +627,46 @@ def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
         expected = prepare_sound(raw[0], info.sample_rate, 48000)
         assert expected is not None and np.allclose(sound.audio(0)[0], expected, atol=QUANTUM)
         assert not np.allclose(before[note][0][:1000], expected[:1000])  # it did change
+
+
+def test_a_changes_first_sound_is_its_beginning_then_the_whole_that_a_hit_carries_on_in(
+    tmp_path: Path,
+) -> None:
+    """Issue 21: the next hit after a change needs the beginning of the new sound alone. The
+    worker publishes the draft's first ONSET_SECONDS as soon as they are made, then the whole
+    draft as its continuation (then the full pad): a hit on the beginning plays the whole
+    draft, one sound, not a beginning cut off."""
+    from dkvae_live.mixer import Mixer
+
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"))  # 0.256 s
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    worker.render_now([36])
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        published.clear()
+        pads.set_dim(36, 0, 1.0)
+        deadline = time.monotonic() + 5
+        while len(published) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    beginning, whole, full = published[:3]
+    assert beginning.variants[0].shape == (1, round(renderer.ONSET_SECONDS * 48000))
+    assert whole.continues and whole.variants[0].shape[1] > beginning.variants[0].shape[1]
+    assert not full.continues and full.variants[0].shape[0] == VELOCITY_LAYERS
+    assert len(worker.latencies()[0]) == 1  # the first sound is the beginning's
+    mixer = Mixer(4, master_gain=1.0)
+    mixer.configure(48000)
+    mixer.publish(beginning)
+    mixer.note_on(36, 127)
+    out = np.zeros((48000, 2), np.float32)
+    mixer.process(out[:256])
+    mixer.publish(whole)
+    mixer.process(out[256:])
+    played = whole.audio(0)[0]
+    assert np.allclose(out[: played.size, 0], played * whole.gain_left, atol=1e-6)
