@@ -391,8 +391,9 @@ class Decoder:
         their middle one's (LAYER_ITERATIONS).
 
         `between` is called before each decoder run and, for a log-magnitude model, before
-        each sound's phase: the caller can serve something more urgent after about one
-        sound's work, or abandon the render by raising (RenderStopped)."""
+        each sound's phase and each of its Griffin-Lim iterations: the caller can serve
+        something more urgent after a millisecond or two of work, or abandon the render by
+        raising (RenderStopped)."""
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
         # a run's phase is made before the next run: the phase's temporaries are then a run's
@@ -495,6 +496,7 @@ class Decoder:
                     iterations,
                     floor,
                     detune=self._detune if draft else None,  # kept: Griffin-Lim's phase
+                    between=between,
                 )
             )
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
@@ -520,7 +522,12 @@ class Decoder:
                     between()
                 iterations = self._phase_iterations if start is None else LAYER_ITERATIONS
                 audio[row] = invert(
-                    magnitude[row : row + 1], *framing, iterations, floor, start=start
+                    magnitude[row : row + 1],
+                    *framing,
+                    iterations,
+                    floor,
+                    start=start,
+                    between=between,
                 )[0]
                 if start is None:
                     start = phase_of(

@@ -12,6 +12,7 @@ the training's STFT has them. Numpy only.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -214,9 +215,11 @@ def invert(
     floor: float = 0.0,
     detune: np.ndarray | None = None,
     start: np.ndarray | None = None,
+    between: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """Audio float32 [batch, length] from `magnitude` [batch, frames, bins]: the gradient phase,
-    then `iterations` of fast Griffin-Lim.
+    then `iterations` of fast Griffin-Lim, with `between()` called before each (the render
+    worker serves a changed pad's first sound there: an iteration is a millisecond or two).
 
     With a `floor`, the frames after the last that can sound above it (`audible_frames`) are
     not inverted and the audio is silent there: a drum's magnitudes are mostly tail, and the
@@ -238,6 +241,7 @@ def invert(
             0.0,
             detune,
             None if start is None else start[:, :n_frames],
+            between,
         )
         return audio
     if start is None:
@@ -246,6 +250,8 @@ def invert(
     scale = np.empty(spec.shape, np.float32)
     previous = None
     for _ in range(iterations):
+        if between is not None:
+            between()
         projected = stft(istft(spec, n_fft, hop, length), n_fft, hop, n_frames)
         # in place, into buffers kept across iterations, and the magnitude over |x| as one
         # real array: a complex division and fresh temporaries cost more than the transforms

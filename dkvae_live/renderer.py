@@ -375,9 +375,10 @@ class RenderWorker:
 
     def _between_sounds(self) -> None:
         """Called by the decoder between the sounds of a full render, which for a pad of many
-        latents with a spectrogram model is seconds of work: a stop is prompt, and a pad
-        changed meanwhile plays its draft now, not after the render (its full render comes
-        first in the next pass). A pad with nothing cheaper to draft waits, as a sweep's does."""
+        latents with a spectrogram model is seconds of work, and between a sound's phase
+        iterations: a stop is prompt, and a pad changed meanwhile plays its draft now, not
+        after the render (its full render comes first in the next pass). A pad with nothing
+        cheaper to draft waits, as a sweep's does."""
         if self._stopping:
             raise RenderStopped
         # the rest for the sound just made, here rather than after the whole call

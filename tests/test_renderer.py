@@ -670,3 +670,40 @@ def test_a_changes_first_sound_is_its_beginning_then_the_whole_that_a_hit_carrie
     mixer.process(out[256:])
     played = whole.audio(0)[0]
     assert np.allclose(out[: played.size, 0], played * whole.gain_left, atol=1e-6)
+
+
+def test_a_pad_changed_during_another_sounds_phase_plays_before_that_phase_is_done(
+    tmp_path: Path,
+) -> None:
+    """A spectrogram model's sound kept is its phase's Griffin-Lim iterations, one sound's
+    of which can be many milliseconds: a pad changed meanwhile gets its first sound between
+    two iterations, not after the sound."""
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=3000)
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: list[tuple[float, int]] = []
+    worker = RenderWorker(
+        decoder, pads, 48000, lambda s: published.append((time.monotonic(), s.note))
+    )
+    worker.render_now([36, 38])
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        time.sleep(SETTLE_SECONDS)
+        published.clear()
+        pads.set_dim(36, 0, 1.0)  # one latent, but its sound kept is 3000 iterations
+        deadline = time.monotonic() + 5
+        while len(published) < 2 and time.monotonic() < deadline:  # 36's first sound
+            time.sleep(0.0005)
+        time.sleep(0.005)  # into 36's sound kept
+        changed = time.monotonic()
+        pads.set_dim(38, 0, 1.0)
+        while time.monotonic() < deadline and not (
+            any(n == 36 for _, n in published[2:]) and any(n == 38 for _, n in published)
+        ):
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    first_38 = next(at for at, n in published if n == 38)
+    kept_36 = next(at for at, n in published[2:] if n == 36)
+    assert changed < first_38 < kept_36, published
