@@ -63,12 +63,13 @@ ULTRASONIC_HZ = 20_000.0
 ULTRASONIC_LIMIT_DBFS = -30.0
 REJECTED_NOT_FINITE = "render.not_finite"
 REJECTED_ULTRASONIC = "render.ultrasonic"
-LATENCIES_KEPT = 256
+LATENCIES_KEPT = 256  # the latest changes whose time to a first sound and a full pad is kept
 # A change's first sound is published in two steps: its first ONSET_SECONDS, as soon as they
-# are made, then the whole, which a hit on the beginning carries on in (Mixer.publish). The
-# beginning is stored with room for the rest to be ONSET_HEADROOM times as loud.
+# are made, then the whole, which a hit on the beginning carries on in (Mixer.publish). Both are
+# stored at ONSET_SCALE: full scale, which prepare_sound's sounds never pass, however much
+# louder than the beginning the rest is.
 ONSET_SECONDS = 0.1
-ONSET_HEADROOM = 2.0  # the latest changes whose time to a first sound and a full pad is kept
+ONSET_SCALE = 1.0 / FULL_SCALE
 
 
 def ultrasonic_rms(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -583,7 +584,7 @@ class RenderWorker:
     ) -> dict[int, tuple[float, ...]]:
         """Check, prepare and publish each pad's rows of `audio` [latents, samples] (the
         model's rate); returns each published pad's scales. `onset`: the rows are the
-        beginnings of drafts, stored with ONSET_HEADROOM; `carried`: the rows are the whole of
+        beginnings of drafts, stored at ONSET_SCALE; `carried`: the rows are the whole of
         those drafts, published as carrying on each pad's beginning, at its scales."""
         info = self.decoder.info
         ultrasonic = ultrasonic_rms(audio, info.sample_rate)
@@ -611,11 +612,8 @@ class RenderWorker:
             layers = len(sounds) // (1 if draft else _variant_count(pad))
             stacked = [stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)]
             scales = carried[pad.note] if carried is not None else None
-            if onset:  # room for the rest of the sound to be louder than its beginning
-                scales = tuple(
-                    min(1.0, ONSET_HEADROOM * float(np.max(np.abs(v)))) / FULL_SCALE or 1.0
-                    for v in stacked
-                )
+            if onset:  # the rest of the sound may be louder than its beginning: to full scale
+                scales = (ONSET_SCALE,) * len(stacked)
             variants = encode_variants(stacked, scales)
             published[pad.note] = variants[1]
             if first_sound:  # its full render follows at once

@@ -707,3 +707,45 @@ def test_a_pad_changed_during_another_sounds_phase_plays_before_that_phase_is_do
     first_38 = next(at for at, n in published if n == 38)
     kept_36 = next(at for at, n in published[2:] if n == 36)
     assert changed < first_38 < kept_36, published
+
+
+def test_a_first_sound_louder_after_its_beginning_is_not_clipped(tmp_path: Path) -> None:
+    """The beginning and the whole draft share one scale (the mixer moves a voice across), and
+    the whole is not quieter than the beginning: a swell after ONSET_SECONDS keeps its level."""
+    from harness.synth_models import spectrogram_decoder
+
+    n_fft, hop, num_samples = 512, 128, 8192  # 16 kHz: 0.51 s
+    log_magnitude = np.full((1 + num_samples // hop, n_fft // 2 + 1), -9.0, np.float32)
+    log_magnitude[int(0.2 * 16000 / hop) :] = -2.0  # 40 dB louder from 0.2 s on
+    decoder = Decoder(
+        spectrogram_decoder(
+            tmp_path / "d.onnx",
+            log_magnitude,
+            sample_rate=16000,
+            num_samples=num_samples,
+            n_fft=n_fft,
+            hop_length=hop,
+        )
+    )
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    worker.render_now([36])
+    published.clear()
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        pads.set_dim(36, 0, 1.0)
+        deadline = time.monotonic() + 5
+        while len(published) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    whole = published[1]
+    assert whole.continues
+    z = np.array([pads.get(36).latent], np.float32)  # type: ignore[union-attr]
+    own = prepare_sound(decoder.render(z, np.array([0]), draft=True)[0], 16000, 48000)
+    assert own is not None
+    assert np.max(np.abs(own[9600:])) > 10 * np.max(np.abs(own[:4800]))  # after 0.2 s, 0.1 s
+    assert np.allclose(whole.audio(0)[0], own, atol=QUANTUM)
