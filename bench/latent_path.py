@@ -32,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in the daemon; before n
 import numpy as np
 from common import RESULTS, choose_model, conditions, stats, table, write_json
 
+from dkvae_live.engine import SWITCH_INTERVAL_SECONDS
 from dkvae_live.kit import DEFAULT_KIT, load_kit
 from dkvae_live.model import Decoder
 from dkvae_live.pad_sound import PadSound
@@ -58,6 +59,7 @@ def main() -> int:
     parser.add_argument("--busy", type=int, default=1, help="GIL-taking threads beside")
     parser.add_argument("--json", type=Path, default=RESULTS / "latent_path.json")
     args = parser.parse_args()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)  # as the daemon has it
     cond = conditions()
     with tempfile.TemporaryDirectory() as tmp:
         model, model_desc = choose_model(Path(tmp), args.model)

@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 KIT_WATCH_SECONDS = 1.0  # a slow poll: one stat() a second costs nothing at rest
 KIT_THREAD = "dkvae-kit"
 JOBS_THREAD = "dkvae-jobs"
+# A thread that wants the GIL (MIDI in, a PortAudio callback, the render worker after a decoder
+# run) waits this long for another to let it go, not Python's 5 ms (sys.setswitchinterval)
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class Engine:
@@ -155,8 +158,7 @@ class Engine:
     def start(self) -> None:
         s = self.settings
         self._remove_stale_temporaries()
-        # A thread that wants the GIL (MIDI in, a PortAudio callback) waits 0.5 ms, not 5.
-        sys.setswitchinterval(0.0005)
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self.osc = OscServer(s.osc_host, s.osc_port, self.dropped.count, s.osc_allow)
         self.audio = open_output(
             self.mixer,
