@@ -7,10 +7,13 @@ rendered as a draft, one latent alone (its latent at the velocity it was last pl
 played at every velocity): no variants, a fifth to a fortieth of the work, so the sweep is
 heard sooner and costs the CPU (and JACK's threads beside it) less; once it has been still
 for SETTLE_SECONDS it is rendered in full. A few settings sent together (a patch setting a
-pad's timbre) are not a sweep. Any other change is drawn as a draft first too, published,
-and then rendered in full at once: the next hit plays the new latent after one decoder run,
-not after every layer and variant (and, for a log-magnitude model, before its phase is
-refined).
+pad's timbre) are not a sweep. Any other change is drawn as a draft first too, published (its
+beginning, ONSET_SECONDS, as soon as it is made, then the whole, which a hit on the beginning
+carries on in), and then rendered in full at once: the next hit plays the new latent after
+one decoder run, not after every layer and variant (and, for a log-magnitude model, before
+its phase is refined). A change that comes during a long render (a pad of many latents: hundreds of
+milliseconds) has its draft made between two of its sounds, or two phase iterations of one,
+and if the render under way is of the changed pad alone it is abandoned, out of date.
 
 In full, a pad is the velocity layers (when velocity moves timbre) of one or more variants (when
 the pad varies per hit), all in one batched decoder call. The worker resamples each sound to the
@@ -126,6 +129,11 @@ def stack_layers(layers: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+class _Redrafted(RenderStopped):
+    """Every pad of a full render under way changed, and its draft is out: the render is
+    abandoned, and they are rendered in full from their new latents in the next pass."""
+
+
 def _variant_count(pad: Pad) -> int:
     return VARIANTS if pad.variation > 0.0 else 1
 
@@ -186,6 +194,7 @@ class RenderWorker:
         self._unfinished: set[int] = set()
         # changed pads whose draft was made in the middle of a full render: in full next
         self._drafted_midway: set[int] = set()
+        self._rendering: set[int] = set()  # the pads of the decoder call under way
         self._work_since = 0.0  # when the work not yet rested for began (_rest)
         self._last_run = 0.0  # when the decoder last ran
         self._arena_held = False  # it ran since its arena was last given back
@@ -394,9 +403,12 @@ class RenderWorker:
         with self._lock:
             first = self._take(candidates & self._dirty)
         if first:
+            rendering = self._rendering
             self._render(sorted(first), rest=self._rest, drafts=first, first_sound=True)
             self._drafted_midway |= first
             self._work_since = time.monotonic()  # the drafts had their rest
+            if rendering <= self._drafted_midway:  # what is rendered in full is out of date
+                raise _Redrafted
 
     def _full_quality(self) -> None:
         """Log, once after the start, that every pad plays its full render."""
@@ -532,10 +544,15 @@ class RenderWorker:
                 return {pad.note for later in groups[i:] for pad, _, _ in later}
             self._work_since = time.monotonic()
             between = self._between_sounds if interruptible and not group[0][2] else None
+            outer, self._rendering = self._rendering, {pad.note for pad, _, _ in group}
             try:
                 self._render_group(group, first_sound, between)
+            except _Redrafted:  # its pads are rendered in full in the next pass
+                pass
             except RenderStopped:  # the worker stops
                 return set()
+            finally:
+                self._rendering = outer
             rest(self._work_since)
         return set()
 

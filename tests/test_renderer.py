@@ -749,3 +749,46 @@ def test_a_first_sound_louder_after_its_beginning_is_not_clipped(tmp_path: Path)
     assert own is not None
     assert np.max(np.abs(own[9600:])) > 10 * np.max(np.abs(own[:4800]))  # after 0.2 s, 0.1 s
     assert np.allclose(whole.audio(0)[0], own, atol=QUANTUM)
+
+
+def test_a_full_render_whose_pad_changed_meanwhile_is_abandoned(tmp_path: Path) -> None:
+    """A pad changed during its own full render plays its new draft at once, and the full
+    render under way, now out of date, stops there: the new one follows after one render's
+    time, not two."""
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=3000)
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    published: list[tuple[float, PadSound]] = []
+    worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
+    worker.render_now([36])
+    pads.on_change = worker.request
+    worker.start()
+
+    def full_after(count: int, deadline: float) -> float:
+        """When the first full render after the first `count` publications came out."""
+        while time.monotonic() < deadline:
+            done = [at for at, s in published[count + 2 :] if not s.continues]
+            if done:
+                return done[0]
+            time.sleep(0.001)
+        raise AssertionError(f"no full render: {published}")
+
+    try:
+        time.sleep(SETTLE_SECONDS)
+        published.clear()
+        start = time.monotonic()
+        pads.set_dim(36, 0, 1.0)
+        one_render = full_after(0, start + 5) - start
+        time.sleep(SETTLE_SECONDS)
+        count = len(published)
+        pads.set_dim(36, 0, -1.0)
+        while len(published) < count + 2:
+            time.sleep(0.001)
+        time.sleep(0.2 * one_render)  # into its full render
+        changed = time.monotonic()
+        count = len(published)
+        pads.set_dim(36, 0, 0.5)
+        again = full_after(count, changed + 5) - changed
+    finally:
+        worker.stop()
+    assert again < 1.5 * one_render, (again, one_render)
