@@ -391,8 +391,9 @@ class RenderWorker:
         cheaper to draft waits, as a sweep's does."""
         if self._stopping:
             raise RenderStopped
-        # the rest for the sound just made, here rather than after the whole call
-        if time.monotonic() - self._work_since > BREATH_SECONDS:
+        # the rest for the work just done, here rather than after the whole call; once there
+        # is enough of it that the rest is REST_FRACTION of it, not BREATH_SECONDS at least
+        if time.monotonic() - self._work_since > BREATH_SECONDS / REST_FRACTION:
             self._rest(self._work_since)
         self._work_since = time.monotonic()
         if not self._dirty:
