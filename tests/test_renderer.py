@@ -629,6 +629,28 @@ def test_a_swap_publishes_every_pad_from_the_new_model_and_lets_the_old_go(
         assert not np.allclose(before[note][0][:1000], expected[:1000])  # it did change
 
 
+def published_after_a_change(
+    decoder: Decoder, pads: PadBank, count: int
+) -> tuple[list[PadSound], RenderWorker]:
+    """The first `count` sounds that a worker publishes after pad 36's first dimension is
+    moved, once pad 36 was rendered; and the worker, stopped."""
+    published: list[PadSound] = []
+    worker = RenderWorker(decoder, pads, 48000, published.append)
+    worker.render_now([36])
+    published.clear()
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        pads.set_dim(36, 0, 1.0)
+        deadline = time.monotonic() + 5
+        while len(published) < count and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    assert len(published) >= count, published
+    return published[:count], worker
+
+
 def test_a_changes_first_sound_is_its_beginning_then_the_whole_that_a_hit_carries_on_in(
     tmp_path: Path,
 ) -> None:
@@ -642,20 +664,7 @@ def test_a_changes_first_sound_is_its_beginning_then_the_whole_that_a_hit_carrie
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
     pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
-    published: list[PadSound] = []
-    worker = RenderWorker(decoder, pads, 48000, published.append)
-    worker.render_now([36])
-    pads.on_change = worker.request
-    worker.start()
-    try:
-        published.clear()
-        pads.set_dim(36, 0, 1.0)
-        deadline = time.monotonic() + 5
-        while len(published) < 3 and time.monotonic() < deadline:
-            time.sleep(0.001)
-    finally:
-        worker.stop()
-    beginning, whole, full = published[:3]
+    (beginning, whole, full), worker = published_after_a_change(decoder, pads, 3)
     assert beginning.variants[0].shape == (1, round(renderer.ONSET_SECONDS * 48000))
     assert whole.continues and whole.variants[0].shape[1] > beginning.variants[0].shape[1]
     assert not full.continues and full.variants[0].shape[0] == VELOCITY_LAYERS
@@ -729,20 +738,7 @@ def test_a_first_sound_louder_after_its_beginning_is_not_clipped(tmp_path: Path)
     )
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
-    published: list[PadSound] = []
-    worker = RenderWorker(decoder, pads, 48000, published.append)
-    worker.render_now([36])
-    published.clear()
-    pads.on_change = worker.request
-    worker.start()
-    try:
-        pads.set_dim(36, 0, 1.0)
-        deadline = time.monotonic() + 5
-        while len(published) < 2 and time.monotonic() < deadline:
-            time.sleep(0.001)
-    finally:
-        worker.stop()
-    whole = published[1]
+    whole = published_after_a_change(decoder, pads, 2)[0][1]
     assert whole.continues
     z = np.array([pads.get(36).latent], np.float32)  # type: ignore[union-attr]
     own = prepare_sound(decoder.render(z, np.array([0]), draft=True)[0], 16000, 48000)
