@@ -168,7 +168,7 @@ class Mixer:
     # -- sounds (the render worker) -------------------------------------------------------
     def publish(self, sound: PadSound) -> None:
         """Swap in a pad's new sound. A voice already playing keeps the buffer it started with,
-        unless the new sound `continues` the note's sound before it (`carries_on`): a voice
+        unless the new sound `continues` the note's sound before it (`_carries_on`): a voice
         playing that one then goes on from where it is in the new one, at the next block,
         short of the last FADE_SECONDS (the end of a beginning published first, faded out)."""
         variants = sound.variants

@@ -11,9 +11,10 @@ pad's timbre) are not a sweep. Any other change is drawn as a draft first too, p
 beginning, ONSET_SECONDS, as soon as it is made, then the whole, which a hit on the beginning
 carries on in), and then rendered in full at once: the next hit plays the new latent after
 one decoder run, not after every layer and variant (and, for a log-magnitude model, before
-its phase is refined). A change that comes during a long render (a pad of many latents: hundreds of
-milliseconds) has its draft made between two of its sounds, or two phase iterations of one,
-and if the render under way is of the changed pad alone it is abandoned, out of date.
+its phase is refined). A change that comes during a long render (a pad of many latents:
+hundreds of milliseconds) has its draft made between two of its sounds, or two phase
+iterations of one, and if the render under way is of the changed pad alone it is abandoned,
+out of date.
 
 In full, a pad is the velocity layers (when velocity moves timbre) of one or more variants (when
 the pad varies per hit), all in one batched decoder call. The worker resamples each sound to the
@@ -395,7 +396,7 @@ class RenderWorker:
         # is enough of it that the rest is REST_FRACTION of it, not BREATH_SECONDS at least
         if time.monotonic() - self._work_since > BREATH_SECONDS / REST_FRACTION:
             self._rest(self._work_since)
-        self._work_since = time.monotonic()
+            self._work_since = time.monotonic()
         if not self._dirty:
             return
         with self._lock:

@@ -788,3 +788,38 @@ def test_a_full_render_whose_pad_changed_meanwhile_is_abandoned(tmp_path: Path) 
     finally:
         worker.stop()
     assert again < 1.5 * one_render, (again, one_render)
+
+
+def test_a_long_render_rests_a_quarter_of_its_work_however_often_it_makes_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker is a real-time thread: kept busy, Linux throttles every real-time thread of
+    its core, JACK's too. It rests REST_FRACTION of its work, also when the work comes in
+    the small steps between which a changed pad's draft may go (phase iterations)."""
+    rested: list[float] = []
+    real_rest = RenderWorker._rest
+
+    def counting(since: float) -> None:
+        start = time.monotonic()
+        real_rest(since)
+        rested.append(time.monotonic() - start)
+
+    monkeypatch.setattr(RenderWorker, "_rest", staticmethod(counting))
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=3000)
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    worker = RenderWorker(decoder, pads, 48000, lambda s: None)
+    worker.render_now([36])
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        started = time.monotonic()
+        pads.set_dim(36, 0, 1.0)
+        while worker.latencies()[1] == [] and time.monotonic() < started + 10:
+            time.sleep(0.005)
+        took = time.monotonic() - started
+    finally:
+        worker.stop()
+    assert worker.latencies()[1], "no full render"
+    work = took - sum(rested)
+    assert sum(rested) >= 0.8 * renderer.REST_FRACTION * work, (sum(rested), work)
