@@ -412,6 +412,25 @@ class RenderWorker:
             if rendering <= self._drafted_midway:  # what is rendered in full is out of date
                 raise _Redrafted
 
+    def _rendered_now(self, note: int) -> None:
+        """Count a render of this pad now: the third of them in a row, each within
+        SETTLE_SECONDS of the one before, tells a sweep (_moving_and_settled)."""
+        now, last = time.monotonic(), self._rendered_at.get(note)
+        if last is not None and now - last < SETTLE_SECONDS:
+            self._quick.add(note)
+        else:
+            self._quick.discard(note)
+        self._rendered_at[note] = now
+
+    def _overtaken(self, note: int) -> bool:
+        """Whether a pad's full render under way is out of date: the pad changed since, and
+        its new draft comes next (a sweep's pad is published all the same: its renders tell
+        the sweep). Preparing a pad's many sounds takes tens of milliseconds."""
+        if note not in self._dirty:
+            return False
+        changed = {note}
+        return bool(self._drafted_first(changed, self._moving_and_settled(changed)[0]))
+
     def _full_quality(self) -> None:
         """Log, once after the start, that every pad plays its full render."""
         if self._drafted_at_start is not None:
@@ -621,9 +640,14 @@ class RenderWorker:
             if np.any(ultrasonic[rows] > limit):  # the pad keeps the sound it had
                 self._on_rejected(pad.note, REJECTED_ULTRASONIC)
                 continue
-            prepared = [
-                prepare_sound(raw, info.sample_rate, self.device_rate) for raw in audio[rows]
-            ]
+            prepared = []
+            for raw in audio[rows]:
+                if not draft and self._overtaken(pad.note):
+                    break
+                prepared.append(prepare_sound(raw, info.sample_rate, self.device_rate))
+            if len(prepared) < count:  # overtaken: still a render, for telling a sweep
+                self._rendered_now(pad.note)
+                continue
             if any(p is None for p in prepared):
                 self._on_rejected(pad.note, REJECTED_NOT_FINITE)
                 continue
@@ -640,12 +664,7 @@ class RenderWorker:
                 if carried is None:
                     self._published_latency(pad.note, full=False)
                 continue
-            now, last = time.monotonic(), self._rendered_at.get(pad.note)
-            if last is not None and now - last < SETTLE_SECONDS:
-                self._quick.add(pad.note)
-            else:
-                self._quick.discard(pad.note)
-            self._rendered_at[pad.note] = now
+            self._rendered_now(pad.note)
             if draft:
                 self._drafts.add(pad.note)
             else:

@@ -823,3 +823,45 @@ def test_a_long_render_rests_a_quarter_of_its_work_however_often_it_makes_way(
     assert worker.latencies()[1], "no full render"
     work = took - sum(rested)
     assert sum(rested) >= 0.8 * renderer.REST_FRACTION * work, (sum(rested), work)
+
+
+def test_a_pad_changed_while_its_sounds_are_prepared_plays_its_draft_before_any_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing a varying pad's 40 sounds takes tens of milliseconds, and nothing else runs
+    meanwhile. Changed then, the pad's render is out of date: it is dropped, and the new
+    draft is the next sound published, not the old pad."""
+    prepared = threading.Event()
+    real_prepare = renderer.prepare_sound
+
+    def slow_prepare(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
+        prepared.set()
+        time.sleep(0.003)  # 40 sounds: 120 ms
+        return real_prepare(audio, model_rate, device_rate)
+
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=4410))
+    info = decoder.info
+    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5, variation=0.1)
+    published: list[tuple[float, PadSound]] = []
+    worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
+    worker.render_now([36])
+    monkeypatch.setattr(renderer, "prepare_sound", slow_prepare)
+    time.sleep(SETTLE_SECONDS)
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        pads.set_dim(36, 0, 1.0)
+        while len(published) < 2:  # the start's full pad, then the change's draft
+            time.sleep(0.001)
+        prepared.clear()
+        assert prepared.wait(2.0)  # the full pad's sounds are being prepared
+        changed = time.monotonic()
+        pads.set_dim(36, 0, -1.0)
+        deadline = changed + 2
+        while not [s for at, s in published if at > changed] and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        worker.stop()
+    after = [s for at, s in published if at > changed]
+    assert after and [v.shape[0] for v in after[0].variants] == [1], after[:1]
