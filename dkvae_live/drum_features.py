@@ -23,8 +23,8 @@ from .mel import FMIN, mel_filterbank
 
 FEATURES = "dkvae-drum-features-1"  # the version a model's class guess names
 
-# the encoder's reading of a sound, here and in dkvae_live.model.read_sound: start where it first
-# passes 1 % of its peak; a peak under 1e-4 is silence
+# the encoder's reading of a sound (`prepare`, which dkvae_live.model.read_sound reads files
+# through): start where it first passes 1 % of its peak; a peak under 1e-4 is silence
 TRIM_FRACTION = 0.01
 SILENT_PEAK = 1e-4
 

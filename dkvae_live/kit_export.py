@@ -34,7 +34,7 @@ import soundfile
 
 from .kit import Kit, kit_to_toml
 from .model import Decoder
-from .pad_sound import PadSound
+from .pad_sound import FADE_SECONDS, PadSound
 from .pads import Pad, PadBank
 from .renderer import RenderWorker
 
@@ -44,7 +44,6 @@ HYDROGEN_XML = "drumkit.xml"
 HYDROGEN_ARCHIVE = "drumkit.h2drumkit"
 HYDROGEN_NS = "http://www.hydrogen-music.org/drumkit"
 SAMPLE_SUBTYPE = "PCM_24"
-CHOKE_FADE_SECONDS = 0.005  # the mixer's fade when a choke group cuts a voice
 VELOCITY_CURVE_POINTS = (1, *range(8, 127, 8), 127)  # amp_velcurve_N, linear between them
 TEMP_SUFFIX = ".tmp"
 
@@ -215,7 +214,7 @@ def sfz_text(kit: Kit, pads: Sequence[PadExport], model: str) -> str:
                 "group": str(pad.choke_group),
                 "off_by": str(pad.choke_group),
                 "off_mode": "time",
-                "off_time": _num(CHOKE_FADE_SECONDS),
+                "off_time": _num(FADE_SECONDS),  # the mixer's fade when a choke cuts a voice
             }
         if p.variants > 1:
             group["seq_length"] = str(p.variants)

@@ -20,7 +20,7 @@ from .axes import from_json as axes_from_json
 from .class_guess import ClassGuess
 from .class_latents import ClassLatent, from_json
 from .decay_guard import guard_decay
-from .drum_features import SILENT_PEAK, TRIM_FRACTION
+from .drum_features import prepare
 from .phase import detuning, invert, phase_of
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
@@ -34,7 +34,8 @@ RUN_BATCH = 8
 # than 4 change the mel distance by hundredths of a dB, at twice the time: bench/phase.py); a
 # draft, the first sound after a change, none. One made a big move's draft closer to its own
 # sound, but bench/latent_e2e.py heard the new sound later with it on every kind of pad
-# (docs/performance.md). The load-time check renders drafts.
+# (docs/performance.md). The load-time check renders drafts. With none, a draft's beginning
+# can be made alone, as its own first samples (Decoder.drafts_onset_first).
 PHASE_ITERATIONS = 4
 DRAFT_ITERATIONS = 0
 # The velocity layers of one pad sound alike: the middle one is given its phase in full, and each
@@ -431,14 +432,11 @@ class Decoder:
             return
         magnitude = self._magnitudes(output)
         n_fft, hop, detune = info.n_fft, info.hop_length, self._detune
-        if DRAFT_ITERATIONS == 0:  # the gradient phase of a frame needs the frames up to the next
-            # the frames over the onset's samples (centred: half a window on), and the one after
-            frames = min(magnitude.shape[1], -(-(onset_samples + n_fft // 2) // hop) + 1)
-            yield invert(magnitude[:, :frames], n_fft, hop, onset_samples, 0, floor, detune)
-        whole = invert(magnitude, n_fft, hop, info.num_samples, DRAFT_ITERATIONS, floor, detune)
-        if DRAFT_ITERATIONS != 0:
-            yield whole[:, :onset_samples]
-        yield whole
+        # the gradient phase of a frame needs only the frames up to the next (DRAFT_ITERATIONS
+        # 0): the frames over the onset's samples (centred: half a window on), and one more
+        frames = min(magnitude.shape[1], -(-(onset_samples + n_fft // 2) // hop) + 1)
+        yield invert(magnitude[:, :frames], n_fft, hop, onset_samples, 0, floor, detune)
+        yield invert(magnitude, n_fft, hop, info.num_samples, DRAFT_ITERATIONS, floor, detune)
 
     def magnitudes(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
         """A log-magnitude decoder's magnitudes for z, as the render worker gives them a phase
@@ -591,11 +589,10 @@ def read_sound(path: Path, sample_rate: int, num_samples: int) -> np.ndarray:
         raise ValueError(f"{path}: the sound holds NaN or infinite samples")
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
-    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
-    if peak < SILENT_PEAK:
+    prepared, silent = prepare(mono)
+    if silent[0]:
         raise ValueError(f"{path}: the sound is silent")
-    start = int(np.flatnonzero(np.abs(mono) > peak * TRIM_FRACTION)[0])
     out = np.zeros(num_samples, np.float32)
-    piece = mono[start : start + num_samples] / peak
+    piece = prepared[0, :num_samples]
     out[: piece.shape[0]] = piece
     return out

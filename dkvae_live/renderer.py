@@ -401,7 +401,7 @@ class RenderWorker:
             return
         with self._lock:
             changed = set(self._dirty)
-        candidates = self._drafted_first(changed, self._moving_and_settled(changed)[0])
+        candidates = self._drafts_next(changed)
         with self._lock:
             first = self._take(candidates & self._dirty)
         if first:
@@ -426,10 +426,7 @@ class RenderWorker:
         """Whether a pad's full render under way is out of date: the pad changed since, and
         its new draft comes next (a sweep's pad is published all the same: its renders tell
         the sweep). Preparing a pad's many sounds takes tens of milliseconds."""
-        if note not in self._dirty:
-            return False
-        changed = {note}
-        return bool(self._drafted_first(changed, self._moving_and_settled(changed)[0]))
+        return note in self._dirty and bool(self._drafts_next({note}))
 
     def _full_quality(self) -> None:
         """Log, once after the start, that every pad plays its full render."""
@@ -458,6 +455,11 @@ class RenderWorker:
         recent = {n for n, at in self._rendered_at.items() if now - at < SETTLE_SECONDS}
         moving = dirty & recent & self._quick
         return moving, self._drafts - recent - dirty
+
+    def _drafts_next(self, changed: set[int]) -> set[int]:
+        """Of these changed pads, those whose draft is made as soon as the worker can: not a
+        sweep's, and cheaper to draft than to render in full."""
+        return self._drafted_first(changed, self._moving_and_settled(changed)[0])
 
     def _drafted_first(self, changed: set[int], moving: set[int]) -> set[int]:
         """The changed pads whose first sound is a draft: those not moving (a sweep's drafts
@@ -601,8 +603,8 @@ class RenderWorker:
             # what the next hit needs first is the beginning of each draft: that alone, then
             # the whole, which a voice playing the beginning carries on in (Mixer.publish)
             steps = self.decoder.drafts_onset_first(latents, classes, onset, SILENCE)
-            onset_scales = self._publish_group(group, next(steps), first_sound, onset=True)
-            self._publish_group(group, next(steps), first_sound, carried=onset_scales)
+            begun = self._publish_group(group, next(steps), first_sound, onset=True)
+            self._publish_group(group, next(steps), first_sound, continuing=begun)
             return
         # one pad in full: its variants' velocity layers, whose phases the decoder relates
         alone = len(group) == 1 and not drafts
@@ -618,16 +620,15 @@ class RenderWorker:
         audio: np.ndarray,
         first_sound: bool,
         onset: bool = False,
-        carried: dict[int, tuple[float, ...]] | None = None,
-    ) -> dict[int, tuple[float, ...]]:
+        continuing: Collection[int] | None = None,
+    ) -> set[int]:
         """Check, prepare and publish each pad's rows of `audio` [latents, samples] (the
-        model's rate); returns each published pad's scales. `onset`: the rows are the
-        beginnings of drafts, stored at ONSET_SCALE; `carried`: the rows are the whole of
-        those drafts, published as carrying on each pad's beginning, at its scales."""
+        model's rate); returns the notes published. `onset`: the rows are the beginnings of
+        drafts; `continuing`: the rows are the whole of those drafts, published as carrying on
+        the beginnings of these notes. Both are stored at ONSET_SCALE."""
         info = self.decoder.info
-        ultrasonic = ultrasonic_rms(audio, info.sample_rate)
         limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
-        published: dict[int, tuple[float, ...]] = {}
+        published: set[int] = set()
         start = 0
         for pad, pad_latents, draft in group:
             count = len(pad_latents)
@@ -635,9 +636,9 @@ class RenderWorker:
             start += count
             if not draft and pad.note in self._drafted_midway:  # its newer sound is out
                 continue
-            if carried is not None and pad.note not in carried:  # its beginning was refused
+            if continuing is not None and pad.note not in continuing:  # beginning refused
                 continue
-            if np.any(ultrasonic[rows] > limit):  # the pad keeps the sound it had
+            if np.any(ultrasonic_rms(audio[rows], info.sample_rate) > limit):  # it keeps its sound
                 self._on_rejected(pad.note, REJECTED_ULTRASONIC)
                 continue
             prepared = []
@@ -654,14 +655,13 @@ class RenderWorker:
             sounds = [p for p in prepared if p is not None]
             layers = len(sounds) // (1 if draft else _variant_count(pad))
             stacked = [stack_layers(sounds[i : i + layers]) for i in range(0, len(sounds), layers)]
-            scales = carried[pad.note] if carried is not None else None
-            if onset:  # the rest of the sound may be louder than its beginning: to full scale
-                scales = (ONSET_SCALE,) * len(stacked)
-            variants = encode_variants(stacked, scales)
-            published[pad.note] = variants[1]
+            # the rest of a draft may be louder than its beginning: both at full scale
+            split = onset or continuing is not None
+            variants = encode_variants(stacked, (ONSET_SCALE,) * len(stacked) if split else None)
+            published.add(pad.note)
             if first_sound:  # its full render follows at once
-                self._publish_pad(pad, variants, continues=carried is not None)
-                if carried is None:
+                self._publish_pad(pad, variants, continues=continuing is not None)
+                if continuing is None:
                     self._published_latency(pad.note, full=False)
                 continue
             self._rendered_now(pad.note)

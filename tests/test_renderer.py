@@ -681,15 +681,21 @@ def test_a_changes_first_sound_is_its_beginning_then_the_whole_that_a_hit_carrie
     assert np.allclose(out[: played.size, 0], played * whole.gain_left, atol=1e-6)
 
 
+def slow_phase(tmp_path: Path) -> tuple[Decoder, PadBank]:
+    """A spectrogram model whose sound kept is 3000 phase iterations (0.1-0.2 s a sound), and
+    the General MIDI pads on it."""
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=3000)
+    names = decoder.info.class_names
+    return decoder, PadBank(default_pads(names, 8), names, 8)
+
+
 def test_a_pad_changed_during_another_sounds_phase_plays_before_that_phase_is_done(
     tmp_path: Path,
 ) -> None:
     """A spectrogram model's sound kept is its phase's Griffin-Lim iterations, one sound's
     of which can be many milliseconds: a pad changed meanwhile gets its first sound between
     two iterations, not after the sound."""
-    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=3000)
-    info = decoder.info
-    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    decoder, pads = slow_phase(tmp_path)
     published: list[tuple[float, int]] = []
     worker = RenderWorker(
         decoder, pads, 48000, lambda s: published.append((time.monotonic(), s.note))
@@ -751,9 +757,7 @@ def test_a_full_render_whose_pad_changed_meanwhile_is_abandoned(tmp_path: Path) 
     """A pad changed during its own full render plays its new draft at once, and the full
     render under way, now out of date, stops there: the new one follows after one render's
     time, not two."""
-    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=3000)
-    info = decoder.info
-    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    decoder, pads = slow_phase(tmp_path)
     published: list[tuple[float, PadSound]] = []
     worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
     worker.render_now([36])
@@ -805,9 +809,7 @@ def test_a_long_render_rests_a_quarter_of_its_work_however_often_it_makes_way(
         rested.append(time.monotonic() - start)
 
     monkeypatch.setattr(RenderWorker, "_rest", staticmethod(counting))
-    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=3000)
-    info = decoder.info
-    pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
+    decoder, pads = slow_phase(tmp_path)
     worker = RenderWorker(decoder, pads, 48000, lambda s: None)
     worker.render_now([36])
     pads.on_change = worker.request
