@@ -81,7 +81,12 @@ class MelReference:
     def distance_at(self, power: np.ndarray) -> np.ndarray:
         """`distance` from power already cut to the frames that count (`frames`, a mask over
         all of them): for a caller that makes only those."""
+        diff = np.abs(self.difference_at(power))
+        return diff.mean(axis=1) if diff.size else np.zeros(power.shape[0])
+
+    def difference_at(self, power: np.ndarray) -> np.ndarray:
+        """Each band's difference in dB from the reference, [n, frames x bands], of power
+        already cut to the frames that count: the terms whose absolute mean is the distance."""
         mel = power @ self.filterbank
         other_db = 10.0 * np.log10(np.maximum(mel, self.floor))
-        diff = np.abs(other_db - self.mel_db[self.frames])
-        return diff.mean(axis=(1, 2)) if diff.size else np.zeros(power.shape[0])
+        return (other_db - self.mel_db[self.frames]).reshape(power.shape[0], -1)
