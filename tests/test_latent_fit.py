@@ -15,7 +15,7 @@ from dkvae_training.importers.drumsynth import read_preset, render
 from harness.synth_models import sine_decoder
 from test_importers import debian_package
 
-from dkvae_live.latent_fit import fit_latent
+from dkvae_live.latent_fit import fit_distance, fit_latent
 from dkvae_live.model import Decoder, Encoder, read_sound
 
 # presets of three kits the shipped model never trained on (its test split), and their classes
@@ -86,3 +86,18 @@ def test_a_waveform_decoders_own_sound_is_found_from_a_latent_put_off_it(tmp_pat
         sound[None], decoder.render(fitted[None], np.array([2])), info.sample_rate
     )
     assert near[0] < 0.2 * far[0], (far, near)
+
+
+def test_each_step_keeps_the_closest_latent_met(tmp_path: Path) -> None:
+    """A step that lands further from the sound is not taken: more steps never end further
+    away, whatever the start (here one far off in pitch, where the first steps overshoot)."""
+    decoder = Decoder(sine_decoder(tmp_path / "decoder.onnx", amplitude=1.0))
+    target = np.zeros(decoder.info.latent_size, np.float32)
+    target[:2] = (-0.4, 0.2)
+    sound = decoder.render(target[None], np.array([1]))[0]
+    start = target.copy()
+    start[:2] += (0.6, -0.8)
+    fitted = np.stack([fit_latent(decoder, sound, 1, start, steps) for steps in range(9)])
+    distances = fit_distance(decoder, sound, 1, fitted)
+    assert np.all(np.diff(distances) <= 0.0), distances
+    assert distances[-1] < distances[0], distances
