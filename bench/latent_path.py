@@ -10,8 +10,9 @@ the worker's share of "latent change -> next hit new", to the full pad its full-
 next trial waits for the full pad, so each change finds the worker idle, as after a knob turned
 once. The draft's beginning (the decoder and the phase of the frames it needs,
 `Decoder.drafts_onset_first`) and its `prepare_sound` are then timed alone on the latents of
-the trials, so the table splits the first sound into those and the rest (waking the worker,
-the GIL, the checks, encoding and publishing). --busy N adds N threads that take the GIL in
+the trials, each after the pause a trial's change comes after, so the table splits the first
+sound into those and the rest (waking the worker, the GIL, the checks, encoding and
+publishing). --busy N adds N threads that take the GIL in
 short numpy bursts, as the audio callback, MIDI and OSC threads of the daemon do.
 
     .venv/bin/python bench/latent_path.py [--model DIR] [--trials 100] [--busy 1] [--json F]
@@ -41,6 +42,9 @@ from dkvae_live.renderer import ONSET_SECONDS, SILENCE, RenderWorker, prepare_so
 
 PAD = 36
 RATE = 48000
+# between trials, after the full pad; the parts timed alone are run after as long a pause, as a
+# decoder run after one is slower than in a warm loop (2.1 -> 3.6 ms here after 50 ms)
+PAUSE_SECONDS = 0.05
 
 
 def busy_thread(stop: threading.Event) -> None:
@@ -105,7 +109,7 @@ def main() -> int:
             total.append((published[0] - start) * 1000)
             full_ms.append((published[1] - start) * 1000)
             latents.append(latent)
-            time.sleep(0.05)
+            time.sleep(PAUSE_SECONDS)
         stop.set()
         worker.stop()
         pad = pads.get(PAD)
@@ -115,6 +119,7 @@ def main() -> int:
         onset = int(ONSET_SECONDS * info.sample_rate)
         for latent in latents:
             z = np.array([latent], np.float32)
+            time.sleep(PAUSE_SECONDS)  # as idle as in the trials: a warm loop runs it faster
             t0 = time.perf_counter()
             raw = next(decoder.drafts_onset_first(z, cls, onset, SILENCE))
             t1 = time.perf_counter()
