@@ -21,7 +21,7 @@ from .class_guess import ClassGuess
 from .class_latents import ClassLatent, from_json
 from .decay_guard import guard_decay
 from .drum_features import prepare
-from .phase import detuning, invert, phase_of
+from .phase import detuning, invert, phase_from_gradients, phase_of
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # Latents per decoder run. A bigger batch is no faster per latent (measured on the shipped model:
@@ -407,8 +407,11 @@ class Decoder:
         for i in range(0, max(1, z.shape[0]), step):
             if between is not None:
                 between()
-            output = _run(session, z[i : i + step], classes[i : i + step])
-            runs.append(self._audio(output, draft, between, floor, layers))
+            chunk = (z[i : i + step], classes[i : i + step])
+            output = _run(session, *chunk)
+            runs.append(
+                self._audio(output, draft, between, floor, layers, None if draft else chunk)
+            )
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
     def drafts_onset_first(
@@ -470,14 +473,20 @@ class Decoder:
         between: Callable[[], None] | None,
         floor: float,
         layers: int = 1,
+        kept: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """One decoder run's output as audio float32 [batch, num_samples]."""
+        """One decoder run's output as audio float32 [batch, num_samples]. `kept`: the run's
+        (latents, classes), for sounds kept whose phase starts from their drafts'
+        (`_draft_phases`)."""
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
         magnitude = self._magnitudes(output)
         info = self.info
         if layers > 1 and not draft and magnitude.shape[0] % layers == 0:
-            return self._layered_audio(magnitude, between, floor, layers)
+            middles = np.arange(layers // 2, magnitude.shape[0], layers)
+            starts = None if kept is None else self._draft_phases(*(a[middles] for a in kept))
+            return self._layered_audio(magnitude, between, floor, layers, starts)
+        starts = None if kept is None else self._draft_phases(*kept)
         iterations = DRAFT_ITERATIONS if draft else self._phase_iterations
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
         step = magnitude.shape[0] if between is None else 1
@@ -494,10 +503,21 @@ class Decoder:
                     iterations,
                     floor,
                     detune=self._detune if draft else None,  # kept: Griffin-Lim's phase
+                    start=None if starts is None else starts[row : row + step],
                     between=between,
                 )
             )
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def _draft_phases(self, z: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
+        """The phase of each latent's draft by the draft decoder, where there is one: the sound
+        kept starts from it, so that it keeps the waveform of the draft played before it (the
+        draft decoder's own magnitudes give a phase of their own, unlike the decoder's)."""
+        if self._draft_session is None:
+            return None
+        info = self.info
+        drafted = self._magnitudes(_run(self._draft_session, z, classes))
+        return phase_from_gradients(drafted, info.n_fft, info.hop_length, self._detune)
 
     def _layered_audio(
         self,
@@ -505,20 +525,22 @@ class Decoder:
         between: Callable[[], None] | None,
         floor: float,
         layers: int,
+        starts: np.ndarray | None = None,
     ) -> np.ndarray:
         """Sets of `layers` velocity layers [sets x layers, frames, bins] as audio: each set's
-        middle layer's phase in full, the others' from it (LAYER_ITERATIONS), sound by sound."""
+        middle layer's phase in full (from its draft's, `starts` [sets, frames, bins], if
+        given), the others' from it (LAYER_ITERATIONS), sound by sound."""
         info = self.info
         framing = (info.n_fft, info.hop_length, info.num_samples)
         audio = np.zeros((magnitude.shape[0], info.num_samples), np.float32)
         for first in range(0, magnitude.shape[0], layers):
             middle = first + layers // 2
             order = [middle, *(r for r in range(first, first + layers) if r != middle)]
-            start = None
+            start = None if starts is None else starts[first // layers][None]
             for row in order:
                 if between is not None:
                     between()
-                iterations = self._phase_iterations if start is None else LAYER_ITERATIONS
+                iterations = self._phase_iterations if row == middle else LAYER_ITERATIONS
                 audio[row] = invert(
                     magnitude[row : row + 1],
                     *framing,
@@ -527,7 +549,7 @@ class Decoder:
                     start=start,
                     between=between,
                 )[0]
-                if start is None:
+                if row == middle:
                     start = phase_of(
                         audio[row : row + 1], info.n_fft, info.hop_length, magnitude.shape[1]
                     )
