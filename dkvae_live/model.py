@@ -477,16 +477,16 @@ class Decoder:
     ) -> np.ndarray:
         """One decoder run's output as audio float32 [batch, num_samples]. `kept`: the run's
         (latents, classes), for sounds kept whose phase starts from their drafts'
-        (`_draft_phases`)."""
+        (`_drafted`)."""
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
         magnitude = self._magnitudes(output)
         info = self.info
         if layers > 1 and not draft and magnitude.shape[0] % layers == 0:
             middles = np.arange(layers // 2, magnitude.shape[0], layers)
-            starts = None if kept is None else self._draft_phases(*(a[middles] for a in kept))
-            return self._layered_audio(magnitude, between, floor, layers, starts)
-        starts = None if kept is None else self._draft_phases(*kept)
+            drafted = None if kept is None else self._drafted(*(a[middles] for a in kept))
+            return self._layered_audio(magnitude, between, floor, layers, drafted)
+        drafted = None if kept is None else self._drafted(*kept)
         iterations = DRAFT_ITERATIONS if draft else self._phase_iterations
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
         step = magnitude.shape[0] if between is None else 1
@@ -503,21 +503,24 @@ class Decoder:
                     iterations,
                     floor,
                     detune=self._detune if draft else None,  # kept: Griffin-Lim's phase
-                    start=None if starts is None else starts[row : row + step],
+                    start=None if drafted is None else self._phase(drafted[row : row + step]),
                     between=between,
                 )
             )
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
-    def _draft_phases(self, z: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
-        """The phase of each latent's draft by the draft decoder, where there is one: the sound
-        kept starts from it, so that it keeps the waveform of the draft played before it (the
-        draft decoder's own magnitudes give a phase of their own, unlike the decoder's)."""
+    def _drafted(self, z: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
+        """The draft decoder's magnitudes for these latents, where there is one: a sound kept
+        starts from their phase (`_phase`), so that it keeps the waveform of the draft played
+        before it (the draft decoder's magnitudes give a phase of their own, unlike the
+        decoder's)."""
         if self._draft_session is None:
             return None
-        info = self.info
-        drafted = self._magnitudes(_run(self._draft_session, z, classes))
-        return phase_from_gradients(drafted, info.n_fft, info.hop_length, self._detune)
+        return self._magnitudes(_run(self._draft_session, z, classes))
+
+    def _phase(self, drafted: np.ndarray) -> np.ndarray:
+        """The phase a draft of these magnitudes plays with (`invert`'s for DRAFT_ITERATIONS 0)."""
+        return phase_from_gradients(drafted, self.info.n_fft, self.info.hop_length, self._detune)
 
     def _layered_audio(
         self,
@@ -525,21 +528,24 @@ class Decoder:
         between: Callable[[], None] | None,
         floor: float,
         layers: int,
-        starts: np.ndarray | None = None,
+        drafted: np.ndarray | None = None,
     ) -> np.ndarray:
         """Sets of `layers` velocity layers [sets x layers, frames, bins] as audio: each set's
-        middle layer's phase in full (from its draft's, `starts` [sets, frames, bins], if
-        given), the others' from it (LAYER_ITERATIONS), sound by sound."""
+        middle layer's phase in full (from its draft's, where `drafted` [sets, frames, bins]
+        gives the draft decoder's magnitudes), the others' from it (LAYER_ITERATIONS), sound
+        by sound."""
         info = self.info
         framing = (info.n_fft, info.hop_length, info.num_samples)
         audio = np.zeros((magnitude.shape[0], info.num_samples), np.float32)
         for first in range(0, magnitude.shape[0], layers):
             middle = first + layers // 2
             order = [middle, *(r for r in range(first, first + layers) if r != middle)]
-            start = None if starts is None else starts[first // layers][None]
+            start = None
             for row in order:
                 if between is not None:
                     between()
+                if row == middle and drafted is not None:
+                    start = self._phase(drafted[first // layers][None])
                 iterations = self._phase_iterations if row == middle else LAYER_ITERATIONS
                 audio[row] = invert(
                     magnitude[row : row + 1],
