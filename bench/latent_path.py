@@ -12,8 +12,8 @@ once. The draft's beginning (the decoder and the phase of the frames it needs,
 `Decoder.drafts_onset_first`) and its `prepare_sound` are then timed alone on the latents of
 the trials, each after the pause a trial's change comes after, so the table splits the first
 sound into those and the rest (waking the worker, the GIL, the checks, encoding and
-publishing). --busy N adds N threads that take the GIL in
-short numpy bursts, as the audio callback, MIDI and OSC threads of the daemon do.
+publishing). --busy N adds N threads that take the GIL in short numpy bursts, as the audio
+callback, MIDI and OSC threads of the daemon do.
 
     .venv/bin/python bench/latent_path.py [--model DIR] [--trials 100] [--busy 1] [--json F]
 """

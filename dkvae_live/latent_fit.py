@@ -105,11 +105,12 @@ def fit_latent(
         length = float(np.linalg.norm(step))
         if length > MAX_STEP:
             step *= MAX_STEP / length
-        there = differences((z + step.astype(np.float32))[None])[0]
+        candidate = z + step.astype(np.float32)
+        there = differences(candidate[None])[0]
         distance = float(np.abs(there).mean())
         moved = distance < best
         if moved:
-            z, here, best = z + step.astype(np.float32), there, distance
+            z, here, best = candidate, there, distance
             damping *= 0.5
         else:
             damping *= 4.0
