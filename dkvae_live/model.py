@@ -419,9 +419,10 @@ class Decoder:
     ) -> Iterator[np.ndarray]:
         """`render(z, class_index, draft=True, floor=floor)` in two steps from one decoder run:
         first its first `onset_samples` samples alone [batch, onset_samples], then the whole of
-        it. The onset is the whole draft's own first samples (bar rounding), made in a fraction
-        of its time: a log-magnitude draft's phase and inverse transform are made for the
-        frames that the onset needs first, the others' after."""
+        it, which begins with those samples exactly. A log-magnitude draft's magnitudes, phase
+        and inverse transform are made for the frames that the onset needs first, the others'
+        after: the onset in a fraction of the whole's time. The whole is the render's own where
+        a sound is loudest within its onset's frames, as a drum is."""
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
         classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
         session = self._draft_session or self._session
@@ -433,12 +434,17 @@ class Decoder:
             yield audio[:, :onset_samples]
             yield audio
             return
-        magnitude = self._magnitudes(output)
         n_fft, hop, detune = info.n_fft, info.hop_length, self._detune
         # the gradient phase of a frame needs only the frames up to the next (DRAFT_ITERATIONS
         # 0): the frames over the onset's samples (centred: half a window on), and one more
-        frames = min(magnitude.shape[1], -(-(onset_samples + n_fft // 2) // hop) + 1)
-        yield invert(magnitude[:, :frames], n_fft, hop, onset_samples, 0, floor, detune)
+        frames = -(-(onset_samples + n_fft // 2) // hop) + 1
+        onset = self._magnitudes(output[:, :frames])
+        yield invert(onset, n_fft, hop, onset_samples, 0, floor, detune)
+        magnitude = self._magnitudes(output)
+        # the whole begins as its onset did, so that a voice carries on from one to the other
+        # without a step: they differ where the onset's decay guard saw a loudest frame that
+        # the whole's sees later (a sound that swells after its first 0.1 s)
+        magnitude[:, :frames] = onset
         yield invert(magnitude, n_fft, hop, info.num_samples, DRAFT_ITERATIONS, floor, detune)
 
     def magnitudes(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
