@@ -8,10 +8,22 @@ its -3 dB point at ``cutoff_hz`` removes it, as a mixing desk's DC blocker would
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 CUTOFF_HZ = 20.0
 _BLOCK = 4096  # r ** -_BLOCK stays far inside float64's range for any cutoff used here
+
+
+@lru_cache(maxsize=8)
+def _powers(r: float) -> tuple[np.ndarray, np.ndarray]:
+    """``r**-k`` and ``r**k`` for k in 0.._BLOCK-1, read-only: the same for every sound of a
+    rate, and a third of a short sound's filtering to make afresh."""
+    k = np.arange(_BLOCK)
+    down, up = r**-k, r**k
+    down.flags.writeable = up.flags.writeable = False
+    return down, up
 
 
 def dc_block(audio: np.ndarray, sample_rate: int, cutoff_hz: float = CUTOFF_HZ) -> np.ndarray:
@@ -31,13 +43,13 @@ def dc_block(audio: np.ndarray, sample_rate: int, cutoff_hz: float = CUTOFF_HZ) 
     u[:, :n] = rows
     u[:, 1:n] -= rows[:, :-1]
     u = u.reshape(count, blocks, _BLOCK)
-    k = np.arange(_BLOCK)
-    u *= r**-k
+    down, up = _powers(r)
+    u *= down
     np.cumsum(u, axis=2, out=u)
     ends = u[:, :, -1] * r ** (_BLOCK - 1)  # a block's last output, were its start state 0
     state = np.zeros((count, blocks))  # the output just before each block
     for block in range(1, blocks):
         state[:, block] = r**_BLOCK * state[:, block - 1] + ends[:, block - 1]
     u += (r * state)[:, :, None]
-    u *= r**k
+    u *= up
     return u.reshape(count, -1)[:, :n].reshape(x.shape).astype(np.float32)
