@@ -38,13 +38,21 @@ from dkvae_live.kit import DEFAULT_KIT, load_kit
 from dkvae_live.model import Decoder
 from dkvae_live.pad_sound import PadSound
 from dkvae_live.pads import PadBank, default_pads
-from dkvae_live.renderer import ONSET_SECONDS, SILENCE, RenderWorker, prepare_sound
+from dkvae_live.renderer import (
+    ONSET_SECONDS,
+    SETTLE_SECONDS,
+    SILENCE,
+    RenderWorker,
+    prepare_sound,
+)
 
 PAD = 36
 RATE = 48000
-# between trials, after the full pad; the parts timed alone are run after as long a pause, as a
-# decoder run after one is slower than in a warm loop (2.1 -> 3.6 ms here after 50 ms)
-PAUSE_SECONDS = 0.05
+# between trials, after the full pad: longer than SETTLE_SECONDS, or the change is a sweep's and
+# its draft is published whole, not its beginning first (half the trials were, at 50 ms). The
+# parts timed alone are run after as long a pause, as a decoder run after one is slower than in
+# a warm loop (docs/performance.md)
+PAUSE_SECONDS = SETTLE_SECONDS + 0.05
 
 
 def busy_thread(stop: threading.Event) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import contract
 from .dcblock import dc_block
+from .duty import Duty
 from .model import RUN_BATCH, Decoder, RenderStopped
 from .pad_sound import FADE_SECONDS, FULL_SCALE, Encoded, PadSound, encode_variants
 from .pads import Pad, PadBank
@@ -53,7 +54,11 @@ HIT_WATCH_SECONDS = 1.0  # ... for this long after a hit (the callback counts hi
 THREAD_NAME = "dkvae-render"
 BREATH_SECONDS = 0.0005  # rest after each render pass: a flood of latent moves cannot make this
 # real-time thread take a whole core; the moves that arrive meanwhile coalesce into one render
-REST_FRACTION = 0.25  # rest after each decoder run, as a part of its time (RenderWorker._rest)
+# Kept busy, the worker works WORK_SHARE of its time at most, resting REST_FRACTION of its work
+# (RenderWorker._rest); rested, it first works BURST_SECONDS on end: a pad's full render
+WORK_SHARE = 0.75
+REST_FRACTION = (1.0 - WORK_SHARE) / WORK_SHARE
+BURST_SECONDS = 0.1
 # With no decoder run for this long, the decoder's arena is given back (Decoder.release_arena):
 # a daemon at rest holds no batch's tensors, and one knob turned now and then finds them kept
 ARENA_REST_SECONDS = 5.0
@@ -197,6 +202,7 @@ class RenderWorker:
         self._drafted_midway: set[int] = set()
         self._rendering: set[int] = set()  # the pads of the decoder call under way
         self._work_since = 0.0  # when the work not yet rested for began (_rest)
+        self._duty = Duty(WORK_SHARE, BURST_SECONDS)
         self._last_run = 0.0  # when the decoder last ran
         self._arena_held = False  # it ran since its arena was last given back
         self._drafted_at_start: float | None = None  # when the start's first pass ended
@@ -393,7 +399,7 @@ class RenderWorker:
         if self._stopping:
             raise RenderStopped
         # the rest for the work just done, here rather than after the whole call; once there
-        # is enough of it that the rest is REST_FRACTION of it, not BREATH_SECONDS at least
+        # is enough of it that a rest owed is REST_FRACTION of it, not BREATH_SECONDS at least
         if time.monotonic() - self._work_since > BREATH_SECONDS / REST_FRACTION:
             self._rest(self._work_since)
             self._work_since = time.monotonic()
@@ -437,16 +443,16 @@ class RenderWorker:
             )
             self._drafted_at_start = None
 
-    @staticmethod
-    def _rest(since: float) -> None:
-        """Rest after a decoder run that began at `since`: REST_FRACTION of its time, at least
-        BREATH_SECONDS. This is a SCHED_FIFO thread. Kept busy (latent moves over the shipped
-        kit while its varying pads are hit, or a swap) it took all of a core, and when the
-        real-time threads of a core use 95 % of a second, Linux stops them all for the rest of
-        it (RT throttling), JACK's threads too. Measured in a soak on the shipped model: the
-        renderer's core seen throttled at the 950 ms cap 30 times in 4 minutes; never after
-        this rest, in as long. Resting a quarter of the work keeps this thread under 80 %."""
-        time.sleep(max(BREATH_SECONDS, REST_FRACTION * (time.monotonic() - since)))
+    def _rest(self, since: float) -> None:
+        """Rest after the work that began at `since`, as much as it owes (Duty): nothing while
+        its burst lasts, then REST_FRACTION of its work, at least BREATH_SECONDS. This is a
+        SCHED_FIFO thread: kept busy (latent moves over the shipped kit while its varying pads
+        are hit, or a swap) it took all of a core, and when the real-time threads of a core use
+        95 % of a second, Linux stops them all for the rest of it (RT throttling), JACK's too
+        (docs/performance.md)."""
+        owed = self._duty.owed(since)
+        if owed > 0.0:
+            time.sleep(max(BREATH_SECONDS, owed))
 
     def _moving_and_settled(self, dirty: set[int]) -> tuple[set[int], set[int]]:
         """(dirty pads that keep moving: draw them as drafts, pads whose draft has been still

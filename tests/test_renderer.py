@@ -794,37 +794,76 @@ def test_a_full_render_whose_pad_changed_meanwhile_is_abandoned(tmp_path: Path) 
     assert again < 1.5 * one_render, (again, one_render)
 
 
+def resting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """How long each of the worker's rests (RenderWorker._rest) lasted, as they come."""
+    rested: list[float] = []
+    real_rest = RenderWorker._rest
+
+    def counting(self: RenderWorker, since: float) -> None:
+        start = time.monotonic()
+        real_rest(self, since)
+        rested.append(time.monotonic() - start)
+
+    monkeypatch.setattr(RenderWorker, "_rest", counting)
+    return rested
+
+
+def full_render_time(worker: RenderWorker, pads: PadBank) -> float:
+    """Change pad 36 and wait for its full render: the seconds it took."""
+    started = time.monotonic()
+    pads.set_dim(36, 0, 1.0)
+    while worker.latencies()[1] == [] and time.monotonic() < started + 20:
+        time.sleep(0.005)
+    assert worker.latencies()[1], "no full render"
+    return time.monotonic() - started
+
+
 def test_a_long_render_rests_a_quarter_of_its_work_however_often_it_makes_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker is a real-time thread: kept busy, Linux throttles every real-time thread of
-    its core, JACK's too. It rests REST_FRACTION of its work, also when the work comes in
-    the small steps between which a changed pad's draft may go (phase iterations)."""
-    rested: list[float] = []
-    real_rest = RenderWorker._rest
-
-    def counting(since: float) -> None:
-        start = time.monotonic()
-        real_rest(since)
-        rested.append(time.monotonic() - start)
-
-    monkeypatch.setattr(RenderWorker, "_rest", staticmethod(counting))
-    decoder, pads = slow_phase(tmp_path)
+    its core, JACK's too. Past its first BURST_SECONDS it rests REST_FRACTION of its work,
+    also when the work comes in the small steps between which a changed pad's draft may go
+    (phase iterations)."""
+    rested = resting(monkeypatch)
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=9000)
+    names = decoder.info.class_names
+    pads = PadBank(default_pads(names, 8), names, 8)
     worker = RenderWorker(decoder, pads, 48000, lambda s: None)
     worker.render_now([36])
     pads.on_change = worker.request
     worker.start()
     try:
-        started = time.monotonic()
-        pads.set_dim(36, 0, 1.0)
-        while worker.latencies()[1] == [] and time.monotonic() < started + 10:
-            time.sleep(0.005)
-        took = time.monotonic() - started
+        took = full_render_time(worker, pads)
     finally:
         worker.stop()
-    assert worker.latencies()[1], "no full render"
     work = took - sum(rested)
-    assert sum(rested) >= 0.8 * renderer.REST_FRACTION * work, (sum(rested), work)
+    assert work > 3 * renderer.BURST_SECONDS  # a render long enough to owe rests
+    owed = renderer.REST_FRACTION * (work - renderer.BURST_SECONDS)
+    assert sum(rested) >= 0.8 * owed, (sum(rested), work)
+
+
+def test_a_rested_worker_renders_a_pad_in_full_without_a_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A knob turned once, after a rest: the pad's full render (well under BURST_SECONDS of
+    work) is not held back by rests for work it has not been kept busy with."""
+    rested = resting(monkeypatch)
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=100)
+    names = decoder.info.class_names
+    pads = PadBank(default_pads(names, 8), names, 8)
+    worker = RenderWorker(decoder, pads, 48000, lambda s: None)
+    worker.render_now([36])
+    pads.on_change = worker.request
+    worker.start()
+    try:
+        time.sleep(2 * renderer.BURST_SECONDS)
+        rested.clear()
+        took = full_render_time(worker, pads)
+    finally:
+        worker.stop()
+    assert took < 0.8 * renderer.BURST_SECONDS, took  # a render within the burst
+    assert sum(rested) < 0.001, rested
 
 
 def test_a_pad_changed_while_its_sounds_are_prepared_plays_its_draft_before_any_of_them(
