@@ -25,7 +25,7 @@ class Duty:
     ) -> None:
         if not 0.0 < share < 1.0 or burst < 0.0:
             raise ValueError(f"share must lie in (0, 1) and burst be >= 0: {share}, {burst}")
-        self.share = share
+        self._share = share
         self._clock = clock
         # credit: the work the thread may do before it owes a rest, net of the credit that
         # work itself earns; a full bucket lasts `burst` seconds of work
@@ -40,7 +40,7 @@ class Duty:
         now = self._clock()
         idle = max(0.0, since - self._at)
         work = max(0.0, now - max(since, self._at))
-        self._credit = min(self._capacity, self._credit + self.share * idle)
-        self._credit -= (1.0 - self.share) * work
+        self._credit = min(self._capacity, self._credit + self._share * idle)
+        self._credit -= (1.0 - self._share) * work
         self._at = now
-        return max(0.0, -self._credit / self.share)
+        return max(0.0, -self._credit / self._share)

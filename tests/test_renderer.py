@@ -808,6 +808,19 @@ def resting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return rested
 
 
+def phase_worker(tmp_path: Path, phase_iterations: int) -> tuple[RenderWorker, PadBank]:
+    """A started worker on the General MIDI pads of a spectrogram model whose sound kept is
+    `phase_iterations` phase iterations, pad 36 rendered."""
+    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations)
+    names = decoder.info.class_names
+    pads = PadBank(default_pads(names, 8), names, 8)
+    worker = RenderWorker(decoder, pads, 48000, lambda s: None)
+    worker.render_now([36])
+    pads.on_change = worker.request
+    worker.start()
+    return worker, pads
+
+
 def full_render_time(worker: RenderWorker, pads: PadBank) -> float:
     """Change pad 36 and wait for its full render: the seconds it took."""
     started = time.monotonic()
@@ -826,13 +839,7 @@ def test_a_long_render_rests_a_quarter_of_its_work_however_often_it_makes_way(
     also when the work comes in the small steps between which a changed pad's draft may go
     (phase iterations)."""
     rested = resting(monkeypatch)
-    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=9000)
-    names = decoder.info.class_names
-    pads = PadBank(default_pads(names, 8), names, 8)
-    worker = RenderWorker(decoder, pads, 48000, lambda s: None)
-    worker.render_now([36])
-    pads.on_change = worker.request
-    worker.start()
+    worker, pads = phase_worker(tmp_path, phase_iterations=9000)
     try:
         took = full_render_time(worker, pads)
     finally:
@@ -849,13 +856,7 @@ def test_a_rested_worker_renders_a_pad_in_full_without_a_rest(
     """A knob turned once, after a rest: the pad's full render (well under BURST_SECONDS of
     work) is not held back by rests for work it has not been kept busy with."""
     rested = resting(monkeypatch)
-    decoder = Decoder(flat_spectrogram_decoder(tmp_path / "d.onnx"), phase_iterations=100)
-    names = decoder.info.class_names
-    pads = PadBank(default_pads(names, 8), names, 8)
-    worker = RenderWorker(decoder, pads, 48000, lambda s: None)
-    worker.render_now([36])
-    pads.on_change = worker.request
-    worker.start()
+    worker, pads = phase_worker(tmp_path, phase_iterations=100)
     try:
         time.sleep(2 * renderer.BURST_SECONDS)
         rested.clear()
