@@ -831,7 +831,7 @@ def full_render_time(worker: RenderWorker, pads: PadBank) -> float:
     return time.monotonic() - started
 
 
-def test_a_long_render_rests_a_quarter_of_its_work_however_often_it_makes_way(
+def test_a_long_render_past_its_burst_rests_however_often_it_makes_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker is a real-time thread: kept busy, Linux throttles every real-time thread of
