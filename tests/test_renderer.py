@@ -158,7 +158,7 @@ def test_the_worker_gives_the_decoders_arena_back_once_at_rest(
     np.testing.assert_array_equal(decoder.render(z, [0]), before)
 
 
-def test_the_render_worker_kept_busy_rests_a_quarter_of_its_work(tmp_path: Path) -> None:
+def test_the_render_worker_kept_busy_works_at_most_its_share_of_the_time(tmp_path: Path) -> None:
     # A real-time thread that renders without end makes Linux stop every real-time thread
     # of its core (JACK's too) once they use 95 % of a second. Each decoder run here takes
     # 50 ms (without the GIL, as onnxruntime runs a big model) and changes arrive faster.
