@@ -391,8 +391,8 @@ class Decoder:
         z is runs of that many velocity layers of one sound each, whose phases start from
         their middle one's (LAYER_ITERATIONS).
 
-        `between` is called before each decoder run and, for a log-magnitude model, before
-        each sound's phase and each of its Griffin-Lim iterations: the caller can serve
+        `between` is called before each latent's decoder run and, for a log-magnitude model,
+        before each sound's phase and each of its Griffin-Lim iterations: the caller can serve
         something more urgent after a millisecond or two of work, or abandon the render by
         raising (RenderStopped)."""
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.info.latent_size)
@@ -405,10 +405,15 @@ class Decoder:
         session = self._draft_session if draft and self._draft_session else self._session
         runs = []
         for i in range(0, max(1, z.shape[0]), step):
-            if between is not None:
-                between()
             chunk = (z[i : i + step], classes[i : i + step])
-            output = _run(session, *chunk)
+            if between is None:
+                output = _run(session, *chunk)
+            else:  # latent by latent: as quick per latent, and `between` comes every one
+                outputs = []
+                for j in range(max(1, chunk[0].shape[0])):
+                    between()
+                    outputs.append(_run(session, chunk[0][j : j + 1], chunk[1][j : j + 1]))
+                output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
             runs.append(
                 self._audio(output, draft, between, floor, layers, None if draft else chunk)
             )

@@ -416,6 +416,8 @@ class RenderWorker:
             self._drafted_midway |= first
             self._work_since = time.monotonic()  # the drafts had their rest
             if rendering <= self._drafted_midway:  # what is rendered in full is out of date
+                for note in rendering:  # still a render, for telling a sweep (as _overtaken)
+                    self._rendered_now(note)
                 raise _Redrafted
 
     def _rendered_now(self, note: int) -> None:
@@ -618,7 +620,7 @@ class RenderWorker:
         audio = self.decoder.render(
             latents, classes, draft=drafts, between=between, floor=SILENCE, layers=layers
         )
-        self._publish_group(group, audio, first_sound)
+        self._publish_group(group, audio, first_sound, between=between)
 
     def _publish_group(
         self,
@@ -627,11 +629,15 @@ class RenderWorker:
         first_sound: bool,
         onset: bool = False,
         continuing: Collection[int] | None = None,
+        between: Callable[[], None] | None = None,
     ) -> set[int]:
         """Check, prepare and publish each pad's rows of `audio` [latents, samples] (the
         model's rate); returns the notes published. `onset`: the rows are the beginnings of
         drafts; `continuing`: the rows are the whole of those drafts, published as carrying on
-        the beginnings of these notes. Both are stored at ONSET_SCALE."""
+        the beginnings of these notes. Both are stored at ONSET_SCALE. `between` (a full
+        render's, see Decoder.render) is called before each sound is checked and prepared: a
+        varying pad's 40 take tens of milliseconds, and a pad changed meanwhile plays its
+        draft first; a pad of this render drafted so is not published."""
         info = self.decoder.info
         limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
         published: set[int] = set()
@@ -644,14 +650,20 @@ class RenderWorker:
                 continue
             if continuing is not None and pad.note not in continuing:  # beginning refused
                 continue
-            if np.any(ultrasonic_rms(audio[rows], info.sample_rate) > limit):  # it keeps its sound
-                self._on_rejected(pad.note, REJECTED_ULTRASONIC)
-                continue
-            prepared = []
+            prepared: list[np.ndarray | None] = []
+            ultrasonic = False
             for raw in audio[rows]:
-                if not draft and self._overtaken(pad.note):
+                if between is not None:
+                    between()
+                if not draft and (pad.note in self._drafted_midway or self._overtaken(pad.note)):
+                    break
+                if ultrasonic_rms(raw[None], info.sample_rate)[0] > limit:
+                    ultrasonic = True
                     break
                 prepared.append(prepare_sound(raw, info.sample_rate, self.device_rate))
+            if ultrasonic:  # the pad keeps its sound
+                self._on_rejected(pad.note, REJECTED_ULTRASONIC)
+                continue
             if len(prepared) < count:  # overtaken: still a render, for telling a sweep
                 self._rendered_now(pad.note)
                 continue

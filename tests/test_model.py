@@ -99,3 +99,15 @@ def test_a_drafts_beginning_comes_first_and_is_the_whole_drafts_own(onset_sample
     assert np.array_equal(onset, whole[:, :onset_samples])
     drums_whole = decoder.render(z[: len(drums)], classes[: len(drums)], draft=True, floor=1e-4)
     assert np.array_equal(whole[: len(drums)], drums_whole)
+
+
+def test_a_render_makes_way_before_every_latent_and_sounds_the_same(tmp_path: Path) -> None:
+    """`between` comes before each latent's decoder run, not each batch's (a five-layer set
+    was one run of about ten milliseconds, which a changed pad's draft waited out), and the
+    latents rendered one by one sound as the batch does."""
+    decoder = Decoder(sine_decoder(tmp_path / "d.onnx", num_samples=2205))
+    z = np.linspace(-1.0, 1.0, 5 * 8, dtype=np.float32).reshape(5, 8)
+    calls: list[int] = []
+    made_way = decoder.render(z, np.zeros(5, np.int64), between=lambda: calls.append(1))
+    assert len(calls) == 5
+    np.testing.assert_allclose(made_way, decoder.render(z, np.zeros(5, np.int64)), atol=1e-6)

@@ -867,17 +867,20 @@ def test_a_rested_worker_renders_a_pad_in_full_without_a_rest(
     assert sum(rested) < 0.001, rested
 
 
-def test_a_pad_changed_while_its_sounds_are_prepared_plays_its_draft_before_any_of_them(
+Published = list[tuple[float, PadSound]]
+
+
+def slowly_prepared(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Preparing a varying pad's 40 sounds takes tens of milliseconds, and nothing else runs
-    meanwhile. Changed then, the pad's render is out of date: it is dropped, and the new
-    draft is the next sound published, not the old pad."""
-    prepared = threading.Event()
+) -> tuple[RenderWorker, PadBank, Published, list[float]]:
+    """A started worker on a sine model's General MIDI pads, pad 36 varying (40 sounds to
+    prepare) and pad 38 with velocity layers, rendered, and each sound's preparation 3 ms
+    slower: (the worker, its pads, what it publishes and when, when each preparation began)."""
+    prepares: list[float] = []
     real_prepare = renderer.prepare_sound
 
     def slow_prepare(audio: np.ndarray, model_rate: int, device_rate: int) -> np.ndarray | None:
-        prepared.set()
+        prepares.append(time.monotonic())
         time.sleep(0.003)  # 40 sounds: 120 ms
         return real_prepare(audio, model_rate, device_rate)
 
@@ -885,25 +888,72 @@ def test_a_pad_changed_while_its_sounds_are_prepared_plays_its_draft_before_any_
     info = decoder.info
     pads = PadBank(default_pads(info.class_names, 8), info.class_names, 8)
     pads.update(36, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5, variation=0.1)
-    published: list[tuple[float, PadSound]] = []
+    # velocity layers: 38 has a draft cheaper than its full render (a plain pad's waits)
+    pads.update(38, timbre_direction=(0.0, 1.0) + (0.0,) * 6, timbre_amount=0.5)
+    published: Published = []
     worker = RenderWorker(decoder, pads, 48000, lambda s: published.append((time.monotonic(), s)))
-    worker.render_now([36])
+    worker.render_now([36, 38])
     monkeypatch.setattr(renderer, "prepare_sound", slow_prepare)
     time.sleep(SETTLE_SECONDS)
     pads.on_change = worker.request
     worker.start()
+    return worker, pads, published, prepares
+
+
+def into_full_render_of_36(pads: PadBank, published: Published, prepares: list[float]) -> None:
+    """Change pad 36 and wait until its draft is out and its full render has prepared a few
+    of its 40 sounds."""
+    pads.set_dim(36, 0, 1.0)
+    deadline = time.monotonic() + 2
+    drafted: list[float] = []
+    while not drafted:
+        assert time.monotonic() < deadline, "36 was never drafted"
+        drafted = [at for at, s in published if s.note == 36 and len(s.variants) == 1]
+        time.sleep(0.001)
+    while len([at for at in prepares if at > drafted[-1]]) < 5:
+        assert time.monotonic() < deadline, "36's full render never began its sounds"
+        time.sleep(0.001)
+
+
+def published_after(changed: float, published: Published, count: int) -> list[PadSound]:
+    """What was published after `changed`, once `count` are (or 2 s have passed)."""
+    while len([s for at, s in published if at > changed]) < count:
+        if time.monotonic() > changed + 2:
+            break
+        time.sleep(0.001)
+    return [s for at, s in published if at > changed]
+
+
+def test_a_pad_changed_while_its_sounds_are_prepared_plays_its_draft_before_any_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing a varying pad's 40 sounds takes tens of milliseconds. Changed then, the
+    pad's render is out of date: it is dropped, and the new draft is the next sound
+    published, not the old pad."""
+    worker, pads, published, prepares = slowly_prepared(tmp_path, monkeypatch)
     try:
-        pads.set_dim(36, 0, 1.0)
-        while len(published) < 2:  # the start's full pad, then the change's draft
-            time.sleep(0.001)
-        prepared.clear()
-        assert prepared.wait(2.0)  # the full pad's sounds are being prepared
+        into_full_render_of_36(pads, published, prepares)
         changed = time.monotonic()
         pads.set_dim(36, 0, -1.0)
-        deadline = changed + 2
-        while not [s for at, s in published if at > changed] and time.monotonic() < deadline:
-            time.sleep(0.001)
+        after = published_after(changed, published, 1)
     finally:
         worker.stop()
-    after = [s for at, s in published if at > changed]
     assert after and [v.shape[0] for v in after[0].variants] == [1], after[:1]
+
+
+def test_a_pad_changed_while_another_pads_sounds_are_prepared_plays_before_they_are_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A varying pad's 40 sounds take tens of milliseconds to prepare. Another pad changed
+    meanwhile plays its draft between two of them, not after all 40; the varying pad is then
+    published all the same."""
+    worker, pads, published, prepares = slowly_prepared(tmp_path, monkeypatch)
+    try:
+        into_full_render_of_36(pads, published, prepares)
+        changed = time.monotonic()
+        pads.set_dim(38, 0, 1.0)
+        after = [s.note for s in published_after(changed, published, 2)]
+    finally:
+        worker.stop()
+    assert after[:1] == [38], after  # 38's draft before 36's full pad
+    assert 36 in after[1:]  # which is published all the same
