@@ -12,12 +12,12 @@ beginning, ONSET_SECONDS, as soon as it is made, then the whole, which a hit on 
 carries on in), and then rendered in full at once: the next hit plays the new latent after
 one decoder run, not after every layer and variant (and, for a log-magnitude model, before
 its phase is refined). A change that comes during a long render (a pad of many latents:
-hundreds of milliseconds) has its draft made between two of its sounds, or two phase
-iterations of one, and if the render under way is of the changed pad alone it is abandoned,
-out of date.
+hundreds of milliseconds) has its draft made between two of its latents' decoder runs, two
+phase iterations of a sound, or two sounds' preparations, and if the render under way is of
+the changed pad alone it is abandoned, out of date.
 
 In full, a pad is the velocity layers (when velocity moves timbre) of one or more variants (when
-the pad varies per hit), all in one batched decoder call. The worker resamples each sound to the
+the pad varies per hit), all in one call of Decoder.render. The worker resamples each sound to the
 device rate, checks it, trims its silent tail and publishes a `PadSound` by replacing one
 reference, which the audio callback reads. The callback never waits for this thread. Variants
 that hits have used up are rendered afresh in the background. At rest (no pad changing, no hit
