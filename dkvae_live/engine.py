@@ -411,6 +411,10 @@ class Engine:
     def _watch_kit(self) -> None:
         """Reload the kit when its file changes on disk: one stat() a second."""
         name_current_thread(KIT_THREAD)
+        # half a period out of step with the sweeper's once a second: two threads that wake
+        # together wait for the GIL in turn, several wakes each
+        if self._stopping.wait(KIT_WATCH_SECONDS / 2):
+            return
         while not self._stopping.wait(KIT_WATCH_SECONDS):
             stamp = self._stamp(self.kit_path)
             if stamp is not None and stamp != self._kit_stamp:
