@@ -12,7 +12,12 @@ once. The draft's beginning (the decoder and the phase of the frames it needs,
 `Decoder.drafts_onset_first`) and its `prepare_sound` are then timed alone on the latents of
 the trials, each after the pause a trial's change comes after, so the table splits the first
 sound into those and the rest (waking the worker, the GIL, the checks, encoding and
-publishing). --busy N adds N threads that take the GIL in short numpy bursts, as the audio
+publishing). The full pad is split the same way: its decoder runs (one a latent, as the worker
+makes them), their phases (`Decoder.render` less the runs: the draft decoder's run for the
+phase's start, the gradient phase, Griffin-Lim, the inverse transforms), and each sound's
+check and `prepare_sound`; beside them, the least any phase could cost: one inverse transform a
+sound. Runs, inverses, checks and preparations are what a full pad takes here with no phase
+made at all. --busy N adds N threads that take the GIL in short numpy bursts, as the audio
 callback, MIDI and OSC threads of the daemon do.
 
     .venv/bin/python bench/latent_path.py [--model DIR] [--trials 100] [--busy 1] [--json F]
@@ -21,6 +26,7 @@ callback, MIDI and OSC threads of the daemon do.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -33,17 +39,22 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in the daemon; before n
 import numpy as np
 from common import RESULTS, choose_model, conditions, stats, table, write_json
 
+from dkvae_live import contract
 from dkvae_live.engine import SWITCH_INTERVAL_SECONDS
 from dkvae_live.kit import DEFAULT_KIT, load_kit
 from dkvae_live.model import Decoder
 from dkvae_live.pad_sound import PadSound
-from dkvae_live.pads import PadBank, default_pads
+from dkvae_live.pads import Pad, PadBank, default_pads
+from dkvae_live.phase import invert
 from dkvae_live.renderer import (
     ONSET_SECONDS,
     SETTLE_SECONDS,
     SILENCE,
+    ULTRASONIC_LIMIT_DBFS,
+    VELOCITY_LAYERS,
     RenderWorker,
     prepare_sound,
+    ultrasonic_rms,
 )
 
 PAD = 36
@@ -53,6 +64,12 @@ RATE = 48000
 # parts timed alone are run after as long a pause, as a decoder run after one is slower than in
 # a warm loop (docs/performance.md)
 PAUSE_SECONDS = SETTLE_SECONDS + 0.05
+FULL_PAD_PARTS = {
+    "runs": "  its decoder runs, one a latent",
+    "phases": "  their phases (Decoder.render less the runs)",
+    "inverses": "    of which the least any phase takes: one inverse transform a sound",
+    "prepare": "  the checks and prepare_sound of its sounds",
+}
 
 
 def busy_thread(stop: threading.Event) -> None:
@@ -62,6 +79,43 @@ def busy_thread(stop: threading.Event) -> None:
         for _ in range(20):
             np.clip(buffer * 0.5, -1.0, 1.0, out=buffer)
         time.sleep(0.00133)
+
+
+def full_pad_parts(decoder: Decoder, pad: Pad) -> dict[str, float]:
+    """Milliseconds of each part of a pad's full render, after a trial's pause: its decoder
+    runs, their phases, the checks and preparations of its sounds, and the inverse transforms
+    that any phase would need (a log-magnitude model's)."""
+    info = decoder.info
+    latents = np.array(pad.velocity_latents(VELOCITY_LAYERS), np.float32)
+    classes = np.full(len(latents), info.class_index(pad.class_name), np.int64)
+    time.sleep(PAUSE_SECONDS)
+    t0 = time.perf_counter()
+    for i in range(len(latents)):
+        decoder.output(latents[i : i + 1], classes[i : i + 1])
+    t1 = time.perf_counter()
+    time.sleep(PAUSE_SECONDS)
+    t2 = time.perf_counter()
+    audio = decoder.render(
+        latents, classes, floor=SILENCE, layers=len(latents), between=lambda: None
+    )
+    t3 = time.perf_counter()
+    limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
+    for raw in audio:
+        if ultrasonic_rms(raw[None], info.sample_rate)[0] <= limit:
+            prepare_sound(raw, info.sample_rate, RATE)
+    t4 = time.perf_counter()
+    parts = {"runs": t1 - t0, "phases": (t3 - t2) - (t1 - t0), "prepare": t4 - t3, "inverses": 0.0}
+    if info.output_kind == contract.LOG_MAGNITUDE:
+        magnitudes = [
+            decoder.magnitudes(latents[i : i + 1], classes[i : i + 1]) for i in range(len(latents))
+        ]
+        unit = np.ones((1, *magnitudes[0].shape[1:]), np.complex64)
+        time.sleep(PAUSE_SECONDS)
+        t5 = time.perf_counter()
+        for magnitude in magnitudes:
+            invert(magnitude, info.n_fft, info.hop_length, info.num_samples, 0, SILENCE, start=unit)
+        parts["inverses"] = time.perf_counter() - t5
+    return {k: 1000 * v for k, v in parts.items()}
 
 
 def main() -> int:
@@ -135,6 +189,10 @@ def main() -> int:
             t2 = time.perf_counter()
             dec_ms.append((t1 - t0) * 1000)
             prep_ms.append((t2 - t1) * 1000)
+        parts = [
+            full_pad_parts(decoder, dataclasses.replace(pad, latent=tuple(latent)))
+            for latent in latents
+        ]
     result = {
         "conditions": {
             **cond,
@@ -146,6 +204,10 @@ def main() -> int:
         "change_to_full_pad_ms": stats(full_ms),
         "draft_onset_render_ms": stats(dec_ms),
         "onset_prepare_sound_ms": stats(prep_ms),
+        "full_pad_parts_ms": {k: stats([p[k] for p in parts]) for k in FULL_PAD_PARTS},
+        "full_pad_without_phase_ms": stats(
+            [p["runs"] + p["inverses"] + p["prepare"] for p in parts]
+        ),
     }
     t, d, p = (
         result["change_to_first_sound_ms"],
@@ -175,6 +237,16 @@ def main() -> int:
     f = result["change_to_full_pad_ms"]
     rows.append(
         ["change -> full pad published", *(f"{f[k]:.2f}" for k in ("median", "p99", "max"))]
+    )
+    for key, label in FULL_PAD_PARTS.items():
+        part = result["full_pad_parts_ms"][key]
+        rows.append([label, *(f"{part[k]:.2f}" for k in ("median", "p99", "max"))])
+    least = result["full_pad_without_phase_ms"]
+    rows.append(
+        [
+            "the full pad with no phase made: runs, inverses, checks, preparations",
+            *(f"{least[k]:.2f}" for k in ("median", "p99", "max")),
+        ]
     )
     print(table(["ms", "median", "p99", "max"], rows))
     write_json(args.json, result)
