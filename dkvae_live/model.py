@@ -21,7 +21,7 @@ from .class_guess import ClassGuess
 from .class_latents import ClassLatent, from_json
 from .decay_guard import guard_decay
 from .drum_features import prepare
-from .phase import detuning, invert, phase_from_gradients, phase_of
+from .phase import audible_frames, detuning, invert, phase_from_gradients, phase_of
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # Latents per decoder run. A bigger batch is no faster per latent (measured on the shipped model:
@@ -247,6 +247,11 @@ def _run(session: ort.InferenceSession, z: ArrayLike, class_index: ArrayLike) ->
     return np.asarray(session.run(None, feed)[0])
 
 
+def _key(z: np.ndarray, class_index: np.ndarray) -> bytes:
+    """One latent and class as a dictionary key."""
+    return z.tobytes() + class_index.tobytes()
+
+
 def _draft_session(
     path: Path,
     decoder_meta: Mapping[str, str],
@@ -342,6 +347,10 @@ class Decoder:
         # a run with this shrinks the session's arena at its end: see release_arena
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        # The phase each draft of the latest `drafts_onset_first` played with, by latent and
+        # class, over its frames that sound: the sound kept of the same latent starts from it
+        # without the draft decoder's run and phase again (a third of a plain pad's full render)
+        self._played: dict[bytes, np.ndarray] = {}
         draft_path = self.path.with_name(contract.DRAFT_FILE)
         if use_draft and draft_path.exists():
             # the decoder's own output, which the draft must have been made from; the check
@@ -450,7 +459,10 @@ class Decoder:
         # without a step: they differ where the onset's decay guard saw a loudest frame that
         # the whole's sees later (a sound that swells after its first 0.1 s)
         magnitude[:, :frames] = onset
-        yield invert(magnitude, n_fft, hop, info.num_samples, DRAFT_ITERATIONS, floor, detune)
+        # the phase `invert` would give it (DRAFT_ITERATIONS 0), made here to be kept
+        played = self._phase(magnitude[:, : audible_frames(magnitude, n_fft, hop, floor)])
+        self._played = {_key(z[i], classes[i]): played[i] for i in range(z.shape[0])}
+        yield invert(magnitude, n_fft, hop, info.num_samples, 0, floor, start=played)
 
     def magnitudes(self, z: ArrayLike, class_index: ArrayLike) -> np.ndarray:
         """A log-magnitude decoder's magnitudes for z, as the render worker gives them a phase
@@ -476,6 +488,7 @@ class Decoder:
         for session in (self._session, self._draft_session):
             if session is not None:
                 session.run(None, feed, self._shrink)
+        self._played = {}
 
     def _audio(
         self,
@@ -488,16 +501,18 @@ class Decoder:
     ) -> np.ndarray:
         """One decoder run's output as audio float32 [batch, num_samples]. `kept`: the run's
         (latents, classes), for sounds kept whose phase starts from their drafts'
-        (`_drafted`)."""
+        (`_draft_starts`)."""
         if self.info.output_kind != contract.LOG_MAGNITUDE:
             return np.asarray(output, dtype=np.float32)
         magnitude = self._magnitudes(output)
         info = self.info
         if layers > 1 and not draft and magnitude.shape[0] % layers == 0:
             middles = np.arange(layers // 2, magnitude.shape[0], layers)
-            drafted = None if kept is None else self._drafted(*(a[middles] for a in kept))
-            return self._layered_audio(magnitude, between, floor, layers, drafted)
-        drafted = None if kept is None else self._drafted(*kept)
+            starts = self._draft_starts(
+                magnitude[middles], floor, *(a[middles] for a in kept or ())
+            )
+            return self._layered_audio(magnitude, between, floor, layers, starts)
+        starts = self._draft_starts(magnitude, floor, *(kept or ()))
         iterations = DRAFT_ITERATIONS if draft else self._phase_iterations
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
         step = magnitude.shape[0] if between is None else 1
@@ -514,20 +529,40 @@ class Decoder:
                     iterations,
                     floor,
                     detune=self._detune if draft else None,  # kept: Griffin-Lim's phase
-                    start=None if drafted is None else self._phase(drafted[row : row + step]),
+                    start=None if starts is None else starts[row : row + step],
                     between=between,
                 )
             )
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
-    def _drafted(self, z: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
-        """The draft decoder's magnitudes for these latents, where there is one: a sound kept
-        starts from their phase (`_phase`), so that it keeps the waveform of the draft played
-        before it (the draft decoder's magnitudes give a phase of their own, unlike the
-        decoder's)."""
-        if self._draft_session is None:
+    def _draft_starts(
+        self, magnitude: np.ndarray, floor: float, *kept: np.ndarray
+    ) -> np.ndarray | None:
+        """The phase [batch, frames, bins] that the sounds kept of `magnitude` [batch, frames,
+        bins] start from, over the frames that sound above `floor`: the phase of each one's
+        draft by the draft decoder, where there is one and `kept` gives (latents, classes), so
+        that a sound kept keeps the waveform of the draft played before it (the draft
+        decoder's magnitudes give a phase of their own, unlike the decoder's). The phase a
+        draft of the same latent played with is taken as it is (`_played`); the others' drafts
+        are made now."""
+        if self._draft_session is None or not kept:
             return None
-        return self._magnitudes(_run(self._draft_session, z, classes))
+        z, classes = kept
+        info = self.info
+        frames = audible_frames(magnitude, info.n_fft, info.hop_length, floor)
+        keys = [_key(z[i], classes[i]) for i in range(z.shape[0])]
+        starts = np.empty((len(keys), frames, magnitude.shape[2]), np.complex64)
+        missing = []
+        for row, key in enumerate(keys):
+            played = self._played.get(key)
+            if played is not None and played.shape[0] >= frames:
+                starts[row] = played[:frames]
+            else:
+                missing.append(row)
+        if missing:
+            drafted = self._magnitudes(_run(self._draft_session, z[missing], classes[missing]))
+            starts[missing] = self._phase(drafted[:, :frames])
+        return starts
 
     def _phase(self, drafted: np.ndarray) -> np.ndarray:
         """The phase a draft of these magnitudes plays with (`invert`'s for DRAFT_ITERATIONS 0)."""
@@ -539,12 +574,11 @@ class Decoder:
         between: Callable[[], None] | None,
         floor: float,
         layers: int,
-        drafted: np.ndarray | None = None,
+        starts: np.ndarray | None = None,
     ) -> np.ndarray:
         """Sets of `layers` velocity layers [sets x layers, frames, bins] as audio: each set's
-        middle layer's phase in full (from its draft's, where `drafted` [sets, frames, bins]
-        gives the draft decoder's magnitudes), the others' from it (LAYER_ITERATIONS), sound
-        by sound."""
+        middle layer's phase in full (from its draft's, where `starts` [sets, frames, bins]
+        gives it: `_draft_starts`), the others' from it (LAYER_ITERATIONS), sound by sound."""
         info = self.info
         framing = (info.n_fft, info.hop_length, info.num_samples)
         audio = np.zeros((magnitude.shape[0], info.num_samples), np.float32)
@@ -555,8 +589,8 @@ class Decoder:
             for row in order:
                 if between is not None:
                     between()
-                if row == middle and drafted is not None:
-                    start = self._phase(drafted[first // layers][None])
+                if row == middle and starts is not None:
+                    start = starts[first // layers][None]
                 iterations = self._phase_iterations if row == middle else LAYER_ITERATIONS
                 audio[row] = invert(
                     magnitude[row : row + 1],

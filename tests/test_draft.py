@@ -78,6 +78,39 @@ def test_the_draft_renders_drafts_and_the_sounds_kept_start_from_its_phase(
     assert np.all(similarity(kept, drafted) > similarity(kept_alone, drafted))
 
 
+class CountingSession:
+    """An onnxruntime session that notes how many latents each run is given."""
+
+    def __init__(self, session: Any) -> None:
+        self.session, self.latents = session, []
+
+    def run(self, names: Any, feed: dict[str, np.ndarray], *options: Any) -> Any:
+        self.latents.append(feed[contract.Z].shape[0])
+        return self.session.run(names, feed, *options)
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_a_sound_kept_starts_from_the_phase_its_draft_played_without_drafting_it_again(
+    model_with_draft: tuple[Path, Path], layers: int
+) -> None:
+    """The first sound of a change is a draft; the sound kept of the same latent, rendered
+    next, takes the phase that draft played with instead of running the draft decoder and
+    making its phase again, and sounds as it would have. Drafts of other latents are made."""
+    model, _ = model_with_draft
+    decoder, fresh = Decoder(model), Decoder(model)
+    info = decoder.info
+    z, classes = draft.draw_latents(info, np.random.default_rng(5), 2 * layers)
+    middles = np.arange(layers // 2, 2 * layers, layers)
+    drafted = middles[:1]  # the first set's middle was drafted, the second's not
+    onset = info.sample_rate // 10
+    list(decoder.drafts_onset_first(z[drafted], classes[drafted], onset, floor=1e-4))
+    counting = CountingSession(decoder._draft_session)
+    decoder._draft_session = counting
+    kept = decoder.render(z, classes, floor=1e-4, layers=layers)
+    assert counting.latents == [1]  # the second set's middle alone
+    np.testing.assert_allclose(kept, fresh.render(z, classes, floor=1e-4, layers=layers), atol=1e-5)
+
+
 def test_the_draft_learns_its_decoder(model_with_draft: tuple[Path, Path]) -> None:
     _, run = model_with_draft
     history = (run / "history.csv").read_text().splitlines()
