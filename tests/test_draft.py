@@ -82,7 +82,8 @@ class CountingSession:
     """An onnxruntime session that notes how many latents each run is given."""
 
     def __init__(self, session: Any) -> None:
-        self.session, self.latents = session, []
+        self.session = session
+        self.latents: list[int] = []
 
     def run(self, names: Any, feed: dict[str, np.ndarray], *options: Any) -> Any:
         self.latents.append(feed[contract.Z].shape[0])
