@@ -38,10 +38,10 @@ RUN_BATCH = 8
 # can be made alone, as its own first samples (Decoder.drafts_onset_first).
 PHASE_ITERATIONS = 4
 DRAFT_ITERATIONS = 0
-# The velocity layers of one pad sound alike: the middle one is given its phase in full, and each
-# of the others starts from that phase with this many iterations, not from its gradient phase
-# with PHASE_ITERATIONS: a pad's layers in under half the time, as close to their magnitudes
-# (bench/layer_phase.py)
+# The velocity layers of one pad sound alike: one (the middle, or the one a draft of the pad
+# played) is given its phase in full, and each of the others starts from that phase with this
+# many iterations, not from its gradient phase with PHASE_ITERATIONS: a pad's layers in under
+# half the time, as close to their magnitudes whichever layer leads (bench/layer_phase.py)
 LAYER_ITERATIONS = 1
 
 
@@ -397,8 +397,9 @@ class Decoder:
         DRAFT_ITERATIONS times: several times quicker (the same sound for a waveform model).
         A log-magnitude model's sound is silent from where its magnitudes can no longer reach
         `floor` (phase.audible_frames), and its phase is made only up to there. `layers` > 1:
-        z is runs of that many velocity layers of one sound each, whose phases start from
-        their middle one's (LAYER_ITERATIONS).
+        z is runs of that many velocity layers of one sound each, whose phases start from one
+        of theirs (LAYER_ITERATIONS): the one a draft played (`drafts_onset_first`), else the
+        middle one.
 
         `between` is called before each latent's decoder run and, for a log-magnitude model,
         before each sound's phase and each of its Griffin-Lim iterations: the caller can serve
@@ -507,11 +508,9 @@ class Decoder:
         magnitude = self._magnitudes(output)
         info = self.info
         if layers > 1 and not draft and magnitude.shape[0] % layers == 0:
-            middles = np.arange(layers // 2, magnitude.shape[0], layers)
-            starts = self._draft_starts(
-                magnitude[middles], floor, *(a[middles] for a in kept or ())
-            )
-            return self._layered_audio(magnitude, between, floor, layers, starts)
+            leads = self._leads(magnitude.shape[0], layers, kept)
+            starts = self._draft_starts(magnitude[leads], floor, *(a[leads] for a in kept or ()))
+            return self._layered_audio(magnitude, between, floor, leads, starts)
         starts = self._draft_starts(magnitude, floor, *(kept or ()))
         iterations = DRAFT_ITERATIONS if draft else self._phase_iterations
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
@@ -564,6 +563,24 @@ class Decoder:
             starts[missing] = self._phase(drafted[:, :frames])
         return starts
 
+    def _leads(
+        self, count: int, layers: int, kept: tuple[np.ndarray, np.ndarray] | None
+    ) -> np.ndarray:
+        """Of each set of `layers` rows, the one whose phase the others start from: the
+        layer a draft played (`_played`: a player's hits at that velocity keep the draft's
+        waveform, and its draft's phase need not be made again), else the middle one."""
+        leads = np.arange(layers // 2, count, layers)
+        if kept is not None and self._played:
+            for i, first in enumerate(range(0, count, layers)):
+                played = [
+                    row
+                    for row in range(first, first + layers)
+                    if _key(kept[0][row], kept[1][row]) in self._played
+                ]
+                if played:
+                    leads[i] = played[0]
+        return leads
+
     def _phase(self, drafted: np.ndarray) -> np.ndarray:
         """The phase a draft of these magnitudes plays with (`invert`'s for DRAFT_ITERATIONS 0)."""
         return phase_from_gradients(drafted, self.info.n_fft, self.info.hop_length, self._detune)
@@ -573,25 +590,27 @@ class Decoder:
         magnitude: np.ndarray,
         between: Callable[[], None] | None,
         floor: float,
-        layers: int,
+        leads: np.ndarray,
         starts: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Sets of `layers` velocity layers [sets x layers, frames, bins] as audio: each set's
-        middle layer's phase in full (from its draft's, where `starts` [sets, frames, bins]
-        gives it: `_draft_starts`), the others' from it (LAYER_ITERATIONS), sound by sound."""
+        """Sets of velocity layers [sets x layers, frames, bins] as audio: the phase of each
+        set's lead layer (`leads`, one row of each set) in full (from its draft's, where
+        `starts` [sets, frames, bins] gives it: `_draft_starts`), the others' from it
+        (LAYER_ITERATIONS), sound by sound."""
         info = self.info
         framing = (info.n_fft, info.hop_length, info.num_samples)
         audio = np.zeros((magnitude.shape[0], info.num_samples), np.float32)
-        for first in range(0, magnitude.shape[0], layers):
-            middle = first + layers // 2
-            order = [middle, *(r for r in range(first, first + layers) if r != middle)]
+        layers = magnitude.shape[0] // len(leads)
+        for i, lead in enumerate(leads):
+            first = i * layers
+            order = [lead, *(r for r in range(first, first + layers) if r != lead)]
             start = None
             for row in order:
                 if between is not None:
                     between()
-                if row == middle and starts is not None:
-                    start = starts[first // layers][None]
-                iterations = self._phase_iterations if row == middle else LAYER_ITERATIONS
+                if row == lead and starts is not None:
+                    start = starts[i][None]
+                iterations = self._phase_iterations if row == lead else LAYER_ITERATIONS
                 audio[row] = invert(
                     magnitude[row : row + 1],
                     *framing,
@@ -600,7 +619,7 @@ class Decoder:
                     start=start,
                     between=between,
                 )[0]
-                if row == middle:
+                if row == lead:
                     start = phase_of(
                         audio[row : row + 1], info.n_fft, info.hop_length, magnitude.shape[1]
                     )

@@ -72,12 +72,11 @@ class Pad:
             return [self.latent]
         return [self._timbre_at(i / (layers - 1)) for i in range(layers)]
 
-    def velocity_latent(self, velocity: int) -> tuple[float, ...]:
-        """The latent a hit at `velocity` (1-127) hears: where the mixer crossfades the
-        velocity layers, velocity 1 on the softest and 127 on the hardest."""
-        if not self._moves_timbre():
-            return self.latent
-        return self._timbre_at((min(max(velocity, 1), 127) - 1) / 126)
+    def layer_latent(self, velocity: int, layers: int) -> tuple[float, ...]:
+        """The latent of the one of `layers` velocity layers nearest a hit at `velocity`
+        (1-127), as the mixer crossfades them: velocity 1 on the softest, 127 on the hardest."""
+        latents = self.velocity_latents(layers)
+        return latents[round((min(max(velocity, 1), 127) - 1) / 126 * (len(latents) - 1))]
 
     def _moves_timbre(self) -> bool:
         return self.timbre_amount != 0.0 and any(self.timbre_direction)

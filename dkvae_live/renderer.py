@@ -3,10 +3,10 @@
 Changes are coalesced (latest wins): a burst of 100 latent moves on one pad while a render runs
 costs one more render, not 100. A pad that keeps moving (a knob swept from Max or a MIDI
 controller: a third change in a row, each within SETTLE_SECONDS of the last render) is
-rendered as a draft, one latent alone (its latent at the velocity it was last played at,
-played at every velocity): no variants, a fifth to a fortieth of the work, so the sweep is
-heard sooner and costs the CPU (and JACK's threads beside it) less; once it has been still
-for SETTLE_SECONDS it is rendered in full. A few settings sent together (a patch setting a
+rendered as a draft, one latent alone (its velocity layer nearest the velocity it was last
+played at, played at every velocity): no variants, a fifth to a fortieth of the work, so the
+sweep is heard sooner and costs the CPU (and JACK's threads beside it) less; once it has been
+still for SETTLE_SECONDS it is rendered in full. A few settings sent together (a patch setting a
 pad's timbre) are not a sweep. Any other change is drawn as a draft first too, published (its
 beginning, ONSET_SECONDS, as soon as it is made, then the whole, which a hit on the beginning
 carries on in), and then rendered in full at once: the next hit plays the new latent after
@@ -493,10 +493,11 @@ class RenderWorker:
 
     def _latents(self, pad: Pad, draft: bool) -> list[tuple[float, ...]]:
         """Every latent to render for a pad: variants x velocity layers, variant-major; a
-        draft's is one latent alone: the pad's at the velocity it was last played at, so that a
-        player who keeps that velocity hears the draft of their sound."""
+        draft's is one latent alone: the pad's velocity layer nearest the velocity it was last
+        played at, so that a player who keeps that velocity hears the draft of their sound, and
+        that layer's sound kept starts from the draft's phase (Decoder.render)."""
         if draft:
-            return [pad.velocity_latent(self._velocity[pad.note])]
+            return [pad.layer_latent(self._velocity[pad.note], VELOCITY_LAYERS)]
         base = [pad]
         if pad.variation > 0.0:
             offsets = self._rng.normal(0.0, pad.variation, (VARIANTS, len(pad.latent)))

@@ -90,26 +90,29 @@ class CountingSession:
         return self.session.run(names, feed, *options)
 
 
-@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize(("layers", "played"), [(1, 0), (3, 1), (3, 0)])
 def test_a_sound_kept_starts_from_the_phase_its_draft_played_without_drafting_it_again(
-    model_with_draft: tuple[Path, Path], layers: int
+    model_with_draft: tuple[Path, Path], layers: int, played: int
 ) -> None:
-    """The first sound of a change is a draft; the sound kept of the same latent, rendered
-    next, takes the phase that draft played with instead of running the draft decoder and
-    making its phase again, and sounds as it would have. Drafts of other latents are made."""
+    """The first sound of a change is a draft of one velocity layer (`played` of the first
+    set's `layers`); the sound kept of that latent, rendered next, takes the phase that draft
+    played with instead of running the draft decoder and making its phase again, and sounds as
+    its render alone would; the other layers of its set start from it. Other sets' drafts are
+    made (of their middle layers) as before."""
     model, _ = model_with_draft
     decoder, fresh = Decoder(model), Decoder(model)
     info = decoder.info
     z, classes = draft.draw_latents(info, np.random.default_rng(5), 2 * layers)
-    middles = np.arange(layers // 2, 2 * layers, layers)
-    drafted = middles[:1]  # the first set's middle was drafted, the second's not
     onset = info.sample_rate // 10
-    list(decoder.drafts_onset_first(z[drafted], classes[drafted], onset, floor=1e-4))
+    list(decoder.drafts_onset_first(z[[played]], classes[[played]], onset, floor=1e-4))
     counting = CountingSession(decoder._draft_session)
     decoder._draft_session = counting
     kept = decoder.render(z, classes, floor=1e-4, layers=layers)
     assert counting.latents == [1]  # the second set's middle alone
-    np.testing.assert_allclose(kept, fresh.render(z, classes, floor=1e-4, layers=layers), atol=1e-5)
+    alone = fresh.render(z[[played]], classes[[played]], floor=1e-4)
+    np.testing.assert_allclose(kept[played], alone[0], atol=1e-5)
+    other = fresh.render(z[layers:], classes[layers:], floor=1e-4, layers=layers)
+    np.testing.assert_allclose(kept[layers:], other, atol=1e-5)
 
 
 def test_the_draft_learns_its_decoder(model_with_draft: tuple[Path, Path]) -> None:

@@ -202,12 +202,14 @@ def test_velocity_layers_move_along_the_timbre_direction() -> None:
         (0.5, 1.0),
     ]
     assert replace(pad, timbre_amount=0.0).velocity_latents(5) == [(0.0, 1.0)]
-    # a hit's own latent, where the mixer crossfades the layers: the ends at 1 and 127
-    assert [pad.velocity_latent(v) for v in (1, 64, 127, 0, 200)] == [
+    # the layer nearest a hit, where the mixer crossfades them: the ends at 1 and 127; 110 lies
+    # between the layers at 95.5 and 127, nearer the first
+    assert [pad.layer_latent(v, 5) for v in (1, 64, 110, 127, 0, 200)] == [
         (-0.5, 1.0),
         (0.0, 1.0),
+        (0.25, 1.0),
         (0.5, 1.0),
         (-0.5, 1.0),
         (0.5, 1.0),
     ]
-    assert Pad(36, "kick", (0.0, 1.0)).velocity_latent(127) == (0.0, 1.0)  # no timbre set
+    assert Pad(36, "kick", (0.0, 1.0)).layer_latent(127, 5) == (0.0, 1.0)  # no timbre set
