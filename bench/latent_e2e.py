@@ -153,7 +153,12 @@ class Trials:
     def references(self) -> tuple[float, float]:
         """REFS hits of each latent, each long after its change. (The best similarity of an A
         hit with a B hit, the worst of two hits of one latent): the first must stay below the
-        second for the hits to be told apart (a varying pad plays a new variant each hit)."""
+        second for the hits to be told apart (a varying pad plays a new variant each hit).
+        A hit of each latent comes first and is not kept: a change's draft, and so the phase
+        of its full render, follows the velocity the pad was last played at, which is the
+        trials' from then on."""
+        for which in (0, 1):
+            self.hit(which, 0.6)
         for _ in range(REFS):
             for which in (0, 1):
                 hit, _, tail = self.hit(which, 0.6)
@@ -220,7 +225,9 @@ def inside(daemon: Daemon, count: int) -> tuple[list[float], list[float]]:
 def capturing(daemon: Daemon, per_gap: int) -> Iterator[Capture]:
     """A capture of the daemon's out_1 for one kind's trials: its buffer holds a second for each
     trial (they take about half that), and is let go of afterwards."""
-    capture = Capture(daemon.audio_port_pattern, seconds=30.0 + len(GAPS_MS) * per_gap + 2 * REFS)
+    capture = Capture(
+        daemon.audio_port_pattern, seconds=30.0 + len(GAPS_MS) * per_gap + 2 * (REFS + 1)
+    )
     try:
         capture.wait_until(1)
         yield capture
