@@ -349,7 +349,7 @@ class Decoder:
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         # The phase each draft of the latest `drafts_onset_first` played with, by latent and
         # class, over its frames that sound: the sound kept of the same latent starts from it
-        # without the draft decoder's run and phase again (a third of a plain pad's full render)
+        # without the draft decoder's run and phase again
         self._played: dict[bytes, np.ndarray] = {}
         draft_path = self.path.with_name(contract.DRAFT_FILE)
         if use_draft and draft_path.exists():
@@ -509,9 +509,10 @@ class Decoder:
         info = self.info
         if layers > 1 and not draft and magnitude.shape[0] % layers == 0:
             leads = self._leads(magnitude.shape[0], layers, kept)
-            starts = self._draft_starts(magnitude[leads], floor, *(a[leads] for a in kept or ()))
+            led = None if kept is None else (kept[0][leads], kept[1][leads])
+            starts = self._draft_starts(magnitude[leads], floor, led)
             return self._layered_audio(magnitude, between, floor, leads, starts)
-        starts = self._draft_starts(magnitude, floor, *(kept or ()))
+        starts = self._draft_starts(magnitude, floor, kept)
         iterations = DRAFT_ITERATIONS if draft else self._phase_iterations
         # with `between`, sound by sound: a sound's phase in full is tens of milliseconds
         step = magnitude.shape[0] if between is None else 1
@@ -535,7 +536,7 @@ class Decoder:
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def _draft_starts(
-        self, magnitude: np.ndarray, floor: float, *kept: np.ndarray
+        self, magnitude: np.ndarray, floor: float, kept: tuple[np.ndarray, np.ndarray] | None
     ) -> np.ndarray | None:
         """The phase [batch, frames, bins] that the sounds kept of `magnitude` [batch, frames,
         bins] start from, over the frames that sound above `floor`: the phase of each one's
@@ -544,7 +545,7 @@ class Decoder:
         decoder's magnitudes give a phase of their own, unlike the decoder's). The phase a
         draft of the same latent played with is taken as it is (`_played`); the others' drafts
         are made now."""
-        if self._draft_session is None or not kept:
+        if self._draft_session is None or kept is None:
             return None
         z, classes = kept
         info = self.info
