@@ -1,10 +1,10 @@
 """The engine makes the parts, wires them together and owns their threads.
 
 It makes the mixer, the pads, the render worker (which owns the decoder), the audio output,
-the MIDI and OSC inputs (the OSC address space is osc_api.py), the sweeper, the kit file
-watcher and the job thread for slow requests; it starts and stops them, and holds what they
-share: the kit playing (its file, its controller mappings) and the model's encoder. What
-each thread does and what crosses between them: docs/architecture.md.
+the MIDI and OSC inputs (the OSC address space is osc_api.py), the sweeper (which also looks
+at the kit file once a second) and the job thread for slow requests; it starts and stops
+them, and holds what they share: the kit playing (its file, its controller mappings) and the
+model's encoder. What each thread does and what crosses between them: docs/architecture.md.
 
 A note-on never waits for the model: it only queues an event that the next audio callback
 plays from the sound already rendered for that pad (on JACK the callback reads MIDI and plays
@@ -57,8 +57,6 @@ from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
-KIT_WATCH_SECONDS = 1.0  # a slow poll: one stat() a second costs nothing at rest
-KIT_THREAD = "dkvae-kit"
 JOBS_THREAD = "dkvae-jobs"
 # A thread that wants the GIL (MIDI in, a PortAudio callback, the render worker after a decoder
 # run) waits this long for another to let it go, not Python's 5 ms (sys.setswitchinterval)
@@ -123,8 +121,8 @@ class Engine:
             initializer=name_current_thread,
             initargs=(JOBS_THREAD,),
         )
-        self._watcher = threading.Thread(target=self._watch_kit, name=KIT_THREAD, daemon=True)
-        self._sweeper = Sweeper(self.mixer)
+        # the kit file is looked at once a second, as the sweeper wakes: one stat() costs nothing
+        self._sweeper = Sweeper(self.mixer, also=self._check_kit)
 
     def _initial_kit(self, info: ModelInfo) -> Kit:
         """The kit given, else the shipped default kit if it fits the model, else the GM map."""
@@ -185,7 +183,6 @@ class Engine:
         if self.midi:
             self.midi.start()
         self.osc.start()
-        self._watcher.start()
         self._sweeper.start()
         # last: the inputs are served meanwhile
         self.renderer.start(render_all=True, device_rate=self.samplerate)
@@ -408,19 +405,15 @@ class Engine:
             return None
         return (st.st_mtime_ns, st.st_size) if st else None
 
-    def _watch_kit(self) -> None:
-        """Reload the kit when its file changes on disk: one stat() a second."""
-        name_current_thread(KIT_THREAD)
-        # half a period out of step with the sweeper's once a second: two threads that wake
-        # together wait for the GIL in turn, several wakes each
-        if self._stopping.wait(KIT_WATCH_SECONDS / 2):
+    def _check_kit(self) -> None:
+        """Reload the kit if its file changed on disk (the sweeper calls this once a second)."""
+        if self._stopping.is_set():
             return
-        while not self._stopping.wait(KIT_WATCH_SECONDS):
-            stamp = self._stamp(self.kit_path)
-            if stamp is not None and stamp != self._kit_stamp:
-                self._kit_stamp = stamp
-                log.info("kit file %s changed on disk: reloading", self.kit_path)
-                self.reload_kit()
+        stamp = self._stamp(self.kit_path)
+        if stamp is not None and stamp != self._kit_stamp:
+            self._kit_stamp = stamp
+            log.info("kit file %s changed on disk: reloading", self.kit_path)
+            self.reload_kit()
 
     def load_model(self, path: Path | None) -> Decoder:
         """Swap in another decoder while the old one keeps playing; ModelError if it cannot."""
