@@ -50,7 +50,7 @@ from dkvae_live.renderer import (
     ONSET_SECONDS,
     SETTLE_SECONDS,
     SILENCE,
-    ULTRASONIC_LIMIT_DBFS,
+    ULTRASONIC_LIMIT,
     VELOCITY_LAYERS,
     RenderWorker,
     prepare_sound,
@@ -99,9 +99,8 @@ def full_pad_parts(decoder: Decoder, pad: Pad) -> dict[str, float]:
         latents, classes, floor=SILENCE, layers=len(latents), between=lambda: None
     )
     t3 = time.perf_counter()
-    limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
     for raw in audio:
-        if ultrasonic_rms(raw[None], info.sample_rate)[0] <= limit:
+        if ultrasonic_rms(raw[None], info.sample_rate)[0] <= ULTRASONIC_LIMIT:
             prepare_sound(raw, info.sample_rate, RATE)
     t4 = time.perf_counter()
     parts = {"runs": t1 - t0, "phases": (t3 - t2) - (t1 - t0), "prepare": t4 - t3, "inverses": 0.0}

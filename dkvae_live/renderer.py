@@ -70,6 +70,7 @@ SETTLE_SECONDS = 0.15  # renders of a pad closer than this are quick; the third 
 # a hi-hat as a loud 21.4 kHz tone). The shipped model's cymbals reach -45 dBFS up there.
 ULTRASONIC_HZ = 20_000.0
 ULTRASONIC_LIMIT_DBFS = -30.0
+ULTRASONIC_LIMIT = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)  # as an RMS
 REJECTED_NOT_FINITE = "render.not_finite"
 REJECTED_ULTRASONIC = "render.ultrasonic"
 LATENCIES_KEPT = 256  # the latest changes whose time to a first sound and a full pad is kept
@@ -96,9 +97,8 @@ def ultrasonic_rms(audio: np.ndarray, rate: int) -> np.ndarray:
     floor = (2.0 * np.sin(np.pi * ULTRASONIC_HZ / rate)) ** 6  # |1 - 1/z|^6 at ULTRASONIC_HZ
     third = np.diff(audio, n=3, axis=1)
     bound = np.sqrt(np.einsum("ij,ij->i", third, third, dtype=np.float64) / third.shape[1] / floor)
-    limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
     above = np.fft.rfftfreq(audio.shape[1], 1.0 / rate) >= ULTRASONIC_HZ
-    for row in np.flatnonzero(bound > limit):
+    for row in np.flatnonzero(bound > ULTRASONIC_LIMIT):
         spectrum = np.fft.rfft(audio[row])[above]
         out[row] = np.sqrt(2.0 * np.sum(np.abs(spectrum) ** 2)) / audio.shape[1]
     return out
@@ -640,7 +640,6 @@ class RenderWorker:
         varying pad's 40 take tens of milliseconds, and a pad changed meanwhile plays its
         draft first; a pad of this render drafted so is not published."""
         info = self.decoder.info
-        limit = 10 ** (ULTRASONIC_LIMIT_DBFS / 20)
         published: set[int] = set()
         start = 0
         for pad, pad_latents, draft in group:
@@ -658,7 +657,7 @@ class RenderWorker:
                     between()
                 if not draft and (pad.note in self._drafted_midway or self._overtaken(pad.note)):
                     break
-                if ultrasonic_rms(raw[None], info.sample_rate)[0] > limit:
+                if ultrasonic_rms(raw[None], info.sample_rate)[0] > ULTRASONIC_LIMIT:
                     ultrasonic = True
                     break
                 prepared.append(prepare_sound(raw, info.sample_rate, self.device_rate))
