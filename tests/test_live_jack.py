@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from harness.live import Capture, Daemon, MidiSender, dominant_frequency, without_xrun
 from harness.synth_models import expected_frequency
+from test_latent_change_jack import GAP_S
 
 from dkvae_live.audio import JackOutput
 from dkvae_live.mixer import FADE_SECONDS, Mixer
@@ -121,9 +122,11 @@ def test_all_notes_off_over_jack_midi_stops_the_voices_in_the_cycle_it_arrives(
     assert all(0 < n <= fade for n in lasted), f"rang {lasted} frames on; the fade is {fade}"
 
 
-def test_osc_latent_change_is_heard_on_the_next_hit_5_ms_later(
+def test_osc_latent_change_is_heard_on_the_next_hit_15_ms_later(
     daemon: Daemon, capture: Capture
 ) -> None:
+    """At issue 21's bound for CI (tests/test_latent_change_jack.py's): its 5 ms target is the
+    benchmark's (bench/latent_e2e.py), which this machine misses in its noisy hours."""
     osc = daemon.osc
     latent = [0.0] * 8
     osc.send("/dkvae/pad/latent", 36, *latent)
@@ -134,7 +137,7 @@ def test_osc_latent_change_is_heard_on_the_next_hit_5_ms_later(
 
     def change_then_hit() -> None:
         osc.send("/dkvae/pad/latent", 36, *latent)
-        time.sleep(0.005)
+        time.sleep(GAP_S)
         osc.send("/dkvae/trigger", 36, 127)
 
     after = capture.hit(change_then_hit)
